@@ -1,0 +1,464 @@
+//! The TEXMEX `.fvecs`, `.bvecs` and `.ivecs` formats.
+//!
+//! Each record is an `i32` little-endian dimension `d` followed by `d`
+//! components: `f32` little-endian (`.fvecs`), `u8` (`.bvecs`) or `i32`
+//! little-endian (`.ivecs`). All records of a file share `d`.
+
+use std::path::Path;
+
+use super::{input_error, read_file, write_atomic, Vectors};
+use crate::error::{Error, Result};
+
+/// The component type of a TEXMEX file.
+#[derive(Debug, Clone, Copy)]
+enum Component {
+    F32,
+    U8,
+    I32,
+}
+
+impl Component {
+    fn size(self) -> usize {
+        match self {
+            Component::F32 | Component::I32 => 4,
+            Component::U8 => 1,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Component::F32 => "4-byte f32",
+            Component::U8 => "1-byte u8",
+            Component::I32 => "4-byte i32",
+        }
+    }
+}
+
+/// The validated framing of a TEXMEX file.
+struct Layout {
+    dim: usize,
+    rows: usize,
+    /// Bytes per record, header included.
+    record: usize,
+}
+
+fn le4(bytes: &[u8], at: usize) -> [u8; 4] {
+    [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]
+}
+
+/// Checks every record header and the file length without allocating.
+fn frame(bytes: &[u8], name: &Path, component: Component) -> Result<Layout> {
+    if bytes.is_empty() {
+        return Err(input_error(name, "no vectors: the file is empty"));
+    }
+    if bytes.len() < 4 {
+        return Err(input_error(
+            name,
+            format!(
+                "truncated: the file is {} bytes, shorter than the 4-byte dimension of record 0",
+                bytes.len()
+            ),
+        ));
+    }
+    let first = i32::from_le_bytes(le4(bytes, 0));
+    if first < 1 {
+        return Err(input_error(
+            name,
+            format!(
+                "record 0 at byte offset 0 has dimension {first}; the dimension must be at least 1"
+            ),
+        ));
+    }
+    let dim = first as usize;
+    let record = dim
+        .checked_mul(component.size())
+        .and_then(|b| b.checked_add(4))
+        .ok_or_else(|| {
+            input_error(
+                name,
+                format!("record 0 has dimension {dim}, too large for this platform"),
+            )
+        })?;
+
+    let mut offset = 0;
+    let mut index = 0;
+    while offset < bytes.len() {
+        let remaining = bytes.len() - offset;
+        if remaining < 4 {
+            return Err(input_error(
+                name,
+                format!(
+                    "truncated: record {index} at byte offset {offset} has only {remaining} \
+                     bytes, fewer than its 4-byte dimension"
+                ),
+            ));
+        }
+        let d = i32::from_le_bytes(le4(bytes, offset));
+        if d != first {
+            return Err(input_error(
+                name,
+                format!(
+                    "record {index} at byte offset {offset} has dimension {d}, but record 0 \
+                     has dimension {dim}; all vectors must have the same dimension"
+                ),
+            ));
+        }
+        if remaining < record {
+            return Err(input_error(
+                name,
+                format!(
+                    "truncated: record {index} at byte offset {offset} needs {record} bytes \
+                     (4-byte dimension + {dim} {} components) but only {remaining} remain",
+                    component.describe()
+                ),
+            ));
+        }
+        offset += record;
+        index += 1;
+    }
+    Ok(Layout {
+        dim,
+        rows: index,
+        record,
+    })
+}
+
+/// Parses `.fvecs` bytes; `name` is the path reported in errors.
+///
+/// Component values are not checked (NaN and infinities are returned as is).
+pub fn parse_fvecs(bytes: &[u8], name: &Path) -> Result<Vectors> {
+    let layout = frame(bytes, name, Component::F32)?;
+    let mut data = Vec::with_capacity(layout.rows * layout.dim);
+    for record in bytes.chunks_exact(layout.record) {
+        data.extend(
+            record[4..]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+    }
+    Ok(Vectors {
+        dim: layout.dim,
+        data,
+    })
+}
+
+/// Parses `.bvecs` bytes, converting each `u8` component to `f32`; `name` is
+/// the path reported in errors.
+pub fn parse_bvecs(bytes: &[u8], name: &Path) -> Result<Vectors> {
+    let layout = frame(bytes, name, Component::U8)?;
+    let mut data = Vec::with_capacity(layout.rows * layout.dim);
+    for record in bytes.chunks_exact(layout.record) {
+        data.extend(record[4..].iter().map(|&b| f32::from(b)));
+    }
+    Ok(Vectors {
+        dim: layout.dim,
+        data,
+    })
+}
+
+/// Parses `.ivecs` bytes (ground truth): one row of ids per record, all rows
+/// of the same length (at least 1). A negative id is an error. `name` is the
+/// path reported in errors.
+pub fn parse_ivecs(bytes: &[u8], name: &Path) -> Result<Vec<Vec<u32>>> {
+    let layout = frame(bytes, name, Component::I32)?;
+    let mut rows = Vec::with_capacity(layout.rows);
+    for (index, record) in bytes.chunks_exact(layout.record).enumerate() {
+        let mut row = Vec::with_capacity(layout.dim);
+        for (position, c) in record[4..].chunks_exact(4).enumerate() {
+            let id = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let id = u32::try_from(id).map_err(|_| {
+                input_error(
+                    name,
+                    format!(
+                        "record {index} at byte offset {} holds negative id {id} at position \
+                         {position}; ids must be non-negative",
+                        index * layout.record
+                    ),
+                )
+            })?;
+            row.push(id);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Reads a `.fvecs` file.
+pub fn read_fvecs(path: &Path) -> Result<Vectors> {
+    parse_fvecs(&read_file(path)?, path)
+}
+
+/// Reads a `.bvecs` file, converting each `u8` component to `f32`.
+pub fn read_bvecs(path: &Path) -> Result<Vectors> {
+    parse_bvecs(&read_file(path)?, path)
+}
+
+/// Reads a `.ivecs` file (ground truth): rows of ids, each prefixed by its
+/// length; all rows must have the same length and no id may be negative.
+pub fn read_ivecs(path: &Path) -> Result<Vec<Vec<u32>>> {
+    parse_ivecs(&read_file(path)?, path)
+}
+
+/// Checks that a row length fits the `i32` dimension field.
+fn dim_field(len: usize, name: &'static str) -> Result<[u8; 4]> {
+    i32::try_from(len)
+        .map(i32::to_le_bytes)
+        .map_err(|_| Error::InvalidParameter {
+            name,
+            reason: format!("length {len} does not fit the i32 dimension field"),
+        })
+}
+
+/// Writes `v` as a `.fvecs` file, atomically (temporary file, then rename).
+///
+/// `v.dim` must be at least 1 and `v.data.len()` a multiple of it; zero rows
+/// give an empty file (which the readers reject as holding no vectors).
+pub fn write_fvecs(path: &Path, v: &Vectors) -> Result<()> {
+    if v.dim == 0 {
+        return Err(Error::InvalidParameter {
+            name: "dim",
+            reason: "must be at least 1".to_string(),
+        });
+    }
+    if v.data.len() % v.dim != 0 {
+        return Err(Error::InvalidParameter {
+            name: "data",
+            reason: format!("length {} is not a multiple of dim {}", v.data.len(), v.dim),
+        });
+    }
+    let header = dim_field(v.dim, "dim")?;
+    write_atomic(path, |w| {
+        for row in v.rows() {
+            w.write_all(&header)?;
+            for x in row {
+                w.write_all(&x.to_le_bytes())?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Writes rows of ids as a `.ivecs` file, atomically (temporary file, then
+/// rename).
+///
+/// Rows may differ in length here, but [`read_ivecs`] only accepts files
+/// whose rows all have the same non-zero length. Every id must be at most
+/// `i32::MAX`.
+pub fn write_ivecs(path: &Path, rows: &[Vec<u32>]) -> Result<()> {
+    for (i, row) in rows.iter().enumerate() {
+        dim_field(row.len(), "rows")?;
+        if let Some(&id) = row.iter().find(|&&id| i32::try_from(id).is_err()) {
+            return Err(Error::InvalidParameter {
+                name: "rows",
+                reason: format!(
+                    "row {i} holds id {id}, which does not fit the signed 32-bit .ivecs format \
+                     (at most {})",
+                    i32::MAX
+                ),
+            });
+        }
+    }
+    write_atomic(path, |w| {
+        for row in rows {
+            w.write_all(&(row.len() as i32).to_le_bytes())?;
+            for &id in row {
+                w.write_all(&id.to_le_bytes())?;
+            }
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name() -> &'static Path {
+        Path::new("test.fvecs")
+    }
+
+    fn fvecs_bytes(rows: &[&[f32]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend((row.len() as i32).to_le_bytes());
+            for x in *row {
+                out.extend(x.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    fn reason(err: Error) -> String {
+        match err {
+            Error::InputFormat { reason, .. } => reason,
+            other => panic!("expected InputFormat, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_fvecs() {
+        let bytes = fvecs_bytes(&[&[1.0, -2.5], &[0.0, 7.0]]);
+        let v = parse_fvecs(&bytes, name()).unwrap();
+        assert_eq!(v.dim, 2);
+        assert_eq!(v.data, vec![1.0, -2.5, 0.0, 7.0]);
+    }
+
+    #[test]
+    fn fvecs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("v.fvecs");
+        let v = Vectors {
+            dim: 3,
+            data: vec![1.0, f32::MIN_POSITIVE, -0.0, 3.5, f32::MAX, 1e-30],
+        };
+        write_fvecs(&p, &v).unwrap();
+        let back = read_fvecs(&p).unwrap();
+        assert_eq!(back.dim, 3);
+        let bits = |v: &Vectors| v.data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&v));
+    }
+
+    #[test]
+    fn bvecs_converts_to_f32() {
+        let bytes = [3, 0, 0, 0, 0, 128, 255, 3, 0, 0, 0, 1, 2, 3];
+        let v = parse_bvecs(&bytes, Path::new("b.bvecs")).unwrap();
+        assert_eq!(v.dim, 3);
+        assert_eq!(v.data, vec![0.0, 128.0, 255.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn empty_file_has_no_vectors() {
+        for parse in [parse_fvecs, parse_bvecs] {
+            assert!(reason(parse(&[], name()).unwrap_err()).contains("no vectors"));
+        }
+        assert!(reason(parse_ivecs(&[], name()).unwrap_err()).contains("no vectors"));
+    }
+
+    #[test]
+    fn truncated_files_are_rejected() {
+        let bytes = fvecs_bytes(&[&[1.0, 2.0], &[3.0, 4.0]]);
+        // Every proper prefix except the record boundary is an error.
+        for cut in (1..bytes.len()).filter(|&c| c != 12) {
+            let r = reason(parse_fvecs(&bytes[..cut], name()).unwrap_err());
+            assert!(r.contains("truncated"), "cut {cut}: {r}");
+        }
+        let r = reason(parse_fvecs(&bytes[..20], name()).unwrap_err());
+        assert!(r.contains("record 1 at byte offset 12"), "{r}");
+        assert_eq!(parse_fvecs(&bytes[..12], name()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn wrong_dimension_mid_file() {
+        let bytes = fvecs_bytes(&[&[1.0, 2.0], &[3.0, 4.0], &[5.0], &[6.0, 7.0]]);
+        let r = reason(parse_fvecs(&bytes, name()).unwrap_err());
+        assert!(
+            r.contains("record 2 at byte offset 24 has dimension 1"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn non_positive_dimension() {
+        for d in [0i32, -1, i32::MIN] {
+            let r = reason(parse_fvecs(&d.to_le_bytes(), name()).unwrap_err());
+            assert!(r.contains("at least 1"), "{r}");
+        }
+    }
+
+    #[test]
+    fn huge_dimension_in_tiny_file_does_not_allocate() {
+        let mut bytes = i32::MAX.to_le_bytes().to_vec();
+        bytes.extend([0; 8]);
+        for parse in [parse_fvecs, parse_bvecs] {
+            let r = reason(parse(&bytes, name()).unwrap_err());
+            assert!(r.contains("truncated"), "{r}");
+        }
+        assert!(parse_ivecs(&bytes, name()).is_err());
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A small deterministic pseudo-random sweep of short inputs.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for len in 0..64 {
+            for _ in 0..64 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state % 4) as u8 // small values make valid headers likely
+                    })
+                    .collect();
+                let _ = parse_fvecs(&bytes, name());
+                let _ = parse_bvecs(&bytes, name());
+                let _ = parse_ivecs(&bytes, name());
+            }
+        }
+    }
+
+    #[test]
+    fn ivecs_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("gt.ivecs");
+        let rows = vec![vec![0, 5, i32::MAX as u32], vec![9, 8, 7]];
+        write_ivecs(&p, &rows).unwrap();
+        assert_eq!(read_ivecs(&p).unwrap(), rows);
+    }
+
+    #[test]
+    fn ivecs_ragged_rows_write_but_do_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ragged.ivecs");
+        write_ivecs(&p, &[vec![1, 2], vec![3]]).unwrap();
+        let r = reason(read_ivecs(&p).unwrap_err());
+        assert!(
+            r.contains("record 1 at byte offset 12 has dimension 1"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn ivecs_negative_id() {
+        let mut bytes = Vec::new();
+        for row in [[1i32, 2], [3, -4]] {
+            bytes.extend(2i32.to_le_bytes());
+            for id in row {
+                bytes.extend(id.to_le_bytes());
+            }
+        }
+        let r = reason(parse_ivecs(&bytes, name()).unwrap_err());
+        assert!(
+            r.contains("record 1 at byte offset 12 holds negative id -4 at position 1"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn writers_reject_bad_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.ivecs");
+        let too_big = vec![vec![1u32 << 31]];
+        assert!(matches!(
+            write_ivecs(&p, &too_big),
+            Err(Error::InvalidParameter { .. })
+        ));
+        let bad = Vectors {
+            dim: 2,
+            data: vec![1.0; 3],
+        };
+        assert!(matches!(
+            write_fvecs(&p, &bad),
+            Err(Error::InvalidParameter { .. })
+        ));
+        let zero = Vectors {
+            dim: 0,
+            data: vec![],
+        };
+        assert!(matches!(
+            write_fvecs(&p, &zero),
+            Err(Error::InvalidParameter { .. })
+        ));
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,162 @@
+//! Distance kernels, chosen once per process by CPU feature detection.
+//!
+//! Every kernel works on slices whose length is a multiple of [`LANES`]
+//! (vectors and codes are stored zero-padded to that length, see
+//! `format-spec/graph-file.md`), and every backend accumulates in the same
+//! 64 virtual lanes with fused multiply-add and reduces them in the same
+//! order, so the SIMD kernels return **bit-identical** results to the
+//! portable scalar reference in [`scalar`]. Tests check that equality.
+
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
+
+/// Vectors and codes are padded with zeros to a multiple of this many components.
+pub const LANES: usize = 16;
+
+/// Rounds a dimension up to the padded length used in files and kernels.
+pub fn padded_dim(dim: usize) -> usize {
+    dim.div_ceil(LANES) * LANES
+}
+
+/// A kernel over two f32 slices of equal, padded length.
+pub type F32Kernel = fn(&[f32], &[f32]) -> f32;
+/// A kernel over an f32 query and u8 codes of equal, padded length.
+pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
+
+/// The set of kernels used for one process.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    /// Name of the backend (`"avx512"`, `"avx2"`, `"scalar"`).
+    pub name: &'static str,
+    /// Inner product of two f32 vectors.
+    pub dot: F32Kernel,
+    /// Squared Euclidean distance of two f32 vectors.
+    pub l2: F32Kernel,
+    /// Inner product of an f32 vector with u8 codes.
+    pub dot_u8: U8Kernel,
+}
+
+impl Kernels {
+    /// The portable scalar kernels (the reference every backend must equal).
+    pub const SCALAR: Kernels = Kernels {
+        name: "scalar",
+        dot: scalar::dot,
+        l2: scalar::l2,
+        dot_u8: scalar::dot_u8,
+    };
+
+    /// The fastest kernels this CPU supports, detected once and cached.
+    pub fn detect() -> &'static Kernels {
+        static CHOSEN: OnceLock<Kernels> = OnceLock::new();
+        CHOSEN.get_or_init(|| {
+            if std::env::var_os("STRATA_FORCE_SCALAR").is_some() {
+                return Kernels::SCALAR;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let Some(k) = x86::best() {
+                return k;
+            }
+            Kernels::SCALAR
+        })
+    }
+
+    /// Every backend available on this CPU (the scalar one first), for tests and benches.
+    pub fn available() -> Vec<Kernels> {
+        #[allow(unused_mut)]
+        let mut all = vec![Kernels::SCALAR];
+        #[cfg(target_arch = "x86_64")]
+        all.extend(x86::all());
+        all
+    }
+}
+
+/// Sums 64 lane accumulators in the fixed order all backends use:
+/// groups of 16 as `(g0 + g1) + (g2 + g3)`, then halves 8, 4, 2, 1.
+#[inline]
+pub(crate) fn reduce64(acc: &[f32; 64]) -> f32 {
+    let mut s = [0f32; 16];
+    for j in 0..16 {
+        s[j] = (acc[j] + acc[16 + j]) + (acc[32 + j] + acc[48 + j]);
+    }
+    let mut width = 8;
+    while width > 0 {
+        for j in 0..width {
+            s[j] += s[j + width];
+        }
+        width /= 2;
+    }
+    s[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random_vec(rng: &mut impl Rng, len: usize) -> Vec<f32> {
+        (0..len).map(|_| rng.gen_range(-2.0f32..2.0)).collect()
+    }
+
+    #[test]
+    fn every_backend_is_bit_identical_to_scalar() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let backends = Kernels::available();
+        for len in [16, 32, 48, 64, 80, 128, 384, 400, 1024] {
+            for _ in 0..50 {
+                let a = random_vec(&mut rng, len);
+                let b = random_vec(&mut rng, len);
+                let c: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                let want = (
+                    scalar::dot(&a, &b),
+                    scalar::l2(&a, &b),
+                    scalar::dot_u8(&a, &c),
+                );
+                for k in &backends {
+                    let got = ((k.dot)(&a, &b), (k.l2)(&a, &b), (k.dot_u8)(&a, &c));
+                    assert_eq!(
+                        want.0.to_bits(),
+                        got.0.to_bits(),
+                        "{} dot len {len}",
+                        k.name
+                    );
+                    assert_eq!(want.1.to_bits(), got.1.to_bits(), "{} l2 len {len}", k.name);
+                    assert_eq!(
+                        want.2.to_bits(),
+                        got.2.to_bits(),
+                        "{} dot_u8 len {len}",
+                        k.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_kernels_are_close_to_f64_sums() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let a = random_vec(&mut rng, 384);
+        let b = random_vec(&mut rng, 384);
+        let c: Vec<u8> = (0..384).map(|_| rng.gen()).collect();
+        let dot: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let l2: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum();
+        let du: f64 = a.iter().zip(&c).map(|(x, y)| *x as f64 * *y as f64).sum();
+        assert!((scalar::dot(&a, &b) as f64 - dot).abs() < 1e-3);
+        assert!((scalar::l2(&a, &b) as f64 - l2).abs() < 1e-2);
+        assert!((scalar::dot_u8(&a, &c) as f64 - du).abs() < 1e-1);
+    }
+
+    #[test]
+    fn padded_dim_rounds_up_to_lanes() {
+        assert_eq!(padded_dim(1), 16);
+        assert_eq!(padded_dim(16), 16);
+        assert_eq!(padded_dim(17), 32);
+        assert_eq!(padded_dim(384), 384);
+    }
+}

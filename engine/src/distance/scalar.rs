@@ -1,0 +1,35 @@
+//! Portable reference kernels.
+//!
+//! Element `i` accumulates into lane `i % 64` with a fused multiply-add, and
+//! the lanes are summed by [`reduce64`](super::reduce64): exactly the order the
+//! SIMD backends use, so their results are bit-identical to these.
+
+use super::reduce64;
+
+/// Inner product of two equal-length slices.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 64];
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        acc[i & 63] = x.mul_add(*y, acc[i & 63]);
+    }
+    reduce64(&acc)
+}
+
+/// Squared Euclidean distance of two equal-length slices.
+pub fn l2(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 64];
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        let d = x - y;
+        acc[i & 63] = d.mul_add(d, acc[i & 63]);
+    }
+    reduce64(&acc)
+}
+
+/// Inner product of an f32 slice with u8 codes (each code taken as its integer value).
+pub fn dot_u8(a: &[f32], c: &[u8]) -> f32 {
+    let mut acc = [0f32; 64];
+    for (i, (x, y)) in a.iter().zip(c).enumerate() {
+        acc[i & 63] = x.mul_add(*y as f32, acc[i & 63]);
+    }
+    reduce64(&acc)
+}

@@ -1,0 +1,214 @@
+//! AVX-512F and AVX2+FMA kernels for x86-64.
+//!
+//! Both emulate the scalar reference's 64 lanes (AVX-512: four 16-wide
+//! registers; AVX2: eight 8-wide registers) and its reduction order, so they
+//! are bit-identical to [`super::scalar`].
+//!
+//! Safety, for the whole file: every kernel here is a `#[target_feature]`
+//! function; the only way to reach one is through the `Kernels` values built
+//! by [`best`] and [`all`], which check the required features with
+//! `is_x86_feature_detected!` first. Loads read `LANES` elements at offsets
+//! `i` with `i + 16 <= n`, where `n` is the shorter slice length rounded down
+//! to a multiple of 16, so every load is in bounds.
+
+use super::Kernels;
+use std::arch::x86_64::*;
+
+/// The fastest backend this CPU supports, if any beats the scalar one.
+pub(super) fn best() -> Option<Kernels> {
+    all().into_iter().next()
+}
+
+/// Every x86 backend this CPU supports, fastest first.
+pub(super) fn all() -> Vec<Kernels> {
+    let mut v = Vec::new();
+    if is_x86_feature_detected!("avx512f") {
+        v.push(Kernels {
+            name: "avx512",
+            dot: dot_avx512_safe,
+            l2: l2_avx512_safe,
+            dot_u8: dot_u8_avx512_safe,
+        });
+    }
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        v.push(Kernels {
+            name: "avx2",
+            dot: dot_avx2_safe,
+            l2: l2_avx2_safe,
+            dot_u8: dot_u8_avx2_safe,
+        });
+    }
+    v
+}
+
+macro_rules! safe_wrapper {
+    ($safe:ident, $inner:ident, $b:ty, $feat:literal) => {
+        fn $safe(a: &[f32], b: &[$b]) -> f32 {
+            // SAFETY: this wrapper is only stored in a `Kernels` value by
+            // `all()`, after `is_x86_feature_detected!` confirmed $feat.
+            unsafe { $inner(a, b) }
+        }
+    };
+}
+
+safe_wrapper!(dot_avx512_safe, dot_avx512, f32, "avx512f");
+safe_wrapper!(l2_avx512_safe, l2_avx512, f32, "avx512f");
+safe_wrapper!(dot_u8_avx512_safe, dot_u8_avx512, u8, "avx512f");
+safe_wrapper!(dot_avx2_safe, dot_avx2, f32, "avx2,fma");
+safe_wrapper!(l2_avx2_safe, l2_avx2, f32, "avx2,fma");
+safe_wrapper!(dot_u8_avx2_safe, dot_u8_avx2, u8, "avx2,fma");
+
+#[inline]
+fn full_len(a: usize, b: usize) -> usize {
+    a.min(b) / 16 * 16
+}
+
+// ---------------------------------------------------------------- AVX-512
+
+#[target_feature(enable = "avx512f")]
+fn reduce_avx512(a0: __m512, a1: __m512, a2: __m512, a3: __m512) -> f32 {
+    let s = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+    let lo = _mm512_castps512_ps256(s);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(s)));
+    let r8 = _mm256_add_ps(lo, hi);
+    let r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps::<1>(r8));
+    let r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
+    let r1 = _mm_add_ss(r2, _mm_shuffle_ps::<1>(r2, r2));
+    _mm_cvtss_f32(r1)
+}
+
+/// Loads 16 f32 at `p[i..i + 16]`.
+#[target_feature(enable = "avx512f")]
+unsafe fn ld16(p: &[f32], i: usize) -> __m512 {
+    debug_assert!(i + 16 <= p.len());
+    // SAFETY: callers pass `i + 16 <= p.len()` (see the file's safety note).
+    unsafe { _mm512_loadu_ps(p.as_ptr().add(i)) }
+}
+
+/// Loads 16 u8 codes at `p[i..i + 16]` widened to f32.
+#[target_feature(enable = "avx512f")]
+unsafe fn ld16_u8(p: &[u8], i: usize) -> __m512 {
+    debug_assert!(i + 16 <= p.len());
+    // SAFETY: callers pass `i + 16 <= p.len()`; the load is unaligned-tolerant.
+    let bytes = unsafe { _mm_loadu_si128(p.as_ptr().add(i) as *const __m128i) };
+    _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes))
+}
+
+macro_rules! avx512_kernel {
+    ($name:ident, $b:ty, $load_b:ident, |$x:ident, $y:ident, $acc:ident| $step:expr) => {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $name(a: &[f32], b: &[$b]) -> f32 {
+            let n = full_len(a.len(), b.len());
+            let z = _mm512_setzero_ps();
+            let (mut c0, mut c1, mut c2, mut c3) = (z, z, z, z);
+            let mut i = 0;
+            // SAFETY (all loads below): i + 16 <= n <= a.len(), b.len().
+            unsafe {
+                while i + 64 <= n {
+                    let ($x, $y, $acc) = (ld16(a, i), $load_b(b, i), c0);
+                    c0 = $step;
+                    let ($x, $y, $acc) = (ld16(a, i + 16), $load_b(b, i + 16), c1);
+                    c1 = $step;
+                    let ($x, $y, $acc) = (ld16(a, i + 32), $load_b(b, i + 32), c2);
+                    c2 = $step;
+                    let ($x, $y, $acc) = (ld16(a, i + 48), $load_b(b, i + 48), c3);
+                    c3 = $step;
+                    i += 64;
+                }
+                if i + 16 <= n {
+                    let ($x, $y, $acc) = (ld16(a, i), $load_b(b, i), c0);
+                    c0 = $step;
+                }
+                if i + 32 <= n {
+                    let ($x, $y, $acc) = (ld16(a, i + 16), $load_b(b, i + 16), c1);
+                    c1 = $step;
+                }
+                if i + 48 <= n {
+                    let ($x, $y, $acc) = (ld16(a, i + 32), $load_b(b, i + 32), c2);
+                    c2 = $step;
+                }
+            }
+            reduce_avx512(c0, c1, c2, c3)
+        }
+    };
+}
+
+avx512_kernel!(dot_avx512, f32, ld16, |x, y, acc| _mm512_fmadd_ps(
+    x, y, acc
+));
+avx512_kernel!(l2_avx512, f32, ld16, |x, y, acc| {
+    let d = _mm512_sub_ps(x, y);
+    _mm512_fmadd_ps(d, d, acc)
+});
+avx512_kernel!(dot_u8_avx512, u8, ld16_u8, |x, y, acc| _mm512_fmadd_ps(
+    x, y, acc
+));
+
+// ---------------------------------------------------------------- AVX2
+
+/// Loads 8 f32 at `p[i..i + 8]`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn ld8(p: &[f32], i: usize) -> __m256 {
+    debug_assert!(i + 8 <= p.len());
+    // SAFETY: callers pass `i + 8 <= p.len()`.
+    unsafe { _mm256_loadu_ps(p.as_ptr().add(i)) }
+}
+
+/// Loads 8 u8 codes at `p[i..i + 8]` widened to f32.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn ld8_u8(p: &[u8], i: usize) -> __m256 {
+    debug_assert!(i + 8 <= p.len());
+    // SAFETY: callers pass `i + 8 <= p.len()`; `_mm_loadl_epi64` reads 8 bytes.
+    let bytes = unsafe { _mm_loadl_epi64(p.as_ptr().add(i) as *const __m128i) };
+    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes))
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn reduce_avx2(r: [__m256; 8]) -> f32 {
+    // Lane group g of 16 is (r[2g], r[2g + 1]); sum groups as (g0 + g1) + (g2 + g3).
+    let lo = _mm256_add_ps(_mm256_add_ps(r[0], r[2]), _mm256_add_ps(r[4], r[6]));
+    let hi = _mm256_add_ps(_mm256_add_ps(r[1], r[3]), _mm256_add_ps(r[5], r[7]));
+    let r8 = _mm256_add_ps(lo, hi);
+    let r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps::<1>(r8));
+    let r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
+    let r1 = _mm_add_ss(r2, _mm_shuffle_ps::<1>(r2, r2));
+    _mm_cvtss_f32(r1)
+}
+
+macro_rules! avx2_kernel {
+    ($name:ident, $b:ty, $load_b:ident, |$x:ident, $y:ident, $acc:ident| $step:expr) => {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $name(a: &[f32], b: &[$b]) -> f32 {
+            let n = full_len(a.len(), b.len());
+            let mut r = [_mm256_setzero_ps(); 8];
+            let mut i = 0;
+            // SAFETY (all loads below): i + 8 <= n <= a.len(), b.len().
+            unsafe {
+                while i + 64 <= n {
+                    for j in 0..8 {
+                        let ($x, $y, $acc) = (ld8(a, i + 8 * j), $load_b(b, i + 8 * j), r[j]);
+                        r[j] = $step;
+                    }
+                    i += 64;
+                }
+                let mut j = 0;
+                while i + 8 <= n {
+                    let ($x, $y, $acc) = (ld8(a, i), $load_b(b, i), r[j]);
+                    r[j] = $step;
+                    i += 8;
+                    j += 1;
+                }
+            }
+            reduce_avx2(r)
+        }
+    };
+}
+
+avx2_kernel!(dot_avx2, f32, ld8, |x, y, acc| _mm256_fmadd_ps(x, y, acc));
+avx2_kernel!(l2_avx2, f32, ld8, |x, y, acc| {
+    let d = _mm256_sub_ps(x, y);
+    _mm256_fmadd_ps(d, d, acc)
+});
+avx2_kernel!(dot_u8_avx2, u8, ld8_u8, |x, y, acc| _mm256_fmadd_ps(
+    x, y, acc
+));

@@ -1,0 +1,148 @@
+//! The manifest: a 48-byte file naming the current generation of an index
+//! directory, replaced atomically (temp file, fsync, rename, fsync of the
+//! directory). Layout and crash analysis: `format-spec/manifest.md`.
+
+use super::{rd_u128, rd_u32, rd_u64, wr_u128, wr_u32, wr_u64};
+use super::{FORMAT_VERSION, MANIFEST_MAGIC, OLDEST_SUPPORTED_VERSION};
+use crate::error::{Error, FileKind, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The manifest's file name inside an index directory.
+pub const MANIFEST_NAME: &str = "MANIFEST";
+const LEN: usize = 48;
+const OFF_CRC: usize = 40;
+
+/// What the manifest says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Manifest {
+    pub generation: u64,
+    pub build_id: u128,
+}
+
+impl Manifest {
+    pub(crate) fn graph_name(&self) -> String {
+        format!("g{:08}.graph", self.generation)
+    }
+    pub(crate) fn vectors_name(&self) -> String {
+        format!("g{:08}.vectors", self.generation)
+    }
+
+    pub(crate) fn encode(&self) -> [u8; LEN] {
+        let mut b = [0u8; LEN];
+        b[..8].copy_from_slice(&MANIFEST_MAGIC);
+        wr_u32(&mut b, 8, FORMAT_VERSION);
+        wr_u32(&mut b, 12, 0);
+        wr_u64(&mut b, 16, self.generation);
+        wr_u128(&mut b, 24, self.build_id);
+        let crc = crc32fast::hash(&b[..OFF_CRC]);
+        wr_u32(&mut b, OFF_CRC, crc);
+        b
+    }
+
+    pub(crate) fn decode(b: &[u8]) -> Result<Manifest> {
+        let f = FileKind::Manifest;
+        if b.len() != LEN {
+            return Err(Error::corrupt(f, "length", LEN, b.len()));
+        }
+        let magic: [u8; 8] = b[..8].try_into().expect("8 bytes");
+        if magic != MANIFEST_MAGIC {
+            return Err(Error::BadMagic {
+                file: f,
+                found: magic,
+            });
+        }
+        let version = rd_u32(b, 8);
+        if !(OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION).contains(&version) {
+            return Err(Error::UnsupportedVersion {
+                file: f,
+                found: version,
+                oldest: OLDEST_SUPPORTED_VERSION,
+                newest: FORMAT_VERSION,
+            });
+        }
+        let (stored, computed) = (rd_u32(b, OFF_CRC), crc32fast::hash(&b[..OFF_CRC]));
+        if stored != computed {
+            return Err(Error::ChecksumMismatch {
+                file: f,
+                what: "manifest".into(),
+                stored,
+                computed,
+            });
+        }
+        if rd_u32(b, 12) != 0 {
+            return Err(Error::corrupt(f, "flags", 0, rd_u32(b, 12)));
+        }
+        Ok(Manifest {
+            generation: rd_u64(b, 16),
+            build_id: rd_u128(b, 24),
+        })
+    }
+
+    /// Reads the manifest of `dir`; `Ok(None)` if there is none.
+    pub(crate) fn read(dir: &Path) -> Result<Option<Manifest>> {
+        let path = dir.join(MANIFEST_NAME);
+        match fs::read(&path) {
+            Ok(b) => Manifest::decode(&b).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+}
+
+/// Writes `bytes` to `dir/name` crash-safely: a temporary name in the same
+/// directory, fsync, then rename over the final name.
+pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let fin = dir.join(name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
+    Ok(fin)
+}
+
+/// Fsyncs a directory so renames inside it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))?;
+    Ok(())
+}
+
+/// Publishes a new generation in `dir`: both data files first, then the
+/// manifest that names them; older generations' files are removed after.
+/// A crash at any point leaves either the old or the new generation current.
+pub(crate) fn publish(
+    dir: &Path,
+    build_id: u128,
+    graph: &[u8],
+    vectors: &[u8],
+) -> Result<Manifest> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let old = Manifest::read(dir)?;
+    let m = Manifest {
+        generation: old.map_or(1, |o| o.generation + 1),
+        build_id,
+    };
+    write_atomic(dir, &m.graph_name(), graph)?;
+    write_atomic(dir, &m.vectors_name(), vectors)?;
+    sync_dir(dir)?;
+    write_atomic(dir, MANIFEST_NAME, &m.encode())?;
+    sync_dir(dir)?;
+    if let Some(o) = old {
+        // Readers that still map the old files keep their pages (unlinked
+        // files stay alive while mapped); failure to remove is harmless.
+        let _ = fs::remove_file(dir.join(o.graph_name()));
+        let _ = fs::remove_file(dir.join(o.vectors_name()));
+    }
+    Ok(m)
+}

@@ -1,0 +1,62 @@
+//! The on-disk format, version 1: the only module that knows byte offsets.
+//!
+//! `format-spec/` is the source of truth; the names here match its tables.
+//! Parsing works on plain byte slices (no filesystem), so fuzz targets can
+//! feed it arbitrary bytes.
+
+pub(crate) mod bytes;
+pub(crate) mod graph_header;
+pub(crate) mod layout;
+pub(crate) mod manifest;
+pub(crate) mod sections;
+pub(crate) mod vectors_header;
+pub(crate) mod writer;
+
+/// Every section starts at a multiple of this many bytes (the page size), so
+/// it can be cast in place and given its own `madvise`.
+pub const PAGE: usize = 4096;
+
+/// Magic bytes at offset 0 of a graph file.
+pub const GRAPH_MAGIC: [u8; 8] = *b"STRATAGF";
+/// Magic bytes at offset 0 of a vectors file.
+pub const VECTORS_MAGIC: [u8; 8] = *b"STRATAVF";
+/// Magic bytes at offset 0 of a manifest.
+pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATAMF";
+
+/// The format version this build writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// The oldest format version this build reads.
+pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
+
+/// Element type code for float32 components (the only one in version 1).
+pub const ELEMENT_F32: u32 = 0;
+
+/// Largest dimension accepted (bounds per-query buffers).
+pub const MAX_DIM: u32 = 65_536;
+/// Largest `m` accepted (bounds per-node link blocks).
+pub const MAX_M: u32 = 2048;
+
+pub(crate) fn rd_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+pub(crate) fn rd_u64(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+pub(crate) fn rd_u128(b: &[u8], off: usize) -> u128 {
+    u128::from_le_bytes(b[off..off + 16].try_into().expect("16 bytes"))
+}
+pub(crate) fn wr_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn wr_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_le_bytes());
+}
+pub(crate) fn wr_u128(b: &mut [u8], off: usize, v: u128) {
+    b[off..off + 16].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Rounds `x` up to the next multiple of [`PAGE`], or `None` on overflow.
+pub(crate) fn page_align(x: u64) -> Option<u64> {
+    x.checked_add(PAGE as u64 - 1)
+        .map(|v| v / PAGE as u64 * PAGE as u64)
+}

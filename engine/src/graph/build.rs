@@ -1,0 +1,285 @@
+//! Parallel HNSW construction (Malkov & Yashunin) in RAM.
+//!
+//! Links live in flat arrays of atomics, one fixed-stride block
+//! `[count, id × cap]` per node and level. A writer holds the node's mutex
+//! and publishes the count last with `Release`; readers load the count with
+//! `Acquire` and never lock, as in hnswlib's optimistic reads. Every stored id
+//! is a valid node, so a reader that races a writer sees a slightly stale but
+//! valid list. Nodes that raise the top level hold the global entry lock for
+//! their whole insertion, so the entry point only ever moves up.
+
+use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
+use crate::distance::Kernels;
+use crate::metric::Metric;
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Levels are capped so a level fits in a byte and the header stays small.
+pub(crate) const MAX_LEVEL: usize = 31;
+
+/// Inputs of a graph build.
+pub(crate) struct GraphInput<'a> {
+    pub vectors: &'a [f32],
+    pub padded: usize,
+    pub metric: Metric,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub seed: u64,
+}
+
+/// The finished graph in insertion order.
+pub(crate) struct BuiltGraph {
+    pub levels: Vec<u8>,
+    pub entry: u32,
+    pub max_level: usize,
+    pub m: usize,
+    pub m0: usize,
+    links: Links,
+}
+
+struct Links {
+    m: usize,
+    m0: usize,
+    l0: Vec<AtomicU32>,
+    upper_start: Vec<u32>,
+    upper: Vec<AtomicU32>,
+}
+
+impl Links {
+    fn block(&self, level: usize, node: u32) -> &[AtomicU32] {
+        let node = node as usize;
+        if level == 0 {
+            let s = 1 + self.m0;
+            &self.l0[node * s..(node + 1) * s]
+        } else {
+            let s = 1 + self.m;
+            let b = self.upper_start[node] as usize + level - 1;
+            &self.upper[b * s..(b + 1) * s]
+        }
+    }
+
+    fn read(&self, level: usize, node: u32, out: &mut Vec<u32>) {
+        let b = self.block(level, node);
+        let count = (b[0].load(Ordering::Acquire) as usize).min(b.len() - 1);
+        out.clear();
+        out.extend(b[1..=count].iter().map(|x| x.load(Ordering::Relaxed)));
+    }
+
+    /// Caller holds the node's lock.
+    fn write(&self, level: usize, node: u32, ids: &[u32]) {
+        let b = self.block(level, node);
+        let count = ids.len().min(b.len() - 1);
+        for (slot, id) in b[1..].iter().zip(&ids[..count]) {
+            slot.store(*id, Ordering::Relaxed);
+        }
+        b[0].store(count as u32, Ordering::Release);
+    }
+}
+
+impl Adjacency for Links {
+    #[inline]
+    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
+        let b = self.block(level, node);
+        let count = (b[0].load(Ordering::Acquire) as usize).min(b.len() - 1);
+        for x in &b[1..=count] {
+            f(x.load(Ordering::Relaxed));
+        }
+    }
+}
+
+impl BuiltGraph {
+    /// Neighbours of `node` on `level` (for the writer and tests).
+    pub(crate) fn neighbors(&self, level: usize, node: u32) -> Vec<u32> {
+        let mut v = Vec::new();
+        self.links.read(level, node, &mut v);
+        v
+    }
+}
+
+/// Draws each node's level with multiplier `1 / ln(m)` from a seeded RNG, so
+/// levels do not depend on the thread count.
+pub(crate) fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
+    let mult = 1.0 / (m.max(2) as f64).ln();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let u: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]
+            ((-u.ln() * mult) as usize).min(MAX_LEVEL) as u8
+        })
+        .collect()
+}
+
+struct Builder<'a> {
+    input: &'a GraphInput<'a>,
+    kernels: &'static Kernels,
+    n: usize,
+    links: Links,
+    levels: Vec<u8>,
+    locks: Vec<Mutex<()>>,
+    entry: Mutex<(u32, usize)>,
+}
+
+fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    // A poisoned lock only means another insertion panicked; links are
+    // always left valid, so carry on.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Builder<'_> {
+    #[inline]
+    fn vector(&self, i: u32) -> &[f32] {
+        let p = self.input.padded;
+        &self.input.vectors[i as usize * p..(i as usize + 1) * p]
+    }
+
+    #[inline]
+    fn dist(&self, a: &[f32], b: u32) -> f32 {
+        self.input.metric.distance(self.kernels, a, self.vector(b))
+    }
+
+    /// The diverse-neighbour heuristic (HNSW paper, Algorithm 4, as hnswlib
+    /// applies it): take candidates closest first, keep one only if it is
+    /// closer to the base than to every neighbour already kept.
+    fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {
+        out.clear();
+        for c in sorted {
+            if out.len() >= max {
+                break;
+            }
+            let cv = self.vector(c.id);
+            if out.iter().all(|&r| self.dist(cv, r) >= c.d) {
+                out.push(c.id);
+            }
+        }
+    }
+
+    fn insert(&self, q: u32) {
+        let level = self.levels[q as usize] as usize;
+        let guard = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+        let (ep, max_level) = *guard;
+        let raises_top = level > max_level;
+        let held = if raises_top {
+            Some(guard)
+        } else {
+            drop(guard);
+            None
+        };
+        let qv = self.vector(q);
+        let mut cur = Cand {
+            d: self.dist(qv, ep),
+            id: ep,
+        };
+        for l in (level + 1..=max_level).rev() {
+            cur = greedy(&self.links, l, cur, |i| self.dist(qv, i));
+        }
+        let ef = self.input.ef_construction;
+        let mut chosen = Vec::with_capacity(self.links.m0);
+        let mut theirs = Vec::with_capacity(self.links.m0 + 1);
+        let mut cands = Vec::with_capacity(self.links.m0 + 1);
+        for l in (0..=level.min(max_level)).rev() {
+            let found = with_scratch(|s| {
+                beam(&self.links, l, self.n, &[cur], ef, s, |i| self.dist(qv, i));
+                s.found.clone()
+            });
+            self.select(&found, self.input.m, &mut chosen);
+            {
+                let _g = lock(&self.locks[q as usize]);
+                self.links.write(l, q, &chosen);
+            }
+            let cap = if l == 0 { self.links.m0 } else { self.links.m };
+            for &nb in &chosen {
+                let _g = lock(&self.locks[nb as usize]);
+                self.links.read(l, nb, &mut theirs);
+                if theirs.contains(&q) {
+                    continue;
+                }
+                if theirs.len() < cap {
+                    theirs.push(q);
+                    self.links.write(l, nb, &theirs);
+                } else {
+                    let nv = self.vector(nb);
+                    cands.clear();
+                    cands.extend(theirs.iter().map(|&id| Cand {
+                        d: self.dist(nv, id),
+                        id,
+                    }));
+                    cands.push(Cand {
+                        d: self.dist(nv, q),
+                        id: q,
+                    });
+                    cands.sort_unstable();
+                    let mut kept = Vec::with_capacity(cap);
+                    self.select(&cands, cap, &mut kept);
+                    self.links.write(l, nb, &kept);
+                }
+            }
+            if let Some(best) = found.first() {
+                cur = *best;
+            }
+        }
+        if let Some(mut g) = held {
+            *g = (q, level);
+        }
+    }
+}
+
+/// Builds the graph over all rows of `input`, inserting in row order on the
+/// current rayon pool (one thread: sequential and deterministic). `progress`
+/// is called with the number of nodes inserted so far.
+pub(crate) fn build_graph(
+    input: &GraphInput<'_>,
+    parallel: bool,
+    progress: &(dyn Fn(usize) + Sync),
+) -> BuiltGraph {
+    let n = input.vectors.len() / input.padded;
+    let m = input.m;
+    let m0 = 2 * m;
+    let levels = draw_levels(n, m, input.seed);
+    let mut upper_start = Vec::with_capacity(n);
+    let mut total_upper = 0u32;
+    for &l in &levels {
+        upper_start.push(total_upper);
+        total_upper += l as u32;
+    }
+    let zeros = |len: usize| (0..len).map(|_| AtomicU32::new(0)).collect::<Vec<_>>();
+    let links = Links {
+        m,
+        m0,
+        l0: zeros(n * (1 + m0)),
+        upper_start,
+        upper: zeros(total_upper as usize * (1 + m)),
+    };
+    let builder = Builder {
+        input,
+        kernels: Kernels::detect(),
+        n,
+        links,
+        entry: Mutex::new((0, levels.first().copied().unwrap_or(0) as usize)),
+        levels,
+        locks: (0..n).map(|_| Mutex::new(())).collect(),
+    };
+    let done = AtomicUsize::new(1);
+    let step = |q: u32| {
+        builder.insert(q);
+        let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+        if d % 1024 == 0 || d == n {
+            progress(d);
+        }
+    };
+    if parallel {
+        use rayon::prelude::*;
+        (1..n as u32).into_par_iter().for_each(step);
+    } else {
+        (1..n as u32).for_each(step);
+    }
+    let (entry, max_level) = *builder.entry.lock().unwrap_or_else(|e| e.into_inner());
+    BuiltGraph {
+        levels: builder.levels,
+        entry,
+        max_level,
+        m,
+        m0,
+        links: builder.links,
+    }
+}

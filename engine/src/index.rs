@@ -1,0 +1,463 @@
+//! A searchable index over validated, memory-mapped (or owned) files.
+
+use crate::distance::Kernels;
+use crate::error::{Error, Result};
+use crate::format::bytes::Bytes;
+use crate::format::layout::{GraphView, Layout};
+use crate::format::manifest::Manifest;
+use crate::format::sections::SectionKind;
+use crate::graph::search::{beam, greedy, with_scratch, Cand};
+use crate::metric::{prepare_vector, Metric};
+use crate::params::{Neighbor, SearchParams};
+use crate::quant::Quantization;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Options for [`Index::open_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Verify the CRC32 of every section and of the vector data at open
+    /// (reads both files once). Without it, open validates the header,
+    /// section table and small sections only, in constant time.
+    pub verify: bool,
+}
+
+/// An open, immutable index. `Send + Sync`: any number of threads can
+/// search it at once without locks; each thread reuses its own scratch
+/// buffers (visited set, heaps, query buffers).
+///
+/// ```
+/// use strata::{dataset, BuildParams, Index, IndexBuilder, Metric, SearchParams};
+/// let data = dataset::clustered(2_000, 32, 10, 0.1, 7);
+/// let mut b = IndexBuilder::new(32, BuildParams { metric: Metric::L2, seed: Some(7), ..Default::default() })?;
+/// b.add_rows(&data.data)?;
+/// let dir = tempfile::tempdir().unwrap();
+/// b.build()?.write(dir.path())?;
+///
+/// let index = Index::open(dir.path())?;
+/// let hits = index.search(data.row(42), 5, &SearchParams::with_ef(32))?;
+/// assert_eq!(hits[0].id, 42);
+/// assert_eq!(hits.len(), 5);
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub struct Index {
+    graph: Bytes,
+    vectors: Bytes,
+    layout: Layout,
+    kernels: &'static Kernels,
+    dir: Option<PathBuf>,
+}
+
+/// Header fields and file layout of an index, for tools.
+#[derive(Debug, Clone)]
+pub struct IndexInfo {
+    /// Format version of the files.
+    pub format_version: u32,
+    /// Metric.
+    pub metric: Metric,
+    /// Traversal codes.
+    pub quantization: Quantization,
+    /// Dimension of the vectors.
+    pub dim: usize,
+    /// Number of vectors.
+    pub count: usize,
+    /// Links per node on upper levels.
+    pub m: usize,
+    /// Links per node on level 0.
+    pub m0: usize,
+    /// Beam width used while building.
+    pub ef_construction: usize,
+    /// Top level.
+    pub max_level: usize,
+    /// Ordinal of the entry point.
+    pub entry_point: u32,
+    /// The build's seed.
+    pub seed: u64,
+    /// The build id shared by both files.
+    pub build_id: u128,
+    /// Number of nodes on each level.
+    pub level_counts: Vec<u32>,
+    /// `(name, offset, length, crc32)` of each graph file section.
+    pub sections: Vec<(&'static str, u64, u64, u32)>,
+    /// Size of the graph file in bytes.
+    pub graph_file_bytes: u64,
+    /// Size of the vectors file in bytes.
+    pub vectors_file_bytes: u64,
+    /// Bytes that traversal touches and that should stay in RAM: the graph
+    /// file, plus the vectors file when there are no codes.
+    pub resident_bytes: u64,
+    /// Name of the distance kernels in use.
+    pub kernels: &'static str,
+}
+
+/// Level-0 out-degree statistics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DegreeStats {
+    /// Smallest out-degree.
+    pub min: usize,
+    /// Largest out-degree.
+    pub max: usize,
+    /// Mean out-degree.
+    pub mean: f64,
+    /// Nodes with no links at all.
+    pub isolated: usize,
+}
+
+impl Index {
+    /// Opens the current generation of the index in `dir` (see
+    /// [`OpenOptions`] for what is checked). Cost: reads the manifest, maps
+    /// both files and validates page 0 and the small sections; no per-node
+    /// work, no allocation proportional to the index.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
+        Self::open_with(dir, &OpenOptions::default())
+    }
+
+    /// Opens with options.
+    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
+        let dir = dir.as_ref();
+        let manifest = Manifest::read(dir)?.ok_or_else(|| {
+            Error::io(
+                dir.join(crate::format::manifest::MANIFEST_NAME),
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no strata index here (MANIFEST missing)",
+                ),
+            )
+        })?;
+        let map = |name: String| -> Result<Bytes> {
+            let path = dir.join(name);
+            let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            Bytes::map(&f, &path)
+        };
+        let graph = map(manifest.graph_name())?;
+        let vectors = map(manifest.vectors_name())?;
+        let layout = Layout::validate(&graph, &vectors, options.verify)?;
+        if layout.header.build_id != manifest.build_id {
+            return Err(Error::corrupt(
+                crate::FileKind::Manifest,
+                "build id",
+                format!("{:032x} (the graph file's)", layout.header.build_id),
+                format!("{:032x}", manifest.build_id),
+            ));
+        }
+        vectors.advise_random();
+        Ok(Index {
+            graph,
+            vectors,
+            layout,
+            kernels: Kernels::detect(),
+            dir: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// Opens an index from the bytes of its two files (copied into aligned
+    /// buffers), validated exactly as [`Index::open`] does, with full CRC
+    /// verification. Needs no filesystem: fuzz targets and in-memory use.
+    pub fn from_bytes(graph: &[u8], vectors: &[u8]) -> Result<Index> {
+        let graph = Bytes::copy_from(graph);
+        let vectors = Bytes::copy_from(vectors);
+        let layout = Layout::validate(&graph, &vectors, true)?;
+        Ok(Index {
+            graph,
+            vectors,
+            layout,
+            kernels: Kernels::detect(),
+            dir: None,
+        })
+    }
+
+    /// Checks the CRC32 of every section and of the vector data.
+    pub fn verify(&self) -> Result<()> {
+        self.layout.verify(&self.graph, &self.vectors)
+    }
+
+    /// Number of vectors.
+    pub fn len(&self) -> usize {
+        self.layout.n
+    }
+
+    /// Always false: an index holds at least one vector.
+    pub fn is_empty(&self) -> bool {
+        self.layout.n == 0
+    }
+
+    /// Dimension of the vectors.
+    pub fn dim(&self) -> usize {
+        self.layout.dim
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.layout.metric
+    }
+
+    /// The traversal codes.
+    pub fn quantization(&self) -> Quantization {
+        self.layout.quant
+    }
+
+    /// The directory the index was opened from, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    fn view(&self) -> GraphView<'_> {
+        self.layout.view(&self.graph, &self.vectors)
+    }
+
+    /// Whether the index holds external id `id` (binary search, no allocation).
+    pub fn contains(&self, id: u64) -> bool {
+        self.view().ordinal(id).is_some()
+    }
+
+    /// The stored full-precision vector of `id` (normalised under cosine).
+    pub fn get(&self, id: u64) -> Result<Vec<f32>> {
+        let v = self.view();
+        let ord = v.ordinal(id).ok_or(Error::UnknownId(id))?;
+        Ok(v.vector(ord)[..self.layout.dim].to_vec())
+    }
+
+    fn check_k(k: usize) -> Result<()> {
+        if k == 0 {
+            return Err(Error::InvalidParameter {
+                name: "k",
+                reason: "k must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The `k` nearest neighbours of `query`, closest first.
+    ///
+    /// Descends the upper levels greedily and beam-searches level 0 with
+    /// width `max(ef, k)` on the codes; then rescores the best candidates
+    /// (see [`SearchParams::oversample`]) with the float32 vectors and
+    /// returns the `k` best by exact distance. Returns fewer than `k` only
+    /// when the index holds fewer than `k` vectors. Errors: `k = 0`, wrong
+    /// dimension, non-finite components, a zero query under cosine, an
+    /// oversampling factor that is not finite and at least 1.
+    pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
+        Self::check_k(k)?;
+        let rescore = self.rescore_count(k, params)?;
+        let ef = params.ef.max(k).max(rescore);
+        let v = self.view();
+        let l = &self.layout;
+        with_scratch(|s| {
+            let mut q = std::mem::take(&mut s.query);
+            let mut w = std::mem::take(&mut s.weights);
+            q.resize(l.padded, 0.0);
+            w.resize(l.padded, 0.0);
+            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).map(|()| {
+                let k8 = self.kernels;
+                let entry = Cand {
+                    d: 0.0,
+                    id: l.entry,
+                };
+                match l.quant {
+                    Quantization::None => {
+                        let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
+                        self.traverse(&v, entry, ef, s, &dist);
+                        s.found.truncate(k);
+                    }
+                    Quantization::Int8 => {
+                        let (lo, scale) = v.quant_params.split_at(l.padded);
+                        let mut bias = 0f64;
+                        for j in 0..l.padded {
+                            w[j] = q[j] * scale[j];
+                            bias += q[j] as f64 * lo[j] as f64;
+                        }
+                        let bias = bias as f32;
+                        let (w, q2) = (&w, (k8.dot)(&q, &q));
+                        if l.metric == Metric::L2 {
+                            let dist = |o: u32| {
+                                let norm =
+                                    v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
+                                q2 - 2.0 * (bias + (k8.dot_u8)(w, v.code(o))) + norm
+                            };
+                            self.traverse(&v, entry, ef, s, &dist);
+                        } else {
+                            let dist = |o: u32| 1.0 - (bias + (k8.dot_u8)(w, v.code(o)));
+                            self.traverse(&v, entry, ef, s, &dist);
+                        }
+                        s.found.truncate(rescore);
+                        for c in s.found.iter_mut() {
+                            c.d = l.metric.distance(k8, &q, v.vector(c.id));
+                        }
+                        s.found.sort_unstable();
+                        s.found.truncate(k);
+                    }
+                }
+                s.found
+                    .iter()
+                    .map(|c| Neighbor {
+                        id: v.id(c.id),
+                        distance: c.d,
+                    })
+                    .collect()
+            });
+            s.query = q;
+            s.weights = w;
+            result
+        })
+    }
+
+    fn traverse(
+        &self,
+        v: &GraphView<'_>,
+        entry: Cand,
+        ef: usize,
+        s: &mut crate::graph::search::Scratch,
+        dist: &dyn Fn(u32) -> f32,
+    ) {
+        let l = &self.layout;
+        let mut cur = Cand {
+            d: dist(entry.id),
+            id: entry.id,
+        };
+        for level in (1..=l.max_level).rev() {
+            cur = greedy(v, level, cur, dist);
+        }
+        beam(v, 0, l.n, &[cur], ef, s, dist);
+    }
+
+    fn rescore_count(&self, k: usize, params: &SearchParams) -> Result<usize> {
+        Ok(match params.oversample {
+            None => params.ef.max(k),
+            Some(f) if f.is_finite() && f >= 1.0 => ((k as f64 * f as f64).ceil() as usize).max(k),
+            Some(f) => {
+                return Err(Error::InvalidParameter {
+                    name: "oversample",
+                    reason: format!("{f} must be finite and at least 1"),
+                });
+            }
+        })
+    }
+
+    /// Searches many row-major queries in parallel on the current rayon pool.
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        use rayon::prelude::*;
+        self.check_batch(queries)?;
+        queries
+            .par_chunks_exact(self.layout.dim)
+            .map(|q| self.search(q, k, params))
+            .collect()
+    }
+
+    fn check_batch(&self, queries: &[f32]) -> Result<()> {
+        if queries.len() % self.layout.dim != 0 {
+            return Err(Error::DimensionMismatch {
+                expected: self.layout.dim,
+                found: queries.len() % self.layout.dim,
+                row: Some(queries.len() / self.layout.dim),
+            });
+        }
+        Ok(())
+    }
+
+    /// The exact `k` nearest neighbours by brute force over the vectors file
+    /// (the ground truth `eval` uses when none is given). Cost: one distance
+    /// per stored vector.
+    pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
+        Self::check_k(k)?;
+        let l = &self.layout;
+        let v = self.view();
+        let mut q = vec![0f32; l.padded];
+        prepare_vector(l.metric, l.dim, query, None, &mut q)?;
+        let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        for o in 0..l.n as u32 {
+            let d = l.metric.distance(self.kernels, &q, v.vector(o));
+            if top.len() < k {
+                top.push(Cand { d, id: o });
+            } else if top.peek().is_some_and(|t| Cand { d, id: o } < *t) {
+                top.pop();
+                top.push(Cand { d, id: o });
+            }
+        }
+        Ok(top
+            .into_sorted_vec()
+            .into_iter()
+            .map(|c| Neighbor {
+                id: v.id(c.id),
+                distance: c.d,
+            })
+            .collect())
+    }
+
+    /// [`Index::exact_search`] over many row-major queries in parallel.
+    pub fn exact_search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
+        use rayon::prelude::*;
+        self.check_batch(queries)?;
+        queries
+            .par_chunks_exact(self.layout.dim)
+            .map(|q| self.exact_search(q, k))
+            .collect()
+    }
+
+    /// Header fields and layout.
+    pub fn info(&self) -> IndexInfo {
+        let l = &self.layout;
+        let h = &l.header;
+        let sections = l
+            .sections
+            .iter()
+            .map(|s| {
+                (
+                    SectionKind::from_code(s.kind).map_or("unknown", |k| k.name()),
+                    s.offset,
+                    s.len,
+                    s.crc,
+                )
+            })
+            .collect();
+        let graph_file_bytes = self.graph.len() as u64;
+        let vectors_file_bytes = self.vectors.len() as u64;
+        IndexInfo {
+            format_version: h.version,
+            metric: l.metric,
+            quantization: l.quant,
+            dim: l.dim,
+            count: l.n,
+            m: l.m,
+            m0: l.m0,
+            ef_construction: h.ef_construction as usize,
+            max_level: l.max_level,
+            entry_point: l.entry,
+            seed: h.seed,
+            build_id: h.build_id,
+            level_counts: l.level_counts.clone(),
+            sections,
+            graph_file_bytes,
+            vectors_file_bytes,
+            resident_bytes: match l.quant {
+                Quantization::None => graph_file_bytes + vectors_file_bytes,
+                Quantization::Int8 => graph_file_bytes,
+            },
+            kernels: self.kernels.name,
+        }
+    }
+
+    /// Out-degree statistics on level 0 (reads every node's link count: O(n)).
+    pub fn degree_stats(&self) -> DegreeStats {
+        let v = self.view();
+        let (mut min, mut max, mut sum, mut isolated) = (usize::MAX, 0, 0usize, 0);
+        for o in 0..self.layout.n as u32 {
+            let d = v.links(0, o).len();
+            min = min.min(d);
+            max = max.max(d);
+            sum += d;
+            isolated += (d == 0) as usize;
+        }
+        DegreeStats {
+            min,
+            max,
+            mean: sum as f64 / self.layout.n as f64,
+            isolated,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! # strata
+//!
+//! A disk-backed, memory-mapped HNSW vector index with int8 quantization
+//! and full-precision rescoring.
+//!
+//! * [`IndexBuilder`] validates vectors and builds the HNSW graph in
+//!   parallel (Malkov & Yashunin, with the diverse-neighbour heuristic).
+//! * [`BuiltIndex::write`] writes a directory holding a graph file
+//!   (header, section table, int8 codes, fixed-stride adjacency, id maps)
+//!   and a separate float32 vectors file, crash-safely.
+//! * [`Index::open`] maps both files and validates them in constant time;
+//!   searches traverse the mapped bytes in place (no load step, no per-node
+//!   allocation) on int8 codes and rescore the best candidates with the
+//!   float32 vectors.
+//!
+//! The byte-level format is specified in `format-spec/` at the repository
+//! root; [`format`] implements it.
+//!
+//! ```
+//! use strata::{dataset, BuildParams, IndexBuilder, Metric, SearchParams};
+//! let data = dataset::clustered(1_000, 16, 8, 0.05, 1);
+//! let params = BuildParams { metric: Metric::Cosine, seed: Some(1), ..Default::default() };
+//! let mut builder = IndexBuilder::new(16, params)?;
+//! builder.add_rows(&data.data)?;
+//! let index = builder.build()?.into_index()?;
+//! let hits = index.search(data.row(3), 10, &SearchParams::with_ef(64))?;
+//! assert_eq!(hits[0].id, 3);
+//! # Ok::<(), strata::Error>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod builder;
+pub mod dataset;
+pub mod distance;
+pub mod error;
+pub mod format;
+mod graph;
+mod index;
+pub mod metric;
+mod params;
+pub mod quant;
+
+pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
+pub use error::{Error, FileKind, Result};
+pub use index::{DegreeStats, Index, IndexInfo, OpenOptions};
+pub use metric::Metric;
+pub use params::{BuildParams, Neighbor, SearchParams};
+pub use quant::Quantization;

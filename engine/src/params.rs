@@ -1,0 +1,104 @@
+//! Build and search parameters.
+
+use crate::error::{Error, Result};
+use crate::format::{MAX_DIM, MAX_M};
+use crate::metric::Metric;
+use crate::quant::{int8::DEFAULT_CLIP, Quantization};
+
+/// Parameters of an index build. `Default` gives M = 16,
+/// ef_construction = 200, cosine, int8 codes, a random seed and all cores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildParams {
+    /// Distance metric.
+    pub metric: Metric,
+    /// Links per node on upper levels; level 0 keeps `2 * m`.
+    pub m: usize,
+    /// Beam width while inserting.
+    pub ef_construction: usize,
+    /// Codes used for traversal.
+    pub quantization: Quantization,
+    /// Seed for level assignment and the build id. With a seed and
+    /// `threads = 1` the written files are byte-identical run to run.
+    pub seed: Option<u64>,
+    /// Insertion threads; `0` means all cores (the current rayon pool).
+    pub threads: usize,
+    /// Fraction of values clipped at each end of each dimension's int8 range.
+    pub int8_clip: f32,
+}
+
+impl Default for BuildParams {
+    fn default() -> Self {
+        BuildParams {
+            metric: Metric::Cosine,
+            m: 16,
+            ef_construction: 200,
+            quantization: Quantization::Int8,
+            seed: None,
+            threads: 0,
+            int8_clip: DEFAULT_CLIP,
+        }
+    }
+}
+
+impl BuildParams {
+    pub(crate) fn validate(&self, dim: usize) -> Result<()> {
+        let bad = |name, reason: String| Err(Error::InvalidParameter { name, reason });
+        if dim == 0 || dim > MAX_DIM as usize {
+            return bad("dim", format!("{dim} is outside 1..={MAX_DIM}"));
+        }
+        if self.m < 2 || self.m > MAX_M as usize {
+            return bad("m", format!("{} is outside 2..={MAX_M}", self.m));
+        }
+        if self.ef_construction == 0 {
+            return bad("ef_construction", "must be at least 1".into());
+        }
+        if !(0.0..0.5).contains(&self.int8_clip) {
+            return bad(
+                "int8_clip",
+                format!("{} is outside [0, 0.5)", self.int8_clip),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Parameters of one search.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SearchParams {
+    /// Beam width on level 0. Values below `k` are raised to `k`
+    /// (as hnswlib does); `0` therefore means "`k`".
+    pub ef: usize,
+    /// How many candidates to rescore with full-precision vectors, as a
+    /// multiple of `k` (`ceil(k * oversample)`, and the beam is widened to at
+    /// least that). `None` rescores all `max(k, ef)` beam results. Ignored
+    /// when the index has no codes (its distances are already exact).
+    pub oversample: Option<f32>,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            ef: 64,
+            oversample: None,
+        }
+    }
+}
+
+impl SearchParams {
+    /// Search parameters with beam width `ef` and default rescoring.
+    pub fn with_ef(ef: usize) -> Self {
+        SearchParams {
+            ef,
+            ..Default::default()
+        }
+    }
+}
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Neighbor {
+    /// The external id given at build.
+    pub id: u64,
+    /// Distance to the query under the index's metric (see [`Metric`]).
+    pub distance: f32,
+}

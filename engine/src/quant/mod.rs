@@ -1,0 +1,62 @@
+//! Quantizers: compact codes traversed instead of full-precision vectors.
+//!
+//! The kind is a header field of the graph file and each kind has its own code
+//! stride, so later kinds (product quantization, binary codes) slot in beside
+//! these without changing the container.
+
+pub mod int8;
+
+pub use int8::Int8Quantizer;
+
+use crate::error::{Error, Result};
+
+/// The quantizer used for graph traversal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantization {
+    /// No codes: traversal reads the float32 vectors file directly.
+    None,
+    /// Per-dimension int8 scalar quantization (u8 codes, one byte per
+    /// dimension) with float32 rescoring of the final candidates.
+    Int8,
+}
+
+impl Quantization {
+    /// The code stored in the graph file header.
+    pub fn code(self) -> u32 {
+        match self {
+            Quantization::None => 0,
+            Quantization::Int8 => 1,
+        }
+    }
+
+    /// The quantization for a header code, if known.
+    pub fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(Quantization::None),
+            1 => Some(Quantization::Int8),
+            _ => None,
+        }
+    }
+
+    /// The command-line name (`none`, `int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Int8 => "int8",
+        }
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "f32" | "float32" => Ok(Quantization::None),
+            "int8" | "sq8" | "i8" => Ok(Quantization::Int8),
+            _ => Err(Error::InvalidParameter {
+                name: "quantization",
+                reason: format!("unknown quantization {s:?}; use none or int8"),
+            }),
+        }
+    }
+}
