@@ -1,1 +1,47 @@
-fn main() {}
+//! `strata`: build, search, evaluate and inspect strata indexes.
+
+mod cmd;
+mod measure;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Memory-mapped HNSW vector index with int8 quantization"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an index from .fvecs, .bvecs or .npy vectors.
+    Build(cmd::build::Args),
+    /// Search an index with queries from a file.
+    Search(cmd::search::Args),
+    /// Recall, QPS and latency swept over ef (and oversampling).
+    Eval(cmd::eval::Args),
+    /// Show header, sections, levels, degrees and memory of an index.
+    Inspect(cmd::inspect::Args),
+    /// Build, search and evaluate on generated data, end to end.
+    Demo(cmd::demo::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build(a) => cmd::build::run(a),
+        Command::Search(a) => cmd::search::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,94 @@
+//! `strata build`: vectors file in, index directory out.
+
+use super::{human_bytes, CliResult};
+use crate::progress::BuildBar;
+use std::path::PathBuf;
+use std::time::Instant;
+use strata::{dataset, BuildParams, Index, IndexBuilder, Metric, Quantization};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Input vectors (.fvecs, .bvecs, or .npy float32 2-D); ids are row numbers.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output index directory (created; an index already there is replaced atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Distance metric: l2, ip or cosine.
+    #[arg(long, default_value = "l2")]
+    pub metric: Metric,
+    /// Links per node on upper levels (level 0 keeps 2*M).
+    #[arg(long, default_value_t = 16)]
+    pub m: usize,
+    /// Beam width while inserting.
+    #[arg(long, default_value_t = 200)]
+    pub ef_construction: usize,
+    /// Traversal codes: int8 or none (float32).
+    #[arg(long, default_value = "int8")]
+    pub quantization: Quantization,
+    /// Insertion threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Seed; with --threads 1 the files are byte-identical run to run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let t0 = Instant::now();
+    let data = dataset::read_vectors(&a.input)?;
+    let read_s = t0.elapsed().as_secs_f64();
+    let params = BuildParams {
+        metric: a.metric,
+        m: a.m,
+        ef_construction: a.ef_construction,
+        quantization: a.quantization,
+        seed: a.seed,
+        threads: a.threads,
+        ..Default::default()
+    };
+    let mut builder = IndexBuilder::new(data.dim, params)?;
+    builder.add_rows(&data.data)?;
+    let n = builder.len();
+    drop(data);
+    let bar = BuildBar::new(n, a.quiet);
+    let t1 = Instant::now();
+    let built = builder.build_with_progress(&|p| bar.update(p))?;
+    let build_s = t1.elapsed().as_secs_f64();
+    built.write(&a.out)?;
+    let total_s = t1.elapsed().as_secs_f64();
+    bar.finish();
+    let info = Index::open(&a.out)?.info();
+    println!(
+        "built {} vectors of dim {} ({}, {}, M={}, ef_construction={})",
+        info.count,
+        info.dim,
+        info.metric.name(),
+        info.quantization.name(),
+        info.m,
+        info.ef_construction
+    );
+    println!("  read input     {read_s:8.2} s");
+    println!("  build          {build_s:8.2} s");
+    println!("  build + write  {total_s:8.2} s");
+    println!(
+        "  graph file     {:>10}  ({:.0} B/vector)",
+        human_bytes(info.graph_file_bytes),
+        info.graph_file_bytes as f64 / n as f64
+    );
+    println!(
+        "  vectors file   {:>10}  ({:.0} B/vector)",
+        human_bytes(info.vectors_file_bytes),
+        info.vectors_file_bytes as f64 / n as f64
+    );
+    println!(
+        "  RAM-resident   {:>10}  ({:.0} B/vector; the vectors file is read only to rescore)",
+        human_bytes(info.resident_bytes),
+        info.resident_bytes as f64 / n as f64
+    );
+    println!("  written to {}", a.out.display());
+    Ok(())
+}

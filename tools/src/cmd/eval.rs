@@ -1,0 +1,138 @@
+//! `strata eval`: recall@k, QPS and latency swept over ef and oversampling.
+
+use super::CliResult;
+use crate::measure::{exact_truth, measure, print_table, rss_kb};
+use std::path::PathBuf;
+use std::time::Instant;
+use strata::{dataset, Index, OpenOptions, SearchParams};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Index directory.
+    pub dir: PathBuf,
+    /// Queries (.fvecs, .bvecs or .npy).
+    #[arg(long)]
+    pub query: PathBuf,
+    /// Ground truth (.ivecs of ids, best first); computed exactly if absent.
+    #[arg(long)]
+    pub groundtruth: Option<PathBuf>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Beam widths to sweep.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
+    pub ef: Vec<usize>,
+    /// Oversampling factors to sweep (default: rescore all max(k, ef) candidates).
+    #[arg(long, value_delimiter = ',')]
+    pub oversample: Vec<f32>,
+    /// Threads for the multi-thread pass (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Use only the first N queries.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// One JSON record per setting instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also report open time and resident memory (one more JSON line with --json).
+    #[arg(long)]
+    pub report_memory: bool,
+    /// Verify all checksums at open.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let t = Instant::now();
+    let index = Index::open_with(&a.dir, &OpenOptions { verify: a.verify })?;
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss_open = rss_kb();
+    let mut queries = dataset::read_vectors(&a.query)?;
+    if let Some(n) = a.limit {
+        queries.data.truncate(n * queries.dim);
+    }
+    let truth: Vec<Vec<u64>> = match &a.groundtruth {
+        Some(p) => {
+            let gt = dataset::read_ivecs(p)?;
+            if gt.len() < queries.len() {
+                return Err(format!(
+                    "ground truth has {} rows for {} queries",
+                    gt.len(),
+                    queries.len()
+                )
+                .into());
+            }
+            if gt.first().is_some_and(|r| r.len() < a.k) {
+                return Err(format!(
+                    "ground truth rows hold {} ids, fewer than k = {}",
+                    gt[0].len(),
+                    a.k
+                )
+                .into());
+            }
+            gt.into_iter()
+                .take(queries.len())
+                .map(|r| r.into_iter().map(u64::from).collect())
+                .collect()
+        }
+        None => exact_truth(&index, &queries.data, a.k)?,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()?;
+    let oversamples: Vec<Option<f32>> = if a.oversample.is_empty() {
+        vec![None]
+    } else {
+        a.oversample.iter().map(|o| Some(*o)).collect()
+    };
+    let mut rows = Vec::new();
+    for &ef in &a.ef {
+        for &oversample in &oversamples {
+            let row = measure(
+                &index,
+                &queries.data,
+                &truth,
+                a.k,
+                &SearchParams { ef, oversample },
+                &pool,
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string(&row)?);
+            }
+            rows.push(row);
+        }
+    }
+    let info = index.info();
+    if !a.json {
+        println!(
+            "{}: {} vectors, dim {}, {}, {}, kernels {}; {} queries",
+            a.dir.display(),
+            info.count,
+            info.dim,
+            info.metric.name(),
+            info.quantization.name(),
+            info.kernels,
+            queries.len()
+        );
+        print_table(&rows);
+    }
+    if a.report_memory {
+        let (rss, anon, file) = rss_kb();
+        let mem = serde_json::json!({
+            "open_ms": open_ms,
+            "rss_after_open_kb": rss_open.0,
+            "rss_after_queries_kb": rss,
+            "rss_anon_after_queries_kb": anon,
+            "rss_file_after_queries_kb": file,
+            "graph_file_bytes": info.graph_file_bytes,
+            "vectors_file_bytes": info.vectors_file_bytes,
+            "resident_bytes": info.resident_bytes,
+        });
+        if a.json {
+            println!("{mem}");
+        } else {
+            println!("open {open_ms:.2} ms; RSS after open {} KiB, after queries {} KiB (anon {anon}, file-backed {file}); graph file {} B, vectors file {} B", rss_open.0, rss, info.graph_file_bytes, info.vectors_file_bytes);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `strata search`: k nearest neighbours of each query, as JSON lines or .ivecs.
+
+use super::CliResult;
+use std::io::Write;
+use std::path::PathBuf;
+use strata::{dataset, Index, SearchParams};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Index directory.
+    pub dir: PathBuf,
+    /// Queries (.fvecs, .bvecs or .npy).
+    #[arg(long)]
+    pub query: PathBuf,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
+    /// Beam width (raised to k if smaller).
+    #[arg(long, default_value_t = 64)]
+    pub ef: usize,
+    /// Rescore ceil(k * oversample) candidates (default: all max(k, ef)).
+    #[arg(long)]
+    pub oversample: Option<f32>,
+    /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default: stdout).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> CliResult {
+    let index = Index::open(&a.dir)?;
+    let queries = dataset::read_vectors(&a.query)?;
+    let params = SearchParams {
+        ef: a.ef,
+        oversample: a.oversample,
+    };
+    let results = index.search_batch(&queries.data, a.k, &params)?;
+    match &a.output {
+        Some(p)
+            if p.extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("ivecs")) =>
+        {
+            let rows: Result<Vec<Vec<u32>>, String> = results
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|n| {
+                            u32::try_from(n.id).map_err(|_| {
+                                format!("id {} does not fit in .ivecs (i32); use JSON output", n.id)
+                            })
+                        })
+                        .collect()
+                })
+                .collect();
+            dataset::write_ivecs(p, &rows?)?;
+        }
+        out => {
+            let mut w: Box<dyn Write> = match out {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            for (qi, r) in results.iter().enumerate() {
+                let ids: Vec<u64> = r.iter().map(|n| n.id).collect();
+                let dists: Vec<f32> = r.iter().map(|n| n.distance).collect();
+                writeln!(
+                    w,
+                    "{}",
+                    serde_json::json!({ "query": qi, "ids": ids, "distances": dists })
+                )?;
+            }
+            w.flush()?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Recall, throughput and latency measurement shared by `eval` and `demo`.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashSet;
+use std::time::Instant;
+use strata::{Index, Neighbor, SearchParams};
+
+/// One row of an evaluation sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalRow {
+    pub k: usize,
+    pub ef: usize,
+    pub oversample: Option<f32>,
+    pub recall: f64,
+    pub qps_1t: f64,
+    pub qps_mt: f64,
+    pub threads_mt: usize,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub queries: usize,
+}
+
+/// Recall@k of `results` against ground-truth ids (first `k` of each row).
+pub fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>], k: usize) -> f64 {
+    let mut hit = 0usize;
+    for (r, t) in results.iter().zip(truth) {
+        let want: HashSet<u64> = t.iter().take(k).copied().collect();
+        hit += r.iter().take(k).filter(|n| want.contains(&n.id)).count();
+    }
+    hit as f64 / (results.len() * k).max(1) as f64
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// Measures one setting: a warm-up pass, a timed single-thread pass
+/// (per-query latency), and a timed pass on `pool`.
+pub fn measure(
+    index: &Index,
+    queries: &[f32],
+    truth: &[Vec<u64>],
+    k: usize,
+    params: &SearchParams,
+    pool: &rayon::ThreadPool,
+) -> strata::Result<EvalRow> {
+    let dim = index.dim();
+    let nq = queries.len() / dim;
+    for q in queries.chunks_exact(dim) {
+        index.search(q, k, params)?;
+    }
+    let mut lat = Vec::with_capacity(nq);
+    let mut results = Vec::with_capacity(nq);
+    let start = Instant::now();
+    for q in queries.chunks_exact(dim) {
+        let t = Instant::now();
+        let r = index.search(q, k, params)?;
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        results.push(r);
+    }
+    let single = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let multi: strata::Result<Vec<_>> = pool.install(|| {
+        queries
+            .par_chunks_exact(dim)
+            .map(|q| index.search(q, k, params))
+            .collect()
+    });
+    multi?;
+    let multi = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(EvalRow {
+        k,
+        ef: params.ef,
+        oversample: params.oversample,
+        recall: recall(&results, truth, k),
+        qps_1t: nq as f64 / single,
+        qps_mt: nq as f64 / multi,
+        threads_mt: pool.current_num_threads(),
+        p50_us: percentile(&lat, 0.5),
+        p99_us: percentile(&lat, 0.99),
+        queries: nq,
+    })
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(rows: &[EvalRow]) {
+    println!(
+        "{:>5} {:>6} {:>10} {:>9} {:>10} {:>10} {:>9} {:>9}",
+        "k", "ef", "oversample", "recall", "qps_1t", "qps_mt", "p50_us", "p99_us"
+    );
+    for r in rows {
+        let os = r.oversample.map_or("-".to_string(), |o| format!("{o}"));
+        println!(
+            "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>10.0} {:>9.1} {:>9.1}",
+            r.k, r.ef, os, r.recall, r.qps_1t, r.qps_mt, r.p50_us, r.p99_us
+        );
+    }
+}
+
+/// Exact ground truth (ids) by brute force over the index's own vectors file.
+pub fn exact_truth(index: &Index, queries: &[f32], k: usize) -> strata::Result<Vec<Vec<u64>>> {
+    Ok(index
+        .exact_search_batch(queries, k)?
+        .into_iter()
+        .map(|r| r.into_iter().map(|n| n.id).collect())
+        .collect())
+}
+
+/// Resident memory of this process from /proc/self/status, in KiB:
+/// `(VmRSS, RssAnon, RssFile)`; zeros where unavailable.
+pub fn rss_kb() -> (u64, u64, u64) {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return (0, 0, 0);
+    };
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
+}

@@ -1,0 +1,41 @@
+//! Turns build progress callbacks into a progress bar on stderr.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use strata::{BuildProgress, BuildStage};
+
+/// A progress bar driven by [`strata::IndexBuilder::build_with_progress`].
+pub struct BuildBar {
+    bar: ProgressBar,
+}
+
+impl BuildBar {
+    /// A bar for `total` insertions; hidden when `quiet`.
+    pub fn new(total: usize, quiet: bool) -> Self {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total as u64)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        bar.set_message("inserting");
+        BuildBar { bar }
+    }
+
+    /// Callback for the builder.
+    pub fn update(&self, p: BuildProgress) {
+        match p.stage {
+            BuildStage::Insert => self.bar.set_position(p.done as u64),
+            BuildStage::Quantize => self.bar.set_message("quantizing"),
+            BuildStage::Assemble => self.bar.set_message("writing"),
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
