@@ -122,7 +122,7 @@ impl IndexBuilder {
     /// Adds row-major vectors with ids equal to their row numbers
     /// (continuing from the vectors already added). All or nothing.
     pub fn add_rows(&mut self, rows: &[f32]) -> Result<()> {
-        if rows.len() % self.dim != 0 {
+        if !rows.len().is_multiple_of(self.dim) {
             return Err(Error::DimensionMismatch {
                 expected: self.dim,
                 found: rows.len() % self.dim,
@@ -254,7 +254,7 @@ impl IndexBuilder {
             let links = g.neighbors(level, node);
             out.push(links.len() as u32);
             out.extend(links.iter().map(|&x| ord_of[x as usize]));
-            out.extend(std::iter::repeat(u32::MAX).take(cap - links.len()));
+            out.extend(std::iter::repeat_n(u32::MAX, cap - links.len()));
         };
         let mut l0 = Vec::with_capacity(n * (1 + m0));
         for &i in &order {

@@ -350,7 +350,7 @@ impl Index {
     }
 
     fn check_batch(&self, queries: &[f32]) -> Result<()> {
-        if queries.len() % self.layout.dim != 0 {
+        if !queries.len().is_multiple_of(self.layout.dim) {
             return Err(Error::DimensionMismatch {
                 expected: self.layout.dim,
                 found: queries.len() % self.layout.dim,

@@ -390,7 +390,7 @@ mod tests {
     fn npy(version: u8, header: &str, data: &[u8]) -> Vec<u8> {
         let len_size = if version == 1 { 2 } else { 4 };
         let mut header = header.to_string();
-        while (8 + len_size + header.len() + 1) % 64 != 0 {
+        while !(8 + len_size + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

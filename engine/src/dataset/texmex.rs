@@ -220,7 +220,7 @@ pub fn write_fvecs(path: &Path, v: &Vectors) -> Result<()> {
             reason: "must be at least 1".to_string(),
         });
     }
-    if v.data.len() % v.dim != 0 {
+    if !v.data.len().is_multiple_of(v.dim) {
         return Err(Error::InvalidParameter {
             name: "data",
             reason: format!("length {} is not a multiple of dim {}", v.data.len(), v.dim),

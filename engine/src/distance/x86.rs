@@ -102,7 +102,7 @@ macro_rules! avx512_kernel {
             let z = _mm512_setzero_ps();
             let (mut c0, mut c1, mut c2, mut c3) = (z, z, z, z);
             let mut i = 0;
-            // SAFETY (all loads below): i + 16 <= n <= a.len(), b.len().
+            // SAFETY: every load below reads at i + 16 <= n <= a.len(), b.len().
             unsafe {
                 while i + 64 <= n {
                     let ($x, $y, $acc) = (ld16(a, i), $load_b(b, i), c0);
@@ -182,7 +182,7 @@ macro_rules! avx2_kernel {
             let n = full_len(a.len(), b.len());
             let mut r = [_mm256_setzero_ps(); 8];
             let mut i = 0;
-            // SAFETY (all loads below): i + 8 <= n <= a.len(), b.len().
+            // SAFETY: every load below reads at i + 8 <= n <= a.len(), b.len().
             unsafe {
                 while i + 64 <= n {
                     for j in 0..8 {

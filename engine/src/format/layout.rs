@@ -150,7 +150,7 @@ impl Layout {
                     s.kind,
                 ));
             };
-            if s.offset % PAGE as u64 != 0 || s.offset < PAGE as u64 {
+            if !s.offset.is_multiple_of(PAGE as u64) || s.offset < PAGE as u64 {
                 return Err(bad(
                     format!("section {} offset", kind.name()),
                     "a multiple of 4096, after the header page",

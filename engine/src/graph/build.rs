@@ -263,7 +263,7 @@ pub(crate) fn build_graph(
     let step = |q: u32| {
         builder.insert(q);
         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-        if d % 1024 == 0 || d == n {
+        if d.is_multiple_of(1024) || d == n {
             progress(d);
         }
     };
