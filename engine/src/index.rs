@@ -1,6 +1,6 @@
 //! A searchable index over validated, memory-mapped (or owned) files.
 
-use crate::distance::Kernels;
+use crate::distance::{prefetch, Kernels};
 use crate::error::{Error, Result};
 use crate::format::bytes::Bytes;
 use crate::format::layout::{GraphView, Layout};
@@ -246,6 +246,7 @@ impl Index {
         with_scratch(|s| {
             let mut q = std::mem::take(&mut s.query);
             let mut w = std::mem::take(&mut s.weights);
+            let mut w8 = std::mem::take(&mut s.weights_i8);
             q.resize(l.padded, 0.0);
             w.resize(l.padded, 0.0);
             let result = prepare_vector(l.metric, l.dim, query, None, &mut q).map(|()| {
@@ -257,30 +258,44 @@ impl Index {
                 match l.quant {
                     Quantization::None => {
                         let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
-                        self.traverse(&v, entry, ef, s, &dist);
+                        self.traverse(&v, entry, ef, s, &dist, &|o| prefetch(v.vector(o)));
                         s.found.truncate(k);
                     }
                     Quantization::Int8 => {
                         let (lo, scale) = v.quant_params.split_at(l.padded);
                         let mut bias = 0f64;
+                        let mut wmax = 0f32;
                         for j in 0..l.padded {
                             w[j] = q[j] * scale[j];
+                            wmax = wmax.max(w[j].abs());
                             bias += q[j] as f64 * lo[j] as f64;
                         }
                         let bias = bias as f32;
-                        let (w, q2) = (&w, (k8.dot)(&q, &q));
+                        // The weights quantized to i8 with one per-query step:
+                        // distances then come from the exact integer kernel.
+                        let step = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };
+                        w8.clear();
+                        w8.extend(
+                            w.iter()
+                                .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8),
+                        );
+                        let (w8, q2) = (&w8, (k8.dot)(&q, &q));
+                        let ip = |o: u32| bias + step * (k8.dot_u8_i8)(v.code(o), w8) as f32;
                         if l.metric == Metric::L2 {
                             let dist = |o: u32| {
                                 let norm =
                                     v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
-                                q2 - 2.0 * (bias + (k8.dot_u8)(w, v.code(o))) + norm
+                                q2 - 2.0 * ip(o) + norm
                             };
-                            self.traverse(&v, entry, ef, s, &dist);
+                            self.traverse(&v, entry, ef, s, &dist, &|o| prefetch(v.code(o)));
                         } else {
-                            let dist = |o: u32| 1.0 - (bias + (k8.dot_u8)(w, v.code(o)));
-                            self.traverse(&v, entry, ef, s, &dist);
+                            let dist = |o: u32| 1.0 - ip(o);
+                            self.traverse(&v, entry, ef, s, &dist, &|o| prefetch(v.code(o)));
                         }
                         s.found.truncate(rescore);
+                        for c in s.found.iter() {
+                            prefetch(v.vector(c.id));
+                        }
                         for c in s.found.iter_mut() {
                             c.d = l.metric.distance(k8, &q, v.vector(c.id));
                         }
@@ -298,6 +313,7 @@ impl Index {
             });
             s.query = q;
             s.weights = w;
+            s.weights_i8 = w8;
             result
         })
     }
@@ -309,6 +325,7 @@ impl Index {
         ef: usize,
         s: &mut crate::graph::search::Scratch,
         dist: &dyn Fn(u32) -> f32,
+        prefetch: &dyn Fn(u32),
     ) {
         let l = &self.layout;
         let mut cur = Cand {
@@ -318,7 +335,7 @@ impl Index {
         for level in (1..=l.max_level).rev() {
             cur = greedy(v, level, cur, dist);
         }
-        beam(v, 0, l.n, &[cur], ef, s, dist);
+        beam(v, 0, l.n, &[cur], ef, s, dist, prefetch);
     }
 
     fn rescore_count(&self, k: usize, params: &SearchParams) -> Result<usize> {

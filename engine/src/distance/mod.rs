@@ -25,6 +25,8 @@ pub fn padded_dim(dim: usize) -> usize {
 pub type F32Kernel = fn(&[f32], &[f32]) -> f32;
 /// A kernel over an f32 query and u8 codes of equal, padded length.
 pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
+/// An exact integer kernel over u8 codes and an i8 (quantized) query.
+pub type U8I8Kernel = fn(&[u8], &[i8]) -> i32;
 
 /// The set of kernels used for one process.
 #[derive(Clone, Copy)]
@@ -37,6 +39,8 @@ pub struct Kernels {
     pub l2: F32Kernel,
     /// Inner product of an f32 vector with u8 codes.
     pub dot_u8: U8Kernel,
+    /// Exact integer inner product of u8 codes with an i8 vector.
+    pub dot_u8_i8: U8I8Kernel,
 }
 
 impl Kernels {
@@ -46,6 +50,7 @@ impl Kernels {
         dot: scalar::dot,
         l2: scalar::l2,
         dot_u8: scalar::dot_u8,
+        dot_u8_i8: scalar::dot_u8_i8,
     };
 
     /// The fastest kernels this CPU supports, detected once and cached.
@@ -71,6 +76,27 @@ impl Kernels {
         all.extend(x86::all());
         all
     }
+}
+
+/// Hints the CPU to start loading `bytes` (up to the first 8 cache lines)
+/// into cache. A hint only: it never faults and changes no result.
+#[inline(always)]
+pub fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = std::mem::size_of_val(data).min(512);
+        let p = data.as_ptr() as *const i8;
+        let mut off = 0;
+        while off < bytes {
+            // SAFETY: `off < size_of_val(data)`, so the address lies inside
+            // the slice; prefetch is a hint that never faults or reads.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
+            off += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
 }
 
 /// Sums 64 lane accumulators in the fixed order all backends use:
@@ -109,6 +135,8 @@ mod tests {
                 let a = random_vec(&mut rng, len);
                 let b = random_vec(&mut rng, len);
                 let c: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                let w: Vec<i8> = (0..len).map(|_| rng.gen()).collect();
+                let want_int = scalar::dot_u8_i8(&c, &w);
                 let want = (
                     scalar::dot(&a, &b),
                     scalar::l2(&a, &b),
@@ -150,6 +178,15 @@ mod tests {
         assert!((scalar::dot(&a, &b) as f64 - dot).abs() < 1e-3);
         assert!((scalar::l2(&a, &b) as f64 - l2).abs() < 1e-2);
         assert!((scalar::dot_u8(&a, &c) as f64 - du).abs() < 1e-1);
+    }
+
+    #[test]
+    fn integer_kernel_handles_extremes_exactly() {
+        let c = vec![255u8; 4096];
+        let w = vec![-128i8; 4096];
+        for k in Kernels::available() {
+            assert_eq!((k.dot_u8_i8)(&c, &w), -255 * 128 * 4096, "{}", k.name);
+        }
     }
 
     #[test]

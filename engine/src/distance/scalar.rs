@@ -33,3 +33,8 @@ pub fn dot_u8(a: &[f32], c: &[u8]) -> f32 {
     }
     reduce64(&acc)
 }
+
+/// Exact integer inner product of u8 codes with i8 weights.
+pub fn dot_u8_i8(c: &[u8], w: &[i8]) -> i32 {
+    c.iter().zip(w).map(|(a, b)| *a as i32 * *b as i32).sum()
+}

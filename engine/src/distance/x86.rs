@@ -22,20 +22,30 @@ pub(super) fn best() -> Option<Kernels> {
 /// Every x86 backend this CPU supports, fastest first.
 pub(super) fn all() -> Vec<Kernels> {
     let mut v = Vec::new();
+    let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
     if is_x86_feature_detected!("avx512f") {
+        let vnni = is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni");
         v.push(Kernels {
-            name: "avx512",
+            name: if vnni { "avx512+vnni" } else { "avx512" },
             dot: dot_avx512_safe,
             l2: l2_avx512_safe,
             dot_u8: dot_u8_avx512_safe,
+            dot_u8_i8: if vnni {
+                dot_u8_i8_vnni_safe
+            } else if avx2 {
+                dot_u8_i8_avx2_safe
+            } else {
+                super::scalar::dot_u8_i8
+            },
         });
     }
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+    if avx2 {
         v.push(Kernels {
             name: "avx2",
             dot: dot_avx2_safe,
             l2: l2_avx2_safe,
             dot_u8: dot_u8_avx2_safe,
+            dot_u8_i8: dot_u8_i8_avx2_safe,
         });
     }
     v
@@ -57,6 +67,18 @@ safe_wrapper!(dot_u8_avx512_safe, dot_u8_avx512, u8, "avx512f");
 safe_wrapper!(dot_avx2_safe, dot_avx2, f32, "avx2,fma");
 safe_wrapper!(l2_avx2_safe, l2_avx2, f32, "avx2,fma");
 safe_wrapper!(dot_u8_avx2_safe, dot_u8_avx2, u8, "avx2,fma");
+
+fn dot_u8_i8_vnni_safe(c: &[u8], w: &[i8]) -> i32 {
+    // SAFETY: only stored in a `Kernels` value by `all()` after
+    // `is_x86_feature_detected!` confirmed avx512f, avx512bw and avx512vnni.
+    unsafe { dot_u8_i8_vnni(c, w) }
+}
+
+fn dot_u8_i8_avx2_safe(c: &[u8], w: &[i8]) -> i32 {
+    // SAFETY: only stored in a `Kernels` value by `all()` after
+    // `is_x86_feature_detected!` confirmed avx2 (and fma).
+    unsafe { dot_u8_i8_avx2(c, w) }
+}
 
 #[inline]
 fn full_len(a: usize, b: usize) -> usize {
@@ -212,3 +234,65 @@ avx2_kernel!(l2_avx2, f32, ld8, |x, y, acc| {
 avx2_kernel!(dot_u8_avx2, u8, ld8_u8, |x, y, acc| _mm256_fmadd_ps(
     x, y, acc
 ));
+
+// ---------------------------------------------------------------- integer
+
+/// Exact `Σ c[i] · w[i]` with AVX-512 VNNI (`vpdpbusd`: 64 products per
+/// instruction). Integer sums are exact, so any order equals the scalar one.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_u8_i8_vnni(c: &[u8], w: &[i8]) -> i32 {
+    let n = full_len(c.len(), w.len());
+    let mut acc = _mm512_setzero_si512();
+    let mut i = 0;
+    while i + 64 <= n {
+        // SAFETY: i + 64 <= n <= c.len(), w.len().
+        let (a, b) = unsafe {
+            (
+                _mm512_loadu_si512(c.as_ptr().add(i) as *const _),
+                _mm512_loadu_si512(w.as_ptr().add(i) as *const _),
+            )
+        };
+        acc = _mm512_dpbusd_epi32(acc, a, b);
+        i += 64;
+    }
+    if i < n {
+        let mask: u64 = (1u64 << (n - i)) - 1;
+        // SAFETY: masked loads touch only the n - i < 64 bytes selected by
+        // `mask`, all below n; masked-off bytes are not accessed.
+        let (a, b) = unsafe {
+            (
+                _mm512_maskz_loadu_epi8(mask, c.as_ptr().add(i) as *const i8),
+                _mm512_maskz_loadu_epi8(mask, w.as_ptr().add(i)),
+            )
+        };
+        acc = _mm512_dpbusd_epi32(acc, a, b);
+    }
+    _mm512_reduce_add_epi32(acc)
+}
+
+/// Exact `Σ c[i] · w[i]` with AVX2: widen to i16, `vpmaddwd` into i32.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_u8_i8_avx2(c: &[u8], w: &[i8]) -> i32 {
+    let n = full_len(c.len(), w.len());
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n <= c.len(), w.len().
+        let (a, b) = unsafe {
+            (
+                _mm_loadu_si128(c.as_ptr().add(i) as *const __m128i),
+                _mm_loadu_si128(w.as_ptr().add(i) as *const __m128i),
+            )
+        };
+        let prod = _mm256_madd_epi16(_mm256_cvtepu8_epi16(a), _mm256_cvtepi8_epi16(b));
+        acc = _mm256_add_epi32(acc, prod);
+        i += 16;
+    }
+    let s = _mm_add_epi32(
+        _mm256_castsi256_si128(acc),
+        _mm256_extracti128_si256::<1>(acc),
+    );
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}

@@ -9,7 +9,7 @@
 //! their whole insertion, so the entry point only ever moves up.
 
 use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
-use crate::distance::Kernels;
+use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -179,7 +179,16 @@ impl Builder<'_> {
         let mut cands = Vec::with_capacity(self.links.m0 + 1);
         for l in (0..=level.min(max_level)).rev() {
             let found = with_scratch(|s| {
-                beam(&self.links, l, self.n, &[cur], ef, s, |i| self.dist(qv, i));
+                beam(
+                    &self.links,
+                    l,
+                    self.n,
+                    &[cur],
+                    ef,
+                    s,
+                    |i| self.dist(qv, i),
+                    |i| prefetch(self.vector(i)),
+                );
                 s.found.clone()
             });
             self.select(&found, self.input.m, &mut chosen);

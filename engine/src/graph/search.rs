@@ -46,10 +46,14 @@ pub(crate) struct Scratch {
     top: BinaryHeap<Cand>,
     /// Results of the last beam search, closest first.
     pub found: Vec<Cand>,
+    /// Unvisited neighbours of the node being expanded.
+    fresh: Vec<u32>,
     /// The prepared (padded, normalised) query of a reader search.
     pub query: Vec<f32>,
     /// Per-query weights of quantized distances.
     pub weights: Vec<f32>,
+    /// The weights quantized to i8 for the integer kernel.
+    pub weights_i8: Vec<i8>,
 }
 
 /// Greedy descent on one level: moves to a strictly closer neighbour until
@@ -78,7 +82,10 @@ pub(crate) fn greedy<A: Adjacency>(
 /// Beam search with width `ef` on one level from `entries`; leaves the
 /// closest (at most `ef`) nodes in `scratch.found`, closest first. Each node
 /// is expanded at most once (visited set of `n` nodes), so it terminates on
-/// any graph, including cyclic or hostile ones.
+/// any graph, including cyclic or hostile ones. The unvisited neighbours of
+/// each expanded node are first passed to `prefetch` (which should hint the
+/// CPU to load their distance data), then measured.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn beam<A: Adjacency>(
     graph: &A,
     level: usize,
@@ -87,6 +94,7 @@ pub(crate) fn beam<A: Adjacency>(
     ef: usize,
     scratch: &mut Scratch,
     dist: impl Fn(u32) -> f32,
+    prefetch: impl Fn(u32),
 ) {
     let ef = ef.max(1);
     let Scratch {
@@ -94,6 +102,7 @@ pub(crate) fn beam<A: Adjacency>(
         candidates,
         top,
         found,
+        fresh,
         ..
     } = scratch;
     visited.reset(n);
@@ -113,10 +122,16 @@ pub(crate) fn beam<A: Adjacency>(
         if c.d > bound && top.len() >= ef {
             break;
         }
+        fresh.clear();
         graph.for_each_neighbor(level, c.id, |nb| {
-            if !visited.insert(nb) {
-                return;
+            if visited.insert(nb) {
+                fresh.push(nb);
             }
+        });
+        for &nb in fresh.iter() {
+            prefetch(nb);
+        }
+        for &nb in fresh.iter() {
             let d = dist(nb);
             if top.len() < ef || d < bound {
                 candidates.push(Reverse(Cand { d, id: nb }));
@@ -126,7 +141,7 @@ pub(crate) fn beam<A: Adjacency>(
                 }
                 bound = top.peek().map_or(f32::INFINITY, |c| c.d);
             }
-        });
+        }
     }
     found.clear();
     found.extend(top.drain());
