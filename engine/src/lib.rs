@@ -47,3 +47,8 @@ pub use index::{DegreeStats, Index, IndexInfo, OpenOptions};
 pub use metric::Metric;
 pub use params::{BuildParams, Neighbor, SearchParams};
 pub use quant::Quantization;
+
+/// The README's Rust example, compiled and run as a doc test.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -10,10 +10,10 @@ use strata::{dataset, BuildParams, Index, IndexBuilder, Metric, Quantization, Se
 #[derive(clap::Args)]
 pub struct Args {
     /// Number of generated base vectors.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 200_000)]
     pub n: usize,
     /// Dimension of the generated vectors.
-    #[arg(long, default_value_t = 96)]
+    #[arg(long, default_value_t = 128)]
     pub dim: usize,
     /// Number of queries (drawn from the same distribution, not in the base).
     #[arg(long, default_value_t = 1_000)]
