@@ -36,7 +36,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -703,10 +702,10 @@ def main(argv=None):
         args.runs = min(args.runs, 2)
         if args.num_queries is None:
             args.num_queries = 200
-    work_dir = resolve(args.work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
     paths = dataset_paths(args.data_dir)
     strata = None if args.peers_only else find_strata(args.strata)
+    work_dir = resolve(args.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     dp = query_subset(paths, args.num_queries, work_dir)
     peers = [p for p in (s.strip() for s in args.peers.split(",")) if p]
     for p in peers:
