@@ -32,6 +32,9 @@ pub struct Args {
     /// Seed; with --threads 1 the files are byte-identical run to run.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Fraction of values clipped at each end of every dimension's int8 range.
+    #[arg(long, default_value_t = strata::quant::int8::DEFAULT_CLIP)]
+    pub int8_clip: f32,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -48,7 +51,7 @@ pub fn run(a: Args) -> CliResult {
         quantization: a.quantization,
         seed: a.seed,
         threads: a.threads,
-        ..Default::default()
+        int8_clip: a.int8_clip,
     };
     let mut builder = IndexBuilder::new(data.dim, params)?;
     builder.add_rows(&data.data)?;
