@@ -28,7 +28,7 @@ fn main() {
     let dim = 384;
     for rows in [1_000usize, 200_000] {
         let codes: Vec<u8> = (0..rows * dim)
-            .map(|i| (i * 2654435761usize >> 13) as u8)
+            .map(|i| ((i * 2654435761usize) >> 13) as u8)
             .collect();
         let floats: Vec<f32> = codes.iter().map(|&c| c as f32 / 255.0 - 0.5).collect();
         let q: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();

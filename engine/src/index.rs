@@ -14,6 +14,16 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+fn no_index(dir: &Path) -> Error {
+    Error::io(
+        dir.join(crate::format::manifest::MANIFEST_NAME),
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no strata index here (MANIFEST missing)",
+        ),
+    )
+}
+
 /// Options for [`Index::open_with`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenOptions {
@@ -116,15 +126,27 @@ impl Index {
     /// Opens with options.
     pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
         let dir = dir.as_ref();
-        let manifest = Manifest::read(dir)?.ok_or_else(|| {
-            Error::io(
-                dir.join(crate::format::manifest::MANIFEST_NAME),
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no strata index here (MANIFEST missing)",
-                ),
-            )
-        })?;
+        // A publish may replace the generation between reading the manifest
+        // and opening its files (the old files are then gone): re-read the
+        // manifest and try again, a bounded number of times.
+        let mut attempts = 0;
+        loop {
+            match Self::open_generation(dir, options) {
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 =>
+                {
+                    attempts += 1;
+                    if Manifest::read(dir)?.is_none() {
+                        return Err(no_index(dir));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_generation(dir: &Path, options: &OpenOptions) -> Result<Index> {
+        let manifest = Manifest::read(dir)?.ok_or_else(|| no_index(dir))?;
         let map = |name: String| -> Result<Bytes> {
             let path = dir.join(name);
             let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -234,7 +256,8 @@ impl Index {
     /// width `max(ef, k)` on the codes; then rescores the best candidates
     /// (see [`SearchParams::oversample`]) with the float32 vectors and
     /// returns the `k` best by exact distance. Returns fewer than `k` only
-    /// when the index holds fewer than `k` vectors. Errors: `k = 0`, wrong
+    /// when fewer than `k` vectors are reachable: the index holds fewer, or
+    /// a damaged graph disconnects them. Errors: `k = 0`, wrong
     /// dimension, non-finite components, a zero query under cosine, an
     /// oversampling factor that is not finite and at least 1.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {

@@ -14,7 +14,7 @@
 //!   float32 vectors.
 //!
 //! The byte-level format is specified in `format-spec/` at the repository
-//! root; [`format`] implements it.
+//! root; [`mod@format`] implements it.
 //!
 //! ```
 //! use strata::{dataset, BuildParams, IndexBuilder, Metric, SearchParams};

@@ -157,6 +157,8 @@ mod tests {
                         "{} dot_u8 len {len}",
                         k.name
                     );
+                    let got_int = (k.dot_u8_i8)(&c, &w);
+                    assert_eq!(want_int, got_int, "{} dot_u8_i8 len {len}", k.name);
                 }
             }
         }

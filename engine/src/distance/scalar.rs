@@ -1,7 +1,7 @@
 //! Portable reference kernels.
 //!
 //! Element `i` accumulates into lane `i % 64` with a fused multiply-add, and
-//! the lanes are summed by [`reduce64`](super::reduce64): exactly the order the
+//! the lanes are summed in a fixed tree order (`reduce64`): exactly the order the
 //! SIMD backends use, so their results are bit-identical to these.
 
 use super::reduce64;

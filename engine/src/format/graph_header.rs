@@ -24,6 +24,8 @@ pub(crate) const OFF_SEED: usize = 72;
 pub(crate) const OFF_BUILD_ID: usize = 80;
 pub(crate) const OFF_FILE_LEN: usize = 96;
 pub(crate) const OFF_HEADER_CRC: usize = 252;
+/// Header bytes reserved for later versions; written as zero, checked zero.
+pub(crate) const RESERVED: std::ops::Range<usize> = OFF_FILE_LEN + 8..OFF_HEADER_CRC;
 /// The section table starts here, right after the 256-byte header.
 pub(crate) const SECTION_TABLE: usize = 256;
 /// Bytes per section table entry.

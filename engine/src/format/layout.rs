@@ -9,7 +9,7 @@
 //! (that would be O(n) at open): traversal skips any id out of range for its
 //! level and clamps counts to the block capacity (see [`GraphView`]).
 
-use super::graph_header::{GraphHeader, MAX_SECTIONS};
+use super::graph_header::{GraphHeader, MAX_SECTIONS, RESERVED};
 use super::sections::{SectionEntry, SectionKind, FLAG_OPTIONAL};
 use super::vectors_header::VectorsHeader;
 use super::{page_align, ELEMENT_F32, MAX_DIM, MAX_M, PAGE};
@@ -76,6 +76,17 @@ impl Layout {
                 format!("{} bytes (truncated or extended)", graph.len()),
             ));
         }
+        if let Some(i) = graph[RESERVED].iter().position(|b| *b != 0) {
+            return Err(bad(
+                "header reserved bytes 104..252",
+                "zero",
+                format!(
+                    "byte {} = {:#04x}",
+                    RESERVED.start + i,
+                    graph[RESERVED.start + i]
+                ),
+            ));
+        }
         if h.flags != 0 {
             return Err(bad(
                 "header field flags",
@@ -139,20 +150,21 @@ impl Layout {
         let mut ranges: [Option<Range<usize>>; 9] = Default::default();
         for i in 0..count {
             let s = SectionEntry::decode(graph, i);
-            let Some(kind) = SectionKind::from_code(s.kind) else {
-                if s.flags & FLAG_OPTIONAL != 0 {
-                    sections.push(s);
-                    continue;
-                }
+            let known = SectionKind::from_code(s.kind);
+            let name = known.map_or_else(
+                || format!("table entry {i} (kind {})", s.kind),
+                |k| k.name().to_string(),
+            );
+            if s.flags & !FLAG_OPTIONAL != 0 || s.reserved != 0 {
                 return Err(bad(
-                    format!("section table entry {i} kind"),
-                    "a known section kind 1..=8 (or the optional flag)",
-                    s.kind,
+                    format!("section {name} flags/reserved"),
+                    "only the optional flag (bit 0) and a zero reserved word",
+                    format!("flags {:#x}, reserved {:#x}", s.flags, s.reserved),
                 ));
-            };
+            }
             if !s.offset.is_multiple_of(PAGE as u64) || s.offset < PAGE as u64 {
                 return Err(bad(
-                    format!("section {} offset", kind.name()),
+                    format!("section {name} offset"),
                     "a multiple of 4096, after the header page",
                     s.offset,
                 ));
@@ -163,9 +175,21 @@ impl Layout {
                 .filter(|e| *e <= graph.len() as u64);
             let Some(end) = end else {
                 return Err(bad(
-                    format!("section {} extent", kind.name()),
+                    format!("section {name} extent"),
                     format!("within the file's {} bytes", graph.len()),
                     format!("offset {} + length {}", s.offset, s.len),
+                ));
+            };
+            let Some(kind) = known else {
+                if s.flags & FLAG_OPTIONAL != 0 {
+                    // A later version's optional section: in bounds, skipped.
+                    sections.push(s);
+                    continue;
+                }
+                return Err(bad(
+                    format!("section table entry {i} kind"),
+                    "a known section kind 1..=8 (or the optional flag)",
+                    s.kind,
                 ));
             };
             let slot = &mut ranges[kind as usize];
@@ -180,7 +204,9 @@ impl Layout {
             sections.push(s);
         }
         let mut sorted: Vec<&SectionEntry> = sections.iter().collect();
-        sorted.sort_by_key(|s| s.offset);
+        // Ties: empty sections first, so a zero-length section sharing its
+        // offset with the next one never reads as an overlap.
+        sorted.sort_by_key(|s| (s.offset, s.len));
         for w in sorted.windows(2) {
             if w[0].offset + w[0].len > w[1].offset {
                 return Err(bad(
@@ -391,6 +417,7 @@ impl Layout {
                 });
             }
         }
+        self.verify_id_maps(graph)?;
         let computed = crc32fast::hash(&vectors[self.vectors_range.clone()]);
         if computed != self.vectors_header.data_crc {
             return Err(Error::ChecksumMismatch {
@@ -399,6 +426,27 @@ impl Layout {
                 stored: self.vectors_header.data_crc,
                 computed,
             });
+        }
+        Ok(())
+    }
+
+    /// The two id maps agree: `id_to_ordinal` is strictly ascending by id and
+    /// each pair `(id, ord)` has `ord < count` and `ordinal_to_id[ord] == id`
+    /// (O(n), part of full verification).
+    fn verify_id_maps(&self, graph: &[u8]) -> Result<()> {
+        let ord_to_id: &[u64] = self.cast(graph, SectionKind::OrdinalToId);
+        let pairs: &[[u64; 2]] = self.cast(graph, SectionKind::IdToOrdinal);
+        let mut prev: Option<u64> = None;
+        for (i, &[id, ord]) in pairs.iter().enumerate() {
+            let agrees = usize::try_from(ord).ok().and_then(|o| ord_to_id.get(o)) == Some(&id);
+            if prev.is_some_and(|p| p >= id) || !agrees {
+                return Err(bad(
+                    format!("section id_to_ordinal pair {i}"),
+                    "pairs strictly ascending by id, each naming an ordinal whose ordinal_to_id entry is that id",
+                    format!("id {id}, ordinal {ord}"),
+                ));
+            }
+            prev = Some(id);
         }
         Ok(())
     }
@@ -493,6 +541,17 @@ impl GraphView<'_> {
     /// The stored links block of `node` on `level`, count clamped to capacity.
     #[inline]
     pub(crate) fn links(&self, level: usize, node: u32) -> &[u32] {
+        let cap = if level == 0 { self.l.m0 } else { self.l.m };
+        match self.block(level, node) {
+            [count, ids @ ..] => &ids[..(*count as usize).min(cap)],
+            [] => &[],
+        }
+    }
+
+    /// The whole stored block `[count, ids…, padding]` of `node` on `level`
+    /// (empty if the node is not on that level); reads nothing.
+    #[inline]
+    fn block(&self, level: usize, node: u32) -> &[u32] {
         let node = node as usize;
         let (words, cap, base) = if level == 0 {
             (self.l0, self.l.m0, 0)
@@ -503,10 +562,7 @@ impl GraphView<'_> {
             }
         };
         let start = base + node * (1 + cap);
-        match words.get(start..start + 1 + cap) {
-            Some(b) => &b[1..1 + (b[0] as usize).min(cap)],
-            None => &[],
-        }
+        words.get(start..start + 1 + cap).unwrap_or(&[])
     }
 
     /// The external id of an ordinal.
@@ -528,6 +584,11 @@ impl GraphView<'_> {
 }
 
 impl Adjacency for GraphView<'_> {
+    #[inline]
+    fn prefetch_links(&self, level: usize, node: u32) {
+        crate::distance::prefetch(self.block(level, node));
+    }
+
     #[inline]
     fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
         let limit = if level == 0 {

@@ -74,6 +74,9 @@ impl Manifest {
         if rd_u32(b, 12) != 0 {
             return Err(Error::corrupt(f, "flags", 0, rd_u32(b, 12)));
         }
+        if rd_u32(b, 44) != 0 {
+            return Err(Error::corrupt(f, "reserved bytes 44..48", 0, rd_u32(b, 44)));
+        }
         Ok(Manifest {
             generation: rd_u64(b, 16),
             build_id: rd_u128(b, 24),
@@ -94,7 +97,10 @@ impl Manifest {
 /// Writes `bytes` to `dir/name` crash-safely: a temporary name in the same
 /// directory, fsync, then rename over the final name.
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // Unique per process and call, so concurrent writers never share a temp file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
     let fin = dir.join(name);
     let mut f = OpenOptions::new()
         .write(true)
@@ -129,8 +135,19 @@ pub(crate) fn publish(
 ) -> Result<Manifest> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let old = Manifest::read(dir)?;
+    let generation = match old {
+        None => 1,
+        Some(o) => o.generation.checked_add(1).ok_or_else(|| {
+            Error::corrupt(
+                FileKind::Manifest,
+                "generation",
+                "below u64::MAX",
+                o.generation,
+            )
+        })?,
+    };
     let m = Manifest {
-        generation: old.map_or(1, |o| o.generation + 1),
+        generation,
         build_id,
     };
     write_atomic(dir, &m.graph_name(), graph)?;

@@ -75,6 +75,8 @@ pub struct SectionEntry {
     pub len: u64,
     /// CRC32 of the section's `len` bytes.
     pub crc: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 impl SectionEntry {
@@ -85,7 +87,7 @@ impl SectionEntry {
         wr_u64(page, o + 8, self.offset);
         wr_u64(page, o + 16, self.len);
         wr_u32(page, o + 24, self.crc);
-        wr_u32(page, o + 28, 0);
+        wr_u32(page, o + 28, self.reserved);
     }
 
     /// Caller ensures the table entry lies within page 0.
@@ -97,6 +99,7 @@ impl SectionEntry {
             offset: rd_u64(page, o + 8),
             len: rd_u64(page, o + 16),
             crc: rd_u32(page, o + 24),
+            reserved: rd_u32(page, o + 28),
         }
     }
 }

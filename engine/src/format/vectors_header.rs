@@ -16,6 +16,8 @@ const OFF_DATA_LEN: usize = 48;
 const OFF_DATA_CRC: usize = 56;
 const OFF_BUILD_ID: usize = 64;
 const OFF_HEADER_CRC: usize = 124;
+/// Header bytes reserved for later versions; written as zero, checked zero.
+const RESERVED: [std::ops::Range<usize>; 3] = [28..32, 60..64, 80..124];
 
 /// The vectors file header fields (validated against the graph in `layout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +94,17 @@ impl VectorsHeader {
                 stored,
                 computed,
             });
+        }
+        for range in RESERVED {
+            if let Some(i) = file[range.clone()].iter().position(|b| *b != 0) {
+                let at = range.start + i;
+                return Err(Error::corrupt(
+                    v,
+                    format!("header reserved byte {at}"),
+                    0,
+                    file[at],
+                ));
+            }
         }
         Ok(VectorsHeader {
             version,

@@ -25,6 +25,7 @@ pub(crate) fn assemble_graph(
             offset,
             len: bytes.len() as u64,
             crc: crc32fast::hash(bytes),
+            reserved: 0,
         });
         offset = page_align(offset + bytes.len() as u64).expect("in-memory sizes fit in u64");
     }

@@ -36,6 +36,9 @@ pub(crate) trait Adjacency {
     /// Calls `f` with each neighbour of `node` on `level`. Implementations
     /// over untrusted bytes skip ids that are out of range for the level.
     fn for_each_neighbor(&self, level: usize, node: u32, f: impl FnMut(u32));
+
+    /// Hints the CPU to load `node`'s links on `level` (default: nothing).
+    fn prefetch_links(&self, _level: usize, _node: u32) {}
 }
 
 /// Per-thread search buffers, reused across searches.
@@ -121,6 +124,9 @@ pub(crate) fn beam<A: Adjacency>(
     while let Some(Reverse(c)) = candidates.pop() {
         if c.d > bound && top.len() >= ef {
             break;
+        }
+        if let Some(Reverse(next)) = candidates.peek() {
+            graph.prefetch_links(level, next.id);
         }
         fresh.clear();
         graph.for_each_neighbor(level, c.id, |nb| {
