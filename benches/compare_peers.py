@@ -280,6 +280,8 @@ def main(argv=None):
     ap.add_argument("--peers", default="hnswlib,faiss",
                     help=f"comma list from {','.join(KNOWN_PEERS)} ('' for none)")
     ap.add_argument("--quantization", default="int8,none", help="strata variants (--quantization of strata build)")
+    ap.add_argument("--oversample", type=float, default=None,
+                    help="strata: rescore ceil(k * oversample) candidates (default: the engine's, max(k, ef))")
     ap.add_argument("--pq-m", type=int, default=96, help="faiss-pq: PQ sub-quantizers (8 bits each)")
     ap.add_argument("--refine-k-factor", type=float, default=4.0, help="faiss-pq: IndexRefineFlat k_factor")
     ap.add_argument("--num-queries", type=int, default=None, help="default: all (200 with --quick)")
@@ -395,7 +397,8 @@ def main(argv=None):
                         row["p99_us"] = float(np.percentile(lat, 99) * 1e6)
                     raw[e][ef].append(row)
             else:
-                res = common.run_strata_eval(strata, strata_dirs[e], dp["query"], gt_arg, args.k, efs, threads=1)
+                res = common.run_strata_eval(strata, strata_dirs[e], dp["query"], gt_arg, args.k, efs, threads=1,
+                                              extra_args=(["--oversample", str(args.oversample)] if args.oversample else []))
                 strata_calls.append({"engine": e, "round": r, "wall_s": res["wall_s"], "cmd": res["cmd"],
                                      "other": res["other"], "non_json": res["non_json"][:20]})
                 for ef in efs:

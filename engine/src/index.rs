@@ -281,7 +281,7 @@ impl Index {
                 match l.quant {
                     Quantization::None => {
                         let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
-                        self.traverse(&v, entry, ef, s, &dist, &|o| prefetch(v.vector(o)));
+                        self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)));
                         s.found.truncate(k);
                     }
                     Quantization::Int8 => {
@@ -310,10 +310,10 @@ impl Index {
                                     v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
                                 q2 - 2.0 * ip(o) + norm
                             };
-                            self.traverse(&v, entry, ef, s, &dist, &|o| prefetch(v.code(o)));
+                            self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.code(o)));
                         } else {
                             let dist = |o: u32| 1.0 - ip(o);
-                            self.traverse(&v, entry, ef, s, &dist, &|o| prefetch(v.code(o)));
+                            self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.code(o)));
                         }
                         s.found.truncate(rescore);
                         for c in s.found.iter() {
@@ -347,8 +347,8 @@ impl Index {
         entry: Cand,
         ef: usize,
         s: &mut crate::graph::search::Scratch,
-        dist: &dyn Fn(u32) -> f32,
-        prefetch: &dyn Fn(u32),
+        dist: impl Fn(u32) -> f32,
+        prefetch: impl Fn(u32),
     ) {
         let l = &self.layout;
         let mut cur = Cand {
@@ -356,9 +356,9 @@ impl Index {
             id: entry.id,
         };
         for level in (1..=l.max_level).rev() {
-            cur = greedy(v, level, cur, dist);
+            cur = greedy(v, level, cur, &dist);
         }
-        beam(v, 0, l.n, &[cur], ef, s, dist, prefetch);
+        beam(v, 0, l.n, &[cur], ef, s, &dist, prefetch);
     }
 
     fn rescore_count(&self, k: usize, params: &SearchParams) -> Result<usize> {
