@@ -127,3 +127,29 @@ pub fn rss_kb() -> (u64, u64, u64) {
     };
     (field("VmRSS:"), field("RssAnon:"), field("RssFile:"))
 }
+
+/// Resident KiB of this process's mappings of files whose names end with
+/// `suffix` (from /proc/self/smaps); 0 where unavailable.
+pub fn mapped_rss_kb(suffix: &str) -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut inside = false;
+    for line in s.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            inside = line
+                .split_whitespace()
+                .nth(5)
+                .is_some_and(|p| p.ends_with(suffix));
+        } else if inside && first == "Rss:" {
+            total += parts
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total
+}

@@ -1,7 +1,7 @@
 //! `strata eval`: recall@k, QPS and latency swept over ef and oversampling.
 
 use super::CliResult;
-use crate::measure::{exact_truth, measure, print_table, rss_kb};
+use crate::measure::{exact_truth, mapped_rss_kb, measure, print_table, rss_kb};
 use std::path::PathBuf;
 use std::time::Instant;
 use strata::{dataset, Index, OpenOptions, SearchParams};
@@ -85,6 +85,19 @@ pub fn run(a: Args) -> CliResult {
     } else {
         a.oversample.iter().map(|o| Some(*o)).collect()
     };
+    // With --report-memory, memory is read after exactly one pass over the
+    // queries (at the first setting), before the sweep touches more pages.
+    let mut memory_after_pass = None;
+    if a.report_memory {
+        let params = SearchParams {
+            ef: a.ef.first().copied().unwrap_or(64),
+            oversample: oversamples[0],
+        };
+        for q in queries.rows() {
+            index.search(q, a.k, &params)?;
+        }
+        memory_after_pass = Some((rss_kb(), mapped_rss_kb(".graph"), mapped_rss_kb(".vectors")));
+    }
     let mut rows = Vec::new();
     for &ef in &a.ef {
         for &oversample in &oversamples {
@@ -116,14 +129,16 @@ pub fn run(a: Args) -> CliResult {
         );
         print_table(&rows);
     }
-    if a.report_memory {
-        let (rss, anon, file) = rss_kb();
+    if let Some(((rss, anon, file), graph_map, vectors_map)) = memory_after_pass {
         let mem = serde_json::json!({
             "open_ms": open_ms,
             "rss_after_open_kb": rss_open.0,
+            "queries_before_memory": queries.len(),
             "rss_after_queries_kb": rss,
             "rss_anon_after_queries_kb": anon,
             "rss_file_after_queries_kb": file,
+            "rss_graph_map_kb": graph_map,
+            "rss_vectors_map_kb": vectors_map,
             "graph_file_bytes": info.graph_file_bytes,
             "vectors_file_bytes": info.vectors_file_bytes,
             "resident_bytes": info.resident_bytes,
@@ -131,7 +146,13 @@ pub fn run(a: Args) -> CliResult {
         if a.json {
             println!("{mem}");
         } else {
-            println!("open {open_ms:.2} ms; RSS after open {} KiB, after queries {} KiB (anon {anon}, file-backed {file}); graph file {} B, vectors file {} B", rss_open.0, rss, info.graph_file_bytes, info.vectors_file_bytes);
+            println!(
+                "open {open_ms:.2} ms; RSS after open {} KiB; after {} queries {rss} KiB (anon {anon}, file-backed {file}: graph map {graph_map} KiB, vectors map {vectors_map} KiB); graph file {} B, vectors file {} B",
+                rss_open.0,
+                queries.len(),
+                info.graph_file_bytes,
+                info.vectors_file_bytes
+            );
         }
     }
     Ok(())
