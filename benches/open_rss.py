@@ -388,6 +388,7 @@ def run_strata_eval(
             code=1,
         )
     rows, memory, other, non_json = {}, None, [], []
+    all_rows = []  # every result line, also several per ef (an --oversample sweep)
     for line in r.stdout.splitlines():
         line = line.strip()
         if not line:
@@ -403,6 +404,7 @@ def run_strata_eval(
             memory = obj
         elif "ef" in obj:
             rows[int(obj["ef"])] = obj
+            all_rows.append(obj)
         else:
             other.append(obj)
     missing = [e for e in efs if e not in rows]
@@ -418,7 +420,8 @@ def run_strata_eval(
                 die(f"strata eval result line for ef={e} lacks key {key!r}: {rows[e]}", code=1)
     if report_memory and memory is None:
         die(f"`{' '.join(cmd)}` printed no memory line (a JSON object with \"open_ms\")", code=1)
-    return {"cmd": cmd, "rows": rows, "memory": memory, "wall_s": wall, "other": other, "non_json": non_json}
+    return {"cmd": cmd, "rows": rows, "all_rows": all_rows, "memory": memory, "wall_s": wall, "other": other,
+            "non_json": non_json}
 
 
 def strata_index_bytes(index_dir: Path) -> int:

@@ -11,7 +11,8 @@ use crate::graph::build::{build_graph, BuiltGraph, GraphInput};
 use crate::index::Index;
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
-use crate::quant::{Int8Quantizer, Quantization};
+use crate::quant::pq;
+use crate::quant::trained::{TrainSpec, Trained};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,6 +59,8 @@ pub struct BuildProgress {
 /// # Ok::<(), strata::Error>(())
 /// ```
 pub struct IndexBuilder {
+    /// A quantizer to encode with instead of training one (compaction).
+    reuse: Option<Trained>,
     dim: usize,
     padded: usize,
     params: BuildParams,
@@ -71,6 +74,7 @@ impl IndexBuilder {
     pub fn new(dim: usize, params: BuildParams) -> Result<Self> {
         params.validate(dim)?;
         Ok(IndexBuilder {
+            reuse: None,
             dim,
             padded: padded_dim(dim),
             params,
@@ -143,6 +147,11 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// Encodes with `quantizer` instead of training a new one.
+    pub(crate) fn reuse_quantizer(&mut self, quantizer: Trained) {
+        self.reuse = Some(quantizer);
+    }
+
     /// Builds the index in memory.
     pub fn build(self) -> Result<BuiltIndex> {
         self.build_with_progress(&|_| {})
@@ -150,7 +159,7 @@ impl IndexBuilder {
 
     /// Builds the index, reporting progress through `progress`.
     pub fn build_with_progress(
-        self,
+        mut self,
         progress: &(dyn Fn(BuildProgress) + Sync),
     ) -> Result<BuiltIndex> {
         let n = self.ids.len();
@@ -191,21 +200,23 @@ impl IndexBuilder {
             done: 0,
             total: n,
         });
-        let quantizer = match p.quantization {
-            Quantization::Int8 => Some(Int8Quantizer::train(
-                &self.data,
-                self.dim,
-                self.padded,
-                p.int8_clip,
-            )),
-            Quantization::None => None,
+        let spec = TrainSpec {
+            kind: p.quantization,
+            int8_clip: p.int8_clip,
+            pq_m: p.pq_m.unwrap_or_else(|| pq::default_m(self.dim)),
+            pq_train_size: p.pq_train_size,
+            seed,
+        };
+        let quantizer = match self.reuse.take() {
+            Some(q) => q,
+            None => Trained::train(&spec, &self.data, self.dim, self.padded),
         };
         progress(BuildProgress {
             stage: BuildStage::Assemble,
             done: 0,
             total: 1,
         });
-        let built = self.assemble(&graph, quantizer.as_ref(), seed);
+        let built = self.assemble(&graph, &quantizer, seed);
         progress(BuildProgress {
             stage: BuildStage::Assemble,
             done: 1,
@@ -229,11 +240,14 @@ impl IndexBuilder {
             self.params.metric.code() as u8,
             self.params.quantization.code() as u8,
         ]);
+        h.update(&(self.params.pq_m.unwrap_or(0) as u64).to_le_bytes());
+        h.update(&(self.params.pq_train_size as u64).to_le_bytes());
+        h.update(&self.params.int8_clip.to_le_bytes());
         let mix = seed ^ ((h.finalize() as u64) << 29);
         rand_chacha::ChaCha8Rng::seed_from_u64(mix).gen()
     }
 
-    fn assemble(&self, g: &BuiltGraph, quantizer: Option<&Int8Quantizer>, seed: u64) -> BuiltIndex {
+    fn assemble(&self, g: &BuiltGraph, quantizer: &Trained, seed: u64) -> BuiltIndex {
         let n = self.ids.len();
         let (m, m0, max_level) = (g.m, g.m0, g.max_level);
         // Ordinals: the entry point first, then by level descending (stable),
@@ -278,18 +292,8 @@ impl IndexBuilder {
         for &i in &order {
             vectors.extend_from_slice(&self.data[i as usize * p..(i as usize + 1) * p]);
         }
-        let mut codes = Vec::new();
-        let mut norms = Vec::new();
-        let mut qparams = Vec::new();
-        if let Some(q) = quantizer {
-            codes = vec![0u8; n * p];
-            norms = Vec::with_capacity(n);
-            for (o, code) in codes.chunks_exact_mut(p).enumerate() {
-                norms.push(q.encode(&vectors[o * p..(o + 1) * p], code));
-            }
-            qparams.extend_from_slice(&q.lo);
-            qparams.extend_from_slice(&q.scale);
-        }
+        let enc = quantizer.encode_all(&vectors, self.dim, p);
+        let coded = enc.stride > 0;
         let build_id = self.build_id(seed);
         let header = GraphHeader {
             version: FORMAT_VERSION,
@@ -305,24 +309,33 @@ impl IndexBuilder {
             max_level: max_level as u32,
             entry: ord_of[g.entry as usize],
             quant: self.params.quantization.code(),
-            code_stride: if quantizer.is_some() { p as u32 } else { 0 },
+            code_stride: enc.stride as u32,
+            quant_param: enc.quant_param,
             section_count: 0,
             seed,
             build_id,
             file_len: 0,
         };
         let mut sections: Vec<(SectionKind, &[u8])> = Vec::new();
-        if quantizer.is_some() {
-            sections.push((SectionKind::QuantParams, bytemuck::cast_slice(&qparams)));
-            sections.push((SectionKind::CodeNorms, bytemuck::cast_slice(&norms)));
+        if coded {
+            sections.push((SectionKind::QuantParams, bytemuck::cast_slice(&enc.params)));
+        }
+        if !enc.norms.is_empty() {
+            sections.push((SectionKind::CodeNorms, bytemuck::cast_slice(&enc.norms)));
+        }
+        if !enc.factors.is_empty() {
+            sections.push((
+                SectionKind::BinaryFactors,
+                bytemuck::cast_slice(&enc.factors),
+            ));
         }
         sections.push((
             SectionKind::LevelCounts,
             bytemuck::cast_slice(&level_counts),
         ));
         sections.push((SectionKind::LinksUpper, bytemuck::cast_slice(&upper)));
-        if quantizer.is_some() {
-            sections.push((SectionKind::Codes, &codes));
+        if coded {
+            sections.push((SectionKind::Codes, &enc.codes));
         }
         sections.push((SectionKind::LinksLevel0, bytemuck::cast_slice(&l0)));
         sections.push((SectionKind::OrdinalToId, bytemuck::cast_slice(&ord_to_id)));
@@ -363,6 +376,11 @@ impl BuiltIndex {
     /// Opens the in-memory bytes as a searchable [`Index`] (validated like a file).
     pub fn into_index(self) -> Result<Index> {
         Index::from_bytes(&self.graph, &self.vectors)
+    }
+
+    /// The build id shared by both files.
+    pub fn build_id(&self) -> u128 {
+        self.build_id
     }
 
     /// The graph file's bytes.

@@ -17,6 +17,8 @@ pub enum FileKind {
     Manifest,
     /// An input data file (`.fvecs`, `.bvecs`, `.ivecs`, `.npy`).
     Input,
+    /// The append log of a generation.
+    Log,
 }
 
 impl std::fmt::Display for FileKind {
@@ -26,6 +28,7 @@ impl std::fmt::Display for FileKind {
             FileKind::Vectors => "vectors file",
             FileKind::Manifest => "manifest",
             FileKind::Input => "input file",
+            FileKind::Log => "append log",
         })
     }
 }
@@ -155,6 +158,16 @@ pub enum Error {
         /// The vectors file's build id.
         vectors: u128,
     },
+
+    /// Another writer holds the directory's lock.
+    #[error(
+        "{0} is locked by another writer (one writer per index directory; readers need no lock)"
+    )]
+    WriterLocked(PathBuf),
+
+    /// An operation on an id that conflicts with the index's contents.
+    #[error("id {0} already exists: use upsert to replace it")]
+    IdExists(u64),
 
     /// An input data file could not be parsed.
     #[error("cannot read {path}: {reason}")]

@@ -6,10 +6,10 @@ use crate::format::bytes::Bytes;
 use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
-use crate::graph::search::{beam, greedy, with_scratch, Cand};
+use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
-use crate::quant::Quantization;
+use crate::quant::{binary, pq, Quantization};
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,10 @@ pub struct IndexInfo {
     pub metric: Metric,
     /// Traversal codes.
     pub quantization: Quantization,
+    /// Code bytes per vector (0 without codes).
+    pub code_bytes: usize,
+    /// Product quantization's sub-vector count (0 for other kinds).
+    pub pq_m: usize,
     /// Dimension of the vectors.
     pub dim: usize,
     /// Number of vectors.
@@ -261,6 +265,18 @@ impl Index {
     /// dimension, non-finite components, a zero query under cosine, an
     /// oversampling factor that is not finite and at least 1.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
+        self.search_accepting(query, k, params, |_| true)
+    }
+
+    /// [`Index::search`] returning only ordinals for which `accept` is true
+    /// (the others are still traversed, so the graph stays navigable).
+    pub(crate) fn search_accepting(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<Vec<Neighbor>> {
         Self::check_k(k)?;
         let rescore = self.rescore_count(k, params)?;
         let ef = params.ef.max(k).max(rescore);
@@ -278,10 +294,11 @@ impl Index {
                     d: 0.0,
                     id: l.entry,
                 };
+                let code_prefetch = |o: u32| prefetch(v.code(o));
                 match l.quant {
                     Quantization::None => {
                         let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
-                        self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)));
+                        self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)), &accept);
                         s.found.truncate(k);
                     }
                     Quantization::Int8 => {
@@ -310,20 +327,55 @@ impl Index {
                                     v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
                                 q2 - 2.0 * ip(o) + norm
                             };
-                            self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.code(o)));
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         } else {
                             let dist = |o: u32| 1.0 - ip(o);
-                            self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.code(o)));
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        s.found.truncate(rescore);
-                        for c in s.found.iter() {
-                            prefetch(v.vector(c.id));
+                        self.rescore(&v, &q, s, rescore, k);
+                    }
+                    Quantization::Pq => {
+                        // Cosine ranks by ‖q − x̂‖² (unit vectors: the same
+                        // order as cosine, and unlike ⟨q, x̂⟩ not biased by
+                        // the reconstruction's norm); inner product by ⟨q, x̂⟩.
+                        let by_l2 = l.metric != Metric::InnerProduct;
+                        let table_metric = if by_l2 {
+                            Metric::L2
+                        } else {
+                            Metric::InnerProduct
+                        };
+                        pq::query_table(l.dim, l.pq_m, v.quant_params, table_metric, &q, &mut w);
+                        let table = &w;
+                        if by_l2 {
+                            let dist = |o: u32| (k8.adc)(table, v.code(o));
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                        } else {
+                            let dist = |o: u32| 1.0 - (k8.adc)(table, v.code(o));
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        for c in s.found.iter_mut() {
-                            c.d = l.metric.distance(k8, &q, v.vector(c.id));
+                        self.rescore(&v, &q, s, rescore, k);
+                    }
+                    Quantization::Binary => {
+                        let qc = binary::query_table(v.quant_params, &q, l.dim, &mut w);
+                        let (table, q2) = (&w, (k8.dot)(&q, &q));
+                        let factors = |o: u32| {
+                            v.factors
+                                .get(o as usize)
+                                .copied()
+                                .unwrap_or([0.0, f32::INFINITY])
+                        };
+                        let ip = |o: u32, alpha: f32| qc + alpha * (k8.adc)(table, v.code(o));
+                        if l.metric == Metric::L2 {
+                            let dist = |o: u32| {
+                                let [alpha, x2] = factors(o);
+                                q2 - 2.0 * ip(o, alpha) + x2
+                            };
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                        } else {
+                            let dist = |o: u32| 1.0 - ip(o, factors(o)[0]);
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        s.found.sort_unstable();
-                        s.found.truncate(k);
+                        self.rescore(&v, &q, s, rescore, k);
                     }
                 }
                 s.found
@@ -341,14 +393,31 @@ impl Index {
         })
     }
 
+    /// Replaces the approximate distances of the best `rescore` candidates
+    /// by exact ones from the vectors file and keeps the `k` closest.
+    fn rescore(&self, v: &GraphView<'_>, q: &[f32], s: &mut Scratch, rescore: usize, k: usize) {
+        let l = &self.layout;
+        s.found.truncate(rescore);
+        for c in s.found.iter() {
+            prefetch(v.vector(c.id));
+        }
+        for c in s.found.iter_mut() {
+            c.d = l.metric.distance(self.kernels, q, v.vector(c.id));
+        }
+        s.found.sort_unstable();
+        s.found.truncate(k);
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn traverse(
         &self,
         v: &GraphView<'_>,
         entry: Cand,
         ef: usize,
-        s: &mut crate::graph::search::Scratch,
+        s: &mut Scratch,
         dist: impl Fn(u32) -> f32,
         prefetch: impl Fn(u32),
+        accept: impl Fn(u32) -> bool,
     ) {
         let l = &self.layout;
         let mut cur = Cand {
@@ -358,7 +427,7 @@ impl Index {
         for level in (1..=l.max_level).rev() {
             cur = greedy(v, level, cur, &dist);
         }
-        beam(v, 0, l.n, &[cur], ef, s, &dist, prefetch);
+        beam(v, 0, l.n, &[cur], ef, s, &dist, prefetch, accept);
     }
 
     fn rescore_count(&self, k: usize, params: &SearchParams) -> Result<usize> {
@@ -404,13 +473,23 @@ impl Index {
     /// (the ground truth `eval` uses when none is given). Cost: one distance
     /// per stored vector.
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
+        self.exact_search_accepting(query, k, |_| true)
+    }
+
+    /// [`Index::exact_search`] over the ordinals for which `accept` is true.
+    pub(crate) fn exact_search_accepting(
+        &self,
+        query: &[f32],
+        k: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Result<Vec<Neighbor>> {
         Self::check_k(k)?;
         let l = &self.layout;
         let v = self.view();
         let mut q = vec![0f32; l.padded];
         prepare_vector(l.metric, l.dim, query, None, &mut q)?;
         let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
-        for o in 0..l.n as u32 {
+        for o in (0..l.n as u32).filter(|&o| accept(o)) {
             let d = l.metric.distance(self.kernels, &q, v.vector(o));
             if top.len() < k {
                 top.push(Cand { d, id: o });
@@ -461,6 +540,8 @@ impl Index {
             format_version: h.version,
             metric: l.metric,
             quantization: l.quant,
+            code_bytes: l.stride,
+            pq_m: l.pq_m,
             dim: l.dim,
             count: l.n,
             m: l.m,
@@ -476,7 +557,7 @@ impl Index {
             vectors_file_bytes,
             resident_bytes: match l.quant {
                 Quantization::None => graph_file_bytes + vectors_file_bytes,
-                Quantization::Int8 => graph_file_bytes,
+                _ => graph_file_bytes,
             },
             kernels: self.kernels.name,
         }
@@ -499,5 +580,70 @@ impl Index {
             mean: sum as f64 / self.layout.n as f64,
             isolated,
         }
+    }
+}
+
+/// Crate-internal access used by the live (logged) index and compaction.
+impl Index {
+    /// The ordinal of an external id.
+    pub(crate) fn ordinal(&self, id: u64) -> Option<u32> {
+        self.view().ordinal(id)
+    }
+
+    /// External id and stored (padded) vector of every ordinal `accept`s,
+    /// in ordinal order.
+    pub(crate) fn rows_accepting(&self, accept: impl Fn(u32) -> bool) -> (Vec<u64>, Vec<f32>) {
+        let v = self.view();
+        let (mut ids, mut rows) = (Vec::new(), Vec::new());
+        for o in (0..self.layout.n as u32).filter(|&o| accept(o)) {
+            ids.push(v.id(o));
+            rows.extend_from_slice(&v.vector(o)[..self.layout.dim]);
+        }
+        (ids, rows)
+    }
+
+    /// Build parameters that reproduce this index's graph and codes.
+    pub(crate) fn build_params(&self) -> crate::BuildParams {
+        let l = &self.layout;
+        crate::BuildParams {
+            metric: l.metric,
+            m: l.m,
+            ef_construction: l.header.ef_construction as usize,
+            quantization: l.quant,
+            seed: Some(l.header.seed),
+            pq_m: (l.pq_m > 0).then_some(l.pq_m),
+            ..Default::default()
+        }
+    }
+
+    /// The quantizer stored in this index, to encode new vectors with it.
+    pub(crate) fn trained_quantizer(&self) -> crate::quant::trained::Trained {
+        use crate::quant::{trained::Trained, BinaryQuantizer, Int8Quantizer, ProductQuantizer};
+        let l = &self.layout;
+        let p = self.view().quant_params;
+        match l.quant {
+            Quantization::None => Trained::None,
+            Quantization::Int8 => Trained::Int8(Int8Quantizer {
+                lo: p[..l.padded].to_vec(),
+                scale: p[l.padded..].to_vec(),
+            }),
+            Quantization::Pq => Trained::Pq(ProductQuantizer {
+                m: l.pq_m,
+                dim: l.dim,
+                codebooks: p.to_vec(),
+            }),
+            Quantization::Binary => Trained::Binary(BinaryQuantizer { centre: p.to_vec() }),
+        }
+    }
+
+    /// The largest external id (the last of the sorted id pairs).
+    pub(crate) fn max_id(&self) -> Option<u64> {
+        let pairs: &[[u64; 2]] = bytemuck::try_cast_slice(self.view().id_to_ord).ok()?;
+        pairs.last().map(|p| p[0])
+    }
+
+    /// The build id shared by the index's files.
+    pub(crate) fn build_id(&self) -> u128 {
+        self.layout.header.build_id
     }
 }

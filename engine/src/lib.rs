@@ -37,6 +37,8 @@ pub mod error;
 pub mod format;
 mod graph;
 mod index;
+mod live;
+pub mod log;
 pub mod metric;
 mod params;
 pub mod quant;
@@ -44,6 +46,9 @@ pub mod quant;
 pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
 pub use index::{DegreeStats, Index, IndexInfo, OpenOptions};
+pub use live::{
+    CompactOptions, CompactReport, Durability, LiveIndex, LiveStats, Writer, LOCK_NAME,
+};
 pub use metric::Metric;
 pub use params::{BuildParams, Neighbor, SearchParams};
 pub use quant::Quantization;

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::format::{MAX_DIM, MAX_M};
 use crate::metric::Metric;
-use crate::quant::{int8::DEFAULT_CLIP, Quantization};
+use crate::quant::{int8::DEFAULT_CLIP, pq, Quantization};
 
 /// Parameters of an index build. `Default` gives M = 16,
 /// ef_construction = 200, cosine, int8 codes, a random seed and all cores.
@@ -24,6 +24,11 @@ pub struct BuildParams {
     pub threads: usize,
     /// Fraction of values clipped at each end of each dimension's int8 range.
     pub int8_clip: f32,
+    /// Product quantization: code bytes (sub-vectors) per vector, `1..=dim`;
+    /// `None` picks about `dim / 4`. Validated for every quantizer, used by PQ only.
+    pub pq_m: Option<usize>,
+    /// Product quantization: rows sampled to train the codebooks.
+    pub pq_train_size: usize,
 }
 
 impl Default for BuildParams {
@@ -36,6 +41,8 @@ impl Default for BuildParams {
             seed: None,
             threads: 0,
             int8_clip: DEFAULT_CLIP,
+            pq_m: None,
+            pq_train_size: pq::DEFAULT_TRAIN_SIZE,
         }
     }
 }
@@ -51,6 +58,14 @@ impl BuildParams {
         }
         if self.ef_construction == 0 {
             return bad("ef_construction", "must be at least 1".into());
+        }
+        if let Some(m) = self.pq_m {
+            if m == 0 || m > dim {
+                return bad("pq_m", format!("{m} is outside 1..={dim} (the dimension)"));
+            }
+        }
+        if self.pq_train_size == 0 {
+            return bad("pq_train_size", "must be at least 1".into());
         }
         if !(0.0..0.5).contains(&self.int8_clip) {
             return bad(

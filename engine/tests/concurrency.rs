@@ -1,14 +1,16 @@
 //! Pins thread safety: `Index` is `Send + Sync` (checked at compile time);
 //! eight threads searching one memory-mapped index at once get exactly the
-//! single-threaded answers (per-thread scratch buffers never leak state
-//! between searches, even with different k and ef per thread); and
+//! single-threaded answers, for every code kind (per-thread scratch buffers
+//! never leak state between searches, even with different k and ef per
+//! thread, or when one thread alternates between indexes whose query tables
+//! differ in size: int8 weights, PQ and binary lookup tables); and
 //! `search_batch` / `exact_search_batch` equal their per-query versions.
 
 mod common;
 
 use common::*;
 use strata::dataset::clustered;
-use strata::{Error, Index, Metric, Neighbor, Quantization, SearchParams};
+use strata::{BuildParams, Error, Index, Metric, Neighbor, Quantization, SearchParams};
 
 const fn assert_send_sync<T: Send + Sync>() {}
 const _: () = assert_send_sync::<Index>();
@@ -18,9 +20,11 @@ fn setup(quant: Quantization) -> (tempfile::TempDir, Index, strata::dataset::Vec
     let data = clustered(3_000, 32, 15, 0.15, 51);
     let queries = perturbed_queries(&data, 200, 0.1, 52);
     let dir = tempfile::tempdir().unwrap();
-    build(&data, params(Metric::Cosine, quant, 9))
-        .write(dir.path())
-        .unwrap();
+    let p = BuildParams {
+        pq_train_size: 500,
+        ..params(Metric::Cosine, quant, 9)
+    };
+    build(&data, p).write(dir.path()).unwrap();
     let index = Index::open(dir.path()).unwrap();
     (dir, index, queries)
 }
@@ -37,7 +41,12 @@ fn per_thread_params(t: usize) -> (usize, SearchParams) {
 
 #[test]
 fn eight_threads_get_single_thread_results() {
-    for quant in [Quantization::None, Quantization::Int8] {
+    for quant in [
+        Quantization::None,
+        Quantization::Int8,
+        Quantization::Pq,
+        Quantization::Binary,
+    ] {
         let (_dir, index, queries) = setup(quant);
         let sp = SearchParams::with_ef(64);
         let want = bits(&search_all(&index, &queries, 10, &sp));
@@ -110,6 +119,77 @@ fn one_thread_searching_two_indexes_alternately() {
         let s: Vec<Neighbor> = small.search(q, 10, &sp).unwrap();
         assert_eq!(bits(&[b])[0], want_big[i]);
         assert_eq!(bits(&[s])[0], want_small[i]);
+    }
+}
+
+#[test]
+fn one_thread_alternating_between_every_kind_of_index() {
+    // One thread's scratch serves every index it searches: int8 weights of
+    // the padded dimension, PQ tables of 256 floats per code byte, binary
+    // tables of 256 floats per byte of bits, for different dimensions.
+    // Interleaving them (with different k and ef) must give each index's
+    // answers from a thread that searched it alone.
+    let mut indexes = Vec::new();
+    for (dim, metric, quant, pq_m) in [
+        (32, Metric::L2, Quantization::Int8, None),
+        (32, Metric::Cosine, Quantization::Pq, Some(8)),
+        (100, Metric::InnerProduct, Quantization::Binary, None),
+        (100, Metric::L2, Quantization::Pq, Some(50)),
+        (20, Metric::Cosine, Quantization::None, None),
+        (20, Metric::L2, Quantization::Binary, None),
+    ] {
+        let data = clustered(400, dim, 5, 0.15, 54);
+        let queries = perturbed_queries(&data, 40, 0.1, 55);
+        let p = BuildParams {
+            pq_m,
+            pq_train_size: 400,
+            ..params(metric, quant, 2)
+        };
+        indexes.push((in_memory(build(&data, p)), queries));
+    }
+    let settings = |i: usize| -> (usize, SearchParams) {
+        let k = [1, 10, 7][i % 3];
+        let sp = SearchParams {
+            ef: [16, 64, 40][i % 3],
+            oversample: [None, Some(1.0), Some(3.0)][i % 3],
+        };
+        (k, sp)
+    };
+    // Each index searched alone, on a fresh thread.
+    let want: Vec<Vec<Vec<(u64, u32)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = indexes
+            .iter()
+            .map(|(index, queries)| {
+                s.spawn(move || {
+                    let hits: Vec<Vec<Neighbor>> = queries
+                        .rows()
+                        .enumerate()
+                        .map(|(i, q)| {
+                            let (k, sp) = settings(i);
+                            index.search(q, k, &sp).unwrap()
+                        })
+                        .collect();
+                    bits(&hits)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // All of them interleaved on this thread, twice.
+    for _round in 0..2 {
+        for i in 0..40 {
+            for ((index, queries), want) in indexes.iter().zip(&want) {
+                let (k, sp) = settings(i);
+                let got = index.search(queries.row(i), k, &sp).unwrap();
+                assert_eq!(
+                    bits(&[got])[0],
+                    want[i],
+                    "{:?} index of dim {} query {i}",
+                    index.quantization(),
+                    index.dim()
+                );
+            }
+        }
     }
 }
 

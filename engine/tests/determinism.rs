@@ -1,21 +1,55 @@
 //! Pins reproducibility: a seeded single-threaded build produces
 //! byte-identical graph and vectors files run to run (for every metric and
-//! quantization), a different seed produces different files, an unseeded
-//! build gets a fresh build id, and a multi-threaded build (not
-//! byte-reproducible) still reaches the recall threshold.
+//! quantization: none, int8, product quantization, binary), a different
+//! seed produces different files (and different PQ codebooks), the trained
+//! quantizer parameters depend only on the data and the seed (not on the
+//! thread count), an unseeded build gets a fresh build id, and a
+//! multi-threaded build (not byte-reproducible) still reaches the recall
+//! threshold.
 
 mod common;
 
 use common::*;
 use strata::dataset::clustered;
-use strata::{Metric, Quantization, SearchParams};
+use strata::{BuildParams, BuiltIndex, Index, Metric, Quantization, SearchParams};
+
+/// Every quantization, PQ with m = 5 (16 dimensions split 4/3/3/3/3) and a
+/// small training sample so debug builds stay quick.
+const QUANTS: [Quantization; 4] = [
+    Quantization::None,
+    Quantization::Int8,
+    Quantization::Pq,
+    Quantization::Binary,
+];
+
+fn seeded(metric: Metric, quant: Quantization, seed: u64) -> BuildParams {
+    BuildParams {
+        pq_m: Some(5),
+        pq_train_size: 500,
+        ..params(metric, quant, seed)
+    }
+}
+
+/// The bytes of a graph section, by name.
+fn section_bytes<'a>(built: &'a BuiltIndex, name: &str) -> &'a [u8] {
+    let info = Index::from_bytes(built.graph_bytes(), built.vectors_bytes())
+        .unwrap()
+        .info();
+    let (_, off, len, _) = info
+        .sections
+        .iter()
+        .find(|s| s.0 == name)
+        .copied()
+        .unwrap_or_else(|| panic!("no section {name}"));
+    &built.graph_bytes()[off as usize..(off + len) as usize]
+}
 
 #[test]
 fn seeded_single_thread_builds_are_byte_identical() {
     let data = clustered(2_000, 16, 10, 0.15, 41);
     for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-        for quant in [Quantization::None, Quantization::Int8] {
-            let p = params(metric, quant, 1234);
+        for quant in QUANTS {
+            let p = seeded(metric, quant, 1234);
             assert_eq!(p.threads, 1);
             let a = build(&data, p.clone());
             let b = build(&data, p);
@@ -39,9 +73,16 @@ fn seeded_single_thread_builds_are_byte_identical() {
 #[test]
 fn different_seed_gives_different_files() {
     let data = clustered(2_000, 16, 10, 0.15, 42);
-    for quant in [Quantization::None, Quantization::Int8] {
-        let a = build(&data, params(Metric::L2, quant, 1));
-        let b = build(&data, params(Metric::L2, quant, 2));
+    for quant in QUANTS {
+        let a = build(&data, seeded(Metric::L2, quant, 1));
+        let b = build(&data, seeded(Metric::L2, quant, 2));
+        if quant == Quantization::Pq {
+            // k-means seeding depends on the seed.
+            assert!(
+                section_bytes(&a, "quant_params") != section_bytes(&b, "quant_params"),
+                "PQ codebooks do not depend on the seed"
+            );
+        }
         assert!(a.graph_bytes() != b.graph_bytes(), "{quant:?}: graph bytes");
         assert!(
             a.vectors_bytes() != b.vectors_bytes(),
@@ -51,6 +92,25 @@ fn different_seed_gives_different_files() {
         assert_ne!(ia.info().build_id, ib.info().build_id);
         assert_eq!(ia.info().seed, 1);
         assert_eq!(ib.info().seed, 2);
+    }
+}
+
+/// Training sees the rows in insertion order with the build's seed, and
+/// k-means assignment is a pure function of the centroids, so the
+/// quantizer parameters (int8 ranges, PQ codebooks, the binary centre) are
+/// the same whatever the thread count, even though the graph is not.
+#[test]
+fn quantizer_parameters_do_not_depend_on_the_thread_count() {
+    let data = clustered(1_500, 16, 10, 0.15, 45);
+    for quant in [Quantization::Int8, Quantization::Pq, Quantization::Binary] {
+        let one = build(&data, seeded(Metric::Cosine, quant, 7));
+        let mut p = seeded(Metric::Cosine, quant, 7);
+        p.threads = 2;
+        let two = build(&data, p);
+        assert!(
+            section_bytes(&one, "quant_params") == section_bytes(&two, "quant_params"),
+            "{quant:?}: quantizer parameters differ between 1 and 2 threads"
+        );
     }
 }
 

@@ -3,12 +3,19 @@
 //! — re-sealing the header CRC where the point is to reach the field's own
 //! check — and opening must fail with the specific typed error (variant,
 //! file, and the `what` that names the field or section), never panic and
-//! never allocate in proportion to what a header claims. Also pins that
-//! section CRCs are checked by `from_bytes` and `verify()` (but not by a
-//! plain mmap `open` for large sections), that optional unknown sections are
-//! skipped, and that a hostile but checksum-consistent graph (out-of-range,
-//! self and duplicate links, over-long link counts, garbage id maps) is
-//! searched without panicking, returning only ids the index holds.
+//! never allocate in proportion to what a header claims. Base indexes exist
+//! for every code kind (none, int8, product quantization, binary), so the
+//! version-2 rules are pinned too: the quantizer parameter at header offset
+//! 104 (PQ's m in `1..=dim`, zero otherwise), each kind's code stride, the
+//! sections each kind requires or forbids (`code_norms` for int8 only,
+//! `binary_factors` for binary only), each kind's `quant_params` length and
+//! finiteness, and that a version-1 header may only declare none or int8.
+//! Also pins that section CRCs are checked by `from_bytes` and `verify()`
+//! (but not by a plain mmap `open` for large sections), that optional
+//! unknown sections are skipped, and that a hostile but checksum-consistent
+//! graph (out-of-range, self and duplicate links, over-long link counts,
+//! garbage id maps, non-finite code parameters) is searched without
+//! panicking, returning only ids the index holds.
 
 mod common;
 
@@ -88,6 +95,10 @@ const G_CODE_STRIDE: usize = 64;
 const G_SECTION_COUNT: usize = 68;
 const G_BUILD_ID: usize = 80;
 const G_FILE_LEN: usize = 96;
+/// Version 2: PQ's m, else 0.
+const G_QUANT_PARAM: usize = 104;
+/// Reserved header bytes `[108, 252)`.
+const G_RESERVED: usize = 108;
 const G_CRC: usize = 252;
 const TABLE: usize = 256;
 const ENTRY: usize = 32;
@@ -112,7 +123,8 @@ const LINKS_L0: u32 = 5;
 const LINKS_UPPER: u32 = 6;
 const ORD_TO_ID: u32 = 7;
 const ID_TO_ORD: u32 = 8;
-const ALL_KINDS: [(u32, &str); 8] = [
+const BINARY_FACTORS: u32 = 9;
+const ALL_KINDS: [(u32, &str); 9] = [
     (QUANT_PARAMS, "quant_params"),
     (CODES, "codes"),
     (CODE_NORMS, "code_norms"),
@@ -121,6 +133,7 @@ const ALL_KINDS: [(u32, &str); 8] = [
     (LINKS_UPPER, "links_upper"),
     (ORD_TO_ID, "ordinal_to_id"),
     (ID_TO_ORD, "id_to_ordinal"),
+    (BINARY_FACTORS, "binary_factors"),
 ];
 
 fn rd32(b: &[u8], off: usize) -> u32 {
@@ -158,6 +171,14 @@ fn reseal_vectors(v: &mut [u8]) {
 
 fn section_count(g: &[u8]) -> usize {
     rd32(g, G_SECTION_COUNT) as usize
+}
+
+/// The known sections present in `g`, in `ALL_KINDS` order.
+fn present_kinds(g: &[u8]) -> Vec<(u32, &'static str)> {
+    ALL_KINDS
+        .into_iter()
+        .filter(|(kind, _)| (0..section_count(g)).any(|i| rd32(g, TABLE + i * ENTRY) == *kind))
+        .collect()
 }
 
 /// Byte offset of the section table entry of `kind`.
@@ -202,6 +223,29 @@ fn assert_corrupt(e: &Error, file: FileKind, what_sub: &str, case: &str) {
             panic!("{case}: expected Corrupt {{ {file:?}, what ⊇ {what_sub:?} }}, got {other:?}")
         }
     }
+}
+
+/// Asserts `Corrupt { file: Graph, what == what, expected == expected }`.
+fn assert_corrupt_exact(e: &Error, what: &str, expected: &str, case: &str) {
+    match e {
+        Error::Corrupt {
+            file: FileKind::Graph,
+            what: w,
+            expected: x,
+            ..
+        } if w == what && x == expected => {}
+        other => panic!(
+            "{case}: expected Corrupt {{ Graph, what: {what:?}, expected: {expected:?} }}, got {other:?}"
+        ),
+    }
+}
+
+/// Mutates a copy of a graph, reseals the header, and returns the error.
+fn graph_err(b: &Base, case: &str, mutate: impl FnOnce(&mut Vec<u8>)) -> Error {
+    let mut g = b.g.clone();
+    mutate(&mut g);
+    reseal(&mut g);
+    open_err(&g, &b.v, case)
 }
 
 fn assert_checksum(e: &Error, file: FileKind, what_sub: &str, case: &str) {
@@ -253,6 +297,8 @@ struct Base {
     g: Vec<u8>,
     v: Vec<u8>,
     data: strata::dataset::Vectors,
+    quant: Quantization,
+    dim: usize,
     n: usize,
     padded: usize,
     m: usize,
@@ -260,20 +306,33 @@ struct Base {
     level_counts: Vec<u32>,
 }
 
+/// 400 × 8 vectors, L2, M = 4 (so the graph has upper levels); PQ with
+/// m = 3 (sub-vectors of 3, 3 and 2 components).
 fn make_base(quant: Quantization) -> Base {
     let data = clustered(400, 8, 4, 0.15, 71);
     let p = BuildParams {
         m: 4,
         ef_construction: 32,
+        pq_m: Some(3),
+        pq_train_size: 400,
         ..params(Metric::L2, quant, 3)
     };
+    let base = from_build(data, p);
+    assert!(base.max_level >= 2, "base index needs upper levels");
+    base
+}
+
+fn from_build(data: strata::dataset::Vectors, p: BuildParams) -> Base {
+    let quant = p.quantization;
     let built = build(&data, p);
     let (g, v) = (built.graph_bytes().to_vec(), built.vectors_bytes().to_vec());
     let info = in_memory(built).info();
-    assert!(info.max_level >= 2, "base index needs upper levels");
+    assert_eq!(info.quantization, quant);
     Base {
+        quant,
+        dim: info.dim,
         n: info.count,
-        padded: 16,
+        padded: info.dim.div_ceil(16) * 16,
         m: info.m,
         max_level: info.max_level,
         level_counts: info.level_counts,
@@ -291,6 +350,44 @@ fn base() -> &'static Base {
 fn base_none() -> &'static Base {
     static B: OnceLock<Base> = OnceLock::new();
     B.get_or_init(|| make_base(Quantization::None))
+}
+
+fn base_pq() -> &'static Base {
+    static B: OnceLock<Base> = OnceLock::new();
+    B.get_or_init(|| make_base(Quantization::Pq))
+}
+
+fn base_binary() -> &'static Base {
+    static B: OnceLock<Base> = OnceLock::new();
+    B.get_or_init(|| make_base(Quantization::Binary))
+}
+
+/// Every base index: none, int8, pq, binary.
+fn all_bases() -> [&'static Base; 4] {
+    [base_none(), base(), base_pq(), base_binary()]
+}
+
+/// 60 × 40 vectors, PQ with m = 20: code stride 32 (m rounded up to 16).
+fn wide_pq() -> &'static Base {
+    static B: OnceLock<Base> = OnceLock::new();
+    B.get_or_init(|| {
+        let p = BuildParams {
+            pq_m: Some(20),
+            pq_train_size: 60,
+            ..params(Metric::L2, Quantization::Pq, 4)
+        };
+        from_build(clustered(60, 40, 3, 0.2, 72), p)
+    })
+}
+
+/// 60 × 140 vectors (padded 144), binary: code stride 32 (144 bits = 18
+/// bytes, rounded up to 16).
+fn wide_binary() -> &'static Base {
+    static B: OnceLock<Base> = OnceLock::new();
+    B.get_or_init(|| {
+        let p = params(Metric::L2, Quantization::Binary, 4);
+        from_build(clustered(60, 140, 3, 0.2, 73), p)
+    })
 }
 
 /// Searches a few queries at several settings; every returned id must be
@@ -323,14 +420,12 @@ fn exercise(index: &Index, queries: &strata::dataset::Vectors) {
 
 #[test]
 fn base_is_valid_and_helpers_reproduce_its_checksums() {
-    for b in [base(), base_none()] {
+    for b in all_bases().into_iter().chain([wide_pq(), wide_binary()]) {
         let mut g = b.g.clone();
         reseal(&mut g);
         assert!(g == b.g, "reseal reproduces the stored header CRC");
-        for (kind, _) in ALL_KINDS {
-            if (0..section_count(&g)).any(|i| rd32(&g, TABLE + i * ENTRY) == kind) {
-                fix_section_crc(&mut g, kind);
-            }
+        for (kind, _) in present_kinds(&g) {
+            fix_section_crc(&mut g, kind);
         }
         assert!(
             g == b.g,
@@ -341,10 +436,35 @@ fn base_is_valid_and_helpers_reproduce_its_checksums() {
         assert!(v == b.v);
         let index = open(&b.g, &b.v).unwrap();
         index.verify().unwrap();
+        assert_eq!(index.quantization(), b.quant);
         assert_eq!(rd64(&b.g, G_FILE_LEN) as usize, b.g.len());
+        assert_eq!(rd32(&b.g, G_VERSION), 2, "the writer writes version 2");
+        assert_eq!(rd32(&b.v, V_VERSION), 2, "the writer writes version 2");
+        assert_eq!(rd32(&b.g, G_QUANT), b.quant.code());
+        assert!(b.g[G_RESERVED..G_CRC].iter().all(|x| *x == 0));
     }
+    let names = |b: &Base| -> Vec<&str> { present_kinds(&b.g).iter().map(|k| k.1).collect() };
     assert_eq!(section_count(&base().g), 8);
     assert_eq!(section_count(&base_none().g), 5);
+    assert_eq!(section_count(&base_pq().g), 7);
+    assert_eq!(section_count(&base_binary().g), 8);
+    assert!(names(base()).contains(&"code_norms"));
+    assert!(!names(base_pq()).contains(&"code_norms"));
+    assert!(!names(base_pq()).contains(&"binary_factors"));
+    assert!(names(base_binary()).contains(&"binary_factors"));
+    assert!(!names(base_binary()).contains(&"code_norms"));
+    // The quantizer parameter and the code strides.
+    for (b, param, stride) in [
+        (base_none(), 0, 0),
+        (base(), 0, 16),
+        (base_pq(), 3, 16),
+        (base_binary(), 0, 16),
+        (wide_pq(), 20, 32),
+        (wide_binary(), 0, 32),
+    ] {
+        assert_eq!(rd32(&b.g, G_QUANT_PARAM), param, "{:?}", b.quant);
+        assert_eq!(rd32(&b.g, G_CODE_STRIDE), stride, "{:?}", b.quant);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -388,38 +508,112 @@ fn bad_magic() {
 
 #[test]
 fn unsupported_version() {
-    let b = base();
-    for version in [0, 2, 3, u32::MAX] {
-        for seal in [false, true] {
-            let mut g = b.g.clone();
-            wr32(&mut g, G_VERSION, version);
-            if seal {
-                reseal(&mut g);
-            }
-            match open_err(&g, &b.v, "graph version") {
-                Error::UnsupportedVersion {
-                    file,
-                    found,
-                    oldest,
-                    newest,
-                } => assert_eq!(
-                    (file, found, oldest, newest),
-                    (FileKind::Graph, version, 1, 1)
-                ),
-                e => panic!("graph version {version}: expected UnsupportedVersion, got {e:?}"),
-            }
-            let mut v = b.v.clone();
-            wr32(&mut v, V_VERSION, version);
-            if seal {
-                reseal_vectors(&mut v);
-            }
-            match open_err(&b.g, &v, "vectors version") {
-                Error::UnsupportedVersion { file, found, .. } => {
-                    assert_eq!((file, found), (FileKind::Vectors, version))
+    // Versions 1 (read compatibility) and 2 (current) are read; every other
+    // version is refused before anything else is looked at.
+    for b in [base(), base_pq(), base_binary()] {
+        for version in [0, 3, 4, 1000, u32::MAX] {
+            for seal in [false, true] {
+                let mut g = b.g.clone();
+                wr32(&mut g, G_VERSION, version);
+                if seal {
+                    reseal(&mut g);
                 }
-                e => panic!("vectors version {version}: expected UnsupportedVersion, got {e:?}"),
+                match open_err(&g, &b.v, "graph version") {
+                    Error::UnsupportedVersion {
+                        file,
+                        found,
+                        oldest,
+                        newest,
+                    } => assert_eq!(
+                        (file, found, oldest, newest),
+                        (FileKind::Graph, version, 1, 2)
+                    ),
+                    e => panic!("graph version {version}: expected UnsupportedVersion, got {e:?}"),
+                }
+                let mut v = b.v.clone();
+                wr32(&mut v, V_VERSION, version);
+                if seal {
+                    reseal_vectors(&mut v);
+                }
+                match open_err(&b.g, &v, "vectors version") {
+                    Error::UnsupportedVersion {
+                        file,
+                        found,
+                        oldest,
+                        newest,
+                    } => assert_eq!(
+                        (file, found, oldest, newest),
+                        (FileKind::Vectors, version, 1, 2)
+                    ),
+                    e => {
+                        panic!("vectors version {version}: expected UnsupportedVersion, got {e:?}")
+                    }
+                }
             }
         }
+    }
+}
+
+/// An int8 or unquantized file relabelled as version 1 is a valid version-1
+/// file (version 2 changed nothing for them): it opens and answers
+/// bit-identically, whichever version the vectors file carries.
+#[test]
+fn version_1_none_and_int8_files_are_read() {
+    for b in [base_none(), base()] {
+        let mut g1 = b.g.clone();
+        wr32(&mut g1, G_VERSION, 1);
+        reseal(&mut g1);
+        let mut v1 = b.v.clone();
+        wr32(&mut v1, V_VERSION, 1);
+        reseal_vectors(&mut v1);
+        let reference = open(&b.g, &b.v).unwrap();
+        let queries = perturbed_queries(&b.data, 20, 0.05, 4);
+        let sp = SearchParams::with_ef(32);
+        let want = bits(&search_all(&reference, &queries, 5, &sp));
+        for (g, v) in [(&g1, &v1), (&g1, &b.v), (&b.g, &v1)] {
+            let index = open(g, v).unwrap();
+            assert_eq!(index.quantization(), b.quant);
+            assert_eq!(index.info().format_version, rd32(g, G_VERSION));
+            assert_eq!(index.info().pq_m, 0);
+            assert_eq!(bits(&search_all(&index, &queries, 5, &sp)), want);
+        }
+    }
+}
+
+/// Version 1 knew only none and int8: a version-1 header declaring product
+/// quantization (2) or binary codes (3) is rejected, even though the same
+/// bytes labelled version 2 are valid.
+#[test]
+fn version_1_header_declaring_pq_or_binary_is_rejected() {
+    for b in [base_pq(), base_binary(), wide_pq(), wide_binary()] {
+        let quant = rd32(&b.g, G_QUANT);
+        assert!(quant == 2 || quant == 3);
+        let case = format!("version 1 with quantization {quant}");
+        let e = graph_err(b, &case, |g| wr32(g, G_VERSION, 1));
+        assert_corrupt_exact(
+            &e,
+            "header field quantization",
+            "0 (none) or 1 (int8) in a version 1 file",
+            &case,
+        );
+        match e {
+            Error::Corrupt { found, .. } => assert_eq!(found, quant.to_string(), "{case}"),
+            _ => unreachable!(),
+        }
+    }
+    // The same for the other unknown-to-v1 codes written into a v1 int8 file.
+    for quant in [2u32, 3] {
+        let case = format!("v1 int8 file relabelled {quant}");
+        let e = graph_err(base(), &case, |g| {
+            wr32(g, G_VERSION, 1);
+            wr32(g, G_QUANT, quant);
+        });
+        assert_corrupt_exact(
+            &e,
+            "header field quantization",
+            "0 (none) or 1 (int8) in a version 1 file",
+            &case,
+        );
     }
 }
 
@@ -511,7 +705,7 @@ fn truncation_points(file_len: usize, sections: &[(usize, usize)]) -> Vec<usize>
 
 #[test]
 fn truncated_graph_file_is_an_error_at_every_point() {
-    for b in [base(), base_none()] {
+    for b in all_bases() {
         let sections: Vec<(usize, usize)> = (0..section_count(&b.g))
             .map(|i| {
                 let e = TABLE + i * ENTRY;
@@ -559,8 +753,12 @@ fn header_field_values_out_of_range() {
         ("header field flags", G_FLAGS, 0x8000_0000, false),
         ("header field metric", G_METRIC, 3, false),
         ("header field metric", G_METRIC, u32::MAX as u64, false),
-        ("header field quantization", G_QUANT, 2, false),
+        ("header field quantization", G_QUANT, 4, false),
         ("header field quantization", G_QUANT, u32::MAX as u64, false),
+        // An int8 file relabelled as PQ has no m (quant_param 0).
+        ("header field quant_param (pq m)", G_QUANT, 2, false),
+        // Relabelled as binary (same stride for dim 8): it carries code_norms.
+        ("section code_norms", G_QUANT, 3, false),
         ("header field element_type", G_ELEMENT, 1, false),
         ("header field dim", G_DIM, 0, false),
         ("header field dim", G_DIM, 65_537, false),
@@ -663,6 +861,113 @@ fn quantization_disagreeing_with_sections() {
         wr32(g, G_QUANT, 1);
         wr32(g, G_CODE_STRIDE, 16);
     });
+    // Every relabelling between the coded kinds that passes the header
+    // checks (consistent quant_param and stride) is caught by the sections
+    // each kind requires or forbids: `(base, new quant, new quant_param,
+    // section, expected, found)`.
+    let cases: [(&Base, u32, u32, &str, &str, &str); 7] = [
+        (base(), 3, 0, "code_norms", "absent", "present"),
+        (base_pq(), 1, 0, "code_norms", "present", "missing"),
+        (base_pq(), 3, 0, "binary_factors", "present", "missing"),
+        (base_binary(), 1, 0, "code_norms", "present", "missing"),
+        (base_binary(), 2, 3, "binary_factors", "absent", "present"),
+        (base_none(), 2, 3, "quant_params", "present", "missing"),
+        (base_none(), 3, 0, "quant_params", "present", "missing"),
+    ];
+    for (b, quant, param, name, expected, found) in cases {
+        let case = format!("{:?} relabelled {quant}", b.quant);
+        let e = graph_err(b, &case, |g| {
+            wr32(g, G_QUANT, quant);
+            wr32(g, G_QUANT_PARAM, param);
+            wr32(g, G_CODE_STRIDE, 16);
+        });
+        match e {
+            Error::Corrupt {
+                file: FileKind::Graph,
+                what,
+                expected: x,
+                found: f,
+            } => assert_eq!(
+                (what.as_str(), x.as_str(), f.as_str()),
+                (format!("section {name}").as_str(), expected, found),
+                "{case}"
+            ),
+            e => panic!("{case}: expected Corrupt, got {e:?}"),
+        }
+    }
+}
+
+/// The header word at offset 104 is PQ's m; every other kind stores 0 there.
+#[test]
+fn quant_param_must_be_zero_unless_pq() {
+    for b in [base_none(), base(), base_binary(), wide_binary()] {
+        for value in [1u32, 3, 8, 0x100, u32::MAX] {
+            let case = format!("{:?} quant_param {value}", b.quant);
+            let e = graph_err(b, &case, |g| wr32(g, G_QUANT_PARAM, value));
+            assert_corrupt_exact(
+                &e,
+                "header field quant_param",
+                "0 for this quantization",
+                &case,
+            );
+        }
+    }
+}
+
+#[test]
+fn pq_m_must_be_between_1_and_dim() {
+    for (b, dim) in [(base_pq(), 8u32), (wide_pq(), 40)] {
+        assert_eq!(b.dim as u32, dim);
+        for m in [0, dim + 1, dim + 16, 0x1_0000, u32::MAX] {
+            let case = format!("pq dim {dim} m {m}");
+            let e = graph_err(b, &case, |g| wr32(g, G_QUANT_PARAM, m));
+            assert_corrupt_exact(
+                &e,
+                "header field quant_param (pq m)",
+                &format!("1..={dim}"),
+                &case,
+            );
+        }
+    }
+}
+
+/// PQ codes are `m` bytes rounded up to 16; binary codes are one bit per
+/// padded component, `ceil(padded / 8)` bytes rounded up to 16.
+#[test]
+fn code_stride_must_match_the_quantizer() {
+    // (base, wrong strides, the right one)
+    let cases: [(&Base, &[u32], u32); 4] = [
+        (base_pq(), &[0, 1, 3, 8, 15, 17, 32, u32::MAX], 16),
+        (wide_pq(), &[0, 16, 20, 31, 33, 48, 160], 32),
+        (base_binary(), &[0, 1, 2, 8, 15, 17, 32, 128], 16),
+        (wide_binary(), &[0, 16, 18, 31, 33, 48, 144], 32),
+    ];
+    for (b, wrong, right) in cases {
+        assert_eq!(rd32(&b.g, G_CODE_STRIDE), right);
+        for &stride in wrong {
+            let case = format!("{:?} dim {} stride {stride}", b.quant, b.dim);
+            let e = graph_err(b, &case, |g| wr32(g, G_CODE_STRIDE, stride));
+            assert_corrupt_exact(&e, "header field code_stride", &right.to_string(), &case);
+        }
+    }
+    // PQ's stride follows m: with m = 16 a 40-dimensional file needs 16-byte
+    // codes, with m = 33 48-byte codes, so the 32-byte stride is wrong...
+    for (m, want) in [(16u32, 16), (1, 16), (33, 48), (40, 48)] {
+        let case = format!("wide pq m {m}");
+        let e = graph_err(wide_pq(), &case, |g| wr32(g, G_QUANT_PARAM, m));
+        assert_corrupt_exact(&e, "header field code_stride", &want.to_string(), &case);
+    }
+    // ... while any m in 17..=32 fits the stored stride (and codebooks do
+    // not depend on m): such a file opens (it is checksum-consistent; only
+    // the header CRC guards m itself) and searches without panicking.
+    for m in [17u32, 32] {
+        let mut g = wide_pq().g.clone();
+        wr32(&mut g, G_QUANT_PARAM, m);
+        reseal(&mut g);
+        let index = open(&g, &wide_pq().v).expect("m within the stride's range");
+        assert_eq!(index.info().pq_m, m as usize);
+        exercise(&index, &perturbed_queries(&wide_pq().data, 5, 0.05, 3));
+    }
 }
 
 #[test]
@@ -700,41 +1005,44 @@ fn section_count_out_of_range() {
 
 #[test]
 fn section_offsets_must_be_page_aligned_after_the_header() {
-    let b = base();
-    for (kind, name) in ALL_KINDS {
-        let e = entry_of(&b.g, kind);
-        let off = rd64(&b.g, e + 8);
-        for bad in [off + 1, off + 8, off - 4, 0, 1] {
-            expect_graph_corrupt(
-                b,
-                &format!("section {name} offset"),
-                &format!("{name} @ {bad}"),
-                |g| wr64(g, e + 8, bad),
-            );
+    for b in all_bases() {
+        for (kind, name) in present_kinds(&b.g) {
+            let e = entry_of(&b.g, kind);
+            let off = rd64(&b.g, e + 8);
+            for bad in [off + 1, off + 8, off - 4, 0, 1] {
+                expect_graph_corrupt(
+                    b,
+                    &format!("section {name} offset"),
+                    &format!("{:?}: {name} @ {bad}", b.quant),
+                    |g| wr64(g, e + 8, bad),
+                );
+            }
         }
     }
 }
 
 #[test]
 fn sections_must_lie_inside_the_file() {
-    let b = base();
-    let len = b.g.len() as u64;
-    for (kind, name) in ALL_KINDS {
-        let e = entry_of(&b.g, kind);
-        let off = rd64(&b.g, e + 8);
-        let what = format!("section {name} extent");
-        for (o, l) in [
-            (off, len),
-            (off, u64::MAX),
-            (len, 1),
-            (len + PAGE as u64, 0),
-            (u64::MAX - PAGE as u64 + 1, 1), // aligned, overflows
-            (1 << 62, 64),
-        ] {
-            expect_graph_corrupt(b, &what, &format!("{name} @ {o} + {l}"), |g| {
-                wr64(g, e + 8, o);
-                wr64(g, e + 16, l);
-            });
+    for b in all_bases() {
+        let len = b.g.len() as u64;
+        for (kind, name) in present_kinds(&b.g) {
+            let e = entry_of(&b.g, kind);
+            let off = rd64(&b.g, e + 8);
+            let what = format!("section {name} extent");
+            for (o, l) in [
+                (off, len),
+                (off, u64::MAX),
+                (len, 1),
+                (len + PAGE as u64, 0),
+                (u64::MAX - PAGE as u64 + 1, 1), // aligned, overflows
+                (1 << 62, 64),
+            ] {
+                let case = format!("{:?}: {name} @ {o} + {l}", b.quant);
+                expect_graph_corrupt(b, &what, &case, |g| {
+                    wr64(g, e + 8, o);
+                    wr64(g, e + 16, l);
+                });
+            }
         }
     }
 }
@@ -801,12 +1109,10 @@ fn duplicate_section() {
 
 #[test]
 fn missing_required_section() {
-    for (b, kinds) in [
-        (base(), &ALL_KINDS[..]),
-        // Without codes, the code sections are not required.
-        (base_none(), &ALL_KINDS[3..]),
-    ] {
-        for &(kind, name) in kinds {
+    // Every section a writer emits is required for its kind (without codes,
+    // the code sections are not written, and not required).
+    for b in all_bases() {
+        for (kind, name) in present_kinds(&b.g) {
             // Turn the entry into an optional unknown section: the table stays
             // well formed, but the known section is gone.
             let e = entry_of(&b.g, kind);
@@ -825,7 +1131,7 @@ fn missing_required_section() {
                     assert_eq!(what, format!("section {name}"));
                     assert_eq!((expected.as_str(), found.as_str()), ("present", "missing"));
                 }
-                err => panic!("{name}: expected Corrupt, got {err:?}"),
+                err => panic!("{:?} {name}: expected Corrupt, got {err:?}", b.quant),
             }
         }
     }
@@ -856,8 +1162,9 @@ fn with_extra_section(g: &[u8], kind: u32, flags: u32, payload: &[u8]) -> Vec<u8
 fn unknown_sections_need_the_optional_flag() {
     let b = base();
     let payload: Vec<u8> = (0..100u8).collect();
-    // Not optional: rejected.
-    for kind in [0, 9, 99, u32::MAX] {
+    // Not optional: rejected (kind 9, binary_factors, is known since
+    // version 2; see `binary_factors_exactly_for_binary_codes`).
+    for kind in [0, 10, 99, u32::MAX] {
         let g = with_extra_section(&b.g, kind, 0, &payload);
         let e = open_err(&g, &b.v, "unknown kind");
         assert_corrupt(
@@ -903,6 +1210,47 @@ fn unknown_sections_need_the_optional_flag() {
     );
 }
 
+/// `binary_factors` (kind 9) is required for binary codes and forbidden
+/// for every other kind, with or without the optional flag.
+#[test]
+fn binary_factors_exactly_for_binary_codes() {
+    // Missing from a binary index.
+    let b = base_binary();
+    let (_, len) = section(&b.g, BINARY_FACTORS);
+    assert_eq!(len, b.n * 8, "binary_factors: (alpha, |x|^2) per vector");
+    let e = entry_of(&b.g, BINARY_FACTORS);
+    for (kind, flags) in [(1000, 1), (77, 1)] {
+        let case = format!("binary_factors relabelled {kind}");
+        let err = graph_err(b, &case, |g| {
+            wr32(g, e, kind);
+            wr32(g, e + 4, flags);
+        });
+        assert_corrupt_exact(&err, "section binary_factors", "present", &case);
+    }
+    // Present on the other kinds: a well-formed section of the right size.
+    for b in [base(), base_pq(), base_none()] {
+        let payload: Vec<u8> = (0..b.n * 8).map(|i| (i % 7) as u8).collect();
+        for flags in [0, 1] {
+            let case = format!("{:?} with binary_factors, flags {flags}", b.quant);
+            let g = with_extra_section(&b.g, BINARY_FACTORS, flags, &payload);
+            let err = open_err(&g, &b.v, &case);
+            match err {
+                Error::Corrupt {
+                    file: FileKind::Graph,
+                    what,
+                    expected,
+                    found,
+                } => assert_eq!(
+                    (what.as_str(), expected.as_str(), found.as_str()),
+                    ("section binary_factors", "absent", "present"),
+                    "{case}"
+                ),
+                e => panic!("{case}: expected Corrupt, got {e:?}"),
+            }
+        }
+    }
+}
+
 #[test]
 
 fn optional_unknown_section_past_end_of_file_is_an_error() {
@@ -929,11 +1277,8 @@ fn optional_unknown_section_past_end_of_file_is_an_error() {
 
 #[test]
 fn section_lengths_must_match_the_header() {
-    for b in [base(), base_none()] {
-        for (kind, name) in ALL_KINDS {
-            if !(0..section_count(&b.g)).any(|i| rd32(&b.g, TABLE + i * ENTRY) == kind) {
-                continue;
-            }
+    for b in all_bases() {
+        for (kind, name) in present_kinds(&b.g) {
             let e = entry_of(&b.g, kind);
             let (off, len) = section(&b.g, kind);
             let room = off + len < (off + len).div_ceil(PAGE) * PAGE;
@@ -1033,11 +1378,8 @@ fn level_counts_are_validated() {
 
 #[test]
 fn from_bytes_checks_every_section_crc() {
-    for b in [base(), base_none()] {
-        for (kind, name) in ALL_KINDS {
-            if !(0..section_count(&b.g)).any(|i| rd32(&b.g, TABLE + i * ENTRY) == kind) {
-                continue;
-            }
+    for b in all_bases() {
+        for (kind, name) in present_kinds(&b.g) {
             let (off, len) = section(&b.g, kind);
             for at in [off, off + len / 2, off + len - 1] {
                 let mut g = b.g.clone();
@@ -1105,43 +1447,64 @@ fn corrupt_file(dir: &Path, name: &str, at: usize) {
 
 #[test]
 fn mmap_open_defers_large_section_crcs_to_verify() {
-    let b = base();
-    for (kind, name) in [
-        (LINKS_L0, "links_level0"),
-        (CODES, "codes"),
-        (ORD_TO_ID, "ordinal_to_id"),
-        (ID_TO_ORD, "id_to_ordinal"),
-    ] {
-        let dir = write_dir(b);
-        let (off, len) = section(&b.g, kind);
-        corrupt_file(dir.path(), "g00000001.graph", off + len / 2);
-        let index = Index::open(dir.path())
-            .unwrap_or_else(|e| panic!("{name}: plain open should not read large sections: {e}"));
-        assert_checksum(
-            &index.verify().unwrap_err(),
-            FileKind::Graph,
-            &format!("section {name}"),
-            name,
-        );
-        match Index::open_with(dir.path(), &OpenOptions { verify: true }) {
-            Ok(_) => panic!("{name}: verified open accepted a bad section"),
-            Err(e) => assert_checksum(&e, FileKind::Graph, &format!("section {name}"), name),
+    // Sections that grow with the count are checked by verify() only:
+    // links, codes, code norms, binary factors and the id maps.
+    for b in all_bases() {
+        let deferred: Vec<(u32, &str)> = present_kinds(&b.g)
+            .into_iter()
+            .filter(|(k, _)| *k != LEVEL_COUNTS && *k != QUANT_PARAMS)
+            .collect();
+        let names: Vec<&str> = deferred.iter().map(|k| k.1).collect();
+        match b.quant {
+            Quantization::Binary => assert!(names.contains(&"binary_factors")),
+            Quantization::Int8 => assert!(names.contains(&"code_norms")),
+            _ => {}
         }
-    }
-    // Small sections are checksummed by every open.
-    for (kind, name) in [
-        (LEVEL_COUNTS, "level_counts"),
-        (QUANT_PARAMS, "quant_params"),
-    ] {
-        let dir = write_dir(b);
-        let (off, _) = section(&b.g, kind);
-        corrupt_file(dir.path(), "g00000001.graph", off + 2);
-        match Index::open(dir.path()) {
-            Ok(_) => panic!("{name}: plain open accepted a bad small section"),
-            Err(e) => assert_checksum(&e, FileKind::Graph, &format!("section {name}"), name),
+        for (kind, name) in deferred {
+            let dir = write_dir(b);
+            let (off, len) = section(&b.g, kind);
+            corrupt_file(dir.path(), "g00000001.graph", off + len / 2);
+            let index = Index::open(dir.path()).unwrap_or_else(|e| {
+                panic!(
+                    "{:?} {name}: plain open should not read large sections: {e}",
+                    b.quant
+                )
+            });
+            assert_checksum(
+                &index.verify().unwrap_err(),
+                FileKind::Graph,
+                &format!("section {name}"),
+                name,
+            );
+            match Index::open_with(dir.path(), &OpenOptions { verify: true }) {
+                Ok(_) => panic!("{name}: verified open accepted a bad section"),
+                Err(e) => assert_checksum(&e, FileKind::Graph, &format!("section {name}"), name),
+            }
+        }
+        // Level counts and quantizer parameters (int8 ranges, PQ codebooks,
+        // the binary centre) are checksummed by every open.
+        for (kind, name) in present_kinds(&b.g)
+            .into_iter()
+            .filter(|(k, _)| *k == LEVEL_COUNTS || *k == QUANT_PARAMS)
+        {
+            let (off, len) = section(&b.g, kind);
+            for at in [off + 2, off + len - 1] {
+                let dir = write_dir(b);
+                corrupt_file(dir.path(), "g00000001.graph", at);
+                match Index::open(dir.path()) {
+                    Ok(_) => panic!(
+                        "{:?} {name}: plain open accepted a bad small section",
+                        b.quant
+                    ),
+                    Err(e) => {
+                        assert_checksum(&e, FileKind::Graph, &format!("section {name}"), name)
+                    }
+                }
+            }
         }
     }
     // Vector data.
+    let b = base();
     let dir = write_dir(b);
     corrupt_file(dir.path(), "g00000001.vectors", PAGE + 40);
     let index = Index::open(dir.path()).unwrap();
@@ -1183,6 +1546,92 @@ fn quant_params_must_be_finite_with_non_negative_scales() {
             "section quant_params",
             &format!("{value} at {at}"),
         );
+    }
+}
+
+/// PQ codebooks (`256 · dim` f32) and the binary centre (`padded_dim` f32)
+/// must be finite (their CRC fixed and the header resealed, so the value
+/// check itself is reached); negative values are fine (no scales).
+#[test]
+fn pq_codebooks_and_binary_centre_must_be_finite() {
+    for b in [base_pq(), base_binary(), wide_pq(), wide_binary()] {
+        let (off, len) = section(&b.g, QUANT_PARAMS);
+        let floats = len / 4;
+        for (i, value) in [
+            (0, f32::NAN),
+            (1, f32::INFINITY),
+            (floats / 2, f32::NEG_INFINITY),
+            (floats - 1, f32::NAN),
+        ] {
+            let case = format!("{:?} dim {}: {value} at float {i}", b.quant, b.dim);
+            let mut g = b.g.clone();
+            wrf32(&mut g, off + 4 * i, value);
+            fix_section_crc(&mut g, QUANT_PARAMS);
+            let e = open_err(&g, &b.v, &case);
+            match &e {
+                Error::Corrupt {
+                    file: FileKind::Graph,
+                    what,
+                    found,
+                    ..
+                } if what == "section quant_params" => {
+                    assert!(found.contains(&format!("index {i}")), "{case}: {found}")
+                }
+                other => panic!("{case}: expected Corrupt quant_params, got {other:?}"),
+            }
+        }
+        // Negative and huge finite values are accepted (and searched safely).
+        let mut g = b.g.clone();
+        for i in (0..floats).step_by(5) {
+            wrf32(&mut g, off + 4 * i, if i % 2 == 0 { -1000.0 } else { -0.0 });
+        }
+        fix_section_crc(&mut g, QUANT_PARAMS);
+        let index = open(&g, &b.v).expect("negative codebook values are valid");
+        exercise(&index, &perturbed_queries(&b.data, 5, 0.05, 13));
+    }
+}
+
+/// `quant_params` holds `256 · dim` f32 for PQ (whatever m is) and
+/// `padded_dim` f32 for binary codes; other lengths (including int8's
+/// `2 · padded_dim`) are rejected with the expected length.
+#[test]
+fn quant_params_length_depends_on_the_quantizer() {
+    let cases: [(&Base, usize, &[usize]); 4] = [
+        (
+            base_pq(),
+            256 * 8 * 4,
+            &[256 * 7 * 4, 256 * 3 * 4, 2 * 16 * 4, 16 * 4, 0],
+        ),
+        (
+            wide_pq(),
+            256 * 40 * 4,
+            &[256 * 20 * 4, 256 * 39 * 4, 256 * 40 * 4 - 1],
+        ),
+        (
+            base_binary(),
+            16 * 4,
+            &[8 * 4, 2 * 16 * 4, 16 * 4 - 4, 16 * 4 + 4, 0],
+        ),
+        (
+            wide_binary(),
+            144 * 4,
+            &[140 * 4, 2 * 144 * 4, 18 * 4, 144 * 4 + 1],
+        ),
+    ];
+    for (b, right, wrong) in cases {
+        let (_, len) = section(&b.g, QUANT_PARAMS);
+        assert_eq!(len, right, "{:?} dim {}", b.quant, b.dim);
+        let e = entry_of(&b.g, QUANT_PARAMS);
+        for &l in wrong {
+            let case = format!("{:?} dim {}: quant_params length {l}", b.quant, b.dim);
+            let err = graph_err(b, &case, |g| wr64(g, e + 16, l as u64));
+            assert_corrupt_exact(
+                &err,
+                "section quant_params length",
+                &right.to_string(),
+                &case,
+            );
+        }
     }
 }
 
@@ -1306,7 +1755,7 @@ fn corrupt_manifest_is_a_typed_error() {
             &format!("len {len}"),
         );
     }
-    for version in [0, 2] {
+    for version in [0, 3, u32::MAX] {
         assert!(matches!(
             open_with(&manifest_bytes(1, build_id, version, 0)),
             Error::UnsupportedVersion {
@@ -1315,6 +1764,11 @@ fn corrupt_manifest_is_a_typed_error() {
                 ..
             } if found == version
         ));
+    }
+    // Versions 1 and 2 are both read (the writer writes 2).
+    for version in [1, 2] {
+        fs::write(&mpath, manifest_bytes(1, build_id, version, 0)).unwrap();
+        Index::open(dir.path()).unwrap_or_else(|e| panic!("manifest version {version}: {e}"));
     }
     for at in 12..44 {
         let mut m = good.clone();
@@ -1444,7 +1898,7 @@ fn huge_claims_fail_fast_without_huge_allocations() {
 
 #[test]
 fn hostile_links_are_searched_safely() {
-    for b in [base(), base_none()] {
+    for b in all_bases() {
         let n = b.n as u32;
         let m0 = 2 * b.m;
         let mut g = b.g.clone();
@@ -1634,21 +2088,106 @@ fn hostile_numbers_do_not_panic() {
     run(&b.g, &v);
 }
 
+/// Checksum-consistent but hostile PQ and binary contents: huge codebook
+/// and centre values (distances overflow to infinities and NaN), NaN,
+/// infinite and negative binary factors, and arbitrary code bytes (PQ
+/// padding bytes past m, binary bits past dim). Searching must not panic,
+/// and must still return k distinct ids the index holds.
+#[test]
+fn hostile_pq_and_binary_numbers_do_not_panic() {
+    let run = |b: &Base, g: &[u8], case: &str| {
+        let index = open(g, &b.v).unwrap_or_else(|e| panic!("{case}: {e}"));
+        let queries = perturbed_queries(&b.data, 8, 0.05, 14);
+        for q in queries.rows() {
+            for sp in [
+                SearchParams::with_ef(16),
+                SearchParams {
+                    ef: 16,
+                    oversample: Some(1.0),
+                },
+                SearchParams {
+                    ef: 64,
+                    oversample: Some(3.0),
+                },
+            ] {
+                let r = catch_unwind(AssertUnwindSafe(|| index.search(q, 10, &sp)));
+                let hits = match r {
+                    Ok(Ok(h)) => h,
+                    Ok(Err(e)) => panic!("{case}: search failed: {e}"),
+                    Err(_) => panic!("{case}: search panicked ({sp:?})"),
+                };
+                assert!(!hits.is_empty() && hits.len() <= 10, "{case}");
+                let mut ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+                assert!(ids.iter().all(|id| index.contains(*id)), "{case}");
+                ids.sort_unstable();
+                ids.dedup();
+                assert_eq!(ids.len(), hits.len(), "{case}: duplicate ids");
+            }
+        }
+    };
+    let mut rng = SplitMix(15);
+    for b in [base_pq(), base_binary()] {
+        let (qoff, qlen) = section(&b.g, QUANT_PARAMS);
+        // Huge finite parameters of both signs.
+        let mut g = b.g.clone();
+        for i in 0..qlen / 4 {
+            let v = if i % 3 == 0 { f32::MAX } else { -f32::MAX };
+            wrf32(&mut g, qoff + 4 * i, v);
+        }
+        fix_section_crc(&mut g, QUANT_PARAMS);
+        run(b, &g, &format!("{:?}: huge quant_params", b.quant));
+        // Arbitrary code bytes, padding included.
+        let (coff, clen) = section(&b.g, CODES);
+        let mut g = b.g.clone();
+        for byte in &mut g[coff..coff + clen] {
+            *byte = rng.next_u64() as u8;
+        }
+        fix_section_crc(&mut g, CODES);
+        run(b, &g, &format!("{:?}: random codes", b.quant));
+        // All-ones codes.
+        let mut g = b.g.clone();
+        g[coff..coff + clen].fill(0xFF);
+        fix_section_crc(&mut g, CODES);
+        run(b, &g, &format!("{:?}: all-ones codes", b.quant));
+    }
+    // Binary factors: NaN, infinities, negative and huge.
+    let b = base_binary();
+    let (foff, flen) = section(&b.g, BINARY_FACTORS);
+    for pattern in 0..3 {
+        let mut g = b.g.clone();
+        for i in 0..flen / 4 {
+            let v = match (pattern, i % 5) {
+                (0, 0) => f32::NAN,
+                (0, 1) => f32::INFINITY,
+                (0, 2) => f32::NEG_INFINITY,
+                (0, _) => -1.0,
+                (1, _) => f32::NAN,
+                (_, k) => [f32::MAX, -f32::MAX, 0.0, f32::MIN_POSITIVE, -0.0][k],
+            };
+            wrf32(&mut g, foff + 4 * i, v);
+        }
+        fix_section_crc(&mut g, BINARY_FACTORS);
+        run(b, &g, &format!("binary factors pattern {pattern}"));
+    }
+}
+
 #[test]
 fn resealed_byte_mutations_of_page_zero_never_panic() {
     // Offsets whose change may leave a valid index: metric (to another known
     // metric), ef_construction, entry point (to another top-level node), seed,
-    // the reserved tail of the header, and each table entry's flags and
-    // reserved word. Every other byte of the header and table is load-bearing.
-    let may_be_accepted = |off: usize| {
+    // PQ's m (the low byte: another m with the same code stride), and each
+    // table entry's flags and reserved word. Every other byte of the header
+    // and table is load-bearing; in particular the other quant_param bytes
+    // and the reserved tail 108..252 must be rejected whatever the kind.
+    let may_be_accepted = |b: &Base, off: usize| {
         (G_METRIC..G_METRIC + 4).contains(&off)
             || (G_EFC..G_EFC + 4).contains(&off)
             || (G_ENTRY..G_ENTRY + 4).contains(&off)
             || (72..80).contains(&off)
-            || (104..G_CRC).contains(&off)
+            || (b.quant == Quantization::Pq && off == G_QUANT_PARAM)
             || (off >= TABLE && matches!((off - TABLE) % ENTRY, 4..=7 | 28..=31))
     };
-    for b in [base(), base_none()] {
+    for b in all_bases() {
         let queries = perturbed_queries(&b.data, 3, 0.05, 10);
         let end = TABLE + ENTRY * section_count(&b.g);
         let mut panics = Vec::new();
@@ -1675,71 +2214,99 @@ fn resealed_byte_mutations_of_page_zero_never_panic() {
                     }
                 }));
                 match r {
-                    Ok(true) if !may_be_accepted(off) => wrongly_accepted.push((off, value)),
+                    Ok(true) if !may_be_accepted(b, off) => wrongly_accepted.push((off, value)),
                     Ok(_) => {}
                     Err(_) => panics.push((off, value)),
                 }
             }
         }
-        assert!(panics.is_empty(), "panicked on (offset, byte) {panics:?}");
+        assert!(
+            panics.is_empty(),
+            "{:?}: panicked on (offset, byte) {panics:?}",
+            b.quant
+        );
         assert!(
             wrongly_accepted.is_empty(),
-            "accepted a changed load-bearing byte (offset, byte) {wrongly_accepted:?}"
+            "{:?}: accepted a changed load-bearing byte (offset, byte) {wrongly_accepted:?}",
+            b.quant
         );
     }
 }
 
 #[test]
 fn resealed_random_mutations_of_sections_never_panic() {
-    let b = base();
-    let queries = perturbed_queries(&b.data, 3, 0.05, 11);
-    let mut rng = SplitMix(12);
-    let mut panics = Vec::new();
-    for _ in 0..300 {
-        let mut g = b.g.clone();
-        let (kind, _) = ALL_KINDS[(rng.next_u64() % 8) as usize];
-        let (off, len) = section(&g, kind);
-        for _ in 0..1 + rng.next_u64() % 8 {
-            let at = off + (rng.next_u64() % len as u64) as usize;
-            g[at] = rng.next_u64() as u8;
-        }
-        fix_section_crc(&mut g, kind);
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            if let Ok(index) = open(&g, &b.v) {
-                for q in queries.rows() {
-                    for k in [1, 10, 400] {
-                        let _ = index.search(q, k, &SearchParams::with_ef(32));
-                    }
-                }
-                for id in [0, 1, 399, 400] {
-                    let _ = index.get(id);
-                }
-                let _ = index.degree_stats();
+    for b in all_bases() {
+        let queries = perturbed_queries(&b.data, 3, 0.05, 11);
+        let kinds = present_kinds(&b.g);
+        let mut rng = SplitMix(12);
+        let mut panics = Vec::new();
+        for _ in 0..300 {
+            let mut g = b.g.clone();
+            let (kind, _) = kinds[(rng.next_u64() % kinds.len() as u64) as usize];
+            let (off, len) = section(&g, kind);
+            for _ in 0..1 + rng.next_u64() % 8 {
+                let at = off + (rng.next_u64() % len as u64) as usize;
+                g[at] = rng.next_u64() as u8;
             }
-        }));
-        if r.is_err() {
-            panics.push(kind);
+            fix_section_crc(&mut g, kind);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                if let Ok(index) = open(&g, &b.v) {
+                    for q in queries.rows() {
+                        for k in [1, 10, 400] {
+                            let _ = index.search(q, k, &SearchParams::with_ef(32));
+                            let _ = index.search(
+                                q,
+                                k,
+                                &SearchParams {
+                                    ef: 32,
+                                    oversample: Some(1.0),
+                                },
+                            );
+                        }
+                    }
+                    for id in [0, 1, 399, 400] {
+                        let _ = index.get(id);
+                    }
+                    let _ = index.degree_stats();
+                }
+            }));
+            if r.is_err() {
+                panics.push(kind);
+            }
         }
+        assert!(
+            panics.is_empty(),
+            "{:?}: panicked after mutating sections {panics:?}",
+            b.quant
+        );
     }
-    assert!(
-        panics.is_empty(),
-        "panicked after mutating sections {panics:?}"
-    );
 }
 
 /// Reserved bytes are written as zero and must read as zero, so a later
 /// version can give them meaning without an older reader misreading them.
 #[test]
 fn reserved_bytes_must_be_zero() {
-    let b = base();
-    for at in [104usize, 180, 251] {
-        expect_graph_corrupt(
-            b,
-            "header reserved bytes 104..252",
-            &format!("graph byte {at}"),
-            |g| g[at] = 1,
-        );
+    // Graph header: [108, 252) since version 2 (104..108 is quant_param,
+    // see `quant_param_must_be_zero_unless_pq`), for every kind.
+    for b in all_bases() {
+        for at in [G_RESERVED, G_RESERVED + 1, 180, 251] {
+            let case = format!("{:?}: graph byte {at}", b.quant);
+            match graph_err(b, &case, |g| g[at] = 1) {
+                Error::Corrupt {
+                    file: FileKind::Graph,
+                    what,
+                    expected,
+                    found,
+                } => {
+                    assert_eq!(what, "header reserved bytes 108..252", "{case}");
+                    assert_eq!(expected, "zero", "{case}");
+                    assert_eq!(found, format!("byte {at} = 0x01"), "{case}");
+                }
+                e => panic!("{case}: expected Corrupt, got {e:?}"),
+            }
+        }
     }
+    let b = base();
     for at in [28usize, 60, 80, 123] {
         expect_vectors_corrupt(
             b,
@@ -1774,6 +2341,20 @@ fn reserved_bytes_must_be_zero() {
             "manifest reserved word: expected Corrupt, got {:?}",
             other.err()
         ),
+    }
+}
+
+/// The unknown-kind error lists the kinds this version knows (1..=9 since
+/// binary_factors).
+#[test]
+fn unknown_kind_error_lists_the_known_kinds() {
+    let b = base();
+    let g = with_extra_section(&b.g, 10, 0, &[1, 2, 3]);
+    match open_err(&g, &b.v, "kind 10") {
+        Error::Corrupt { expected, .. } => {
+            assert!(expected.contains("1..=9"), "{expected}")
+        }
+        e => panic!("expected Corrupt, got {e:?}"),
     }
 }
 

@@ -1,11 +1,14 @@
 //! Pins persistence: an index written to a directory and reopened through
 //! the memory map (`Index::open`, with and without full verification) gives
 //! exactly the answers of the in-memory index (same ids, bit-identical
-//! distances) for both quantizations; `get`/`contains` return the stored
-//! vectors (normalised under cosine) and `UnknownId` for absent ids; custom
-//! u64 ids survive the round trip; and rewriting an index directory swaps
-//! generations atomically (new files, old files removed, MANIFEST updated,
-//! readers of the old generation unaffected).
+//! distances) for every code kind (none, int8, product quantization,
+//! binary); `Index::info()` (what `inspect` shows) reports each kind's
+//! quantization, PQ m and code bytes, the same before and after the round
+//! trip; `get`/`contains` return the stored vectors (normalised under
+//! cosine) and `UnknownId` for absent ids; custom u64 ids survive the round
+//! trip; and rewriting an index directory swaps generations atomically (new
+//! files, old files removed, MANIFEST updated, readers of the old
+//! generation unaffected).
 
 mod common;
 
@@ -14,9 +17,31 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use strata::dataset::clustered;
-use strata::{Error, Index, IndexBuilder, Metric, OpenOptions, Quantization, SearchParams};
+use strata::{
+    BuildParams, Error, Index, IndexBuilder, IndexInfo, Metric, OpenOptions, Quantization,
+    SearchParams,
+};
 
 const DIM: usize = 24;
+
+/// Every code kind: `(quantization, pq_m)`; PQ with m = 5, which does not
+/// divide 24 (sub-vectors of 5, 5, 5, 5 and 4 components; the default m is
+/// covered by `info_reports_each_kind`).
+const KINDS: [(Quantization, Option<usize>); 4] = [
+    (Quantization::None, None),
+    (Quantization::Int8, None),
+    (Quantization::Pq, Some(5)),
+    (Quantization::Binary, None),
+];
+
+/// Seeded single-thread parameters; PQ trains on 500 rows (quick in debug).
+fn kind_params(metric: Metric, quant: Quantization, pq_m: Option<usize>, seed: u64) -> BuildParams {
+    BuildParams {
+        pq_m,
+        pq_train_size: 500,
+        ..params(metric, quant, seed)
+    }
+}
 
 fn file_names(dir: &Path) -> BTreeSet<String> {
     fs::read_dir(dir)
@@ -42,9 +67,10 @@ fn manifest(dir: &Path) -> (u64, u128) {
 fn mmap_reopen_gives_bit_identical_results() {
     let data = clustered(2_000, DIM, 12, 0.15, 21);
     let queries = perturbed_queries(&data, 200, 0.1, 22);
+    let half = perturbed_queries(&data, 100, 0.1, 22);
     for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-        for quant in [Quantization::None, Quantization::Int8] {
-            let built = build(&data, params(metric, quant, 3));
+        for (quant, pq_m) in KINDS {
+            let built = build(&data, kind_params(metric, quant, pq_m, 3));
             let dir = tempfile::tempdir().unwrap();
             built.write(dir.path()).unwrap();
             let memory = in_memory(built);
@@ -60,26 +86,49 @@ fn mmap_reopen_gives_bit_identical_results() {
                 assert_eq!(idx.dim(), DIM);
                 assert_eq!(idx.metric(), metric);
                 assert_eq!(idx.quantization(), quant);
+                let want_m = match quant {
+                    Quantization::Pq => pq_m.unwrap_or(DIM / 4),
+                    _ => 0,
+                };
+                assert_eq!(idx.info().pq_m, want_m, "{quant:?} m={pq_m:?}");
             }
-            for sp in [
-                SearchParams::with_ef(16),
-                SearchParams::with_ef(64),
-                SearchParams {
-                    ef: 32,
-                    oversample: Some(2.0),
-                },
+            // The two oversampled settings on half the queries (debug time).
+            for (sp, queries) in [
+                (SearchParams::with_ef(16), &queries),
+                (SearchParams::with_ef(64), &queries),
+                (
+                    SearchParams {
+                        ef: 32,
+                        oversample: Some(2.0),
+                    },
+                    &queries,
+                ),
+                (
+                    SearchParams {
+                        ef: 64,
+                        oversample: Some(1.0),
+                    },
+                    &half,
+                ),
+                (
+                    SearchParams {
+                        ef: 64,
+                        oversample: Some(8.0),
+                    },
+                    &half,
+                ),
             ] {
-                let want = bits(&search_all(&memory, &queries, 10, &sp));
+                let want = bits(&search_all(&memory, queries, 10, &sp));
                 assert!(want.iter().all(|r| r.len() == 10));
                 assert_eq!(
                     want,
-                    bits(&search_all(&mapped, &queries, 10, &sp)),
-                    "{metric:?}/{quant:?} {sp:?}: mmap differs from in-memory"
+                    bits(&search_all(&mapped, queries, 10, &sp)),
+                    "{metric:?}/{quant:?} m={pq_m:?} {sp:?}: mmap differs from in-memory"
                 );
                 assert_eq!(
                     want,
-                    bits(&search_all(&verified, &queries, 10, &sp)),
-                    "{metric:?}/{quant:?} {sp:?}: verified open differs"
+                    bits(&search_all(&verified, queries, 10, &sp)),
+                    "{metric:?}/{quant:?} m={pq_m:?} {sp:?}: verified open differs"
                 );
             }
         }
@@ -111,11 +160,198 @@ fn from_bytes_of_written_files_equals_in_memory() {
     );
 }
 
+/// The fields `inspect` shows, for one index.
+fn summary(info: &IndexInfo) -> (u32, Quantization, usize, usize, usize, usize, Vec<&str>) {
+    (
+        info.format_version,
+        info.quantization,
+        info.pq_m,
+        info.code_bytes,
+        info.dim,
+        info.count,
+        info.sections.iter().map(|s| s.0).collect(),
+    )
+}
+
+/// `Index::info()` per kind: quantization, PQ's m (0 for other kinds), code
+/// bytes (int8: padded dim; PQ: m rounded up to 16; binary: one bit per
+/// padded component rounded up to 16 bytes), the sections, and the same
+/// answer from the in-memory index and the reopened files.
+#[test]
+fn info_reports_each_kind() {
+    // (dim, quantization, pq_m param, pq_m reported, code bytes, sections)
+    type Case = (
+        usize,
+        Quantization,
+        Option<usize>,
+        usize,
+        usize,
+        &'static [&'static str],
+    );
+    let cases: Vec<Case> = vec![
+        (24, Quantization::None, None, 0, 0, &[]),
+        (
+            24,
+            Quantization::Int8,
+            None,
+            0,
+            32,
+            &["quant_params", "code_norms", "codes"],
+        ),
+        (
+            24,
+            Quantization::Pq,
+            None,
+            6,
+            16,
+            &["quant_params", "codes"],
+        ),
+        (
+            24,
+            Quantization::Pq,
+            Some(1),
+            1,
+            16,
+            &["quant_params", "codes"],
+        ),
+        (
+            24,
+            Quantization::Pq,
+            Some(5),
+            5,
+            16,
+            &["quant_params", "codes"],
+        ),
+        (
+            24,
+            Quantization::Pq,
+            Some(24),
+            24,
+            32,
+            &["quant_params", "codes"],
+        ),
+        (
+            24,
+            Quantization::Binary,
+            None,
+            0,
+            16,
+            &["quant_params", "binary_factors", "codes"],
+        ),
+        (
+            300,
+            Quantization::Int8,
+            None,
+            0,
+            304,
+            &["quant_params", "code_norms", "codes"],
+        ),
+        (
+            300,
+            Quantization::Pq,
+            None,
+            75,
+            80,
+            &["quant_params", "codes"],
+        ),
+        (
+            300,
+            Quantization::Pq,
+            Some(33),
+            33,
+            48,
+            &["quant_params", "codes"],
+        ),
+        // 304 bits = 38 bytes, rounded up to 48.
+        (
+            300,
+            Quantization::Binary,
+            None,
+            0,
+            48,
+            &["quant_params", "binary_factors", "codes"],
+        ),
+        (
+            1000,
+            Quantization::Binary,
+            None,
+            0,
+            128,
+            &["quant_params", "binary_factors", "codes"],
+        ),
+    ];
+    for (dim, quant, pq_m, want_m, want_bytes, coded) in cases {
+        let case = format!("dim {dim} {quant:?} pq_m {pq_m:?}");
+        let data = clustered(40, dim, 2, 0.2, 28);
+        let p = BuildParams {
+            pq_train_size: 40,
+            ..kind_params(Metric::L2, quant, pq_m, 2)
+        };
+        let built = build(&data, p);
+        let dir = tempfile::tempdir().unwrap();
+        built.write(dir.path()).unwrap();
+        let memory = in_memory(built);
+        let mapped = Index::open(dir.path()).unwrap();
+        let info = memory.info();
+        assert_eq!(summary(&info), summary(&mapped.info()), "{case}");
+        assert_eq!(info.format_version, 2, "{case}");
+        assert_eq!(info.quantization, quant, "{case}");
+        assert_eq!(info.pq_m, want_m, "{case}");
+        assert_eq!(info.code_bytes, want_bytes, "{case}");
+        assert_eq!((info.dim, info.count), (dim, 40), "{case}");
+        let names: Vec<&str> = info.sections.iter().map(|s| s.0).collect();
+        for name in ["quant_params", "code_norms", "binary_factors", "codes"] {
+            assert_eq!(
+                names.contains(&name),
+                coded.contains(&name),
+                "{case}: section {name} in {names:?}"
+            );
+        }
+        let len_of = |name: &str| info.sections.iter().find(|s| s.0 == name).map(|s| s.2);
+        if quant != Quantization::None {
+            assert_eq!(len_of("codes"), Some(40 * want_bytes as u64), "{case}");
+        }
+        let padded = dim.div_ceil(16) * 16;
+        let params_len = match quant {
+            Quantization::None => None,
+            Quantization::Int8 => Some(2 * padded * 4),
+            Quantization::Pq => Some(256 * dim * 4),
+            Quantization::Binary => Some(padded * 4),
+        };
+        assert_eq!(
+            len_of("quant_params"),
+            params_len.map(|l| l as u64),
+            "{case}"
+        );
+        if quant == Quantization::Binary {
+            assert_eq!(len_of("binary_factors"), Some(40 * 8), "{case}");
+        }
+        // The traversal working set is the graph file once there are codes.
+        let resident = match quant {
+            Quantization::None => info.graph_file_bytes + info.vectors_file_bytes,
+            _ => info.graph_file_bytes,
+        };
+        assert_eq!(info.resident_bytes, resident, "{case}");
+        // And the index works: every row finds itself among its neighbours.
+        let sp = SearchParams {
+            ef: 40,
+            oversample: None,
+        };
+        for i in (0..40).step_by(9) {
+            let hits = mapped.search(data.row(i), 3, &sp).unwrap();
+            assert_eq!(hits[0].id, i as u64, "{case}: row {i}");
+        }
+    }
+}
+
 #[test]
 fn get_returns_stored_vectors_and_unknown_id_for_absent_ones() {
     let data = clustered(500, DIM, 5, 0.2, 25);
-    for metric in [Metric::L2, Metric::InnerProduct, Metric::Cosine] {
-        let built = build(&data, params(metric, Quantization::Int8, 6));
+    for (metric, quant) in [Metric::L2, Metric::InnerProduct, Metric::Cosine]
+        .into_iter()
+        .flat_map(|m| [Quantization::Int8, Quantization::Pq, Quantization::Binary].map(|q| (m, q)))
+    {
+        let built = build(&data, kind_params(metric, quant, None, 6));
         let dir = tempfile::tempdir().unwrap();
         built.write(dir.path()).unwrap();
         let memory = in_memory(built);

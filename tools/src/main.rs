@@ -29,6 +29,12 @@ enum Command {
     Inspect(cmd::inspect::Args),
     /// Build, search and evaluate on generated data, end to end.
     Demo(cmd::demo::Args),
+    /// Insert vectors through the append log.
+    Insert(cmd::write::InsertArgs),
+    /// Delete ids through the append log.
+    Delete(cmd::write::DeleteArgs),
+    /// Fold the append log into a new generation.
+    Compact(cmd::write::CompactArgs),
 }
 
 fn main() {
@@ -39,6 +45,9 @@ fn main() {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Insert(a) => cmd::write::insert(a),
+        Command::Delete(a) => cmd::write::delete(a),
+        Command::Compact(a) => cmd::write::compact(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

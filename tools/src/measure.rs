@@ -4,7 +4,41 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Instant;
-use strata::{Index, Neighbor, SearchParams};
+use strata::{Index, LiveIndex, Neighbor, SearchParams};
+
+/// What `eval` and `demo` measure: a plain index, or one with its log.
+pub trait Searcher: Sync {
+    /// Dimension of the vectors.
+    fn dim(&self) -> usize;
+    /// Approximate search.
+    fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>>;
+    /// Exact search (ground truth).
+    fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>>;
+}
+
+impl Searcher for Index {
+    fn dim(&self) -> usize {
+        Index::dim(self)
+    }
+    fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
+        Index::search(self, q, k, p)
+    }
+    fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>> {
+        Index::exact_search(self, q, k)
+    }
+}
+
+impl Searcher for LiveIndex {
+    fn dim(&self) -> usize {
+        LiveIndex::dim(self)
+    }
+    fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
+        LiveIndex::search(self, q, k, p)
+    }
+    fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>> {
+        LiveIndex::exact_search(self, q, k)
+    }
+}
 
 /// One row of an evaluation sweep.
 #[derive(Debug, Clone, Serialize)]
@@ -41,8 +75,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Measures one setting: a warm-up pass, a timed single-thread pass
 /// (per-query latency), and a timed pass on `pool`.
-pub fn measure(
-    index: &Index,
+pub fn measure<S: Searcher>(
+    index: &S,
     queries: &[f32],
     truth: &[Vec<u64>],
     k: usize,
@@ -104,12 +138,15 @@ pub fn print_table(rows: &[EvalRow]) {
 }
 
 /// Exact ground truth (ids) by brute force over the index's own vectors file.
-pub fn exact_truth(index: &Index, queries: &[f32], k: usize) -> strata::Result<Vec<Vec<u64>>> {
-    Ok(index
-        .exact_search_batch(queries, k)?
-        .into_iter()
-        .map(|r| r.into_iter().map(|n| n.id).collect())
-        .collect())
+pub fn exact_truth<S: Searcher>(
+    index: &S,
+    queries: &[f32],
+    k: usize,
+) -> strata::Result<Vec<Vec<u64>>> {
+    queries
+        .par_chunks_exact(index.dim())
+        .map(|q| Ok(index.exact(q, k)?.into_iter().map(|n| n.id).collect()))
+        .collect()
 }
 
 /// Resident memory of this process from /proc/self/status, in KiB:

@@ -27,6 +27,8 @@ pub type F32Kernel = fn(&[f32], &[f32]) -> f32;
 pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
 /// An exact integer kernel over u8 codes and an i8 (quantized) query.
 pub type U8I8Kernel = fn(&[u8], &[i8]) -> i32;
+/// A table-lookup kernel: a table of 256 floats per code byte, and a code.
+pub type AdcKernel = fn(&[f32], &[u8]) -> f32;
 
 /// The set of kernels used for one process.
 #[derive(Clone, Copy)]
@@ -41,6 +43,8 @@ pub struct Kernels {
     pub dot_u8: U8Kernel,
     /// Exact integer inner product of u8 codes with an i8 vector.
     pub dot_u8_i8: U8I8Kernel,
+    /// Sum of one table entry per code byte (product and binary codes).
+    pub adc: AdcKernel,
 }
 
 impl Kernels {
@@ -51,6 +55,7 @@ impl Kernels {
         l2: scalar::l2,
         dot_u8: scalar::dot_u8,
         dot_u8_i8: scalar::dot_u8_i8,
+        adc: scalar::adc,
     };
 
     /// The fastest kernels this CPU supports, detected once and cached.
@@ -99,6 +104,20 @@ pub fn prefetch<T>(data: &[T]) {
     let _ = data;
 }
 
+/// Sums 16 lane accumulators: halves 8, 4, 2, 1 (the tail of [`reduce64`]).
+#[inline]
+pub(crate) fn reduce16(acc: &[f32; 16]) -> f32 {
+    let mut s = *acc;
+    let mut width = 8;
+    while width > 0 {
+        for j in 0..width {
+            s[j] += s[j + width];
+        }
+        width /= 2;
+    }
+    s[0]
+}
+
 /// Sums 64 lane accumulators in the fixed order all backends use:
 /// groups of 16 as `(g0 + g1) + (g2 + g3)`, then halves 8, 4, 2, 1.
 #[inline]
@@ -137,6 +156,10 @@ mod tests {
                 let c: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
                 let w: Vec<i8> = (0..len).map(|_| rng.gen()).collect();
                 let want_int = scalar::dot_u8_i8(&c, &w);
+                let table: Vec<f32> = (0..len * 256)
+                    .map(|_| rng.gen_range(-1.0f32..1.0))
+                    .collect();
+                let want_adc = scalar::adc(&table, &c);
                 let want = (
                     scalar::dot(&a, &b),
                     scalar::l2(&a, &b),
@@ -159,6 +182,13 @@ mod tests {
                     );
                     let got_int = (k.dot_u8_i8)(&c, &w);
                     assert_eq!(want_int, got_int, "{} dot_u8_i8 len {len}", k.name);
+                    let got_adc = (k.adc)(&table, &c);
+                    assert_eq!(
+                        want_adc.to_bits(),
+                        got_adc.to_bits(),
+                        "{} adc len {len}",
+                        k.name
+                    );
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! the lanes are summed in a fixed tree order (`reduce64`): exactly the order the
 //! SIMD backends use, so their results are bit-identical to these.
 
-use super::reduce64;
+use super::{reduce16, reduce64};
 
 /// Inner product of two equal-length slices.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -37,4 +37,15 @@ pub fn dot_u8(a: &[f32], c: &[u8]) -> f32 {
 /// Exact integer inner product of u8 codes with i8 weights.
 pub fn dot_u8_i8(c: &[u8], w: &[i8]) -> i32 {
     c.iter().zip(w).map(|(a, b)| *a as i32 * *b as i32).sum()
+}
+
+/// Table sum for asymmetric distance computation: `Σ_s table[256·s + code[s]]`
+/// over the code's bytes (16 lanes, summed in the fixed tree order). Bytes
+/// whose row lies outside the table count as zero.
+pub fn adc(table: &[f32], code: &[u8]) -> f32 {
+    let mut acc = [0f32; 16];
+    for (s, &c) in code.iter().enumerate() {
+        acc[s & 15] += table.get(s * 256 + c as usize).copied().unwrap_or(0.0);
+    }
+    reduce16(&acc)
 }

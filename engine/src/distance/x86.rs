@@ -30,6 +30,7 @@ pub(super) fn all() -> Vec<Kernels> {
             dot: dot_avx512_safe,
             l2: l2_avx512_safe,
             dot_u8: dot_u8_avx512_safe,
+            adc: adc_avx512_safe,
             dot_u8_i8: if vnni {
                 dot_u8_i8_vnni_safe
             } else if avx2 {
@@ -46,6 +47,7 @@ pub(super) fn all() -> Vec<Kernels> {
             l2: l2_avx2_safe,
             dot_u8: dot_u8_avx2_safe,
             dot_u8_i8: dot_u8_i8_avx2_safe,
+            adc: adc_avx2_safe,
         });
     }
     v
@@ -72,6 +74,18 @@ fn dot_u8_i8_vnni_safe(c: &[u8], w: &[i8]) -> i32 {
     // SAFETY: only stored in a `Kernels` value by `all()` after
     // `is_x86_feature_detected!` confirmed avx512f, avx512bw and avx512vnni.
     unsafe { dot_u8_i8_vnni(c, w) }
+}
+
+fn adc_avx512_safe(table: &[f32], code: &[u8]) -> f32 {
+    // SAFETY: only stored in a `Kernels` value by `all()` after
+    // `is_x86_feature_detected!` confirmed avx512f.
+    unsafe { adc_avx512(table, code) }
+}
+
+fn adc_avx2_safe(table: &[f32], code: &[u8]) -> f32 {
+    // SAFETY: only stored in a `Kernels` value by `all()` after
+    // `is_x86_feature_detected!` confirmed avx2 (and fma).
+    unsafe { adc_avx2(table, code) }
 }
 
 fn dot_u8_i8_avx2_safe(c: &[u8], w: &[i8]) -> i32 {
@@ -295,4 +309,71 @@ unsafe fn dot_u8_i8_avx2(c: &[u8], w: &[i8]) -> i32 {
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
     let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
     _mm_cvtsi128_si32(s)
+}
+
+// ---------------------------------------------------------------- tables
+
+/// Code bytes whose table rows are all inside `table`, rounded down to 16.
+#[inline]
+fn adc_len(table: &[f32], code: &[u8]) -> usize {
+    code.len().min(table.len() / 256) / 16 * 16
+}
+
+/// `Σ_s table[256·s + code[s]]` with 16-lane gathers; lane `j` sums bytes
+/// `j, j + 16, …` in order, as the scalar kernel does.
+#[target_feature(enable = "avx512f")]
+unsafe fn adc_avx512(table: &[f32], code: &[u8]) -> f32 {
+    let n = adc_len(table, code);
+    let rows = _mm512_setr_epi32(
+        0, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2304, 2560, 2816, 3072, 3328, 3584, 3840,
+    );
+    let mut acc = _mm512_setzero_ps();
+    let mut s = 0;
+    while s < n {
+        // SAFETY: s + 16 <= n <= code.len(); the gather reads
+        // table[256·(s + j) + code[s + j]] < 256·n <= table.len() for every lane j.
+        unsafe {
+            let bytes = _mm_loadu_si128(code.as_ptr().add(s) as *const __m128i);
+            let idx = _mm512_add_epi32(_mm512_cvtepu8_epi32(bytes), rows);
+            let vals = _mm512_i32gather_ps::<4>(idx, table.as_ptr().add(s * 256));
+            acc = _mm512_add_ps(acc, vals);
+        }
+        s += 16;
+    }
+    let lo = _mm512_castps512_ps256(acc);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(acc)));
+    reduce8_avx(_mm256_add_ps(lo, hi))
+}
+
+/// The same with two 8-lane AVX2 gathers (lanes 0–7 and 8–15).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn adc_avx2(table: &[f32], code: &[u8]) -> f32 {
+    let n = adc_len(table, code);
+    let rows_lo = _mm256_setr_epi32(0, 256, 512, 768, 1024, 1280, 1536, 1792);
+    let rows_hi = _mm256_setr_epi32(2048, 2304, 2560, 2816, 3072, 3328, 3584, 3840);
+    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut s = 0;
+    while s < n {
+        // SAFETY: as in `adc_avx512`: s + 16 <= n, every gathered index < 256·n.
+        unsafe {
+            let base = table.as_ptr().add(s * 256);
+            let b_lo = _mm_loadl_epi64(code.as_ptr().add(s) as *const __m128i);
+            let b_hi = _mm_loadl_epi64(code.as_ptr().add(s + 8) as *const __m128i);
+            let i_lo = _mm256_add_epi32(_mm256_cvtepu8_epi32(b_lo), rows_lo);
+            let i_hi = _mm256_add_epi32(_mm256_cvtepu8_epi32(b_hi), rows_hi);
+            lo = _mm256_add_ps(lo, _mm256_i32gather_ps::<4>(base, i_lo));
+            hi = _mm256_add_ps(hi, _mm256_i32gather_ps::<4>(base, i_hi));
+        }
+        s += 16;
+    }
+    reduce8_avx(_mm256_add_ps(lo, hi))
+}
+
+/// Sums 8 lanes as halves 4, 2, 1.
+#[target_feature(enable = "avx")]
+fn reduce8_avx(r8: __m256) -> f32 {
+    let r4 = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps::<1>(r8));
+    let r2 = _mm_add_ps(r4, _mm_movehl_ps(r4, r4));
+    let r1 = _mm_add_ss(r2, _mm_shuffle_ps::<1>(r2, r2));
+    _mm_cvtss_f32(r1)
 }

@@ -23,9 +23,11 @@ pub(crate) const OFF_SECTION_COUNT: usize = 68;
 pub(crate) const OFF_SEED: usize = 72;
 pub(crate) const OFF_BUILD_ID: usize = 80;
 pub(crate) const OFF_FILE_LEN: usize = 96;
+/// Quantizer parameter (version 2): `m` for product quantization, else 0.
+pub(crate) const OFF_QUANT_PARAM: usize = 104;
 pub(crate) const OFF_HEADER_CRC: usize = 252;
 /// Header bytes reserved for later versions; written as zero, checked zero.
-pub(crate) const RESERVED: std::ops::Range<usize> = OFF_FILE_LEN + 8..OFF_HEADER_CRC;
+pub(crate) const RESERVED: std::ops::Range<usize> = OFF_QUANT_PARAM + 4..OFF_HEADER_CRC;
 /// The section table starts here, right after the 256-byte header.
 pub(crate) const SECTION_TABLE: usize = 256;
 /// Bytes per section table entry.
@@ -54,6 +56,7 @@ pub(crate) struct GraphHeader {
     pub seed: u64,
     pub build_id: u128,
     pub file_len: u64,
+    pub quant_param: u32,
 }
 
 impl GraphHeader {
@@ -78,6 +81,7 @@ impl GraphHeader {
         wr_u64(page, OFF_SEED, self.seed);
         wr_u128(page, OFF_BUILD_ID, self.build_id);
         wr_u64(page, OFF_FILE_LEN, self.file_len);
+        wr_u32(page, OFF_QUANT_PARAM, self.quant_param);
     }
 
     /// Reads and checks magic, version, section count and header CRC.
@@ -153,6 +157,7 @@ impl GraphHeader {
             seed: rd_u64(file, OFF_SEED),
             build_id: rd_u128(file, OFF_BUILD_ID),
             file_len: rd_u64(file, OFF_FILE_LEN),
+            quant_param: rd_u32(file, OFF_QUANT_PARAM),
         })
     }
 }

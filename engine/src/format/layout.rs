@@ -18,7 +18,7 @@ use crate::error::{Error, FileKind, Result};
 use crate::graph::build::MAX_LEVEL;
 use crate::graph::search::Adjacency;
 use crate::metric::Metric;
-use crate::quant::Quantization;
+use crate::quant::{binary, pq, Quantization};
 use std::ops::Range;
 
 /// A validated graph file plus its vectors file: every section range is
@@ -40,7 +40,11 @@ pub(crate) struct Layout {
     /// Start (in u32 words) of each level's block in `LinksUpper`; index 0 unused.
     pub upper_base: Vec<usize>,
     pub sections: Vec<SectionEntry>,
-    ranges: [Option<Range<usize>>; 9],
+    ranges: [Option<Range<usize>>; 10],
+    /// Code bytes per vector (0 without codes).
+    pub stride: usize,
+    /// Product quantization's `m` (0 for other kinds).
+    pub pq_m: usize,
     pub vectors_header: VectorsHeader,
     pub vectors_range: Range<usize>,
 }
@@ -78,7 +82,7 @@ impl Layout {
         }
         if let Some(i) = graph[RESERVED].iter().position(|b| *b != 0) {
             return Err(bad(
-                "header reserved bytes 104..252",
+                "header reserved bytes 108..252",
                 "zero",
                 format!(
                     "byte {} = {:#04x}",
@@ -90,7 +94,7 @@ impl Layout {
         if h.flags != 0 {
             return Err(bad(
                 "header field flags",
-                "0 (no optional features in version 1)",
+                "0 (no optional features are defined)",
                 format!("{:#x}", h.flags),
             ));
         }
@@ -101,8 +105,20 @@ impl Layout {
                 h.metric,
             )
         })?;
-        let quant = Quantization::from_code(h.quant)
-            .ok_or_else(|| bad("header field quantization", "0 (none) or 1 (int8)", h.quant))?;
+        let quant = Quantization::from_code(h.quant).ok_or_else(|| {
+            bad(
+                "header field quantization",
+                "0 (none), 1 (int8), 2 (pq) or 3 (binary)",
+                h.quant,
+            )
+        })?;
+        if h.version < 2 && !matches!(quant, Quantization::None | Quantization::Int8) {
+            return Err(bad(
+                "header field quantization",
+                "0 (none) or 1 (int8) in a version 1 file",
+                h.quant,
+            ));
+        }
         if h.element != ELEMENT_F32 {
             return Err(bad("header field element_type", "0 (float32)", h.element));
         }
@@ -134,20 +150,42 @@ impl Layout {
                 h.max_level,
             ));
         }
+        // The quantizer parameter: PQ's m (1..=dim), zero for other kinds.
+        let pq_m = h.quant_param as usize;
+        match quant {
+            Quantization::Pq if pq_m == 0 || pq_m > dim => {
+                return Err(bad(
+                    "header field quant_param (pq m)",
+                    format!("1..={dim}"),
+                    pq_m,
+                ));
+            }
+            Quantization::None | Quantization::Int8 | Quantization::Binary if pq_m != 0 => {
+                return Err(bad(
+                    "header field quant_param",
+                    "0 for this quantization",
+                    pq_m,
+                ));
+            }
+            _ => {}
+        }
         let want_stride = match quant {
             Quantization::None => 0,
-            Quantization::Int8 => padded as u32,
+            Quantization::Int8 => padded,
+            Quantization::Pq => pq::code_stride(pq_m),
+            Quantization::Binary => binary::code_stride(padded),
         };
-        if h.code_stride != want_stride {
+        if h.code_stride as usize != want_stride {
             return Err(bad("header field code_stride", want_stride, h.code_stride));
         }
+        let stride = want_stride;
         let (m, m0, max_level) = (h.m as usize, h.m0 as usize, h.max_level as usize);
 
         // I6–I9: section table.
         let count = h.section_count as usize;
         debug_assert!(count <= MAX_SECTIONS);
         let mut sections = Vec::with_capacity(count);
-        let mut ranges: [Option<Range<usize>>; 9] = Default::default();
+        let mut ranges: [Option<Range<usize>>; 10] = Default::default();
         for i in 0..count {
             let s = SectionEntry::decode(graph, i);
             let known = SectionKind::from_code(s.kind);
@@ -188,7 +226,7 @@ impl Layout {
                 }
                 return Err(bad(
                     format!("section table entry {i} kind"),
-                    "a known section kind 1..=8 (or the optional flag)",
+                    "a known section kind 1..=9 (or the optional flag)",
                     s.kind,
                 ));
             };
@@ -221,10 +259,12 @@ impl Layout {
         }
 
         // I10: which sections exist depends on the quantizer.
-        let coded = quant == Quantization::Int8;
+        let coded = quant != Quantization::None;
         for kind in SectionKind::ALL {
             let needed = match kind {
-                SectionKind::QuantParams | SectionKind::Codes | SectionKind::CodeNorms => coded,
+                SectionKind::QuantParams | SectionKind::Codes => coded,
+                SectionKind::CodeNorms => quant == Quantization::Int8,
+                SectionKind::BinaryFactors => quant == Quantization::Binary,
                 _ => true,
             };
             if needed != ranges[kind as usize].is_some() {
@@ -298,8 +338,13 @@ impl Layout {
         }
         let expect = |kind: SectionKind| -> Result<usize> {
             match kind {
-                SectionKind::QuantParams => mul(padded, 8, "quant_params size"),
-                SectionKind::Codes => mul(n, padded, "codes size"),
+                SectionKind::QuantParams => match quant {
+                    Quantization::Pq => mul(dim, 4 * pq::CENTROIDS, "quant_params size"),
+                    Quantization::Binary => mul(padded, 4, "quant_params size"),
+                    _ => mul(padded, 8, "quant_params size"),
+                },
+                SectionKind::Codes => mul(n, stride, "codes size"),
+                SectionKind::BinaryFactors => mul(n, 8, "binary_factors size"),
                 SectionKind::CodeNorms => mul(n, 4, "code_norms size"),
                 SectionKind::LevelCounts => Ok((max_level + 1) * 4),
                 SectionKind::LinksLevel0 => {
@@ -328,7 +373,10 @@ impl Layout {
             let bytes = &graph[r.clone()];
             check_crc(FileKind::Graph, &sections, SectionKind::QuantParams, bytes)?;
             let vals: &[f32] = bytemuck::cast_slice(bytes);
-            let invalid = |(i, v): &(usize, &f32)| !v.is_finite() || (*i >= padded && **v < 0.0);
+            let has_scales = quant == Quantization::Int8;
+            let invalid = |(i, v): &(usize, &f32)| {
+                !v.is_finite() || (has_scales && *i >= padded && **v < 0.0)
+            };
             if let Some((i, v)) = vals.iter().enumerate().find(invalid) {
                 return Err(bad(
                     "section quant_params",
@@ -392,6 +440,8 @@ impl Layout {
             upper_base,
             sections,
             ranges,
+            stride,
+            pq_m,
             vectors_range: PAGE..PAGE + data_len,
             vectors_header: vh,
             header: h,
@@ -466,6 +516,7 @@ impl Layout {
                 .range(SectionKind::Codes)
                 .map_or(&[][..], |r| &graph[r]),
             norms: self.cast(graph, SectionKind::CodeNorms),
+            factors: self.cast(graph, SectionKind::BinaryFactors),
             quant_params: self.cast(graph, SectionKind::QuantParams),
             ord_to_id: self.cast(graph, SectionKind::OrdinalToId),
             id_to_ord: self.cast(graph, SectionKind::IdToOrdinal),
@@ -513,6 +564,7 @@ pub(crate) struct GraphView<'a> {
     pub upper: &'a [u32],
     pub codes: &'a [u8],
     pub norms: &'a [f32],
+    pub factors: &'a [[f32; 2]],
     pub quant_params: &'a [f32],
     pub ord_to_id: &'a [u64],
     pub id_to_ord: &'a [u64],
@@ -532,7 +584,7 @@ impl GraphView<'_> {
     /// The code of an ordinal.
     #[inline]
     pub(crate) fn code(&self, ord: u32) -> &[u8] {
-        let p = self.l.padded;
+        let p = self.l.stride;
         self.codes
             .get(ord as usize * p..(ord as usize + 1) * p)
             .unwrap_or(&[])

@@ -28,6 +28,23 @@ impl Manifest {
     pub(crate) fn vectors_name(&self) -> String {
         format!("g{:08}.vectors", self.generation)
     }
+    pub(crate) fn log_name(&self) -> String {
+        format!("g{:08}.log", self.generation)
+    }
+
+    /// The generation a data or log file name belongs to (`gNNNNNNNN.graph`,
+    /// `.vectors` or `.log`), if it is one.
+    pub(crate) fn generation_of(name: &str) -> Option<u64> {
+        let (stem, ext) = name.split_once('.')?;
+        let digits = stem.strip_prefix('g')?;
+        if !matches!(ext, "graph" | "vectors" | "log")
+            || digits.len() < 8
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        digits.parse().ok()
+    }
 
     pub(crate) fn encode(&self) -> [u8; LEN] {
         let mut b = [0u8; LEN];
@@ -124,6 +141,20 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Writes a generation's two data files durably (temp name, fsync, rename,
+/// fsync of the directory). They are not current until [`write_manifest`].
+pub(crate) fn publish_files(dir: &Path, m: &Manifest, graph: &[u8], vectors: &[u8]) -> Result<()> {
+    write_atomic(dir, &m.graph_name(), graph)?;
+    write_atomic(dir, &m.vectors_name(), vectors)?;
+    sync_dir(dir)
+}
+
+/// Makes `m` the current generation: the manifest's atomic replacement.
+pub(crate) fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
+    write_atomic(dir, MANIFEST_NAME, &m.encode())?;
+    sync_dir(dir)
+}
+
 /// Publishes a new generation in `dir`: both data files first, then the
 /// manifest that names them; older generations' files are removed after.
 /// A crash at any point leaves either the old or the new generation current.
@@ -150,16 +181,15 @@ pub(crate) fn publish(
         generation,
         build_id,
     };
-    write_atomic(dir, &m.graph_name(), graph)?;
-    write_atomic(dir, &m.vectors_name(), vectors)?;
-    sync_dir(dir)?;
-    write_atomic(dir, MANIFEST_NAME, &m.encode())?;
-    sync_dir(dir)?;
+    publish_files(dir, &m, graph, vectors)?;
+    write_manifest(dir, &m)?;
     if let Some(o) = old {
         // Readers that still map the old files keep their pages (unlinked
         // files stay alive while mapped); failure to remove is harmless.
+        // The old generation's log goes too: the new build replaced its data.
         let _ = fs::remove_file(dir.join(o.graph_name()));
         let _ = fs::remove_file(dir.join(o.vectors_name()));
+        let _ = fs::remove_file(dir.join(o.log_name()));
     }
     Ok(m)
 }

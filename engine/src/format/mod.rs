@@ -23,12 +23,15 @@ pub const VECTORS_MAGIC: [u8; 8] = *b"STRATAVF";
 /// Magic bytes at offset 0 of a manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATAMF";
 
-/// The format version this build writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (2: product and binary codes;
+/// 3: the append log).
+pub const FORMAT_VERSION: u32 = 2;
 /// The oldest format version this build reads.
 pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
+/// The oldest version of the append log (it first appeared in version 3).
+pub const OLDEST_LOG_VERSION: u32 = 3;
 
-/// Element type code for float32 components (the only one in version 1).
+/// Element type code for float32 components (the only one defined).
 pub const ELEMENT_F32: u32 = 0;
 
 /// Largest dimension accepted (bounds per-query buffers).

@@ -8,7 +8,9 @@ use super::{rd_u32, rd_u64, wr_u32, wr_u64};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u32)]
 pub enum SectionKind {
-    /// Int8 quantizer ranges: `lo` then `scale`, `padded_dim` f32 each.
+    /// Quantizer parameters: int8 `lo` then `scale` (`padded_dim` f32
+    /// each); product quantization codebooks (`256 × dim` f32); binary
+    /// centre (`padded_dim` f32).
     QuantParams = 1,
     /// Quantized codes, `count × code_stride` bytes in ordinal order.
     Codes = 2,
@@ -24,11 +26,13 @@ pub enum SectionKind {
     OrdinalToId = 7,
     /// `(id u64, ordinal u64)` pairs sorted by id, for binary search.
     IdToOrdinal = 8,
+    /// Binary codes' per-vector factors `(α, ‖x‖²)`, `count × 2` f32 (version 2).
+    BinaryFactors = 9,
 }
 
 impl SectionKind {
     /// All kinds known to this version.
-    pub const ALL: [SectionKind; 8] = [
+    pub const ALL: [SectionKind; 9] = [
         SectionKind::QuantParams,
         SectionKind::Codes,
         SectionKind::CodeNorms,
@@ -37,6 +41,7 @@ impl SectionKind {
         SectionKind::LinksUpper,
         SectionKind::OrdinalToId,
         SectionKind::IdToOrdinal,
+        SectionKind::BinaryFactors,
     ];
 
     /// The kind for a table code, if known.
@@ -55,6 +60,7 @@ impl SectionKind {
             SectionKind::LinksUpper => "links_upper",
             SectionKind::OrdinalToId => "ordinal_to_id",
             SectionKind::IdToOrdinal => "id_to_ordinal",
+            SectionKind::BinaryFactors => "binary_factors",
         }
     }
 }

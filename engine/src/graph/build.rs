@@ -188,6 +188,7 @@ impl Builder<'_> {
                     s,
                     |i| self.dist(qv, i),
                     |i| prefetch(self.vector(i)),
+                    |_| true,
                 );
                 s.found.clone()
             });

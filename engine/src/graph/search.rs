@@ -87,7 +87,8 @@ pub(crate) fn greedy<A: Adjacency>(
 /// is expanded at most once (visited set of `n` nodes), so it terminates on
 /// any graph, including cyclic or hostile ones. The unvisited neighbours of
 /// each expanded node are first passed to `prefetch` (which should hint the
-/// CPU to load their distance data), then measured.
+/// CPU to load their distance data), then measured. Nodes for which
+/// `accept` is false (deleted ones) are traversed but never kept as results.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn beam<A: Adjacency>(
     graph: &A,
@@ -98,6 +99,7 @@ pub(crate) fn beam<A: Adjacency>(
     scratch: &mut Scratch,
     dist: impl Fn(u32) -> f32,
     prefetch: impl Fn(u32),
+    accept: impl Fn(u32) -> bool,
 ) {
     let ef = ef.max(1);
     let Scratch {
@@ -114,7 +116,9 @@ pub(crate) fn beam<A: Adjacency>(
     for e in entries {
         if visited.insert(e.id) {
             candidates.push(Reverse(*e));
-            top.push(*e);
+            if accept(e.id) {
+                top.push(*e);
+            }
         }
     }
     while top.len() > ef {
@@ -141,11 +145,13 @@ pub(crate) fn beam<A: Adjacency>(
             let d = dist(nb);
             if top.len() < ef || d < bound {
                 candidates.push(Reverse(Cand { d, id: nb }));
-                top.push(Cand { d, id: nb });
-                if top.len() > ef {
-                    top.pop();
+                if accept(nb) {
+                    top.push(Cand { d, id: nb });
+                    if top.len() > ef {
+                        top.pop();
+                    }
+                    bound = top.peek().map_or(f32::INFINITY, |c| c.d);
                 }
-                bound = top.peek().map_or(f32::INFINITY, |c| c.d);
             }
         }
     }

@@ -4,9 +4,15 @@
 //! stride, so later kinds (product quantization, binary codes) slot in beside
 //! these without changing the container.
 
+pub mod binary;
 pub mod int8;
+pub mod kmeans;
+pub mod pq;
+pub(crate) mod trained;
 
+pub use binary::BinaryQuantizer;
 pub use int8::Int8Quantizer;
+pub use pq::ProductQuantizer;
 
 use crate::error::{Error, Result};
 
@@ -18,6 +24,11 @@ pub enum Quantization {
     /// Per-dimension int8 scalar quantization (u8 codes, one byte per
     /// dimension) with float32 rescoring of the final candidates.
     Int8,
+    /// Product quantization: `m` one-byte codes per vector (see
+    /// [`BuildParams::pq_m`](crate::BuildParams::pq_m)), asymmetric distances.
+    Pq,
+    /// One bit per dimension with a per-vector correction factor.
+    Binary,
 }
 
 impl Quantization {
@@ -26,6 +37,8 @@ impl Quantization {
         match self {
             Quantization::None => 0,
             Quantization::Int8 => 1,
+            Quantization::Pq => 2,
+            Quantization::Binary => 3,
         }
     }
 
@@ -34,6 +47,8 @@ impl Quantization {
         match code {
             0 => Some(Quantization::None),
             1 => Some(Quantization::Int8),
+            2 => Some(Quantization::Pq),
+            3 => Some(Quantization::Binary),
             _ => None,
         }
     }
@@ -43,6 +58,8 @@ impl Quantization {
         match self {
             Quantization::None => "none",
             Quantization::Int8 => "int8",
+            Quantization::Pq => "pq",
+            Quantization::Binary => "binary",
         }
     }
 }
@@ -53,9 +70,11 @@ impl std::str::FromStr for Quantization {
         match s.to_ascii_lowercase().as_str() {
             "none" | "f32" | "float32" => Ok(Quantization::None),
             "int8" | "sq8" | "i8" => Ok(Quantization::Int8),
+            "pq" => Ok(Quantization::Pq),
+            "binary" | "1bit" | "bq" => Ok(Quantization::Binary),
             _ => Err(Error::InvalidParameter {
                 name: "quantization",
-                reason: format!("unknown quantization {s:?}; use none or int8"),
+                reason: format!("unknown quantization {s:?}; use none, int8, pq or binary"),
             }),
         }
     }

@@ -23,7 +23,7 @@ pub struct Args {
     /// Beam width while inserting.
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
-    /// Traversal codes: int8 or none (float32).
+    /// Traversal codes: none (float32), int8, pq or binary.
     #[arg(long, default_value = "int8")]
     pub quantization: Quantization,
     /// Insertion threads (0 = all cores).
@@ -35,6 +35,12 @@ pub struct Args {
     /// Fraction of values clipped at each end of every dimension's int8 range.
     #[arg(long, default_value_t = strata::quant::int8::DEFAULT_CLIP)]
     pub int8_clip: f32,
+    /// Product quantization: code bytes per vector (default: about dim/4).
+    #[arg(long)]
+    pub pq_m: Option<usize>,
+    /// Product quantization: rows sampled to train the codebooks.
+    #[arg(long, default_value_t = strata::quant::pq::DEFAULT_TRAIN_SIZE)]
+    pub pq_train_size: usize,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -52,6 +58,8 @@ pub fn run(a: Args) -> CliResult {
         seed: a.seed,
         threads: a.threads,
         int8_clip: a.int8_clip,
+        pq_m: a.pq_m,
+        pq_train_size: a.pq_train_size,
     };
     let mut builder = IndexBuilder::new(data.dim, params)?;
     builder.add_rows(&data.data)?;
@@ -66,11 +74,17 @@ pub fn run(a: Args) -> CliResult {
     bar.finish();
     let info = Index::open(&a.out)?.info();
     println!(
-        "built {} vectors of dim {} ({}, {}, M={}, ef_construction={})",
+        "built {} vectors of dim {} ({}, {}{}, {} code bytes, M={}, ef_construction={})",
         info.count,
         info.dim,
         info.metric.name(),
         info.quantization.name(),
+        if info.pq_m > 0 {
+            format!(" m={}", info.pq_m)
+        } else {
+            String::new()
+        },
+        info.code_bytes,
         info.m,
         info.ef_construction
     );

@@ -4,7 +4,7 @@ use super::CliResult;
 use crate::measure::{exact_truth, mapped_rss_kb, measure, print_table, rss_kb};
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{dataset, Index, OpenOptions, SearchParams};
+use strata::{dataset, Index, LiveIndex, OpenOptions, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,7 +44,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let t = Instant::now();
-    let index = Index::open_with(&a.dir, &OpenOptions { verify: a.verify })?;
+    if a.verify {
+        Index::open_with(&a.dir, &OpenOptions { verify: true })?;
+    }
+    let index = LiveIndex::open(&a.dir)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_open = rss_kb();
     let mut queries = dataset::read_vectors(&a.query)?;
@@ -115,7 +118,8 @@ pub fn run(a: Args) -> CliResult {
             rows.push(row);
         }
     }
-    let info = index.info();
+    let info = index.with_index(|i| i.info());
+    let log = index.stats();
     if !a.json {
         println!(
             "{}: {} vectors, dim {}, {}, {}, kernels {}; {} queries",
@@ -127,6 +131,12 @@ pub fn run(a: Args) -> CliResult {
             info.kernels,
             queries.len()
         );
+        if log.log_records > 0 {
+            println!(
+                "log: {} records ({} inserted, {} deleted) searched with the graph; {} live vectors",
+                log.log_records, log.inserted, log.deleted, log.live
+            );
+        }
         print_table(&rows);
     }
     if let Some(((rss, anon, file), graph_map, vectors_map)) = memory_after_pass {

@@ -2,7 +2,7 @@
 
 use super::{human_bytes, CliResult};
 use std::path::PathBuf;
-use strata::{Index, OpenOptions};
+use strata::{Index, LiveIndex, OpenOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,6 +20,7 @@ pub fn run(a: Args) -> CliResult {
     let index = Index::open_with(&a.dir, &OpenOptions { verify: a.verify })?;
     let i = index.info();
     let d = index.degree_stats();
+    let log = LiveIndex::open(&a.dir)?.stats();
     let n = i.count as f64;
     if a.json {
         let sections: Vec<_> = i
@@ -30,13 +31,15 @@ pub fn run(a: Args) -> CliResult {
         println!(
             "{}",
             serde_json::json!({
-                "format_version": i.format_version, "metric": i.metric.name(), "quantization": i.quantization.name(),
+                "format_version": i.format_version, "metric": i.metric.name(), "quantization": i.quantization.name(), "code_bytes": i.code_bytes, "pq_m": i.pq_m,
                 "dim": i.dim, "count": i.count, "m": i.m, "m0": i.m0, "ef_construction": i.ef_construction,
                 "max_level": i.max_level, "entry_point": i.entry_point, "seed": i.seed,
                 "build_id": format!("{:032x}", i.build_id), "level_counts": i.level_counts, "sections": sections,
                 "degree": {"min": d.min, "max": d.max, "mean": d.mean, "isolated": d.isolated},
                 "graph_file_bytes": i.graph_file_bytes, "vectors_file_bytes": i.vectors_file_bytes,
                 "resident_bytes": i.resident_bytes, "verified": a.verify,
+                "generation": log.generation, "log": {"records": log.log_records, "bytes": log.log_bytes,
+                    "inserted": log.inserted, "deleted": log.deleted, "torn_bytes": log.torn_bytes}, "live": log.live,
             })
         );
         return Ok(());
@@ -46,6 +49,15 @@ pub fn run(a: Args) -> CliResult {
     println!("  build id         {:032x}", i.build_id);
     println!("  metric           {}", i.metric.name());
     println!("  quantization     {}", i.quantization.name());
+    println!(
+        "  code bytes       {}{}",
+        i.code_bytes,
+        if i.pq_m > 0 {
+            format!(" (pq m = {})", i.pq_m)
+        } else {
+            String::new()
+        }
+    );
     println!("  dim              {}", i.dim);
     println!("  vectors          {}", i.count);
     println!("  M / M0           {} / {}", i.m, i.m0);
@@ -88,6 +100,14 @@ pub fn run(a: Args) -> CliResult {
         human_bytes(i.resident_bytes),
         i.resident_bytes as f64 / n
     );
+    println!("append log (generation {}):", log.generation);
+    println!(
+        "  records {}, {} bytes; {} inserted, {} deleted; {} live vectors",
+        log.log_records, log.log_bytes, log.inserted, log.deleted, log.live
+    );
+    if log.torn_bytes > 0 {
+        println!("  torn tail of {} bytes after the last valid record (a writer truncates it when it opens)", log.torn_bytes);
+    }
     if a.verify {
         println!("checksums: all sections and vector data verified");
     }

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod eval;
 pub mod inspect;
 pub mod search;
+pub mod write;
 
 /// Errors of the command line: the library's, or a usage problem.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;

@@ -3,7 +3,7 @@
 use super::CliResult;
 use std::io::Write;
 use std::path::PathBuf;
-use strata::{dataset, Index, SearchParams};
+use strata::{dataset, LiveIndex, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = Index::open(&a.dir)?;
+    let index = LiveIndex::open(&a.dir)?;
     let queries = dataset::read_vectors(&a.query)?;
     let params = SearchParams {
         ef: a.ef,

@@ -1,0 +1,10 @@
+//! The append log: inserts, deletes and upserts made after a build, as
+//! self-delimiting checksummed records in `gNNNNNNNN.log` beside the
+//! generation they apply to. Layout and recovery rules:
+//! `format-spec/log-file.md`.
+
+pub(crate) mod file;
+pub(crate) mod record;
+
+pub use file::ReplayReport;
+pub use record::Op;
