@@ -165,6 +165,19 @@ pub enum Error {
     )]
     WriterLocked(PathBuf),
 
+    /// The directory has an append log that a plain [`Index`](crate::Index) would ignore.
+    #[error("{path} holds {records_bytes} bytes of logged inserts and deletes that a plain index open would ignore: open the directory with LiveIndex, compact it, or set OpenOptions::allow_log")]
+    HasLog {
+        /// The log file.
+        path: PathBuf,
+        /// Bytes of records in it.
+        records_bytes: u64,
+    },
+
+    /// A writer whose state may no longer match the directory.
+    #[error("the writer must be reopened: {0}")]
+    WriterPoisoned(String),
+
     /// An operation on an id that conflicts with the index's contents.
     #[error("id {0} already exists: use upsert to replace it")]
     IdExists(u64),

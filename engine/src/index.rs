@@ -14,6 +14,18 @@ use std::collections::BinaryHeap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+/// Checks that row-major `queries` hold whole rows of `dim` components.
+pub(crate) fn check_batch(dim: usize, queries: &[f32]) -> Result<()> {
+    if !queries.len().is_multiple_of(dim) {
+        return Err(Error::DimensionMismatch {
+            expected: dim,
+            found: queries.len() % dim,
+            row: Some(queries.len() / dim),
+        });
+    }
+    Ok(())
+}
+
 fn no_index(dir: &Path) -> Error {
     Error::io(
         dir.join(crate::format::manifest::MANIFEST_NAME),
@@ -31,6 +43,11 @@ pub struct OpenOptions {
     /// (reads both files once). Without it, open validates the header,
     /// section table and small sections only, in constant time.
     pub verify: bool,
+    /// Open the generation's files even when the directory's append log
+    /// holds records. Searches then ignore the logged inserts and deletes
+    /// (a deleted id can be returned); without this flag such a directory
+    /// is an [`Error::HasLog`]. [`LiveIndex`](crate::LiveIndex) replays the log.
+    pub allow_log: bool,
 }
 
 /// An open, immutable index. `Send + Sync`: any number of threads can
@@ -151,6 +168,20 @@ impl Index {
 
     fn open_generation(dir: &Path, options: &OpenOptions) -> Result<Index> {
         let manifest = Manifest::read(dir)?.ok_or_else(|| no_index(dir))?;
+        if !options.allow_log {
+            let log = dir.join(manifest.log_name());
+            if let Ok(meta) = std::fs::metadata(&log) {
+                let records_bytes = meta
+                    .len()
+                    .saturating_sub(crate::log::file::LOG_HEADER as u64);
+                if records_bytes > 0 {
+                    return Err(Error::HasLog {
+                        path: log,
+                        records_bytes,
+                    });
+                }
+            }
+        }
         let map = |name: String| -> Result<Bytes> {
             let path = dir.join(name);
             let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
@@ -459,14 +490,7 @@ impl Index {
     }
 
     fn check_batch(&self, queries: &[f32]) -> Result<()> {
-        if !queries.len().is_multiple_of(self.layout.dim) {
-            return Err(Error::DimensionMismatch {
-                expected: self.layout.dim,
-                found: queries.len() % self.layout.dim,
-                row: Some(queries.len() / self.layout.dim),
-            });
-        }
-        Ok(())
+        check_batch(self.layout.dim, queries)
     }
 
     /// The exact `k` nearest neighbours by brute force over the vectors file

@@ -11,10 +11,10 @@
 use crate::builder::IndexBuilder;
 use crate::distance::{padded_dim, Kernels};
 use crate::error::{Error, FileKind, Result};
-use crate::format::manifest::{publish_files, Manifest, MANIFEST_NAME};
+use crate::format::manifest::{lock_dir, publish_files, write_manifest, Manifest, MANIFEST_NAME};
 use crate::graph::search::Cand;
-use crate::index::{Index, OpenOptions};
-use crate::log::file::{replay, LogHeader, LogWriter, ReplayReport};
+use crate::index::{check_batch, Index, OpenOptions};
+use crate::log::file::{replay, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
 use crate::log::record::{decode, Decoded};
 use crate::log::Op;
 use crate::metric::prepare_vector;
@@ -241,7 +241,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
-    let index = Index::open_with(dir, &OpenOptions::default())?;
+    let index = Index::open_with(
+        dir,
+        &OpenOptions {
+            verify: false,
+            allow_log: true,
+        },
+    )?;
     let manifest = Manifest::read(dir)?
         .ok_or_else(|| Error::io(dir.join(MANIFEST_NAME), std::io::ErrorKind::NotFound.into()))?;
     // `open_with` validated the files the manifest named when it read it; if
@@ -259,6 +265,16 @@ fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
         obsolete: AtomicBool::new(false),
     };
     Ok((Arc::new(gen), manifest))
+}
+
+/// The bytes of `path` from offset `from` to its end.
+fn read_from(path: &Path, from: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
 }
 
 fn log_header(gen: &Generation) -> LogHeader {
@@ -335,6 +351,14 @@ impl LiveIndex {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(path, e)),
             }
+            // A compaction may have switched generations (and removed this
+            // log) while we read: then load the new one.
+            if attempts < 3
+                && Manifest::read(dir)?.map(|m| m.generation) != Some(manifest.generation)
+            {
+                attempts += 1;
+                continue;
+            }
             return Ok(state);
         }
     }
@@ -364,17 +388,26 @@ impl LiveIndex {
             }
             .log_name(),
         );
-        let bytes = match fs::read(&path) {
+        // Read only what follows the records this state has seen (the whole
+        // file if the log was created since: its header is checked first).
+        let mut st = write_lock(&self.state);
+        let from = st.log.valid_len.max(from);
+        let base = if from < LOG_HEADER as u64 { 0 } else { from };
+        let bytes = match read_from(&path, base) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io(path, e)),
         };
-        if (bytes.len() as u64) <= from {
+        if bytes.is_empty() {
             return Ok(());
         }
-        // Apply only the records after what this state has seen.
-        let mut st = write_lock(&self.state);
-        let mut at = st.log.valid_len as usize;
+        let mut at = if base == 0 {
+            header.check(&bytes)?;
+            st.log.valid_len = LOG_HEADER as u64;
+            LOG_HEADER
+        } else {
+            0
+        };
         let dim = header.dim as usize;
         while at < bytes.len() {
             match decode(&bytes[at..], dim) {
@@ -382,22 +415,29 @@ impl LiveIndex {
                     if seq != st.log.records + 1 {
                         return Err(Error::corrupt(
                             FileKind::Log,
-                            format!("record at offset {at} sequence number"),
+                            format!("record at offset {} sequence number", base + at as u64),
                             st.log.records + 1,
                             seq,
                         ));
                     }
-                    let prepared = st.check(&op)?;
+                    let prepared = st.check(&op).map_err(|e| {
+                        Error::corrupt(
+                            FileKind::Log,
+                            format!("record at offset {}", base + at as u64),
+                            "an operation valid at its point in the log",
+                            e,
+                        )
+                    })?;
                     st.apply(&op, prepared);
                     st.log.records += 1;
                     at += len;
-                    st.log.valid_len = at as u64;
+                    st.log.valid_len = base + at as u64;
                 }
                 Decoded::Torn => break,
                 Decoded::Corrupt(why) => {
                     return Err(Error::corrupt(
                         FileKind::Log,
-                        format!("record at offset {at}"),
+                        format!("record at offset {}", base + at as u64),
                         "a valid record",
                         why,
                     ));
@@ -424,13 +464,7 @@ impl LiveIndex {
     ) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
         let dim = self.dim();
-        if !queries.len().is_multiple_of(dim) {
-            return Err(Error::DimensionMismatch {
-                expected: dim,
-                found: queries.len() % dim,
-                row: Some(queries.len() / dim),
-            });
-        }
+        check_batch(dim, queries)?;
         queries
             .par_chunks_exact(dim)
             .map(|q| self.search(q, k, params))
@@ -571,6 +605,9 @@ pub struct Writer {
     live: LiveIndex,
     /// Held for a whole compaction: one at a time.
     compacting: Mutex<()>,
+    /// Set when a compaction failed after switching generations: the
+    /// in-memory state no longer matches the directory.
+    poisoned: AtomicBool,
     inner: Arc<Mutex<WriterInner>>,
     stop: Arc<AtomicBool>,
     flusher: Option<std::thread::JoinHandle<()>>,
@@ -584,18 +621,7 @@ impl Writer {
     /// by an interrupted compaction.
     pub fn open(dir: impl AsRef<Path>, durability: Durability) -> Result<Writer> {
         let dir = dir.as_ref().to_path_buf();
-        let lock_path = dir.join(LOCK_NAME);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::WriterLocked(dir)),
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
-        }
+        let lock = lock_dir(&dir)?;
         let (gen, manifest) = open_generation(&dir)?;
         remove_other_generations(&dir, manifest.generation);
         let mut state = State::new(gen);
@@ -607,6 +633,10 @@ impl Writer {
                 LogWriter::resume(path, &report)?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Rewrite the MANIFEST at this build's directory version
+                // first, so readers that cannot replay logs refuse the
+                // directory before it has one.
+                write_manifest(&dir, &manifest)?;
                 LogWriter::create(&dir, &manifest.log_name(), &header, &[], 1)?
             }
             Err(e) => return Err(Error::io(path, e)),
@@ -631,6 +661,7 @@ impl Writer {
                 state: Arc::new(RwLock::new(state)),
             },
             compacting: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
             inner,
             stop,
             flusher,
@@ -643,7 +674,17 @@ impl Writer {
         self.live.clone()
     }
 
+    fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::WriterPoisoned(
+                "a compaction failed after switching generations".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn run(&self, op: Op) -> Result<()> {
+        self.check_poisoned()?;
         let mut inner = lock(&self.inner);
         {
             let mut st = write_lock(&self.live.state);
@@ -679,6 +720,7 @@ impl Writer {
 
     /// Returns once every earlier operation is durable.
     pub fn flush(&self) -> Result<()> {
+        self.check_poisoned()?;
         lock(&self.inner).sync()
     }
 
@@ -702,6 +744,7 @@ impl Writer {
     /// process uses them.
     pub fn compact(&self, options: CompactOptions) -> Result<CompactReport> {
         let _one_at_a_time = lock(&self.compacting);
+        self.check_poisoned()?;
         let dir = self.live.dir.clone();
         // 1. Snapshot the live set and where the log stands.
         let (gen, ids, rows, mark_len, mark_records) = {
@@ -757,35 +800,51 @@ impl Writer {
                 let _ = fs::remove_file(dir.join(name));
             }
         };
-        let switched = (|| -> Result<LogWriter> {
+        let prepared = (|| -> Result<LogWriter> {
             publish_files(&dir, &next, built.graph_bytes(), built.vectors_bytes())?;
             let header = LogHeader {
                 generation: next.generation,
                 build_id: next.build_id,
                 dim: index.dim() as u32,
             };
-            let log = LogWriter::create(
+            LogWriter::create(
                 &dir,
                 &next.log_name(),
                 &header,
                 &carried,
                 carried_records + 1,
-            )?;
-            crate::format::manifest::write_manifest(&dir, &next)?;
-            Ok(log)
+            )
         })();
-        let new_log = match switched {
+        let new_log = match prepared {
             Ok(log) => log,
             Err(e) => {
                 cleanup(&dir);
                 return Err(e);
             }
         };
-        // The manifest now names the new generation: load it and swap.
-        let (new_gen, _) = open_generation(&dir)?;
-        let mut state = State::new(new_gen);
-        let log_bytes = fs::read(new_log.path()).map_err(|e| Error::io(new_log.path(), e))?;
-        state.replay(&log_bytes, &log_header(&state.gen))?;
+        if let Err(e) = write_manifest(&dir, &next) {
+            // Whether the switch happened is what the MANIFEST says now.
+            if Manifest::read(&dir).ok().flatten() != Some(next) {
+                cleanup(&dir);
+                return Err(e);
+            }
+        }
+        // Switched: from here a failure leaves the in-memory state behind
+        // the directory, so the writer refuses further work until reopened.
+        let loaded = (|| -> Result<State> {
+            let (new_gen, _) = open_generation(&dir)?;
+            let mut state = State::new(new_gen);
+            let log_bytes = fs::read(new_log.path()).map_err(|e| Error::io(new_log.path(), e))?;
+            state.replay(&log_bytes, &log_header(&state.gen))?;
+            Ok(state)
+        })();
+        let state = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                self.poisoned.store(true, Ordering::Release);
+                return Err(e);
+            }
+        };
         let vectors = ids.len();
         drop(gen);
         {

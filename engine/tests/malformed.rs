@@ -1476,7 +1476,13 @@ fn mmap_open_defers_large_section_crcs_to_verify() {
                 &format!("section {name}"),
                 name,
             );
-            match Index::open_with(dir.path(), &OpenOptions { verify: true }) {
+            match Index::open_with(
+                dir.path(),
+                &OpenOptions {
+                    verify: true,
+                    ..Default::default()
+                },
+            ) {
                 Ok(_) => panic!("{name}: verified open accepted a bad section"),
                 Err(e) => assert_checksum(&e, FileKind::Graph, &format!("section {name}"), name),
             }
@@ -1514,7 +1520,14 @@ fn mmap_open_defers_large_section_crcs_to_verify() {
         "vector data",
         "mmap data",
     );
-    assert!(Index::open_with(dir.path(), &OpenOptions { verify: true }).is_err());
+    assert!(Index::open_with(
+        dir.path(),
+        &OpenOptions {
+            verify: true,
+            ..Default::default()
+        }
+    )
+    .is_err());
 }
 
 // ---------------------------------------------------------------------------
@@ -1755,7 +1768,7 @@ fn corrupt_manifest_is_a_typed_error() {
             &format!("len {len}"),
         );
     }
-    for version in [0, 3, u32::MAX] {
+    for version in [0, 4, u32::MAX] {
         assert!(matches!(
             open_with(&manifest_bytes(1, build_id, version, 0)),
             Error::UnsupportedVersion {
@@ -1765,8 +1778,8 @@ fn corrupt_manifest_is_a_typed_error() {
             } if found == version
         ));
     }
-    // Versions 1 and 2 are both read (the writer writes 2).
-    for version in [1, 2] {
+    // Versions 1 to 3 are read (the writer writes 3: the directory may hold a log).
+    for version in [1, 2, 3] {
         fs::write(&mpath, manifest_bytes(1, build_id, version, 0)).unwrap();
         Index::open(dir.path()).unwrap_or_else(|e| panic!("manifest version {version}: {e}"));
     }

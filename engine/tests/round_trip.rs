@@ -75,7 +75,14 @@ fn mmap_reopen_gives_bit_identical_results() {
             built.write(dir.path()).unwrap();
             let memory = in_memory(built);
             let mapped = Index::open(dir.path()).unwrap();
-            let verified = Index::open_with(dir.path(), &OpenOptions { verify: true }).unwrap();
+            let verified = Index::open_with(
+                dir.path(),
+                &OpenOptions {
+                    verify: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
             mapped.verify().unwrap();
             verified.verify().unwrap();
             memory.verify().unwrap();
@@ -462,7 +469,7 @@ fn rewriting_a_directory_swaps_generations_atomically() {
     assert_eq!(gen_a, 1);
     assert_eq!(
         file_names(dir.path()),
-        ["MANIFEST", "g00000001.graph", "g00000001.vectors"]
+        ["LOCK", "MANIFEST", "g00000001.graph", "g00000001.vectors"]
             .map(String::from)
             .into()
     );
@@ -477,7 +484,7 @@ fn rewriting_a_directory_swaps_generations_atomically() {
     assert_ne!(id_a, id_b);
     assert_eq!(
         file_names(dir.path()),
-        ["MANIFEST", "g00000002.graph", "g00000002.vectors"]
+        ["LOCK", "MANIFEST", "g00000002.graph", "g00000002.vectors"]
             .map(String::from)
             .into(),
         "old generation removed, no temporary files left"
@@ -503,11 +510,18 @@ fn rewriting_a_directory_swaps_generations_atomically() {
     assert_eq!(manifest(dir.path()), (3, id_a));
     assert_eq!(
         file_names(dir.path()),
-        ["MANIFEST", "g00000003.graph", "g00000003.vectors"]
+        ["LOCK", "MANIFEST", "g00000003.graph", "g00000003.vectors"]
             .map(String::from)
             .into()
     );
-    let again = Index::open_with(dir.path(), &OpenOptions { verify: true }).unwrap();
+    let again = Index::open_with(
+        dir.path(),
+        &OpenOptions {
+            verify: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(again.len(), 800);
 }
 

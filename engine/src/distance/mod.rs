@@ -126,14 +126,7 @@ pub(crate) fn reduce64(acc: &[f32; 64]) -> f32 {
     for j in 0..16 {
         s[j] = (acc[j] + acc[16 + j]) + (acc[32 + j] + acc[48 + j]);
     }
-    let mut width = 8;
-    while width > 0 {
-        for j in 0..width {
-            s[j] += s[j + width];
-        }
-        width /= 2;
-    }
-    s[0]
+    reduce16(&s)
 }
 
 #[cfg(test)]

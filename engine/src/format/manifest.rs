@@ -3,7 +3,7 @@
 //! directory). Layout and crash analysis: `format-spec/manifest.md`.
 
 use super::{rd_u128, rd_u32, rd_u64, wr_u128, wr_u32, wr_u64};
-use super::{FORMAT_VERSION, MANIFEST_MAGIC, OLDEST_SUPPORTED_VERSION};
+use super::{DIRECTORY_VERSION, MANIFEST_MAGIC, OLDEST_SUPPORTED_VERSION};
 use crate::error::{Error, FileKind, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -49,7 +49,7 @@ impl Manifest {
     pub(crate) fn encode(&self) -> [u8; LEN] {
         let mut b = [0u8; LEN];
         b[..8].copy_from_slice(&MANIFEST_MAGIC);
-        wr_u32(&mut b, 8, FORMAT_VERSION);
+        wr_u32(&mut b, 8, DIRECTORY_VERSION);
         wr_u32(&mut b, 12, 0);
         wr_u64(&mut b, 16, self.generation);
         wr_u128(&mut b, 24, self.build_id);
@@ -71,12 +71,12 @@ impl Manifest {
             });
         }
         let version = rd_u32(b, 8);
-        if !(OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION).contains(&version) {
+        if !(OLDEST_SUPPORTED_VERSION..=DIRECTORY_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 file: f,
                 found: version,
                 oldest: OLDEST_SUPPORTED_VERSION,
-                newest: FORMAT_VERSION,
+                newest: DIRECTORY_VERSION,
             });
         }
         let (stored, computed) = (rd_u32(b, OFF_CRC), crc32fast::hash(&b[..OFF_CRC]));
@@ -141,6 +141,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Takes the directory's writer lock (the `LOCK` file), held until the
+/// returned file is dropped; [`Error::WriterLocked`] if a writer holds it.
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(crate::live::LOCK_NAME);
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::WriterLocked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
+}
+
 /// Writes a generation's two data files durably (temp name, fsync, rename,
 /// fsync of the directory). They are not current until [`write_manifest`].
 pub(crate) fn publish_files(dir: &Path, m: &Manifest, graph: &[u8], vectors: &[u8]) -> Result<()> {
@@ -165,6 +182,8 @@ pub(crate) fn publish(
     vectors: &[u8],
 ) -> Result<Manifest> {
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // Publishing replaces the index under any writer: take the writer lock.
+    let _lock = lock_dir(dir)?;
     let old = Manifest::read(dir)?;
     let generation = match old {
         None => 1,

@@ -23,12 +23,16 @@ pub const VECTORS_MAGIC: [u8; 8] = *b"STRATAVF";
 /// Magic bytes at offset 0 of a manifest.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATAMF";
 
-/// The format version this build writes (2: product and binary codes;
-/// 3: the append log).
+/// The version of the graph and vectors file layouts this build writes
+/// (2: product and binary codes).
 pub const FORMAT_VERSION: u32 = 2;
+/// The version of the index directory this build writes, carried by the
+/// MANIFEST and the append log (3: a generation may have an append log, so
+/// a reader that does not replay logs must refuse the directory).
+pub const DIRECTORY_VERSION: u32 = 3;
 /// The oldest format version this build reads.
 pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
-/// The oldest version of the append log (it first appeared in version 3).
+/// The oldest version of the append log (it first appeared in directory version 3).
 pub const OLDEST_LOG_VERSION: u32 = 3;
 
 /// Element type code for float32 components (the only one defined).

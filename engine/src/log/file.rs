@@ -4,7 +4,7 @@ use super::record::{decode, Decoded, Op};
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::sync_dir;
 use crate::format::{
-    rd_u128, rd_u32, rd_u64, wr_u128, wr_u32, wr_u64, FORMAT_VERSION, OLDEST_LOG_VERSION,
+    rd_u128, rd_u32, rd_u64, wr_u128, wr_u32, wr_u64, DIRECTORY_VERSION, OLDEST_LOG_VERSION,
 };
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -28,7 +28,7 @@ impl LogHeader {
     pub(crate) fn encode(&self) -> [u8; LOG_HEADER] {
         let mut b = [0u8; LOG_HEADER];
         b[..8].copy_from_slice(&LOG_MAGIC);
-        wr_u32(&mut b, 8, FORMAT_VERSION);
+        wr_u32(&mut b, 8, DIRECTORY_VERSION);
         wr_u32(&mut b, 12, 0);
         wr_u64(&mut b, 16, self.generation);
         wr_u128(&mut b, 24, self.build_id);
@@ -57,12 +57,12 @@ impl LogHeader {
             });
         }
         let version = rd_u32(bytes, 8);
-        if version < OLDEST_LOG_VERSION || version > FORMAT_VERSION {
+        if version < OLDEST_LOG_VERSION || version > DIRECTORY_VERSION {
             return Err(Error::UnsupportedVersion {
                 file: f,
                 found: version,
                 oldest: OLDEST_LOG_VERSION,
-                newest: FORMAT_VERSION,
+                newest: DIRECTORY_VERSION,
             });
         }
         let (stored, computed) = (rd_u32(bytes, OFF_CRC), crc32fast::hash(&bytes[..OFF_CRC]));
@@ -183,7 +183,9 @@ pub(crate) struct LogWriter {
 }
 
 impl LogWriter {
-    /// Creates a log holding only a header, durably (file and directory synced).
+    /// Creates a log holding a header and `records` (already framed, numbered
+    /// from 1), durably and atomically: written under a temporary name,
+    /// fsynced and renamed, so a crash never leaves a short log behind.
     pub(crate) fn create(
         dir: &Path,
         name: &str,
@@ -191,22 +193,19 @@ impl LogWriter {
         records: &[u8],
         first_seq: u64,
     ) -> Result<LogWriter> {
-        let path = dir.join(name);
+        let mut bytes = header.encode().to_vec();
+        bytes.extend_from_slice(records);
+        let path = crate::format::manifest::write_atomic(dir, name, &bytes)?;
+        sync_dir(dir)?;
         let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
+            .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        file.write_all(&header.encode())
-            .map_err(|e| Error::io(&path, e))?;
-        file.write_all(records).map_err(|e| Error::io(&path, e))?;
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
-        sync_dir(dir)?;
+        file.flush().map_err(|e| Error::io(&path, e))?;
         Ok(LogWriter {
             file,
             path,
-            len: (LOG_HEADER + records.len()) as u64,
+            len: bytes.len() as u64,
             next_seq: first_seq,
             buf: Vec::new(),
         })
@@ -266,13 +265,58 @@ impl LogWriter {
         self.len
     }
 
-    /// Sequence number the next record gets.
-    #[allow(dead_code)]
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.next_seq
-    }
-
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The header fields of a log file, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogInfo {
+    /// The generation the log applies to.
+    pub generation: u64,
+    /// The build id of that generation's files.
+    pub build_id: u128,
+    /// Dimension of the logged vectors.
+    pub dim: u32,
+}
+
+/// Parses a whole log file from bytes, with no filesystem and no index:
+/// checks the header (magic, version, checksum, reserved bytes), then
+/// decodes every record (framing, checksums, consecutive sequence numbers)
+/// up to a torn tail. Allocation is bounded by the input's length. Used by
+/// tools and fuzz targets; opening an index replays through the same code.
+pub fn parse_log(bytes: &[u8]) -> Result<(LogInfo, Vec<Op>, ReplayReport)> {
+    if bytes.len() < LOG_HEADER {
+        return Err(Error::corrupt(
+            FileKind::Log,
+            "header",
+            "64 bytes",
+            format!("{} bytes (truncated)", bytes.len()),
+        ));
+    }
+    let info = LogInfo {
+        generation: rd_u64(bytes, 16),
+        build_id: rd_u128(bytes, 24),
+        dim: rd_u32(bytes, 40),
+    };
+    let header = LogHeader {
+        generation: info.generation,
+        build_id: info.build_id,
+        dim: info.dim,
+    };
+    if info.dim == 0 || info.dim > crate::format::MAX_DIM {
+        return Err(Error::corrupt(
+            FileKind::Log,
+            "header dim",
+            format!("1..={}", crate::format::MAX_DIM),
+            info.dim,
+        ));
+    }
+    let mut ops = Vec::new();
+    let report = replay(bytes, &header, |_, op, _| {
+        ops.push(op);
+        Ok(())
+    })?;
+    Ok((info, ops, report))
 }

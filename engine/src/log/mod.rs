@@ -6,5 +6,5 @@
 pub(crate) mod file;
 pub(crate) mod record;
 
-pub use file::ReplayReport;
+pub use file::{parse_log, LogInfo, ReplayReport};
 pub use record::Op;

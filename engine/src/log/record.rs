@@ -98,10 +98,18 @@ pub(crate) fn decode(bytes: &[u8], dim: usize) -> Decoded {
     let body_len = rd_u32(bytes, 0) as usize;
     let crc = rd_u32(bytes, 4);
     let with_vector = BODY_FIXED + 4 * dim;
+    // An append writes whole records in one call, so a crash leaves a prefix
+    // of one record (its length field intact once 4 bytes landed), possibly
+    // followed by zeros where the file system extended the file but the
+    // data never reached the disk. Anything else after the last whole
+    // record is damage, not a crash.
+    let zeros_from = |at: usize| {
+        bytes
+            .get(at..)
+            .is_none_or(|rest| rest.iter().all(|b| *b == 0))
+    };
     if body_len != BODY_FIXED && body_len != with_vector {
-        // A length no writer produces: torn if this could be the last record
-        // (a partly written frame), corrupt if a whole record fits after it.
-        return if bytes.len() < FRAME + with_vector {
+        return if zeros_from(0) {
             Decoded::Torn
         } else {
             Decoded::Corrupt(format!(
@@ -115,7 +123,7 @@ pub(crate) fn decode(bytes: &[u8], dim: usize) -> Decoded {
     let body = &bytes[FRAME..FRAME + body_len];
     let computed = crc32fast::hash(body);
     if computed != crc {
-        return if bytes.len() == FRAME + body_len {
+        return if zeros_from(FRAME + body_len) {
             Decoded::Torn
         } else {
             Decoded::Corrupt(format!(
@@ -199,6 +207,27 @@ mod tests {
         for cut in 0..buf.len() {
             assert_eq!(decode(&buf[..cut], 3), Decoded::Torn, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn zero_filled_tails_are_torn_and_other_damage_is_not() {
+        let mut buf = Vec::new();
+        ops()[0].encode(1, &mut buf);
+        // A record cut short, then zeros (a power cut after the file grew).
+        let mut torn = buf[..FRAME + 10].to_vec();
+        torn.extend_from_slice(&[0u8; 500]);
+        assert_eq!(decode(&torn, 3), Decoded::Torn);
+        assert_eq!(decode(&[0u8; 1000], 3), Decoded::Torn);
+        // A whole record with a bad checksum, then zeros: torn.
+        let mut bad = buf.clone();
+        bad[FRAME + 2] ^= 1;
+        bad.extend_from_slice(&[0u8; 64]);
+        assert_eq!(decode(&bad, 3), Decoded::Torn);
+        // A bad length followed by non-zero bytes is corruption, even when a
+        // whole maximal record would not fit after it.
+        let mut garbage = vec![0xEEu8; 20];
+        garbage[..4].copy_from_slice(&7u32.to_le_bytes());
+        assert!(matches!(decode(&garbage, 3), Decoded::Corrupt(_)));
     }
 
     #[test]

@@ -45,7 +45,13 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let t = Instant::now();
     if a.verify {
-        Index::open_with(&a.dir, &OpenOptions { verify: true })?;
+        Index::open_with(
+            &a.dir,
+            &OpenOptions {
+                verify: true,
+                allow_log: true,
+            },
+        )?;
     }
     let index = LiveIndex::open(&a.dir)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;

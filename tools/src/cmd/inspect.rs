@@ -17,7 +17,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = Index::open_with(&a.dir, &OpenOptions { verify: a.verify })?;
+    let index = Index::open_with(
+        &a.dir,
+        &OpenOptions {
+            verify: a.verify,
+            allow_log: true,
+        },
+    )?;
     let i = index.info();
     let d = index.degree_stats();
     let log = LiveIndex::open(&a.dir)?.stats();
