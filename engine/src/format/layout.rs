@@ -9,9 +9,10 @@
 //! (that would be O(n) at open): traversal skips any id out of range for its
 //! level and clamps counts to the block capacity (see [`GraphView`]).
 
-use super::graph_header::{GraphHeader, MAX_SECTIONS, RESERVED};
+use super::graph_header::{GraphHeader, MAX_SECTIONS, RESERVED, SECTION_ENTRY, SECTION_TABLE};
 use super::sections::{SectionEntry, SectionKind, FLAG_OPTIONAL};
 use super::vectors_header::VectorsHeader;
+use super::vectors_header::HEADER_END as VECTORS_HEADER_END;
 use super::{page_align, ELEMENT_F32, MAX_DIM, MAX_M, PAGE};
 use crate::distance::padded_dim;
 use crate::error::{Error, FileKind, Result};
@@ -468,6 +469,7 @@ impl Layout {
             }
         }
         self.verify_id_maps(graph)?;
+        self.verify_padding(graph, vectors)?;
         let computed = crc32fast::hash(&vectors[self.vectors_range.clone()]);
         if computed != self.vectors_header.data_crc {
             return Err(Error::ChecksumMismatch {
@@ -476,6 +478,53 @@ impl Layout {
                 stored: self.vectors_header.data_crc,
                 computed,
             });
+        }
+        Ok(())
+    }
+
+    /// Every byte no checksum covers is padding and must be zero: page 0
+    /// after the section table, gaps between sections and after the last
+    /// one; in the vectors file, page 0 after its header and the tail after
+    /// the data. With the checksums this makes every single-bit change to
+    /// either file detectable (part of full verification).
+    fn verify_padding(&self, graph: &[u8], vectors: &[u8]) -> Result<()> {
+        let table_end = SECTION_TABLE + SECTION_ENTRY * self.sections.len();
+        let mut covered: Vec<(usize, usize)> = self
+            .sections
+            .iter()
+            .map(|s| (s.offset as usize, (s.offset + s.len) as usize))
+            .collect();
+        covered.push((0, table_end));
+        covered.sort_unstable();
+        let mut at = 0;
+        for (start, end) in covered
+            .into_iter()
+            .chain(std::iter::once((graph.len(), graph.len())))
+        {
+            if let Some(i) = graph
+                .get(at..start)
+                .and_then(|gap| gap.iter().position(|b| *b != 0))
+            {
+                return Err(bad(
+                    "padding",
+                    "zero bytes outside the header, table and sections",
+                    format!("a non-zero byte at offset {}", at + i),
+                ));
+            }
+            at = at.max(end);
+        }
+        for (file_gap, base) in [
+            (&vectors[VECTORS_HEADER_END..PAGE], VECTORS_HEADER_END),
+            (&vectors[self.vectors_range.end..], self.vectors_range.end),
+        ] {
+            if let Some(i) = file_gap.iter().position(|b| *b != 0) {
+                return Err(Error::corrupt(
+                    FileKind::Vectors,
+                    "padding",
+                    "zero bytes outside the header and data",
+                    format!("a non-zero byte at offset {}", base + i),
+                ));
+            }
         }
         Ok(())
     }

@@ -16,6 +16,8 @@ const OFF_DATA_LEN: usize = 48;
 const OFF_DATA_CRC: usize = 56;
 const OFF_BUILD_ID: usize = 64;
 const OFF_HEADER_CRC: usize = 124;
+/// End of the header (its CRC field included); the rest of page 0 is zero padding.
+pub(crate) const HEADER_END: usize = OFF_HEADER_CRC + 4;
 /// Header bytes reserved for later versions; written as zero, checked zero.
 const RESERVED: [std::ops::Range<usize>; 3] = [28..32, 60..64, 80..124];
 
