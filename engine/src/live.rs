@@ -684,8 +684,10 @@ impl Writer {
     }
 
     fn run(&self, op: Op) -> Result<()> {
-        self.check_poisoned()?;
         let mut inner = lock(&self.inner);
+        // Checked under the writer lock: a compaction that fails after its
+        // switch holds this lock while it sets the flag.
+        self.check_poisoned()?;
         {
             let mut st = write_lock(&self.live.state);
             let prepared = st.check(&op)?;
@@ -773,8 +775,16 @@ impl Writer {
             builder.add(*id, v)?;
         }
         let built = builder.build()?;
+        let generation = gen.number.checked_add(1).ok_or_else(|| {
+            Error::corrupt(
+                FileKind::Manifest,
+                "generation",
+                "below u64::MAX",
+                gen.number,
+            )
+        })?;
         let next = Manifest {
-            generation: gen.number + 1,
+            generation,
             build_id: built.build_id(),
         };
         // 3. Under the writer lock: carry the tail of the log over, switch.

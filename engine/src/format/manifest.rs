@@ -200,6 +200,14 @@ pub(crate) fn publish(
         generation,
         build_id,
     };
+    // A log left under the new generation's number (by a compaction that
+    // died before its switch) must not be paired with these files.
+    let stale = dir.join(m.log_name());
+    if let Err(e) = fs::remove_file(&stale) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(Error::io(stale, e));
+        }
+    }
     publish_files(dir, &m, graph, vectors)?;
     write_manifest(dir, &m)?;
     if let Some(o) = old {
