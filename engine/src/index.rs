@@ -512,7 +512,7 @@ impl Index {
         let v = self.view();
         let mut q = vec![0f32; l.padded];
         prepare_vector(l.metric, l.dim, query, None, &mut q)?;
-        let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(l.n) + 1);
         for o in (0..l.n as u32).filter(|&o| accept(o)) {
             let d = l.metric.distance(self.kernels, &q, v.vector(o));
             if top.len() < k {

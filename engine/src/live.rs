@@ -184,7 +184,7 @@ impl State {
     fn search_rows(&self, q: &[f32], k: usize) -> Vec<Cand> {
         let p = self.padded();
         let (metric, kernels) = (self.gen.index.metric(), Kernels::detect());
-        let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k + 1);
+        let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(self.ids.len()) + 1);
         for (slot, row) in self.rows.chunks_exact(p).enumerate() {
             let c = Cand {
                 d: metric.distance(kernels, q, row),

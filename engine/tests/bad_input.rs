@@ -590,3 +590,31 @@ fn errors_render_actionable_messages() {
         "{e}"
     );
 }
+
+/// A huge `k` (found by the fuzz corpus: `exact_search` sized its heap by
+/// `k` and asked for terabytes) returns every vector, without allocating
+/// in proportion to `k`.
+#[test]
+fn huge_k_returns_everything_without_huge_allocations() {
+    let data = strata::dataset::clustered(50, 4, 2, 0.1, 1);
+    let mut b = strata::IndexBuilder::new(
+        4,
+        strata::BuildParams {
+            seed: Some(1),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    b.add_rows(&data.data).unwrap();
+    let index = b.build().unwrap().into_index().unwrap();
+    for k in [51, 1 << 40, usize::MAX] {
+        assert_eq!(index.exact_search(data.row(0), k).unwrap().len(), 50);
+        assert_eq!(
+            index
+                .search(data.row(0), k, &strata::SearchParams::with_ef(8))
+                .unwrap()
+                .len(),
+            50
+        );
+    }
+}
