@@ -1,7 +1,7 @@
 //! Building an index from vectors: validation, graph construction,
 //! quantizer training, and assembly of the two files.
 
-use crate::distance::{padded_dim, Kernels};
+use crate::distance::padded_dim;
 use crate::error::{Error, Result};
 use crate::format::graph_header::GraphHeader;
 use crate::format::sections::SectionKind;
@@ -348,7 +348,6 @@ impl IndexBuilder {
             build_id,
             bytemuck::cast_slice(&vectors),
         );
-        let _ = Kernels::detect();
         BuiltIndex {
             graph,
             vectors,

@@ -9,7 +9,7 @@ use crate::format::sections::SectionKind;
 use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
-use crate::quant::{binary, pq, Quantization};
+use crate::quant::{binary, int8, pq, Quantization};
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -334,14 +334,8 @@ impl Index {
                     }
                     Quantization::Int8 => {
                         let (lo, scale) = v.quant_params.split_at(l.padded);
-                        let mut bias = 0f64;
-                        let mut wmax = 0f32;
-                        for j in 0..l.padded {
-                            w[j] = q[j] * scale[j];
-                            wmax = wmax.max(w[j].abs());
-                            bias += q[j] as f64 * lo[j] as f64;
-                        }
-                        let bias = bias as f32;
+                        let bias = int8::prepare_query(lo, scale, &q, &mut w);
+                        let wmax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
                         // The weights quantized to i8 with one per-query step:
                         // distances then come from the exact integer kernel.
                         let step = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };

@@ -197,11 +197,10 @@ impl LogWriter {
         bytes.extend_from_slice(records);
         let path = crate::format::manifest::write_atomic(dir, name, &bytes)?;
         sync_dir(dir)?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        file.flush().map_err(|e| Error::io(&path, e))?;
         Ok(LogWriter {
             file,
             path,

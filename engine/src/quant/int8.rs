@@ -84,13 +84,19 @@ impl Int8Quantizer {
 
     /// Prepares a padded query: writes `q ∘ scale` into `weights` and returns `⟨q, lo⟩`.
     pub fn prepare_query(&self, q: &[f32], weights: &mut [f32]) -> f32 {
-        let mut bias = 0f64;
-        for (j, (x, w)) in q.iter().zip(weights.iter_mut()).enumerate() {
-            *w = x * self.scale[j];
-            bias += *x as f64 * self.lo[j] as f64;
-        }
-        bias as f32
+        prepare_query(&self.lo, &self.scale, q, weights)
     }
+}
+
+/// [`Int8Quantizer::prepare_query`] over ranges as stored in the file
+/// (`lo`, `scale`): writes `q ∘ scale` into `weights`, returns `⟨q, lo⟩`.
+pub fn prepare_query(lo: &[f32], scale: &[f32], q: &[f32], weights: &mut [f32]) -> f32 {
+    let mut bias = 0f64;
+    for (((x, w), s), l) in q.iter().zip(weights.iter_mut()).zip(scale).zip(lo) {
+        *w = x * s;
+        bias += *x as f64 * *l as f64;
+    }
+    bias as f32
 }
 
 #[cfg(test)]
