@@ -501,10 +501,7 @@ impl Layout {
             .into_iter()
             .chain(std::iter::once((graph.len(), graph.len())))
         {
-            if let Some(i) = graph
-                .get(at..start)
-                .and_then(|gap| gap.iter().position(|b| *b != 0))
-            {
+            if let Some(i) = graph.get(at..start).and_then(first_nonzero) {
                 return Err(bad(
                     "padding",
                     "zero bytes outside the header, table and sections",
@@ -517,7 +514,7 @@ impl Layout {
             (&vectors[VECTORS_HEADER_END..PAGE], VECTORS_HEADER_END),
             (&vectors[self.vectors_range.end..], self.vectors_range.end),
         ] {
-            if let Some(i) = file_gap.iter().position(|b| *b != 0) {
+            if let Some(i) = first_nonzero(file_gap) {
                 return Err(Error::corrupt(
                     FileKind::Vectors,
                     "padding",
@@ -700,6 +697,49 @@ impl Adjacency for GraphView<'_> {
         for &nb in self.links(level, node) {
             if nb < limit {
                 f(nb);
+            }
+        }
+    }
+}
+
+/// Offset of the first non-zero byte of `bytes`, scanning whole aligned
+/// `u64` words where it can (padding runs are up to a page long; this is
+/// 8× fewer steps than a byte loop, which matters under Miri).
+fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+    let (head, words, tail) = bytemuck::pod_align_to::<u8, u64>(bytes);
+    let in_bytes = |b: &[u8], base: usize| b.iter().position(|x| *x != 0).map(|i| base + i);
+    in_bytes(head, 0)
+        .or_else(|| {
+            let w = words.iter().position(|w| *w != 0)?;
+            let at = head.len() + 8 * w;
+            in_bytes(&bytes[at..at + 8], at)
+        })
+        .or_else(|| in_bytes(tail, bytes.len() - tail.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_nonzero;
+
+    #[test]
+    fn first_nonzero_matches_a_byte_scan_at_every_alignment() {
+        let mut buf = [0u8; 64];
+        // Every alignment and the lengths around one, two and three words
+        // (fewer lengths under Miri, which runs this ~10⁵× slower).
+        let max_len = if cfg!(miri) { 18 } else { 40 };
+        for start in 0..9 {
+            for len in 0..max_len {
+                for hot in std::iter::once(None).chain((0..len).map(Some)) {
+                    buf.iter_mut().for_each(|b| *b = 0);
+                    if let Some(h) = hot {
+                        buf[start + h] = 0x80;
+                    }
+                    // A non-zero byte just outside the slice must not count.
+                    buf[start + len] = 1;
+                    let s = &buf[start..start + len];
+                    assert_eq!(first_nonzero(s), s.iter().position(|b| *b != 0));
+                    assert_eq!(first_nonzero(s), hot);
+                }
             }
         }
     }

@@ -174,3 +174,161 @@ pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
         Err(_) => f(&mut Scratch::default()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! T4 and T5 of format-spec/validation.md: on any adjacency (cycles,
+    //! self-loops, duplicate links, ids out of range, unreachable nodes) a
+    //! beam search scores each node at most once and expands each node at
+    //! most once, and greedy descent visits no node twice.
+    use super::*;
+    use std::cell::{Cell, RefCell};
+
+    /// Adjacency straight from lists, passing hostile ids through unchecked
+    /// (as a file reader's would be before its own range checks), and
+    /// counting how often each node is expanded.
+    struct Lists {
+        links: Vec<Vec<u32>>,
+        expanded: RefCell<Vec<u32>>,
+    }
+
+    impl Adjacency for Lists {
+        fn for_each_neighbor(&self, _level: usize, node: u32, mut f: impl FnMut(u32)) {
+            self.expanded.borrow_mut()[node as usize] += 1;
+            self.links[node as usize].iter().for_each(|&nb| f(nb));
+        }
+    }
+
+    const N: u32 = 60;
+
+    fn hostile_graphs() -> Vec<(&'static str, Vec<Vec<u32>>)> {
+        let n = N;
+        vec![
+            // Every node links to every node, itself, duplicates and ids
+            // past the end: the worst case for revisits.
+            (
+                "complete with self-loops, duplicates and out-of-range ids",
+                (0..n)
+                    .map(|i| {
+                        (0..n)
+                            .chain(0..n)
+                            .chain([i, i, n, n + 7, u32::MAX])
+                            .collect()
+                    })
+                    .collect(),
+            ),
+            (
+                "one long cycle",
+                (0..n).map(|i| vec![(i + 1) % n]).collect(),
+            ),
+            ("self-loops only", (0..n).map(|i| vec![i; 8]).collect()),
+            (
+                "two cliques, the second unreachable",
+                (0..n)
+                    .map(|i| {
+                        let half = n / 2;
+                        let base = if i < half { 0 } else { half };
+                        (base..base + half).collect()
+                    })
+                    .collect(),
+            ),
+            ("no links at all", vec![Vec::new(); n as usize]),
+        ]
+    }
+
+    type Dist = Box<dyn Fn(u32) -> f32>;
+
+    /// Distance functions: ordinary, all equal, NaN, and pseudo-random.
+    fn distances() -> Vec<(&'static str, Dist)> {
+        vec![
+            ("by id", Box::new(|id| id as f32)),
+            ("reversed", Box::new(|id| (N - id) as f32)),
+            ("all equal", Box::new(|_| 1.0)),
+            ("NaN", Box::new(|_| f32::NAN)),
+            (
+                "hashed",
+                Box::new(|id| (id.wrapping_mul(0x9E37_79B1) >> 8) as f32),
+            ),
+        ]
+    }
+
+    #[test]
+    fn beam_scores_and_expands_each_node_at_most_once_on_hostile_graphs() {
+        for (graph_name, links) in hostile_graphs() {
+            for (dist_name, dist) in distances() {
+                for ef in [1, 4, 1000] {
+                    let case = format!("{graph_name} / {dist_name} / ef {ef}");
+                    let g = Lists {
+                        links: links.clone(),
+                        expanded: RefCell::new(vec![0; N as usize]),
+                    };
+                    let scored = RefCell::new(vec![0u32; N as usize]);
+                    let out_of_range = Cell::new(0);
+                    let mut scratch = Scratch::default();
+                    let entry = Cand { d: dist(0), id: 0 };
+                    beam(
+                        &g,
+                        0,
+                        N as usize,
+                        &[entry, entry],
+                        ef,
+                        &mut scratch,
+                        |id| {
+                            match scored.borrow_mut().get_mut(id as usize) {
+                                Some(c) => *c += 1,
+                                None => out_of_range.set(out_of_range.get() + 1),
+                            }
+                            dist(id)
+                        },
+                        |_| {},
+                        |_| true,
+                    );
+                    assert_eq!(out_of_range.get(), 0, "{case}: scored an id >= n");
+                    let scored = scored.into_inner();
+                    let expanded = g.expanded.into_inner();
+                    assert!(scored.iter().all(|&c| c <= 1), "{case}: {scored:?}");
+                    assert!(expanded.iter().all(|&c| c <= 1), "{case}: {expanded:?}");
+                    // Scored nodes plus the entry bound the expansions.
+                    let total_scored: u32 = scored.iter().sum();
+                    assert!(expanded.iter().sum::<u32>() <= total_scored + 1, "{case}");
+                    assert!(!scratch.found.is_empty(), "{case}");
+                    assert!(scratch.found.len() <= ef, "{case}");
+                    assert!(scratch.found.iter().all(|c| c.id < N), "{case}");
+                    if graph_name.starts_with("two cliques") {
+                        assert!(scored[(N / 2) as usize..].iter().all(|&c| c == 0), "{case}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn greedy_never_revisits_a_node() {
+        for (graph_name, links) in hostile_graphs() {
+            // Ids past the end are the reader's to skip (T2); this list
+            // adjacency passes them through, so keep them out here.
+            let links: Vec<Vec<u32>> = links
+                .into_iter()
+                .map(|l| l.into_iter().filter(|&id| id < N).collect())
+                .collect();
+            for (dist_name, dist) in distances() {
+                let case = format!("{graph_name} / {dist_name}");
+                let g = Lists {
+                    links: links.clone(),
+                    expanded: RefCell::new(vec![0; N as usize]),
+                };
+                let start = Cand {
+                    d: dist(N - 1),
+                    id: N - 1,
+                };
+                let end = greedy(&g, 1, start, &dist);
+                let expanded = g.expanded.into_inner();
+                assert!(expanded.iter().all(|&c| c <= 1), "{case}: {expanded:?}");
+                assert!(end.id < N, "{case}");
+                if dist_name == "NaN" || dist_name == "all equal" {
+                    assert_eq!(end.id, start.id, "{case}: moved without getting closer");
+                }
+            }
+        }
+    }
+}
