@@ -8,8 +8,12 @@ use std::path::Path;
 /// Immutable bytes whose start is at least 8-byte aligned, so validated
 /// sections at page-multiple offsets can be cast to `u32`/`u64`/`f32` slices.
 pub(crate) enum Bytes {
+    #[cfg_attr(miri, allow(dead_code))] // never constructed under Miri
     Mapped(Mmap),
-    Owned { words: Vec<u64>, len: usize },
+    Owned {
+        words: Vec<u64>,
+        len: usize,
+    },
 }
 
 impl Bytes {
@@ -39,12 +43,33 @@ impl Bytes {
             // Empty files cannot be mapped; validation reports them as truncated.
             return Ok(Bytes::copy_from(&[]));
         }
+        Bytes::map_nonempty(file, path)
+    }
+
+    #[cfg(not(miri))]
+    fn map_nonempty(file: &File, path: &Path) -> crate::Result<Bytes> {
         // SAFETY: the map is read-only and the file is one strata published
         // with temp-write + fsync + rename and never rewrites (contract above).
         // Every access goes through slices bounds-checked against `len()` and
         // validated in `format::layout`.
         let map = unsafe { Mmap::map(file) }.map_err(|e| crate::Error::io(path, e))?;
         Ok(Bytes::Mapped(map))
+    }
+
+    /// Miri cannot execute mmap(2): under Miri the file is read into an
+    /// aligned owned buffer instead, so every byte-to-typed-view cast and
+    /// every bounds check downstream still runs, and is checked against its
+    /// allocation, exactly as on a mapping (`.ci/miri`). Only the
+    /// `Mmap::map` call itself goes unchecked.
+    #[cfg(miri)]
+    fn map_nonempty(file: &File, path: &Path) -> crate::Result<Bytes> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut data = Vec::new();
+        let mut file = file;
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| file.read_to_end(&mut data))
+            .map_err(|e| crate::Error::io(path, e))?;
+        Ok(Bytes::copy_from(&data))
     }
 
     /// Hints the kernel about the access pattern (no-op for owned bytes).
