@@ -94,7 +94,7 @@ fn queries(index: &Index, ids: &[u64]) -> Vec<(u64, Vec<f32>)> {
 /// `(id, distance bits)` of approximate (and, with `exact`, exact) results
 /// per query. Exact search scores every row: Miri affords it only on the
 /// small float32 index.
-fn answers(index: &Index, queries: &[(u64, Vec<f32>)], exact: bool) -> Vec<Vec<(u64, u32)>> {
+fn answers(index: &Index, queries: &[(u64, Vec<f32>)], exact: bool) -> Answers {
     let p = SearchParams::with_ef(8);
     let mut out = Vec::new();
     for (_, q) in queries {
@@ -108,10 +108,12 @@ fn answers(index: &Index, queries: &[(u64, Vec<f32>)], exact: bool) -> Vec<Vec<(
         .collect()
 }
 
+/// `(id, distance bits)` of each result list.
+type Answers = Vec<Vec<(u64, u32)>>;
+
 /// Opens `dir` through the file path (as a server does: no full
 /// verification), searches for shifted copies of rows `ids` and checks each
 /// finds its row; returns the index, the queries and the answers.
-type Answers = Vec<Vec<(u64, u32)>>;
 fn check_open(
     name: &str,
     dir: &Path,
