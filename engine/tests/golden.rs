@@ -36,6 +36,9 @@
 //! followed in golden-v2 by ` | <id>:<distance bits> ...` for the second
 //! search setting.
 
+mod common;
+
+use common::{rd32, wr32};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -386,14 +389,6 @@ fn dir_bytes(dir: &Path) -> u64 {
             }
         })
         .sum()
-}
-
-fn rd32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
-}
-
-fn wr32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
 
 // ---------------------------------------------------------------------------

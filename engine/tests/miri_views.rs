@@ -20,6 +20,9 @@
 //! failing with a typed error or answering; and an append log replayed with
 //! inserts, deletes and a torn tail.
 
+mod common;
+
+use common::{rd32, rd64, wr32};
 use std::fs;
 use std::path::{Path, PathBuf};
 use strata::{
@@ -182,16 +185,6 @@ const M0_AT: usize = 44;
 const HEADER_CRC_AT: usize = 252;
 const LINKS_LEVEL0: u32 = 5;
 const LINKS_UPPER: u32 = 6;
-
-fn rd32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-}
-fn rd64(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-fn wr32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
 
 /// Byte range of section `kind` (empty if absent).
 fn section(g: &[u8], kind: u32) -> std::ops::Range<usize> {

@@ -142,3 +142,15 @@ pub fn bits(results: &[Vec<Neighbor>]) -> Vec<Vec<(u64, u32)>> {
         .map(|r| r.iter().map(|n| (n.id, n.distance.to_bits())).collect())
         .collect()
 }
+
+/// Little-endian field readers/writers for hand-built and mutated files
+/// (offsets from format-spec/).
+pub fn rd32(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+}
+pub fn rd64(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+}
+pub fn wr32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
