@@ -352,6 +352,7 @@ impl IndexBuilder {
             graph,
             vectors,
             build_id,
+            repaired: g.repaired.clone(),
         }
     }
 }
@@ -362,6 +363,7 @@ pub struct BuiltIndex {
     graph: Vec<u8>,
     vectors: Vec<u8>,
     build_id: u128,
+    repaired: Vec<usize>,
 }
 
 impl BuiltIndex {
@@ -380,6 +382,14 @@ impl BuiltIndex {
     /// The build id shared by both files.
     pub fn build_id(&self) -> u128 {
         self.build_id
+    }
+
+    /// Per level, how many nodes the build's final passes linked in: on
+    /// level 0 those a search for their own vector missed or no path from
+    /// the entry point reached, above it those no path reached. Every node
+    /// of a built index is reachable (see [`Index::reachability`]).
+    pub fn repaired(&self) -> &[usize] {
+        &self.repaired
     }
 
     /// The graph file's bytes.

@@ -45,7 +45,7 @@ pub mod quant;
 
 pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
-pub use index::{DegreeStats, Index, IndexInfo, OpenOptions};
+pub use index::{DegreeStats, Index, IndexInfo, OpenOptions, Reachability};
 pub use live::{
     CompactOptions, CompactReport, Durability, LiveIndex, LiveStats, Writer, LOCK_NAME,
 };

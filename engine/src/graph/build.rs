@@ -35,10 +35,13 @@ pub(crate) struct BuiltGraph {
     pub max_level: usize,
     pub m: usize,
     pub m0: usize,
+    /// Per level, the nodes that were unreachable from the entry point after
+    /// insertion and that the repair pass linked in.
+    pub repaired: Vec<usize>,
     links: Links,
 }
 
-struct Links {
+pub(super) struct Links {
     m: usize,
     m0: usize,
     l0: Vec<AtomicU32>,
@@ -47,7 +50,7 @@ struct Links {
 }
 
 impl Links {
-    fn block(&self, level: usize, node: u32) -> &[AtomicU32] {
+    pub(super) fn block(&self, level: usize, node: u32) -> &[AtomicU32] {
         let node = node as usize;
         if level == 0 {
             let s = 1 + self.m0;
@@ -59,7 +62,7 @@ impl Links {
         }
     }
 
-    fn read(&self, level: usize, node: u32, out: &mut Vec<u32>) {
+    pub(super) fn read(&self, level: usize, node: u32, out: &mut Vec<u32>) {
         let b = self.block(level, node);
         let count = (b[0].load(Ordering::Acquire) as usize).min(b.len() - 1);
         out.clear();
@@ -67,7 +70,7 @@ impl Links {
     }
 
     /// Caller holds the node's lock.
-    fn write(&self, level: usize, node: u32, ids: &[u32]) {
+    pub(super) fn write(&self, level: usize, node: u32, ids: &[u32]) {
         let b = self.block(level, node);
         let count = ids.len().min(b.len() - 1);
         for (slot, id) in b[1..].iter().zip(&ids[..count]) {
@@ -110,17 +113,17 @@ pub(crate) fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-struct Builder<'a> {
-    input: &'a GraphInput<'a>,
-    kernels: &'static Kernels,
-    n: usize,
-    links: Links,
-    levels: Vec<u8>,
-    locks: Vec<Mutex<()>>,
-    entry: Mutex<(u32, usize)>,
+pub(super) struct Builder<'a> {
+    pub(super) input: &'a GraphInput<'a>,
+    pub(super) kernels: &'static Kernels,
+    pub(super) n: usize,
+    pub(super) links: Links,
+    pub(super) levels: Vec<u8>,
+    pub(super) locks: Vec<Mutex<()>>,
+    pub(super) entry: Mutex<(u32, usize)>,
 }
 
-fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+pub(super) fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
     // A poisoned lock only means another insertion panicked; links are
     // always left valid, so carry on.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -128,20 +131,20 @@ fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
 
 impl Builder<'_> {
     #[inline]
-    fn vector(&self, i: u32) -> &[f32] {
+    pub(super) fn vector(&self, i: u32) -> &[f32] {
         let p = self.input.padded;
         &self.input.vectors[i as usize * p..(i as usize + 1) * p]
     }
 
     #[inline]
-    fn dist(&self, a: &[f32], b: u32) -> f32 {
+    pub(super) fn dist(&self, a: &[f32], b: u32) -> f32 {
         self.input.metric.distance(self.kernels, a, self.vector(b))
     }
 
     /// The diverse-neighbour heuristic (HNSW paper, Algorithm 4, as hnswlib
     /// applies it): take candidates closest first, keep one only if it is
     /// closer to the base than to every neighbour already kept.
-    fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {
+    pub(super) fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {
         out.clear();
         for c in sorted {
             if out.len() >= max {
@@ -152,6 +155,51 @@ impl Builder<'_> {
                 out.push(c.id);
             }
         }
+    }
+
+    /// Link capacity of a node on `level`.
+    pub(super) fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.links.m0
+        } else {
+            self.links.m
+        }
+    }
+
+    /// Writes `q`'s own list on `level`. A concurrent insertion can reach
+    /// `q` before this (through `q`'s links on the level above, which make
+    /// `q` the entry of its beam on this level) and add its back-link to
+    /// `q`'s still empty list; overwriting that list would leave the other
+    /// node without the in-link its insertion counted on (the cause of
+    /// unreachable nodes in parallel builds). So links already present are
+    /// merged with `chosen`, pruned by the same heuristic when over capacity.
+    fn write_own(&self, level: usize, q: u32, chosen: &[u32], scratch: &mut Vec<u32>) {
+        let _g = lock(&self.locks[q as usize]);
+        self.links.read(level, q, scratch);
+        scratch.retain(|x| *x != q && !chosen.contains(x));
+        if scratch.is_empty() {
+            self.links.write(level, q, chosen);
+            return;
+        }
+        let cap = self.cap(level);
+        if chosen.len() + scratch.len() <= cap {
+            scratch.extend_from_slice(chosen);
+            self.links.write(level, q, scratch);
+            return;
+        }
+        let qv = self.vector(q);
+        let mut cands: Vec<Cand> = chosen
+            .iter()
+            .chain(scratch.iter())
+            .map(|&id| Cand {
+                d: self.dist(qv, id),
+                id,
+            })
+            .collect();
+        cands.sort_unstable();
+        let mut kept = Vec::with_capacity(cap);
+        self.select(&cands, cap, &mut kept);
+        self.links.write(level, q, &kept);
     }
 
     fn insert(&self, q: u32) {
@@ -192,12 +240,12 @@ impl Builder<'_> {
                 );
                 s.found.clone()
             });
+            // A concurrent insertion may already have linked `q` on this
+            // level, so the beam can meet `q` itself: never link to self.
+            let found: Vec<Cand> = found.into_iter().filter(|c| c.id != q).collect();
             self.select(&found, self.input.m, &mut chosen);
-            {
-                let _g = lock(&self.locks[q as usize]);
-                self.links.write(l, q, &chosen);
-            }
-            let cap = if l == 0 { self.links.m0 } else { self.links.m };
+            self.write_own(l, q, &chosen, &mut theirs);
+            let cap = self.cap(l);
             for &nb in &chosen {
                 let _g = lock(&self.locks[nb as usize]);
                 self.links.read(l, nb, &mut theirs);
@@ -283,6 +331,7 @@ pub(crate) fn build_graph(
     } else {
         (1..n as u32).for_each(step);
     }
+    let repaired = builder.repair(parallel);
     let (entry, max_level) = *builder.entry.lock().unwrap_or_else(|e| e.into_inner());
     BuiltGraph {
         levels: builder.levels,
@@ -290,6 +339,7 @@ pub(crate) fn build_graph(
         max_level,
         m,
         m0,
+        repaired,
         links: builder.links,
     }
 }

@@ -1,6 +1,9 @@
-//! The HNSW graph: construction in RAM ([`build`]) and the beam search shared
-//! by construction and by the memory-mapped reader ([`search`]).
+//! The HNSW graph: construction in RAM ([`build`]), the final reachability
+//! repair ([`repair`]), the beam search shared by construction and by the
+//! memory-mapped reader ([`search`]), and reachability walks ([`reach`]).
 
 pub(crate) mod build;
+pub(crate) mod reach;
+mod repair;
 pub(crate) mod search;
 pub(crate) mod visited;

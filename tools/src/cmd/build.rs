@@ -88,6 +88,7 @@ pub fn run(a: Args) -> CliResult {
         info.m,
         info.ef_construction
     );
+    let repaired: usize = built.repaired().iter().sum();
     println!("  read input     {read_s:8.2} s");
     println!("  build          {build_s:8.2} s");
     println!("  build + write  {total_s:8.2} s");
@@ -105,6 +106,10 @@ pub fn run(a: Args) -> CliResult {
         "  RAM-resident   {:>10}  ({:.0} B/vector; the vectors file is read only to rescore)",
         human_bytes(info.resident_bytes),
         info.resident_bytes as f64 / n as f64
+    );
+    println!(
+        "  reachability   every node reachable from the entry point ({repaired} nodes linked in by the repair passes, per level {:?})",
+        built.repaired()
     );
     println!("  written to {}", a.out.display());
     Ok(())

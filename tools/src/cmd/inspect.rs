@@ -26,6 +26,7 @@ pub fn run(a: Args) -> CliResult {
     )?;
     let i = index.info();
     let d = index.degree_stats();
+    let r = index.reachability();
     let log = LiveIndex::open(&a.dir)?.stats();
     let n = i.count as f64;
     if a.json {
@@ -42,6 +43,8 @@ pub fn run(a: Args) -> CliResult {
                 "max_level": i.max_level, "entry_point": i.entry_point, "seed": i.seed,
                 "build_id": format!("{:032x}", i.build_id), "level_counts": i.level_counts, "sections": sections,
                 "degree": {"min": d.min, "max": d.max, "mean": d.mean, "isolated": d.isolated},
+                "in_degree": {"min": r.in_min, "max": r.in_max, "mean": r.in_mean, "no_in_links": r.no_in_links},
+                "reachability": {"nodes": r.nodes, "unreachable": r.unreachable, "unreachable_ids": r.unreachable_ids},
                 "graph_file_bytes": i.graph_file_bytes, "vectors_file_bytes": i.vectors_file_bytes,
                 "resident_bytes": i.resident_bytes, "verified": a.verify,
                 "generation": log.generation, "log": {"records": log.log_records, "bytes": log.log_bytes,
@@ -90,6 +93,22 @@ pub fn run(a: Args) -> CliResult {
         "level-0 out-degree: min {}, mean {:.2}, max {}, isolated {}",
         d.min, d.mean, d.max, d.isolated
     );
+    println!(
+        "level-0 in-degree:  min {}, mean {:.2}, max {}, no in-links {}",
+        r.in_min, r.in_mean, r.in_max, r.no_in_links
+    );
+    let lost: usize = r.unreachable.iter().sum();
+    if lost == 0 {
+        println!("reachability: every node reachable from the entry point on every level");
+    } else {
+        println!("warning: nodes unreachable from the entry point (no search can return them):");
+        for (l, (&u, &c)) in r.unreachable.iter().zip(&r.nodes).enumerate() {
+            if u > 0 {
+                println!("  level {l:>2}: {u} of {c}");
+            }
+        }
+        println!("  level-0 ids: {:?}", r.unreachable_ids);
+    }
     println!("memory:");
     println!(
         "  graph file      {:>10}  {:>7.1} B/vector",

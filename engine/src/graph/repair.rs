@@ -1,0 +1,233 @@
+//! The final passes of a build: every node is found by a search for its own
+//! vector, and reachable from the entry point on every level it is on.
+//!
+//! Insertion alone guarantees neither. Back-link pruning may drop the last
+//! in-link of a node (in any build), and before the fix in
+//! [`Builder::write_own`] a race between two parallel insertions could
+//! overwrite one. A node nothing links to is never returned by any search,
+//! at any `ef`; a node linked only from far away is missed by searches that
+//! start where its neighbours are. So the builder
+//!
+//! 1. searches for every node's own vector at [`FIND_EF`] (in parallel; the
+//!    graph does not change meanwhile) and links each node the search misses
+//!    from the closest nodes that search ended at;
+//! 2. walks each level from the entry point and links every node the walk
+//!    does not reach from its nearest reachable neighbours.
+//!
+//! Links go into free slots, or replace the farthest link of a full node
+//! whose target has another in-link: degree bounds hold. The linking is
+//! sequential and in node order, so the result is deterministic and a
+//! seeded single-thread build stays byte-identical.
+
+use super::build::{lock, Builder};
+use super::reach::{extend_reachable, in_degrees, reachable, NodeSet};
+use super::search::{beam, greedy, with_scratch, Cand};
+use crate::distance::prefetch;
+
+/// How many reachable neighbours a repaired node is linked from, when that
+/// many have room or a link they can spare (two in-links make the node
+/// findable from both sides of its neighbourhood, not just one).
+const IN_LINKS: usize = 2;
+
+/// Walks of one level before the last-resort scan takes over. Each walk
+/// links every node the previous one found unreachable; a later walk only
+/// finds nodes a displaced link cut off, which is rare.
+const ROUNDS: usize = 8;
+
+/// The beam width of the findability check: a node that a search for its
+/// own vector at this width misses is linked from where that search ended.
+const FIND_EF: usize = 32;
+
+impl Builder<'_> {
+    /// Links every level-0 node that a search for its own vector misses
+    /// (in parallel when `parallel`), then every node unreachable from the
+    /// entry point, level by level; returns the number of nodes linked on
+    /// each level.
+    pub(super) fn repair(&self, parallel: bool) -> Vec<usize> {
+        let (entry, max_level) = *self.entry.lock().unwrap_or_else(|e| e.into_inner());
+        let found = self.repair_findability(parallel, entry, max_level);
+        let mut linked: Vec<usize> = (0..=max_level)
+            .map(|level| self.repair_level(level, entry, max_level))
+            .collect();
+        linked[0] += found;
+        linked
+    }
+
+    /// Searches for every node's own vector at [`FIND_EF`]; a node the search
+    /// misses (reachable, but not from where the descent leads: a pocket
+    /// whose in-links were pruned in favour of closer nodes, or one that
+    /// parallel insertions never linked to each other) is linked from the
+    /// closest nodes the search ended at, so the same search then finds it.
+    fn repair_findability(&self, parallel: bool, entry: u32, max_level: usize) -> usize {
+        let miss = |u: u32| -> Option<(u32, Vec<Cand>)> {
+            let found = self.search_for(u, 0, entry, max_level, FIND_EF, |_| true);
+            (!found.iter().any(|c| c.id == u)).then_some((u, found))
+        };
+        let mut misses: Vec<(u32, Vec<Cand>)> = if parallel {
+            use rayon::prelude::*;
+            (0..self.n as u32)
+                .into_par_iter()
+                .filter_map(miss)
+                .collect()
+        } else {
+            (0..self.n as u32).filter_map(miss).collect()
+        };
+        let mut repaired = NodeSet::new(self.n);
+        for _ in 0..ROUNDS {
+            if misses.is_empty() {
+                break;
+            }
+            let mut indeg = in_degrees(&self.links, 0, self.n, 0..self.n as u32);
+            let mut again = Vec::new();
+            for (u, found) in misses {
+                let mut links = 0;
+                for c in found.iter().filter(|c| c.id != u) {
+                    if links == IN_LINKS {
+                        break;
+                    }
+                    if self.link_into(0, c.id, u, &mut indeg) {
+                        links += 1;
+                    }
+                }
+                if links > 0 {
+                    repaired.insert(u);
+                }
+                again.push(u);
+            }
+            // Links added for one node can displace another's; check the
+            // repaired ones again (a node can need links from several
+            // places the descent may end at).
+            misses = again.into_iter().filter_map(miss).collect();
+        }
+        (0..self.n as u32).filter(|&u| repaired.contains(u)).count()
+    }
+
+    fn on_level(&self, level: usize) -> impl Iterator<Item = u32> + '_ {
+        (0..self.n as u32).filter(move |&i| self.levels[i as usize] as usize >= level)
+    }
+
+    fn repair_level(&self, level: usize, entry: u32, max_level: usize) -> usize {
+        let mut linked = 0;
+        for round in 0..=ROUNDS {
+            let mut reached = reachable(&self.links, level, self.n, entry);
+            let lost: Vec<u32> = self
+                .on_level(level)
+                .filter(|&i| !reached.contains(i))
+                .collect();
+            if lost.is_empty() {
+                break;
+            }
+            let mut indeg = in_degrees(&self.links, level, self.n, self.on_level(level));
+            for u in lost {
+                if reached.contains(u) {
+                    continue; // linked in through a node repaired before it
+                }
+                let near = if round < ROUNDS {
+                    let ef = self.input.ef_construction;
+                    self.search_for(u, level, entry, max_level, ef, |i| {
+                        i != u && reached.contains(i)
+                    })
+                } else {
+                    self.scan_reachable(u, level, &reached)
+                };
+                let mut links = 0;
+                for c in near {
+                    if links == IN_LINKS {
+                        break;
+                    }
+                    if self.link_into(level, c.id, u, &mut indeg) {
+                        links += 1;
+                    }
+                }
+                if links > 0 {
+                    extend_reachable(&self.links, level, self.n, u, &mut reached);
+                    linked += 1;
+                }
+            }
+        }
+        linked
+    }
+
+    /// The nodes of `level` closest to `u` that `accept` takes, closest
+    /// first, found the way a search does (greedy descent from the entry,
+    /// then a beam of width `ef`): what a search for `u` meets on its way.
+    fn search_for(
+        &self,
+        u: u32,
+        level: usize,
+        entry: u32,
+        max_level: usize,
+        ef: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Cand> {
+        let uv = self.vector(u);
+        let mut cur = Cand {
+            d: self.dist(uv, entry),
+            id: entry,
+        };
+        for l in (level + 1..=max_level).rev() {
+            cur = greedy(&self.links, l, cur, |i| self.dist(uv, i));
+        }
+        with_scratch(|s| {
+            beam(
+                &self.links,
+                level,
+                self.n,
+                &[cur],
+                ef,
+                s,
+                |i| self.dist(uv, i),
+                |i| prefetch(self.vector(i)),
+                accept,
+            );
+            s.found.clone()
+        })
+    }
+
+    /// Every reachable node of `level` by distance to `u`: the last resort
+    /// when links displaced by earlier repairs keep cutting nodes off.
+    fn scan_reachable(&self, u: u32, level: usize, reached: &NodeSet) -> Vec<Cand> {
+        let uv = self.vector(u);
+        let mut all: Vec<Cand> = self
+            .on_level(level)
+            .filter(|&i| i != u && reached.contains(i))
+            .map(|id| Cand {
+                d: self.dist(uv, id),
+                id,
+            })
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Adds the link `c → u` on `level`: into a free slot, or in place of
+    /// `c`'s farthest neighbour that has another in-link (so no node loses
+    /// its only one). False if `c` already links `u` or can spare no link.
+    fn link_into(&self, level: usize, c: u32, u: u32, indeg: &mut [u32]) -> bool {
+        let _g = lock(&self.locks[c as usize]);
+        let mut list = Vec::with_capacity(self.cap(level));
+        self.links.read(level, c, &mut list);
+        if list.contains(&u) {
+            return false;
+        }
+        if list.len() < self.cap(level) {
+            list.push(u);
+        } else {
+            let cv = self.vector(c);
+            let victim = list
+                .iter()
+                .enumerate()
+                .filter(|(_, &x)| indeg[x as usize] > 1)
+                .map(|(slot, &x)| (self.dist(cv, x), slot))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let Some((_, slot)) = victim else {
+                return false;
+            };
+            indeg[list[slot] as usize] -= 1;
+            list[slot] = u;
+        }
+        indeg[u as usize] += 1;
+        self.links.write(level, c, &list);
+        true
+    }
+}
