@@ -42,6 +42,7 @@ pub mod log;
 pub mod metric;
 mod params;
 pub mod quant;
+mod queries;
 
 pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
@@ -52,6 +53,7 @@ pub use live::{
 pub use metric::Metric;
 pub use params::{BuildParams, Neighbor, SearchParams};
 pub use quant::Quantization;
+pub use queries::Queries;
 
 /// The README's Rust example, compiled and run as a doc test.
 #[doc = include_str!("../../README.md")]

@@ -13,7 +13,7 @@ use crate::distance::{padded_dim, Kernels};
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::{lock_dir, publish_files, write_manifest, Manifest, MANIFEST_NAME};
 use crate::graph::search::Cand;
-use crate::index::{check_batch, Index, OpenOptions};
+use crate::index::{Index, OpenOptions};
 use crate::log::file::{replay, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
 use crate::log::record::{decode, Decoded};
 use crate::log::Op;
@@ -455,17 +455,21 @@ impl LiveIndex {
         read_lock(&self.state).search(query, k, params, false)
     }
 
-    /// [`LiveIndex::search`] over row-major queries, in parallel.
-    pub fn search_batch(
+    /// [`LiveIndex::search`] over many queries, in parallel
+    /// ([`Error::DimensionMismatch`] naming both dimensions if theirs is
+    /// not the index's).
+    pub fn search_batch<'q>(
         &self,
-        queries: &[f32],
+        queries: impl Into<crate::Queries<'q>>,
         k: usize,
         params: &SearchParams,
     ) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
         let dim = self.dim();
-        check_batch(dim, queries)?;
+        let queries = queries.into();
+        queries.check(dim)?;
         queries
+            .data()
             .par_chunks_exact(dim)
             .map(|q| self.search(q, k, params))
             .collect()

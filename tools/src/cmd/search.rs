@@ -33,7 +33,7 @@ pub fn run(a: Args) -> CliResult {
         ef: a.ef,
         oversample: a.oversample,
     };
-    let results = index.search_batch(&queries.data, a.k, &params)?;
+    let results = index.search_batch(&queries, a.k, &params)?;
     match &a.output {
         Some(p)
             if p.extension()
