@@ -12,7 +12,6 @@ use crate::params::{Neighbor, SearchParams};
 use crate::quant::{binary, int8, pq, Quantization};
 use crate::queries::Queries;
 use std::collections::BinaryHeap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 fn no_index(dir: &Path) -> Error {
@@ -173,7 +172,7 @@ impl Index {
         }
         let map = |name: String| -> Result<Bytes> {
             let path = dir.join(name);
-            let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let f = crate::regular::open_regular(&path).map_err(|e| Error::io(&path, e))?;
             Bytes::map(&f, &path)
         };
         let graph = map(manifest.graph_name())?;

@@ -43,6 +43,7 @@ pub mod metric;
 mod params;
 pub mod quant;
 mod queries;
+mod regular;
 
 pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};

@@ -270,7 +270,7 @@ fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
 /// The bytes of `path` from offset `from` to its end.
 fn read_from(path: &Path, from: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = File::open(path)?;
+    let mut f = crate::regular::open_regular(path)?;
     f.seek(SeekFrom::Start(from))?;
     let mut out = Vec::new();
     f.read_to_end(&mut out)?;
@@ -344,7 +344,7 @@ impl LiveIndex {
             };
             let mut state = State::new(gen);
             let path = dir.join(manifest.log_name());
-            match fs::read(&path) {
+            match crate::regular::read_regular(&path) {
                 Ok(bytes) => {
                     state.replay(&bytes, &log_header(&state.gen))?;
                 }
@@ -631,7 +631,7 @@ impl Writer {
         let mut state = State::new(gen);
         let header = log_header(&state.gen);
         let path = dir.join(manifest.log_name());
-        let log = match fs::read(&path) {
+        let log = match crate::regular::read_regular(&path) {
             Ok(bytes) => {
                 let report = state.replay(&bytes, &header)?;
                 LogWriter::resume(path, &report)?

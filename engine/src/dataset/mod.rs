@@ -133,9 +133,10 @@ pub(crate) fn input_error(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads a whole file, mapping failures to [`Error::Io`].
+/// Reads a whole regular file (FIFOs, devices and directories are refused
+/// before anything is read), mapping failures to [`Error::Io`].
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| Error::io(path, e))
+    crate::regular::read_regular(path).map_err(|e| Error::io(path, e))
 }
 
 /// Writes a file atomically: `write` fills a temporary file in the same

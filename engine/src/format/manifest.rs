@@ -103,7 +103,7 @@ impl Manifest {
     /// Reads the manifest of `dir`; `Ok(None)` if there is none.
     pub(crate) fn read(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_NAME);
-        match fs::read(&path) {
+        match crate::regular::read_regular(&path) {
             Ok(b) => Manifest::decode(&b).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
