@@ -68,10 +68,11 @@ struct State {
 
 impl State {
     fn new(gen: Arc<Generation>) -> State {
-        let words = gen.index.len().div_ceil(64);
         State {
             gen,
-            deleted: vec![0; words],
+            // Grown by `remove` as ordinals are deleted: a file's claimed
+            // count is not trusted to size anything at open.
+            deleted: Vec::new(),
             deleted_count: 0,
             rows: Vec::new(),
             ids: Vec::new(),
@@ -157,7 +158,11 @@ impl State {
             }
             self.rows.truncate(last * p);
         } else if let Some(o) = self.live_ordinal(id) {
-            self.deleted[o as usize / 64] |= 1 << (o % 64);
+            let word = o as usize / 64;
+            if self.deleted.len() <= word {
+                self.deleted.resize(word + 1, 0);
+            }
+            self.deleted[word] |= 1 << (o % 64);
             self.deleted_count += 1;
         }
     }
