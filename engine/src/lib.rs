@@ -52,7 +52,7 @@ pub use live::{
     CompactOptions, CompactReport, Durability, LiveIndex, LiveStats, Writer, LOCK_NAME,
 };
 pub use metric::Metric;
-pub use params::{BuildParams, Neighbor, SearchParams};
+pub use params::{check_threads, max_threads, BuildParams, Neighbor, SearchParams};
 pub use quant::Quantization;
 pub use queries::Queries;
 
