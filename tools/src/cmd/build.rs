@@ -118,7 +118,7 @@ pub fn run(a: Args) -> CliResult {
 /// Refuses an output that cannot or should not receive an index, before
 /// the (possibly long) build: a file, a directory holding files that are
 /// not an index, or an index whose writer lock is held.
-fn check_out(out: &Path) -> CliResult {
+pub fn check_out(out: &Path) -> CliResult {
     let meta = match std::fs::metadata(out) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
