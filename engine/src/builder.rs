@@ -225,10 +225,13 @@ impl IndexBuilder {
         Ok(built)
     }
 
-    /// The build id: derived from seed, parameters and input when a seed was
-    /// given (so seeded builds are byte-identical), random otherwise.
+    /// The build id: derived from seed, parameters and input for a seeded
+    /// single-thread build (the one build whose graph the inputs determine,
+    /// so its files are byte-identical run to run), random otherwise: a
+    /// multi-thread build's graph depends on scheduling, so two of them
+    /// from the same inputs are different builds and must not share an id.
     fn build_id(&self, seed: u64) -> u128 {
-        if self.params.seed.is_none() {
+        if self.params.seed.is_none() || self.params.threads != 1 {
             return rand::thread_rng().gen();
         }
         let mut h = crc32fast::Hasher::new();

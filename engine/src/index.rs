@@ -10,21 +10,9 @@ use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
 use crate::quant::{binary, int8, pq, Quantization};
+use crate::queries::Queries;
 use std::collections::BinaryHeap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
-
-/// Checks that row-major `queries` hold whole rows of `dim` components.
-pub(crate) fn check_batch(dim: usize, queries: &[f32]) -> Result<()> {
-    if !queries.len().is_multiple_of(dim) {
-        return Err(Error::DimensionMismatch {
-            expected: dim,
-            found: queries.len() % dim,
-            row: Some(queries.len() / dim),
-        });
-    }
-    Ok(())
-}
 
 fn no_index(dir: &Path) -> Error {
     Error::io(
@@ -184,7 +172,7 @@ impl Index {
         }
         let map = |name: String| -> Result<Bytes> {
             let path = dir.join(name);
-            let f = File::open(&path).map_err(|e| Error::io(&path, e))?;
+            let f = crate::regular::open_regular(&path).map_err(|e| Error::io(&path, e))?;
             Bytes::map(&f, &path)
         };
         let graph = map(manifest.graph_name())?;
@@ -468,23 +456,23 @@ impl Index {
         })
     }
 
-    /// Searches many row-major queries in parallel on the current rayon pool.
-    pub fn search_batch(
+    /// Searches many queries in parallel on the current rayon pool.
+    /// [`Error::DimensionMismatch`] (naming both dimensions) if the
+    /// queries' dimension is not the index's.
+    pub fn search_batch<'q>(
         &self,
-        queries: &[f32],
+        queries: impl Into<Queries<'q>>,
         k: usize,
         params: &SearchParams,
     ) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
-        self.check_batch(queries)?;
+        let queries = queries.into();
+        queries.check(self.layout.dim)?;
         queries
+            .data()
             .par_chunks_exact(self.layout.dim)
             .map(|q| self.search(q, k, params))
             .collect()
-    }
-
-    fn check_batch(&self, queries: &[f32]) -> Result<()> {
-        check_batch(self.layout.dim, queries)
     }
 
     /// The exact `k` nearest neighbours by brute force over the vectors file
@@ -526,11 +514,18 @@ impl Index {
             .collect())
     }
 
-    /// [`Index::exact_search`] over many row-major queries in parallel.
-    pub fn exact_search_batch(&self, queries: &[f32], k: usize) -> Result<Vec<Vec<Neighbor>>> {
+    /// [`Index::exact_search`] over many queries in parallel (dimension
+    /// checked as in [`Index::search_batch`]).
+    pub fn exact_search_batch<'q>(
+        &self,
+        queries: impl Into<Queries<'q>>,
+        k: usize,
+    ) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
-        self.check_batch(queries)?;
+        let queries = queries.into();
+        queries.check(self.layout.dim)?;
         queries
+            .data()
             .par_chunks_exact(self.layout.dim)
             .map(|q| self.exact_search(q, k))
             .collect()

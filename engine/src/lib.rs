@@ -42,6 +42,8 @@ pub mod log;
 pub mod metric;
 mod params;
 pub mod quant;
+mod queries;
+mod regular;
 
 pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
@@ -50,8 +52,9 @@ pub use live::{
     CompactOptions, CompactReport, Durability, LiveIndex, LiveStats, Writer, LOCK_NAME,
 };
 pub use metric::Metric;
-pub use params::{BuildParams, Neighbor, SearchParams};
+pub use params::{check_threads, max_threads, BuildParams, Neighbor, SearchParams};
 pub use quant::Quantization;
+pub use queries::Queries;
 
 /// The README's Rust example, compiled and run as a doc test.
 #[doc = include_str!("../../README.md")]

@@ -13,7 +13,7 @@ use crate::distance::{padded_dim, Kernels};
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::{lock_dir, publish_files, write_manifest, Manifest, MANIFEST_NAME};
 use crate::graph::search::Cand;
-use crate::index::{check_batch, Index, OpenOptions};
+use crate::index::{Index, OpenOptions};
 use crate::log::file::{replay, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
 use crate::log::record::{decode, Decoded};
 use crate::log::Op;
@@ -68,10 +68,11 @@ struct State {
 
 impl State {
     fn new(gen: Arc<Generation>) -> State {
-        let words = gen.index.len().div_ceil(64);
         State {
             gen,
-            deleted: vec![0; words],
+            // Grown by `remove` as ordinals are deleted: a file's claimed
+            // count is not trusted to size anything at open.
+            deleted: Vec::new(),
             deleted_count: 0,
             rows: Vec::new(),
             ids: Vec::new(),
@@ -157,7 +158,11 @@ impl State {
             }
             self.rows.truncate(last * p);
         } else if let Some(o) = self.live_ordinal(id) {
-            self.deleted[o as usize / 64] |= 1 << (o % 64);
+            let word = o as usize / 64;
+            if self.deleted.len() <= word {
+                self.deleted.resize(word + 1, 0);
+            }
+            self.deleted[word] |= 1 << (o % 64);
             self.deleted_count += 1;
         }
     }
@@ -270,7 +275,7 @@ fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
 /// The bytes of `path` from offset `from` to its end.
 fn read_from(path: &Path, from: u64) -> std::io::Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = File::open(path)?;
+    let mut f = crate::regular::open_regular(path)?;
     f.seek(SeekFrom::Start(from))?;
     let mut out = Vec::new();
     f.read_to_end(&mut out)?;
@@ -344,7 +349,7 @@ impl LiveIndex {
             };
             let mut state = State::new(gen);
             let path = dir.join(manifest.log_name());
-            match fs::read(&path) {
+            match crate::regular::read_regular(&path) {
                 Ok(bytes) => {
                     state.replay(&bytes, &log_header(&state.gen))?;
                 }
@@ -455,17 +460,21 @@ impl LiveIndex {
         read_lock(&self.state).search(query, k, params, false)
     }
 
-    /// [`LiveIndex::search`] over row-major queries, in parallel.
-    pub fn search_batch(
+    /// [`LiveIndex::search`] over many queries, in parallel
+    /// ([`Error::DimensionMismatch`] naming both dimensions if theirs is
+    /// not the index's).
+    pub fn search_batch<'q>(
         &self,
-        queries: &[f32],
+        queries: impl Into<crate::Queries<'q>>,
         k: usize,
         params: &SearchParams,
     ) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
         let dim = self.dim();
-        check_batch(dim, queries)?;
+        let queries = queries.into();
+        queries.check(dim)?;
         queries
+            .data()
             .par_chunks_exact(dim)
             .map(|q| self.search(q, k, params))
             .collect()
@@ -627,7 +636,7 @@ impl Writer {
         let mut state = State::new(gen);
         let header = log_header(&state.gen);
         let path = dir.join(manifest.log_name());
-        let log = match fs::read(&path) {
+        let log = match crate::regular::read_regular(&path) {
             Ok(bytes) => {
                 let report = state.replay(&bytes, &header)?;
                 LogWriter::resume(path, &report)?

@@ -47,9 +47,33 @@ impl Default for BuildParams {
     }
 }
 
+/// The most threads a build (or any strata thread pool) may ask for: eight
+/// per core, and at least 64. More only adds scheduling cost, and a typo
+/// such as `--threads 100000` would otherwise spawn that many OS threads.
+pub fn max_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    cores.saturating_mul(8).max(64)
+}
+
+/// Checks a thread count against [`max_threads`] (0, all cores, is valid).
+pub fn check_threads(threads: usize) -> Result<()> {
+    let max = max_threads();
+    if threads > max {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        return Err(Error::InvalidParameter {
+            name: "threads",
+            reason: format!(
+                "{threads} is above the limit of {max} ({cores} cores here; 0 uses all cores)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl BuildParams {
     pub(crate) fn validate(&self, dim: usize) -> Result<()> {
         let bad = |name, reason: String| Err(Error::InvalidParameter { name, reason });
+        check_threads(self.threads)?;
         if dim == 0 || dim > MAX_DIM as usize {
             return bad("dim", format!("{dim} is outside 1..={MAX_DIM}"));
         }

@@ -10,7 +10,7 @@ mod common;
 
 use common::*;
 use strata::dataset::clustered;
-use strata::{BuildParams, Error, Index, Metric, Neighbor, Quantization, SearchParams};
+use strata::{BuildParams, Error, Index, Metric, Neighbor, Quantization, Queries, SearchParams};
 
 const fn assert_send_sync<T: Send + Sync>() {}
 const _: () = assert_send_sync::<Index>();
@@ -208,7 +208,7 @@ fn search_batch_equals_per_query_search() {
                 },
             ),
         ] {
-            let batch = index.search_batch(&queries.data, k, &sp).unwrap();
+            let batch = index.search_batch(&queries, k, &sp).unwrap();
             assert_eq!(batch.len(), queries.len());
             assert_eq!(
                 bits(&batch),
@@ -216,18 +216,14 @@ fn search_batch_equals_per_query_search() {
                 "{quant:?} k={k} {sp:?}"
             );
         }
-        let exact = index.exact_search_batch(&queries.data, 10).unwrap();
+        let exact = index.exact_search_batch(&queries, 10).unwrap();
         let one_by_one: Vec<_> = queries
             .rows()
             .map(|q| index.exact_search(q, 10).unwrap())
             .collect();
         assert_eq!(bits(&exact), bits(&one_by_one));
         // Batch errors: a trailing partial query, a bad query inside, k = 0.
-        match index.search_batch(
-            &queries.data[..queries.dim * 3 + 5],
-            10,
-            &SearchParams::default(),
-        ) {
+        match Queries::new(&queries.data[..queries.dim * 3 + 5], queries.dim) {
             Err(Error::DimensionMismatch {
                 expected,
                 found,
@@ -240,18 +236,22 @@ fn search_batch_equals_per_query_search() {
         let mut bad = queries.data[..queries.dim * 4].to_vec();
         bad[queries.dim * 2 + 1] = f32::NAN;
         assert!(matches!(
-            index.search_batch(&bad, 10, &SearchParams::default()),
+            index.search_batch(
+                Queries::new(&bad, queries.dim).unwrap(),
+                10,
+                &SearchParams::default()
+            ),
             Err(Error::NonFinite {
                 row: None,
                 component: 1
             })
         ));
         assert!(matches!(
-            index.search_batch(&queries.data, 0, &SearchParams::default()),
+            index.search_batch(&queries, 0, &SearchParams::default()),
             Err(Error::InvalidParameter { name: "k", .. })
         ));
         assert!(index
-            .search_batch(&[], 10, &SearchParams::default())
+            .search_batch(Queries::new(&[], 32).unwrap(), 10, &SearchParams::default())
             .unwrap()
             .is_empty());
     }
@@ -266,6 +266,6 @@ fn search_batch_inside_a_custom_pool() {
         .num_threads(3)
         .build()
         .unwrap();
-    let got = pool.install(|| index.search_batch(&queries.data, 10, &sp).unwrap());
+    let got = pool.install(|| index.search_batch(&queries, 10, &sp).unwrap());
     assert_eq!(bits(&got), want);
 }

@@ -1,6 +1,8 @@
 //! `strata`: build, search, evaluate and inspect strata indexes.
 
 mod cmd;
+mod ids;
+mod input;
 mod measure;
 mod progress;
 

@@ -10,6 +10,8 @@ use strata::{Index, LiveIndex, Neighbor, SearchParams};
 pub trait Searcher: Sync {
     /// Dimension of the vectors.
     fn dim(&self) -> usize;
+    /// Number of (live) vectors: no search can return more.
+    fn len(&self) -> usize;
     /// Approximate search.
     fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>>;
     /// Exact search (ground truth).
@@ -19,6 +21,9 @@ pub trait Searcher: Sync {
 impl Searcher for Index {
     fn dim(&self) -> usize {
         Index::dim(self)
+    }
+    fn len(&self) -> usize {
+        Index::len(self)
     }
     fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
         Index::search(self, q, k, p)
@@ -31,6 +36,9 @@ impl Searcher for Index {
 impl Searcher for LiveIndex {
     fn dim(&self) -> usize {
         LiveIndex::dim(self)
+    }
+    fn len(&self) -> usize {
+        LiveIndex::len(self)
     }
     fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
         LiveIndex::search(self, q, k, p)
@@ -56,6 +64,8 @@ pub struct EvalRow {
 }
 
 /// Recall@k of `results` against ground-truth ids (first `k` of each row).
+/// Callers pass `k = min(k, n)` for an index of `n` vectors: no search can
+/// return more than `n` neighbours.
 pub fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u64>], k: usize) -> f64 {
     let mut hit = 0usize;
     for (r, t) in results.iter().zip(truth) {
@@ -85,6 +95,12 @@ pub fn measure<S: Searcher>(
 ) -> strata::Result<EvalRow> {
     let dim = index.dim();
     let nq = queries.len() / dim;
+    if nq == 0 {
+        return Err(strata::Error::InvalidParameter {
+            name: "queries",
+            reason: "no queries to measure (QPS and recall of zero queries are meaningless)".into(),
+        });
+    }
     for q in queries.chunks_exact(dim) {
         index.search(q, k, params)?;
     }
@@ -112,7 +128,7 @@ pub fn measure<S: Searcher>(
         k,
         ef: params.ef,
         oversample: params.oversample,
-        recall: recall(&results, truth, k),
+        recall: recall(&results, truth, k.min(index.len())),
         qps_1t: nq as f64 / single,
         qps_mt: nq as f64 / multi,
         threads_mt: pool.current_num_threads(),

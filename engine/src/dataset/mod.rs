@@ -52,8 +52,8 @@ mod texmex;
 pub use npy::{parse_npy, read_npy};
 pub use synthetic::{brute_force_knn, clustered};
 pub use texmex::{
-    parse_bvecs, parse_fvecs, parse_ivecs, read_bvecs, read_fvecs, read_ivecs, write_fvecs,
-    write_ivecs,
+    parse_bvecs, parse_fvecs, parse_ivecs, read_bvecs, read_fvecs, read_fvecs_from, read_ivecs,
+    write_fvecs, write_ivecs,
 };
 
 /// A dense row-major matrix of `f32` vectors.
@@ -133,9 +133,12 @@ pub(crate) fn input_error(path: &Path, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Reads a whole file, mapping failures to [`Error::Io`].
-pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| Error::io(path, e))
+/// Opens a regular input file (FIFOs, devices and directories are refused
+/// before anything is read) and returns it with its length.
+pub(crate) fn open_input(path: &Path) -> Result<(File, u64)> {
+    let f = crate::regular::open_regular(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    Ok((f, len))
 }
 
 /// Writes a file atomically: `write` fills a temporary file in the same

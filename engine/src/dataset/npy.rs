@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::{input_error, read_file, Vectors};
+use super::{input_error, open_input, Vectors};
 use crate::error::Result;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -35,6 +35,30 @@ impl Dtype {
 /// `float64` components are rounded to `f32` (values beyond the `f32` range
 /// become infinite). Component values are not otherwise checked.
 pub fn parse_npy(bytes: &[u8], name: &Path) -> Result<Vectors> {
+    let (dim, dtype, data_start) = check(bytes, bytes.len() as u64, name)?;
+    Ok(Vectors {
+        dim,
+        data: convert(dtype, &bytes[data_start..]),
+    })
+}
+
+fn convert(dtype: Dtype, data_bytes: &[u8]) -> Vec<f32> {
+    match dtype {
+        Dtype::F32 => data_bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => data_bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect(),
+    }
+}
+
+/// Validates the preamble and header in `bytes` (which hold at least the
+/// whole header when the file does) against a file of `total` bytes;
+/// returns the dimension, dtype and where the data starts.
+fn check(bytes: &[u8], total: u64, name: &Path) -> Result<(usize, Dtype, usize)> {
     let err = |reason: String| input_error(name, reason);
 
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
@@ -120,7 +144,7 @@ pub fn parse_npy(bytes: &[u8], name: &Path) -> Result<Vectors> {
     if rows == 0 {
         return Err(err(format!("no vectors: shape {shape_text} has zero rows")));
     }
-    let data_len = (bytes.len() - data_start) as u64;
+    let data_len = total - data_start as u64;
     let needed = rows
         .checked_mul(cols)
         .and_then(|n| n.checked_mul(dtype.size()));
@@ -132,26 +156,46 @@ pub fn parse_npy(bytes: &[u8], name: &Path) -> Result<Vectors> {
         )));
     }
 
-    // The data length matched exactly, so both fit in usize.
-    let dim = cols as usize;
-    let data_bytes = &bytes[data_start..];
-    let data = match dtype {
-        Dtype::F32 => data_bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F64 => data_bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
-    };
-    Ok(Vectors { dim, data })
+    // The data length matched exactly, so it fits in memory's address space.
+    Ok((cols as usize, dtype, data_start))
 }
 
 /// Reads a `.npy` file: a 2-D C-order little-endian `float32` array, or
-/// `float64` converted to `f32`.
+/// `float64` converted to `f32`. The preamble and header are read and
+/// checked against the file's length first, so a bad header never costs a
+/// read of the data.
 pub fn read_npy(path: &Path) -> Result<Vectors> {
-    parse_npy(&read_file(path)?, path)
+    use std::io::Read;
+    let (f, total) = open_input(path)?;
+    let io = |e| crate::error::Error::io(path, e);
+    let mut r = std::io::BufReader::new(f);
+    let mut head = Vec::new();
+    (&mut r).take(12).read_to_end(&mut head).map_err(io)?;
+    // The header's end, if the preamble says where it is and the file holds it.
+    let header_end = match head.get(6..8) {
+        Some([1, 0]) if head.len() >= 10 => {
+            Some(10 + u64::from(u16::from_le_bytes([head[8], head[9]])))
+        }
+        Some([2 | 3, 0]) if head.len() >= 12 => {
+            Some(12 + u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]])))
+        }
+        _ => None,
+    };
+    if let Some(end) = header_end.filter(|&e| e <= total) {
+        let more = end.saturating_sub(head.len() as u64);
+        (&mut r).take(more).read_to_end(&mut head).map_err(io)?;
+    }
+    let (dim, dtype, data_start) = check(&head, total, path)?;
+    let mut bytes = head.split_off(data_start.min(head.len()));
+    bytes.reserve((total - data_start as u64) as usize);
+    r.read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 != total - data_start as u64 {
+        return Err(input_error(path, "the file changed size while it was read"));
+    }
+    Ok(Vectors {
+        dim,
+        data: convert(dtype, &bytes),
+    })
 }
 
 /// Shortens header text quoted in an error message.

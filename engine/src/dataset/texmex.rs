@@ -4,9 +4,10 @@
 //! components: `f32` little-endian (`.fvecs`), `u8` (`.bvecs`) or `i32`
 //! little-endian (`.ivecs`). All records of a file share `d`.
 
+use std::io::{BufReader, Read};
 use std::path::Path;
 
-use super::{input_error, read_file, write_atomic, Vectors};
+use super::{input_error, open_input, write_atomic, Vectors};
 use crate::error::{Error, Result};
 
 /// The component type of a TEXMEX file.
@@ -34,67 +35,77 @@ impl Component {
     }
 }
 
-/// The validated framing of a TEXMEX file.
-struct Layout {
-    dim: usize,
-    rows: usize,
-    /// Bytes per record, header included.
-    record: usize,
-}
-
-fn le4(bytes: &[u8], at: usize) -> [u8; 4] {
-    [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]
-}
-
-/// Checks every record header and the file length without allocating.
-fn frame(bytes: &[u8], name: &Path, component: Component) -> Result<Layout> {
-    if bytes.is_empty() {
-        return Err(input_error(name, "no vectors: the file is empty"));
-    }
-    if bytes.len() < 4 {
-        return Err(input_error(
-            name,
-            format!(
-                "truncated: the file is {} bytes, shorter than the 4-byte dimension of record 0",
-                bytes.len()
-            ),
-        ));
-    }
-    let first = i32::from_le_bytes(le4(bytes, 0));
-    if first < 1 {
-        return Err(input_error(
-            name,
-            format!(
-                "record 0 at byte offset 0 has dimension {first}; the dimension must be at least 1"
-            ),
-        ));
-    }
-    let dim = first as usize;
-    let record = dim
-        .checked_mul(component.size())
-        .and_then(|b| b.checked_add(4))
-        .ok_or_else(|| {
-            input_error(
-                name,
-                format!("record 0 has dimension {dim}, too large for this platform"),
-            )
-        })?;
-
-    let mut offset = 0;
-    let mut index = 0;
-    while offset < bytes.len() {
-        let remaining = bytes.len() - offset;
-        if remaining < 4 {
-            return Err(input_error(
-                name,
-                format!(
-                    "truncated: record {index} at byte offset {offset} has only {remaining} \
-                     bytes, fewer than its 4-byte dimension"
-                ),
-            ));
+/// Reads into `buf` until it is full or the input ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        let d = i32::from_le_bytes(le4(bytes, offset));
-        if d != first {
+    }
+    Ok(got)
+}
+
+/// Streams the records of a TEXMEX input, checking each record's header as
+/// it arrives (so a bad record near the start of a huge file fails without
+/// reading the rest), and hands each record's components to `row`.
+/// Allocates only as bytes actually arrive: a huge dimension in a tiny
+/// input never reserves its claimed size.
+fn stream(
+    mut r: impl Read,
+    name: &Path,
+    component: Component,
+    mut row: impl FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<usize> {
+    let io = |e: std::io::Error| Error::io(name, e);
+    let mut header = [0u8; 4];
+    let mut record_bytes = Vec::new();
+    let mut dim = 0usize;
+    let mut record = 0usize;
+    let mut offset = 0usize;
+    let mut index = 0usize;
+    loop {
+        let got = read_full(&mut r, &mut header).map_err(io)?;
+        if got == 0 {
+            break;
+        }
+        if got < 4 {
+            let reason = if index == 0 {
+                format!(
+                    "truncated: the file is {got} bytes, shorter than the 4-byte dimension of record 0"
+                )
+            } else {
+                format!(
+                    "truncated: record {index} at byte offset {offset} has only {got} \
+                     bytes, fewer than its 4-byte dimension"
+                )
+            };
+            return Err(input_error(name, reason));
+        }
+        let d = i32::from_le_bytes(header);
+        if index == 0 {
+            if d < 1 {
+                return Err(input_error(
+                    name,
+                    format!(
+                        "record 0 at byte offset 0 has dimension {d}; the dimension must be at least 1"
+                    ),
+                ));
+            }
+            dim = d as usize;
+            record = dim
+                .checked_mul(component.size())
+                .and_then(|b| b.checked_add(4))
+                .ok_or_else(|| {
+                    input_error(
+                        name,
+                        format!("record 0 has dimension {dim}, too large for this platform"),
+                    )
+                })?;
+        } else if d as i64 != dim as i64 {
             return Err(input_error(
                 name,
                 format!(
@@ -103,68 +114,70 @@ fn frame(bytes: &[u8], name: &Path, component: Component) -> Result<Layout> {
                 ),
             ));
         }
-        if remaining < record {
+        let payload = record - 4;
+        record_bytes.clear();
+        (&mut r)
+            .take(payload as u64)
+            .read_to_end(&mut record_bytes)
+            .map_err(io)?;
+        if record_bytes.len() < payload {
             return Err(input_error(
                 name,
                 format!(
                     "truncated: record {index} at byte offset {offset} needs {record} bytes \
-                     (4-byte dimension + {dim} {} components) but only {remaining} remain",
-                    component.describe()
+                     (4-byte dimension + {dim} {} components) but only {} remain",
+                    component.describe(),
+                    4 + record_bytes.len()
                 ),
             ));
         }
+        row(index, &record_bytes)?;
         offset += record;
         index += 1;
     }
-    Ok(Layout {
-        dim,
-        rows: index,
-        record,
-    })
-}
-
-/// Parses `.fvecs` bytes; `name` is the path reported in errors.
-///
-/// Component values are not checked (NaN and infinities are returned as is).
-pub fn parse_fvecs(bytes: &[u8], name: &Path) -> Result<Vectors> {
-    let layout = frame(bytes, name, Component::F32)?;
-    let mut data = Vec::with_capacity(layout.rows * layout.dim);
-    for record in bytes.chunks_exact(layout.record) {
-        data.extend(
-            record[4..]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+    if index == 0 {
+        return Err(input_error(name, "no vectors: the file is empty"));
     }
-    Ok(Vectors {
-        dim: layout.dim,
-        data,
-    })
+    Ok(dim)
 }
 
-/// Parses `.bvecs` bytes, converting each `u8` component to `f32`; `name` is
-/// the path reported in errors.
-pub fn parse_bvecs(bytes: &[u8], name: &Path) -> Result<Vectors> {
-    let layout = frame(bytes, name, Component::U8)?;
-    let mut data = Vec::with_capacity(layout.rows * layout.dim);
-    for record in bytes.chunks_exact(layout.record) {
-        data.extend(record[4..].iter().map(|&b| f32::from(b)));
-    }
-    Ok(Vectors {
-        dim: layout.dim,
-        data,
-    })
+/// Streams `.fvecs` or `.bvecs` records into [`Vectors`].
+fn stream_vectors(
+    r: impl Read,
+    name: &Path,
+    component: Component,
+    size_hint: Option<u64>,
+) -> Result<Vectors> {
+    // Once the first records have proved the framing, pre-size by the
+    // input's length (never more components than it can hold), so a big
+    // file is not copied while its vector grows.
+    let cap = size_hint.map_or(0, |b| (b / component.size() as u64).min(1 << 30) as usize);
+    let mut data: Vec<f32> = Vec::new();
+    let dim = stream(r, name, component, |index, bytes| {
+        if index == 64 {
+            data.reserve(cap.saturating_sub(data.len()));
+        }
+        match component {
+            Component::U8 => data.extend(bytes.iter().map(|&b| f32::from(b))),
+            _ => data.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+            ),
+        }
+        Ok(())
+    })?;
+    Ok(Vectors { dim, data })
 }
 
-/// Parses `.ivecs` bytes (ground truth): one row of ids per record, all rows
-/// of the same length (at least 1). A negative id is an error. `name` is the
-/// path reported in errors.
-pub fn parse_ivecs(bytes: &[u8], name: &Path) -> Result<Vec<Vec<u32>>> {
-    let layout = frame(bytes, name, Component::I32)?;
-    let mut rows = Vec::with_capacity(layout.rows);
-    for (index, record) in bytes.chunks_exact(layout.record).enumerate() {
-        let mut row = Vec::with_capacity(layout.dim);
-        for (position, c) in record[4..].chunks_exact(4).enumerate() {
+/// Streams `.ivecs` records into rows of ids.
+fn stream_ivecs(r: impl Read, name: &Path) -> Result<Vec<Vec<u32>>> {
+    let mut rows = Vec::new();
+    let mut record = 0usize;
+    stream(r, name, Component::I32, |index, bytes| {
+        record = bytes.len() + 4;
+        let mut row = Vec::with_capacity(bytes.len() / 4);
+        for (position, c) in bytes.chunks_exact(4).enumerate() {
             let id = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             let id = u32::try_from(id).map_err(|_| {
                 input_error(
@@ -172,31 +185,61 @@ pub fn parse_ivecs(bytes: &[u8], name: &Path) -> Result<Vec<Vec<u32>>> {
                     format!(
                         "record {index} at byte offset {} holds negative id {id} at position \
                          {position}; ids must be non-negative",
-                        index * layout.record
+                        index * record
                     ),
                 )
             })?;
             row.push(id);
         }
         rows.push(row);
-    }
+        Ok(())
+    })?;
     Ok(rows)
 }
 
-/// Reads a `.fvecs` file.
+/// Parses `.fvecs` bytes; `name` is the path reported in errors.
+///
+/// Component values are not checked (NaN and infinities are returned as is).
+pub fn parse_fvecs(bytes: &[u8], name: &Path) -> Result<Vectors> {
+    stream_vectors(bytes, name, Component::F32, Some(bytes.len() as u64))
+}
+
+/// Parses `.bvecs` bytes, converting each `u8` component to `f32`; `name` is
+/// the path reported in errors.
+pub fn parse_bvecs(bytes: &[u8], name: &Path) -> Result<Vectors> {
+    stream_vectors(bytes, name, Component::U8, Some(bytes.len() as u64))
+}
+
+/// Parses `.ivecs` bytes (ground truth): one row of ids per record, all rows
+/// of the same length (at least 1). A negative id is an error. `name` is the
+/// path reported in errors.
+pub fn parse_ivecs(bytes: &[u8], name: &Path) -> Result<Vec<Vec<u32>>> {
+    stream_ivecs(bytes, name)
+}
+
+/// Reads `.fvecs` records from any reader (a pipe, stdin), validating each
+/// record as it arrives; `name` is what errors report. Needs no seeking.
+pub fn read_fvecs_from(r: impl Read, name: &Path) -> Result<Vectors> {
+    stream_vectors(BufReader::new(r), name, Component::F32, None)
+}
+
+/// Reads a `.fvecs` file, streaming: a bad record fails as soon as it is read.
 pub fn read_fvecs(path: &Path) -> Result<Vectors> {
-    parse_fvecs(&read_file(path)?, path)
+    let (f, len) = open_input(path)?;
+    stream_vectors(BufReader::new(f), path, Component::F32, Some(len))
 }
 
 /// Reads a `.bvecs` file, converting each `u8` component to `f32`.
 pub fn read_bvecs(path: &Path) -> Result<Vectors> {
-    parse_bvecs(&read_file(path)?, path)
+    let (f, len) = open_input(path)?;
+    stream_vectors(BufReader::new(f), path, Component::U8, Some(len))
 }
 
 /// Reads a `.ivecs` file (ground truth): rows of ids, each prefixed by its
 /// length; all rows must have the same length and no id may be negative.
 pub fn read_ivecs(path: &Path) -> Result<Vec<Vec<u32>>> {
-    parse_ivecs(&read_file(path)?, path)
+    let (f, _) = open_input(path)?;
+    stream_ivecs(BufReader::new(f), path)
 }
 
 /// Checks that a row length fits the `i32` dimension field.

@@ -103,7 +103,7 @@ impl Manifest {
     /// Reads the manifest of `dir`; `Ok(None)` if there is none.
     pub(crate) fn read(dir: &Path) -> Result<Option<Manifest>> {
         let path = dir.join(MANIFEST_NAME);
-        match fs::read(&path) {
+        match crate::regular::read_regular(&path) {
             Ok(b) => Manifest::decode(&b).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, e)),
@@ -119,6 +119,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathB
     let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
     let fin = dir.join(name);
+    let guard = TempFile(Some(tmp.clone()));
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -129,7 +130,27 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathB
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     drop(f);
     fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
+    guard.keep();
     Ok(fin)
+}
+
+/// Removes a temporary file when dropped, unless [`TempFile::keep`] was
+/// called: every error path of a write removes what it left behind.
+pub(crate) struct TempFile(pub(crate) Option<PathBuf>);
+
+impl TempFile {
+    /// The file was renamed into place (or is wanted): do not remove it.
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 /// Fsyncs a directory so renames inside it are durable.
@@ -208,8 +229,17 @@ pub(crate) fn publish(
             return Err(Error::io(stale, e));
         }
     }
+    // A failure before the manifest names the new files removes them.
+    let new_files = [m.graph_name(), m.vectors_name()].map(|n| TempFile(Some(dir.join(n))));
     publish_files(dir, &m, graph, vectors)?;
-    write_manifest(dir, &m)?;
+    if let Err(e) = write_manifest(dir, &m) {
+        // Whether the switch happened is what the MANIFEST says now.
+        if Manifest::read(dir).ok().flatten() == Some(m) {
+            new_files.into_iter().for_each(TempFile::keep);
+        }
+        return Err(e);
+    }
+    new_files.into_iter().for_each(TempFile::keep);
     if let Some(o) = old {
         // Readers that still map the old files keep their pages (unlinked
         // files stay alive while mapped); failure to remove is harmless.

@@ -2,16 +2,19 @@
 
 use super::{human_bytes, CliResult};
 use crate::progress::BuildBar;
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{dataset, BuildParams, Index, IndexBuilder, Metric, Quantization};
+use strata::{BuildParams, Index, IndexBuilder, Metric, Quantization, LOCK_NAME};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Input vectors (.fvecs, .bvecs, or .npy float32 2-D); ids are row numbers.
+    /// Input vectors (.fvecs, .bvecs, or .npy float32 2-D; `-` reads .fvecs or .npy from stdin); ids are row numbers.
     #[arg(long)]
     pub input: PathBuf,
-    /// Output index directory (created; an index already there is replaced atomically).
+    /// Output index directory: created, or empty, or an index (replaced
+    /// atomically). A directory holding other files, or an index a writer
+    /// has locked, is refused before anything is built.
     #[arg(long)]
     pub out: PathBuf,
     /// Distance metric: l2, ip or cosine.
@@ -47,8 +50,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
+    strata::check_threads(a.threads)?;
+    check_out(&a.out)?;
     let t0 = Instant::now();
-    let data = dataset::read_vectors(&a.input)?;
+    let data = crate::input::read_vectors(&a.input)?;
     let read_s = t0.elapsed().as_secs_f64();
     let params = BuildParams {
         metric: a.metric,
@@ -112,5 +117,52 @@ pub fn run(a: Args) -> CliResult {
         built.repaired()
     );
     println!("  written to {}", a.out.display());
+    Ok(())
+}
+
+/// Refuses an output that cannot or should not receive an index, before
+/// the (possibly long) build: a file, a directory holding files that are
+/// not an index, or an index whose writer lock is held.
+pub fn check_out(out: &Path) -> CliResult {
+    let meta = match std::fs::metadata(out) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("--out {}: {e}", out.display()).into()),
+    };
+    if !meta.is_dir() {
+        return Err(format!("--out {} exists and is not a directory", out.display()).into());
+    }
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(out).map_err(|e| format!("--out {}: {e}", out.display()))? {
+        let e = e.map_err(|e| format!("--out {}: {e}", out.display()))?;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    if !names.iter().any(|n| n == "MANIFEST") {
+        names.sort();
+        let shown: Vec<&str> = names.iter().take(3).map(String::as_str).collect();
+        return Err(format!(
+            "--out {} is not empty and holds no strata index ({}{}): refusing to write into it; choose a new or empty directory",
+            out.display(),
+            shown.join(", "),
+            if names.len() > 3 { ", ..." } else { "" }
+        )
+        .into());
+    }
+    // An index: it is replaced atomically, unless a writer holds its lock.
+    if let Ok(lock) = std::fs::File::options()
+        .write(true)
+        .open(out.join(LOCK_NAME))
+    {
+        if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
+            return Err(format!(
+                "--out {} is an index locked by a running writer (insert, delete or compact): refusing to replace it",
+                out.display()
+            )
+            .into());
+        }
+    }
     Ok(())
 }

@@ -31,6 +31,16 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let k = 10;
+    if a.queries == 0 {
+        return Err("--queries 0 leaves nothing to measure: give at least 1".into());
+    }
+    if a.n == 0 {
+        return Err("--n 0: an index needs at least one vector".into());
+    }
+    strata::check_threads(a.threads)?;
+    if let Some(out) = &a.out {
+        super::build::check_out(out)?;
+    }
     println!("strata demo: {} clustered vectors of dim {} (cosine), {} queries, M=16, ef_construction=200, int8 codes", a.n, a.dim, a.queries);
     let t = Instant::now();
     let all = dataset::clustered(a.n + a.queries, a.dim, (a.n / 500).max(8), 0.35, 2026);

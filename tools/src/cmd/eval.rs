@@ -10,7 +10,7 @@ use strata::{dataset, Index, LiveIndex, OpenOptions, SearchParams};
 pub struct Args {
     /// Index directory.
     pub dir: PathBuf,
-    /// Queries (.fvecs, .bvecs or .npy).
+    /// Queries (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
     #[arg(long)]
     pub query: PathBuf,
     /// Ground truth (.ivecs of ids, best first); computed exactly if absent.
@@ -43,6 +43,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
+    if a.limit == Some(0) {
+        return Err("--limit 0 leaves no queries to evaluate: give at least 1".into());
+    }
+    if a.k == 0 {
+        return Err("--k must be at least 1".into());
+    }
+    strata::check_threads(a.threads)?;
     let t = Instant::now();
     if a.verify {
         Index::open_with(
@@ -56,7 +63,8 @@ pub fn run(a: Args) -> CliResult {
     let index = LiveIndex::open(&a.dir)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_open = rss_kb();
-    let mut queries = dataset::read_vectors(&a.query)?;
+    let mut queries = crate::input::read_vectors(&a.query)?;
+    crate::input::check_query_dim(&a.query, &queries, index.dim())?;
     if let Some(n) = a.limit {
         queries.data.truncate(n * queries.dim);
     }
@@ -79,10 +87,13 @@ pub fn run(a: Args) -> CliResult {
                 )
                 .into());
             }
-            gt.into_iter()
+            let truth: Vec<Vec<u64>> = gt
+                .into_iter()
                 .take(queries.len())
                 .map(|r| r.into_iter().map(u64::from).collect())
-                .collect()
+                .collect();
+            warn_unknown_truth(&index, &truth, a.k, p);
+            truth
         }
         None => exact_truth(&index, &queries.data, a.k)?,
     };
@@ -172,4 +183,24 @@ pub fn run(a: Args) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// Warns when ground-truth ids (the first `k` of each row) are not in the
+/// index: recall then cannot reach 1, and the file likely belongs to
+/// another index or id scheme.
+fn warn_unknown_truth(index: &LiveIndex, truth: &[Vec<u64>], k: usize, path: &std::path::Path) {
+    let (mut missing, mut total, mut example) = (0usize, 0usize, None);
+    for id in truth.iter().flat_map(|r| r.iter().take(k)) {
+        total += 1;
+        if !index.contains(*id) {
+            missing += 1;
+            example.get_or_insert(*id);
+        }
+    }
+    if let Some(id) = example {
+        eprintln!(
+            "warning: {missing} of {total} ground-truth ids in {} (first {k} per row) are not in the index (e.g. id {id}); recall cannot reach 1",
+            path.display()
+        );
+    }
 }

@@ -14,7 +14,15 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Walk every node's links for degree statistics even on a large index
+    /// (by default only up to 50M vectors: the walk reads the whole level-0
+    /// adjacency, and a hostile file can claim far more than it holds).
+    #[arg(long)]
+    pub degrees: bool,
 }
+
+/// Largest index whose degree statistics are computed without `--degrees`.
+const DEGREE_WALK_LIMIT: usize = 50_000_000;
 
 pub fn run(a: Args) -> CliResult {
     let index = Index::open_with(
@@ -25,8 +33,9 @@ pub fn run(a: Args) -> CliResult {
         },
     )?;
     let i = index.info();
-    let d = index.degree_stats();
-    let r = index.reachability();
+    let walk = a.degrees || i.count <= DEGREE_WALK_LIMIT;
+    let d = walk.then(|| index.degree_stats());
+    let r = walk.then(|| index.reachability());
     let log = LiveIndex::open(&a.dir)?.stats();
     let n = i.count as f64;
     if a.json {
@@ -42,9 +51,9 @@ pub fn run(a: Args) -> CliResult {
                 "dim": i.dim, "count": i.count, "m": i.m, "m0": i.m0, "ef_construction": i.ef_construction,
                 "max_level": i.max_level, "entry_point": i.entry_point, "seed": i.seed,
                 "build_id": format!("{:032x}", i.build_id), "level_counts": i.level_counts, "sections": sections,
-                "degree": {"min": d.min, "max": d.max, "mean": d.mean, "isolated": d.isolated},
-                "in_degree": {"min": r.in_min, "max": r.in_max, "mean": r.in_mean, "no_in_links": r.no_in_links},
-                "reachability": {"nodes": r.nodes, "unreachable": r.unreachable, "unreachable_ids": r.unreachable_ids},
+                "degree": d.map(|d| serde_json::json!({"min": d.min, "max": d.max, "mean": d.mean, "isolated": d.isolated})),
+                "in_degree": r.as_ref().map(|r| serde_json::json!({"min": r.in_min, "max": r.in_max, "mean": r.in_mean, "no_in_links": r.no_in_links})),
+                "reachability": r.as_ref().map(|r| serde_json::json!({"nodes": r.nodes, "unreachable": r.unreachable, "unreachable_ids": r.unreachable_ids})),
                 "graph_file_bytes": i.graph_file_bytes, "vectors_file_bytes": i.vectors_file_bytes,
                 "resident_bytes": i.resident_bytes, "verified": a.verify,
                 "generation": log.generation, "log": {"records": log.log_records, "bytes": log.log_bytes,
@@ -89,25 +98,33 @@ pub fn run(a: Args) -> CliResult {
     for (l, c) in i.level_counts.iter().enumerate() {
         println!("  level {l:>2}: {c:>10}");
     }
-    println!(
-        "level-0 out-degree: min {}, mean {:.2}, max {}, isolated {}",
-        d.min, d.mean, d.max, d.isolated
-    );
-    println!(
-        "level-0 in-degree:  min {}, mean {:.2}, max {}, no in-links {}",
-        r.in_min, r.in_mean, r.in_max, r.no_in_links
-    );
-    let lost: usize = r.unreachable.iter().sum();
-    if lost == 0 {
-        println!("reachability: every node reachable from the entry point on every level");
-    } else {
-        println!("warning: nodes unreachable from the entry point (no search can return them):");
-        for (l, (&u, &c)) in r.unreachable.iter().zip(&r.nodes).enumerate() {
-            if u > 0 {
-                println!("  level {l:>2}: {u} of {c}");
+    match d {
+        Some(d) => println!(
+            "level-0 out-degree: min {}, mean {:.2}, max {}, isolated {}",
+            d.min, d.mean, d.max, d.isolated
+        ),
+        None => println!(
+            "level-0 out-degree: not computed for {} vectors (over {DEGREE_WALK_LIMIT}; --degrees walks every link)",
+            i.count
+        ),
+    }
+    if let Some(r) = &r {
+        println!(
+            "level-0 in-degree:  min {}, mean {:.2}, max {}, no in-links {}",
+            r.in_min, r.in_mean, r.in_max, r.no_in_links
+        );
+        let lost: usize = r.unreachable.iter().sum();
+        if lost == 0 {
+            println!("reachability: every node reachable from the entry point on every level");
+        } else {
+            println!("warning: nodes unreachable from the entry point (no search can return them):");
+            for (l, (&u, &c)) in r.unreachable.iter().zip(&r.nodes).enumerate() {
+                if u > 0 {
+                    println!("  level {l:>2}: {u} of {c}");
+                }
             }
+            println!("  level-0 ids: {:?}", r.unreachable_ids);
         }
-        println!("  level-0 ids: {:?}", r.unreachable_ids);
     }
     println!("memory:");
     println!(

@@ -9,7 +9,7 @@ use strata::{dataset, LiveIndex, SearchParams};
 pub struct Args {
     /// Index directory.
     pub dir: PathBuf,
-    /// Queries (.fvecs, .bvecs or .npy).
+    /// Queries (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
     #[arg(long)]
     pub query: PathBuf,
     /// Neighbours per query.
@@ -21,20 +21,22 @@ pub struct Args {
     /// Rescore ceil(k * oversample) candidates (default: all max(k, ef)).
     #[arg(long)]
     pub oversample: Option<f32>,
-    /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default: stdout).
+    /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default or `-`: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
 }
 
 pub fn run(a: Args) -> CliResult {
     let index = LiveIndex::open(&a.dir)?;
-    let queries = dataset::read_vectors(&a.query)?;
+    let queries = crate::input::read_vectors(&a.query)?;
+    crate::input::check_query_dim(&a.query, &queries, index.dim())?;
     let params = SearchParams {
         ef: a.ef,
         oversample: a.oversample,
     };
-    let results = index.search_batch(&queries.data, a.k, &params)?;
-    match &a.output {
+    let results = index.search_batch(&queries, a.k, &params)?;
+    let output = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
+    match output {
         Some(p)
             if p.extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("ivecs")) =>

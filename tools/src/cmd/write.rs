@@ -1,9 +1,10 @@
 //! `strata insert`, `strata delete`, `strata compact`: the write path.
 
 use super::CliResult;
-use std::path::{Path, PathBuf};
+use crate::ids::IdList;
+use std::path::PathBuf;
 use std::time::Instant;
-use strata::{dataset, CompactOptions, Durability, Writer};
+use strata::{CompactOptions, Durability, Writer};
 
 /// How operations are made durable, as chosen on the command line.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -33,10 +34,11 @@ impl From<DurabilityArg> for Durability {
 pub struct InsertArgs {
     /// Index directory.
     pub dir: PathBuf,
-    /// Vectors to insert (.fvecs, .bvecs or .npy).
+    /// Vectors to insert (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
     #[arg(long)]
     pub input: PathBuf,
-    /// Ids, one per row: a text file of integers (whitespace or comma separated).
+    /// Ids, one per row: a text file of integers (whitespace or comma separated),
+    /// or an inline list such as `10,11,20-29`.
     /// Default: the next free ids, printed.
     #[arg(long)]
     pub ids: Option<PathBuf>,
@@ -70,70 +72,39 @@ pub struct CompactArgs {
     /// Build threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-}
-
-/// Parses integers separated by commas or whitespace, with `a-b` ranges.
-fn parse_ids(text: &str) -> Result<Vec<u64>, String> {
-    let mut ids = Vec::new();
-    for tok in text
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|t| !t.is_empty())
-    {
-        match tok.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u64, u64) = (
-                    a.parse().map_err(|e| format!("{tok:?}: {e}"))?,
-                    b.parse().map_err(|e| format!("{tok:?}: {e}"))?,
-                );
-                if b < a || b - a > 100_000_000 {
-                    return Err(format!("{tok:?}: not a range of at most 100M ids"));
-                }
-                ids.extend(a..=b);
-            }
-            None => ids.push(tok.parse().map_err(|e| format!("{tok:?}: {e}"))?),
-        }
-    }
-    Ok(ids)
-}
-
-fn ids_from(arg: &str) -> Result<Vec<u64>, String> {
-    let p = Path::new(arg);
-    if p.is_file() {
-        parse_ids(&std::fs::read_to_string(p).map_err(|e| format!("{arg}: {e}"))?)
-    } else {
-        parse_ids(arg)
-    }
+    /// Rebuild even when the log holds no records.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn insert(a: InsertArgs) -> CliResult {
-    let data = dataset::read_vectors(&a.input)?;
+    let data = crate::input::read_vectors(&a.input)?;
     let writer = Writer::open(&a.dir, a.durability.into())?;
     let ids = match &a.ids {
-        Some(p) => ids_from(&p.to_string_lossy())?,
+        Some(p) => IdList::from_arg(&p.to_string_lossy())?,
         None => {
             let first = writer.next_free_id();
-            (first..first + data.len() as u64).collect()
+            IdList::parse(&format!("{first}-{}", first + data.len() as u64 - 1))?
         }
     };
-    if ids.len() != data.len() {
+    if ids.len() != data.len() as u64 {
         return Err(format!("{} ids for {} vectors", ids.len(), data.len()).into());
     }
     let t = Instant::now();
     for (id, v) in ids.iter().zip(data.rows()) {
         if a.upsert {
-            writer.upsert(*id, v)?;
+            writer.upsert(id, v)?;
         } else {
-            writer.insert(*id, v)?;
+            writer.insert(id, v)?;
         }
     }
     writer.flush()?;
     let s = t.elapsed().as_secs_f64();
     let st = writer.live().stats();
+    let (first, last) = ids.ends().unwrap_or((0, 0));
     println!(
-        "inserted {} vectors (ids {}..={}) in {s:.2} s ({:.0}/s, durability {:?}); {} live, log {} records",
+        "inserted {} vectors (ids {first}..={last}) in {s:.2} s ({:.0}/s, durability {:?}); {} live, log {} records",
         ids.len(),
-        ids.first().copied().unwrap_or(0),
-        ids.last().copied().unwrap_or(0),
         ids.len() as f64 / s.max(1e-9),
         a.durability,
         st.live,
@@ -143,10 +114,20 @@ pub fn insert(a: InsertArgs) -> CliResult {
 }
 
 pub fn delete(a: DeleteArgs) -> CliResult {
-    let ids = ids_from(&a.ids)?;
+    let ids = IdList::from_arg(&a.ids)?;
     let writer = Writer::open(&a.dir, a.durability.into())?;
-    for id in &ids {
-        writer.delete(*id)?;
+    // Ids are generated lazily from their runs; a list naming more ids than
+    // are live cannot succeed, so it is refused before anything is deleted.
+    let live = writer.live().len() as u64;
+    if ids.len() > live {
+        return Err(format!(
+            "--ids names {} ids but the index holds {live} live vectors: nothing deleted",
+            ids.len()
+        )
+        .into());
+    }
+    for id in ids.iter() {
+        writer.delete(id)?;
     }
     writer.flush()?;
     let st = writer.live().stats();
@@ -160,8 +141,16 @@ pub fn delete(a: DeleteArgs) -> CliResult {
 }
 
 pub fn compact(a: CompactArgs) -> CliResult {
+    strata::check_threads(a.threads)?;
     let writer = Writer::open(&a.dir, Durability::EveryOp)?;
     let before = writer.live().stats();
+    if before.log_records == 0 && !a.force {
+        println!(
+            "nothing to compact: the log of generation {} holds no records (--force rebuilds anyway)",
+            before.generation
+        );
+        return Ok(());
+    }
     let t = Instant::now();
     let r = writer.compact(CompactOptions {
         retrain: a.retrain,
@@ -179,19 +168,4 @@ pub fn compact(a: CompactArgs) -> CliResult {
         t.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_ids;
-
-    #[test]
-    fn parses_lists_and_ranges() {
-        assert_eq!(
-            parse_ids("3, 17 40-42\n7").unwrap(),
-            vec![3, 17, 40, 41, 42, 7]
-        );
-        assert!(parse_ids("5-2").is_err());
-        assert!(parse_ids("x").is_err());
-    }
 }
