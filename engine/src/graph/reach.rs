@@ -29,6 +29,18 @@ impl NodeSet {
             .is_some_and(|w| w >> (node % 64) & 1 == 1)
     }
 
+    /// The number of nodes in the set.
+    pub(crate) fn len(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Adds every node of `other` (a set over the same nodes).
+    pub(crate) fn union(&mut self, other: &NodeSet) {
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w |= o;
+        }
+    }
+
     /// Adds `node`; true if it was not in the set. Ids past the end are
     /// never added.
     #[inline]

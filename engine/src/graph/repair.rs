@@ -10,7 +10,8 @@
 //!
 //! 1. searches for every node's own vector at [`FIND_EF`] (in parallel; the
 //!    graph does not change meanwhile) and links each node the search misses
-//!    from the closest nodes that search ended at;
+//!    from the closest nodes that search ended at (L2 and cosine, where a
+//!    vector is its own nearest neighbour; not inner product);
 //! 2. walks each level from the entry point and links every node the walk
 //!    does not reach from its nearest reachable neighbours.
 //!
@@ -23,6 +24,7 @@ use super::build::{lock, Builder};
 use super::reach::{extend_reachable, in_degrees, reachable, NodeSet};
 use super::search::{beam, greedy, with_scratch, Cand};
 use crate::distance::prefetch;
+use crate::metric::Metric;
 
 /// How many reachable neighbours a repaired node is linked from, when that
 /// many have room or a link they can spare (two in-links make the node
@@ -33,6 +35,10 @@ const IN_LINKS: usize = 2;
 /// links every node the previous one found unreachable; a later walk only
 /// finds nodes a displaced link cut off, which is rare.
 const ROUNDS: usize = 8;
+
+/// Full findability checks at most (each one search per node): the second
+/// catches nodes whose searches the first one's repairs redirected.
+const FULL_PASSES: usize = 3;
 
 /// The beam width of the findability check: a node that a search for its
 /// own vector at this width misses is linked from where that search ended.
@@ -45,34 +51,77 @@ impl Builder<'_> {
     /// each level.
     pub(super) fn repair(&self, parallel: bool) -> Vec<usize> {
         let (entry, max_level) = *self.entry.lock().unwrap_or_else(|e| e.into_inner());
-        let found = self.repair_findability(parallel, entry, max_level);
+        // Under inner product a vector need not be its own nearest neighbour
+        // (a longer one in the same direction scores higher), so a search
+        // for it may rightly end elsewhere and "missed" means nothing: only
+        // the reachability walk applies.
+        let findable = self.input.metric != Metric::InnerProduct;
+        let mut repaired = NodeSet::new(self.n);
+        let mut displaced = Vec::new();
+        let all: Vec<u32> = (0..self.n as u32).collect();
+        if findable {
+            self.repair_findability(&all, parallel, entry, max_level, &mut repaired);
+        }
         let mut linked: Vec<usize> = (0..=max_level)
-            .map(|level| self.repair_level(level, entry, max_level))
+            .map(|level| {
+                let sink = if level == 0 {
+                    Some(&mut displaced)
+                } else {
+                    None
+                };
+                self.repair_level(level, entry, max_level, &mut repaired, sink)
+            })
             .collect();
-        linked[0] += found;
+        // Every added link also changes where other searches go: a search
+        // that found its node before the repairs may end elsewhere after
+        // them. So while a pass repaired anything, check every node again
+        // (at most FULL_PASSES checks in all), then walk level 0 once more.
+        if findable {
+            let mut last = repaired.len();
+            for _ in 1..FULL_PASSES {
+                if last == 0 && displaced.is_empty() {
+                    break;
+                }
+                displaced.clear();
+                let mut again = NodeSet::new(self.n);
+                self.repair_findability(&all, parallel, entry, max_level, &mut again);
+                last = again.len();
+                repaired.union(&again);
+            }
+            self.repair_level(0, entry, max_level, &mut repaired, None);
+        }
+        linked[0] = repaired.len();
         linked
     }
 
-    /// Searches for every node's own vector at [`FIND_EF`]; a node the search
-    /// misses (reachable, but not from where the descent leads: a pocket
-    /// whose in-links were pruned in favour of closer nodes, or one that
-    /// parallel insertions never linked to each other) is linked from the
-    /// closest nodes the search ended at, so the same search then finds it.
-    fn repair_findability(&self, parallel: bool, entry: u32, max_level: usize) -> usize {
+    /// Searches for the own vector of each of `nodes` at [`FIND_EF`]; a node
+    /// the search misses (reachable, but not from where the descent leads:
+    /// a pocket whose in-links were pruned in favour of closer nodes, or one
+    /// that parallel insertions never linked to each other) is linked from
+    /// the closest nodes the search ended at, so the same search then finds
+    /// it. Repaired nodes and nodes whose link a repair displaced are
+    /// checked again, for up to [`ROUNDS`] rounds.
+    fn repair_findability(
+        &self,
+        nodes: &[u32],
+        parallel: bool,
+        entry: u32,
+        max_level: usize,
+        repaired: &mut NodeSet,
+    ) {
         let miss = |u: u32| -> Option<(u32, Vec<Cand>)> {
             let found = self.search_for(u, 0, entry, max_level, FIND_EF, |_| true);
             (!found.iter().any(|c| c.id == u)).then_some((u, found))
         };
-        let mut misses: Vec<(u32, Vec<Cand>)> = if parallel {
-            use rayon::prelude::*;
-            (0..self.n as u32)
-                .into_par_iter()
-                .filter_map(miss)
-                .collect()
-        } else {
-            (0..self.n as u32).filter_map(miss).collect()
+        let check = |nodes: &[u32]| -> Vec<(u32, Vec<Cand>)> {
+            if parallel {
+                use rayon::prelude::*;
+                nodes.par_iter().filter_map(|&u| miss(u)).collect()
+            } else {
+                nodes.iter().filter_map(|&u| miss(u)).collect()
+            }
         };
-        let mut repaired = NodeSet::new(self.n);
+        let mut misses = check(nodes);
         for _ in 0..ROUNDS {
             if misses.is_empty() {
                 break;
@@ -80,33 +129,32 @@ impl Builder<'_> {
             let mut indeg = in_degrees(&self.links, 0, self.n, 0..self.n as u32);
             let mut again = Vec::new();
             for (u, found) in misses {
-                let mut links = 0;
-                for c in found.iter().filter(|c| c.id != u) {
-                    if links == IN_LINKS {
-                        break;
-                    }
-                    if self.link_into(0, c.id, u, &mut indeg) {
-                        links += 1;
-                    }
-                }
-                if links > 0 {
+                if self.link_from(0, u, &found, &mut indeg, Some(&mut again)) > 0 {
                     repaired.insert(u);
                 }
                 again.push(u);
             }
-            // Links added for one node can displace another's; check the
-            // repaired ones again (a node can need links from several
-            // places the descent may end at).
-            misses = again.into_iter().filter_map(miss).collect();
+            again.sort_unstable();
+            again.dedup();
+            misses = check(&again);
         }
-        (0..self.n as u32).filter(|&u| repaired.contains(u)).count()
     }
 
     fn on_level(&self, level: usize) -> impl Iterator<Item = u32> + '_ {
         (0..self.n as u32).filter(move |&i| self.levels[i as usize] as usize >= level)
     }
 
-    fn repair_level(&self, level: usize, entry: u32, max_level: usize) -> usize {
+    /// Links every node of `level` that no path from the entry point
+    /// reaches; returns how many it linked. Level-0 repairs are added to
+    /// `repaired`; nodes whose link was displaced go to `displaced`.
+    fn repair_level(
+        &self,
+        level: usize,
+        entry: u32,
+        max_level: usize,
+        repaired: &mut NodeSet,
+        mut displaced: Option<&mut Vec<u32>>,
+    ) -> usize {
         let mut linked = 0;
         for round in 0..=ROUNDS {
             let mut reached = reachable(&self.links, level, self.n, entry);
@@ -130,18 +178,12 @@ impl Builder<'_> {
                 } else {
                     self.scan_reachable(u, level, &reached)
                 };
-                let mut links = 0;
-                for c in near {
-                    if links == IN_LINKS {
-                        break;
-                    }
-                    if self.link_into(level, c.id, u, &mut indeg) {
-                        links += 1;
-                    }
-                }
-                if links > 0 {
+                if self.link_from(level, u, &near, &mut indeg, displaced.as_deref_mut()) > 0 {
                     extend_reachable(&self.links, level, self.n, u, &mut reached);
                     linked += 1;
+                    if level == 0 {
+                        repaired.insert(u);
+                    }
                 }
             }
         }
@@ -200,10 +242,52 @@ impl Builder<'_> {
         all
     }
 
-    /// Adds the link `c → u` on `level`: into a free slot, or in place of
-    /// `c`'s farthest neighbour that has another in-link (so no node loses
-    /// its only one). False if `c` already links `u` or can spare no link.
-    fn link_into(&self, level: usize, c: u32, u: u32, indeg: &mut [u32]) -> bool {
+    /// Links `u` from up to [`IN_LINKS`] of `near` (closest first, `u`
+    /// itself skipped) that have a free slot; only if none has, from the
+    /// closest one that can spare a link. Displacing links is the last
+    /// resort: under inner product the closest nodes are the same few hubs
+    /// for many repaired nodes, and displacing their links would cost
+    /// everyone else's navigation. Returns the number of links added.
+    fn link_from(
+        &self,
+        level: usize,
+        u: u32,
+        near: &[Cand],
+        indeg: &mut [u32],
+        mut displaced: Option<&mut Vec<u32>>,
+    ) -> usize {
+        let mut links = 0;
+        for displace in [false, true] {
+            for c in near.iter().filter(|c| c.id != u) {
+                if links == IN_LINKS || (displace && links > 0) {
+                    return links;
+                }
+                let sink = if displace {
+                    displaced.as_deref_mut()
+                } else {
+                    None
+                };
+                if self.link_into(level, c.id, u, indeg, sink) {
+                    links += 1;
+                }
+            }
+        }
+        links
+    }
+
+    /// Adds the link `c → u` on `level`: into a free slot, or (given a
+    /// `displaced` list, which receives the node that lost the link) in
+    /// place of `c`'s farthest neighbour that has another in-link (so no
+    /// node loses its only one). False if `c` already links `u` or has no
+    /// slot to give.
+    fn link_into(
+        &self,
+        level: usize,
+        c: u32,
+        u: u32,
+        indeg: &mut [u32],
+        displaced: Option<&mut Vec<u32>>,
+    ) -> bool {
         let _g = lock(&self.locks[c as usize]);
         let mut list = Vec::with_capacity(self.cap(level));
         self.links.read(level, c, &mut list);
@@ -212,7 +296,7 @@ impl Builder<'_> {
         }
         if list.len() < self.cap(level) {
             list.push(u);
-        } else {
+        } else if let Some(displaced) = displaced {
             let cv = self.vector(c);
             let victim = list
                 .iter()
@@ -224,7 +308,10 @@ impl Builder<'_> {
                 return false;
             };
             indeg[list[slot] as usize] -= 1;
+            displaced.push(list[slot]);
             list[slot] = u;
+        } else {
+            return false;
         }
         indeg[u as usize] += 1;
         self.links.write(level, c, &list);
