@@ -47,7 +47,8 @@ pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
 pub use index::{DegreeStats, Index, IndexInfo, OpenOptions};
 pub use live::{
-    CompactOptions, CompactReport, Durability, LiveIndex, LiveStats, Writer, LOCK_NAME,
+    BatchOptions, BatchReport, CompactOptions, CompactReport, Durability, LiveIndex, LiveStats,
+    Writer, LOCK_NAME,
 };
 pub use metric::Metric;
 pub use params::{BuildParams, Neighbor, SearchParams};
