@@ -228,7 +228,7 @@ fn batches_survive_kills_whole_or_not_at_all() {
     let idx = t.path().join("idx");
     build_base(&idx);
     let mut model: Model = (0..BASE).map(|i| (i, i)).collect();
-    let mut rng = Rng(0x5EED_BA7C_4u64);
+    let mut rng = Rng(0x0005_EEDB_A7C4_u64);
     let mut next_id = 10_000u64;
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut runs, mut kills, mut kept_whole, mut dropped_whole, mut refused, mut torn_seen) =

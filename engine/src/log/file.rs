@@ -58,7 +58,7 @@ impl LogHeader {
             });
         }
         let version = rd_u32(bytes, 8);
-        if version < OLDEST_LOG_VERSION || version > DIRECTORY_VERSION {
+        if !(OLDEST_LOG_VERSION..=DIRECTORY_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 file: f,
                 found: version,
