@@ -826,7 +826,9 @@ impl Writer {
         let mut inner = lock(&self.inner);
         self.check_poisoned()?;
         let mut report = BatchReport::default();
-        let mut st = write_lock(&self.live.state);
+        // Validated under the read lock (searches go on): the state cannot
+        // change meanwhile, since every change holds the writer lock.
+        let st = read_lock(&self.live.state);
         let p = st.padded();
         let dim = st.gen.index.dim();
         // Ids the batch changed so far: Some(i) live with the i-th prepared
@@ -896,6 +898,7 @@ impl Writer {
                 }
             }
         }
+        drop(st);
         if keep.is_empty() {
             return Ok(report);
         }
@@ -903,6 +906,7 @@ impl Writer {
         inner
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
+        let mut st = write_lock(&self.live.state);
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
