@@ -205,6 +205,17 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// A batch was committed (written to the log and applied: searches see
+    /// it, a process kill does not undo it) but making it durable failed.
+    #[error("the batch was committed ({operations} operations, visible to searches) but syncing the log failed: {source}; it may not survive a power cut (a retry with skip-existing / ignore-missing is safe)")]
+    CommittedNotDurable {
+        /// Operations the batch committed.
+        operations: usize,
+        /// The sync's error.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// An insert with skip-existing semantics met an id that holds another vector.
     #[error("id {0} already exists with a different vector: skipping existing ids skips only identical ones; use upsert to replace it")]
     IdExistsWithOtherVector(u64),

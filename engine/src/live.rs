@@ -820,7 +820,9 @@ impl Writer {
     /// a crash, with both options, commits exactly what is missing.
     ///
     /// The batch is durable as one operation of the writer's
-    /// [`Durability`]. Its records are encoded and written in chunks of
+    /// [`Durability`]; if the sync that makes it durable fails, the batch
+    /// is committed all the same and the error is
+    /// [`Error::CommittedNotDurable`]. Its records are encoded and written in chunks of
     /// about 1 MiB, so the log side needs no memory proportional to it.
     pub fn apply_batch(&self, ops: &[Op], options: BatchOptions) -> Result<BatchReport> {
         let mut inner = lock(&self.inner);
@@ -919,7 +921,12 @@ impl Writer {
         }
         report.log_records = inner.log.records() - before;
         drop(st);
-        inner.after_append()?;
+        inner
+            .after_append()
+            .map_err(|e| Error::CommittedNotDurable {
+                operations: report.committed(),
+                source: Box::new(e),
+            })?;
         Ok(report)
     }
 
@@ -952,7 +959,7 @@ impl Writer {
             return Err(Error::InvalidParameter {
                 name: "vectors",
                 reason: format!(
-                    "{} floats for {} ids of dimension {dim} (expected {}); nothing was committed",
+                    "{} floats for {} ids of dimension {dim} (expected {})",
                     vectors.len(),
                     ids.len(),
                     ids.len() * dim

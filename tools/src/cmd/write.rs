@@ -122,19 +122,32 @@ fn ids_from(arg: &str) -> Result<Vec<u64>, String> {
     }
 }
 
-/// An error of a write command: the command committed nothing (every
-/// `insert` and `delete` is one atomic batch, validated before anything is
-/// written), printed as JSON too with `--json`.
+/// An error of a write command before anything was written (every `insert`
+/// and `delete` is one atomic batch, validated before anything is written),
+/// printed as JSON too with `--json`.
 fn refused(json: bool, e: impl std::fmt::Display, hint: &str) -> Box<dyn std::error::Error> {
-    let msg = if e.to_string().contains("nothing of the batch was committed") {
-        format!("{e}{hint}")
-    } else {
-        format!("{e}; nothing was committed{hint}")
-    };
+    let msg = format!("{e}; nothing was committed{hint}");
     if json {
         println!(
             "{}",
             serde_json::json!({ "committed": false, "error": msg })
+        );
+    }
+    msg.into()
+}
+
+/// An error of the batch itself: refused whole (the message says nothing
+/// was committed), or committed but not made durable.
+fn batch_error(json: bool, e: &Error, hint: &str) -> Box<dyn std::error::Error> {
+    let (committed, msg) = match e {
+        Error::CommittedNotDurable { .. } => (true, e.to_string()),
+        Error::BatchRejected { .. } => (false, format!("{e}{hint}")),
+        _ => (false, format!("{e}; nothing was committed{hint}")),
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "committed": committed, "durable": !committed, "error": msg })
         );
     }
     msg.into()
@@ -214,7 +227,7 @@ pub fn insert(a: InsertArgs) -> CliResult {
     } else {
         writer.insert_batch(&ids, &data.data, options)
     };
-    let r = result.map_err(|e| refused(a.json, &e, insert_hint(&e)))?;
+    let r = result.map_err(|e| batch_error(a.json, &e, insert_hint(&e)))?;
     checkpoint(&writer, &r)?;
     let s = t.elapsed().as_secs_f64();
     let st = writer.live().stats();
@@ -282,7 +295,7 @@ pub fn delete(a: DeleteArgs) -> CliResult {
             }
             _ => "",
         };
-        refused(a.json, &e, hint)
+        batch_error(a.json, &e, hint)
     })?;
     checkpoint(&writer, &r)?;
     let st = writer.live().stats();
