@@ -22,13 +22,19 @@ fn an_insert_whose_sixth_id_exists_commits_nothing() {
     write_ids(&ids, &[500, 501, 502, 503, 504, 5, 506]);
     let o = run(&["insert", p(&idx), "--input", p(&vecs), "--ids", p(&ids)]);
     assert!(!o.status.success());
+    // Nothing of the batch is there (before atomic batches, 500..=504 were).
+    let live = LiveIndex::open(&idx).unwrap();
+    let present: Vec<u64> = (500..507).filter(|&id| live.contains(id)).collect();
+    assert_eq!(
+        present,
+        Vec::<u64>::new(),
+        "committed before the failing id"
+    );
+    assert_eq!(live.len(), BASE as usize);
     let err = stderr(&o);
     assert!(err.contains("operation 5 (id 5)"), "{err}");
     assert!(err.contains("nothing of the batch was committed"), "{err}");
     assert!(err.contains("--skip-existing"), "{err}");
-    let live = LiveIndex::open(&idx).unwrap();
-    assert_eq!(live.len(), BASE as usize);
-    assert!((500..507).all(|id| !live.contains(id)));
     // The same with --json: a report that says nothing was committed.
     let o = run(&[
         "insert",
@@ -50,12 +56,17 @@ fn a_delete_with_an_unknown_id_in_the_middle_deletes_nothing() {
     build_base(&idx);
     let o = run(&["delete", p(&idx), "--ids", "1,2,999999,3"]);
     assert!(!o.status.success());
+    // Nothing was deleted (before atomic batches, 1 and 2 were).
+    let live = LiveIndex::open(&idx).unwrap();
+    let gone: Vec<u64> = [1, 2, 3]
+        .into_iter()
+        .filter(|&id| !live.contains(id))
+        .collect();
+    assert_eq!(gone, Vec::<u64>::new(), "deleted before the unknown id");
     let err = stderr(&o);
     assert!(err.contains("unknown id 999999"), "{err}");
     assert!(err.contains("nothing of the batch was committed"), "{err}");
     assert!(err.contains("--ignore-missing"), "{err}");
-    let live = LiveIndex::open(&idx).unwrap();
-    assert!([1, 2, 3].iter().all(|&id| live.contains(id)));
     let o = run(&[
         "delete",
         p(&idx),

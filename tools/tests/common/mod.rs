@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::process::{Command, Output};
 use strata::dataset::{write_fvecs, Vectors};
-use strata::{BuildParams, IndexBuilder, Metric, Quantization};
 
 pub const DIM: usize = 8;
 pub const BASE: u64 = 200;
@@ -24,22 +23,29 @@ pub fn vector(seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// An index of ids `0..BASE`, id `i` holding `vector(i)`.
+/// An index of ids `0..BASE`, id `i` holding `vector(i)`, built by the
+/// binary under test (so an older one, through `STRATA_BIN`, reads it).
 pub fn build_base(dir: &Path) {
-    let params = BuildParams {
-        metric: Metric::L2,
-        quantization: Quantization::None,
-        m: 8,
-        ef_construction: 32,
-        seed: Some(1),
-        threads: 1,
-        ..Default::default()
-    };
-    let mut b = IndexBuilder::new(DIM, params).unwrap();
-    for i in 0..BASE {
-        b.add(i, &vector(i)).unwrap();
-    }
-    b.build().unwrap().write(dir).unwrap();
+    let input = dir.with_extension("base.fvecs");
+    write_vectors(&input, &(0..BASE).collect::<Vec<_>>());
+    let o = strata()
+        .args(["build", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(dir)
+        .args(["--metric", "l2", "--quantization", "none", "--m", "8"])
+        .args([
+            "--ef-construction",
+            "32",
+            "--threads",
+            "1",
+            "--seed",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "build: {}", stderr(&o));
 }
 
 /// Writes `seeds`' vectors as an .fvecs file.
@@ -54,8 +60,12 @@ pub fn write_ids(path: &Path, ids: &[u64]) {
     std::fs::write(path, text.join("\n")).unwrap();
 }
 
+/// The binary under test; `STRATA_BIN` runs the same tests against another
+/// build (e.g. an older one, to see which of them it fails).
 pub fn strata() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
+    Command::new(
+        std::env::var_os("STRATA_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_strata").into()),
+    )
 }
 
 pub fn run(args: &[&str]) -> Output {
