@@ -275,14 +275,21 @@ fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
 
 /// The bytes of `path` from offset `from` to its end.
 /// The bytes of `path` from offset `from` to its end, and its length.
-fn read_from(path: &Path, from: u64) -> std::io::Result<(Vec<u8>, u64)> {
+/// The bytes of `path` from offset `from` to its end, its length, and the
+/// version word of its header (0 if the file is shorter than 12 bytes).
+fn read_from(path: &Path, from: u64) -> std::io::Result<(Vec<u8>, u64, u32)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
+    let mut head = [0u8; 12];
+    let version = match f.read_exact(&mut head) {
+        Ok(()) => u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")),
+        Err(_) => 0,
+    };
     f.seek(SeekFrom::Start(from))?;
     let mut out = Vec::new();
     f.read_to_end(&mut out)?;
-    Ok((out, len))
+    Ok((out, len, version))
 }
 
 /// Checks a replayed log against the MANIFEST's lower bound: a log that
@@ -433,13 +440,22 @@ impl LiveIndex {
         let mut st = write_lock(&self.state);
         let from = st.log.valid_len.max(from);
         let base = if from < LOG_HEADER as u64 { 0 } else { from };
-        let (bytes, file_len) = match read_from(&path, base) {
+        let (bytes, file_len, file_version) = match read_from(&path, base) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return missing_log(&manifest, &path);
             }
             Err(e) => return Err(Error::io(path, e)),
         };
+        if base > 0 && file_version != st.log.version {
+            // A writer rewrote a version-3 log as version 4 (atomically,
+            // same generation): offsets into the old file mean nothing in
+            // the new one, so read it from the start.
+            drop(st);
+            let fresh = Self::load(&self.dir)?;
+            *write_lock(&self.state) = fresh;
+            return Ok(());
+        }
         if file_len < base {
             return Err(Error::corrupt(
                 FileKind::Log,

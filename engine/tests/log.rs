@@ -863,11 +863,16 @@ fn a_version_3_log_is_read_and_upgraded() {
     fs::write(&log, &v3[..v3.len() - 3]).unwrap();
     assert_eq!(LiveIndex::open(dir.path()).unwrap().stats().log_records, 2);
     fs::write(&log, &v3).unwrap();
+    // A reader of the version-3 log, refreshed after the upgrade.
+    let reader = LiveIndex::open(dir.path()).unwrap();
     {
         let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
         check(&w.live());
         w.delete_batch(&[3, 4], BatchOptions::default()).unwrap();
     }
+    reader.refresh().unwrap();
+    assert!(!reader.contains(3) && !reader.contains(4) && reader.contains(500));
+    assert_eq!(reader.stats().log_records, 3 + 4);
     assert_eq!(fs::read(&log).unwrap()[8], 4, "log upgraded");
     let m = fs::read(dir.path().join("MANIFEST")).unwrap();
     assert_eq!((m.len(), m[8]), (64, 4), "MANIFEST upgraded");
