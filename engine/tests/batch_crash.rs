@@ -1,5 +1,5 @@
 //! Kill loop of large write batches: a child process appends batches of
-//! 100k–120k operations (each spans five or six 1 MiB write chunks, so
+//! 45k–55k operations (each spans three 1 MiB write chunks, so
 //! kills land inside a batch's writes) and is SIGKILLed at random moments. After every
 //! kill, every batch is in the directory whole or not at all, and every
 //! acknowledged one is there. (The command-line version, with random
@@ -30,7 +30,7 @@ fn vector(id: u64) -> Vec<f32> {
 /// existing id in its middle, so it is refused whole, and so is the delete
 /// of its ids, which then do not exist.
 fn batch_ids(pair: u64) -> Vec<u64> {
-    let n = 100_000 + (pair * 7919) % 20_000;
+    let n = 45_000 + (pair * 7919) % 10_000;
     let first = 1_000_000 + pair * 200_000;
     (first..first + n).collect()
 }
@@ -60,7 +60,7 @@ fn batch_crash_child() {
     let writer = Writer::open(&dir, Durability::None).unwrap();
     let mut out = std::io::stdout().lock();
     use std::io::Write;
-    for i in start..start + 50 {
+    for i in start..start + 6 {
         let pair = i / 2;
         let mut ids = batch_ids(pair);
         let result = if i % 2 == 0 {
@@ -119,7 +119,16 @@ fn batches_are_whole_after_every_kill() {
     let mut next = 0u64;
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let (mut torn_batches, mut in_flight_kept) = (0, 0);
+    // The kill window adapts to the machine's speed: wider after a kill
+    // that let no step finish, narrower after one that did.
+    let mut window_us = 300_000u64;
+    let started = std::time::Instant::now();
+    let mut kills = 0;
     for kill in 0..KILLS {
+        if kill >= 15 && started.elapsed() > Duration::from_secs(18) {
+            break; // a slow machine: enough kills
+        }
+        kills += 1;
         let mut child = Command::new(&exe)
             .args([
                 "batch_crash_child",
@@ -147,7 +156,7 @@ fn batches_are_whole_after_every_kill() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_micros(20_000 + rng % 330_000));
+        std::thread::sleep(Duration::from_micros(20_000 + rng % window_us));
         child.kill().unwrap();
         child.wait().unwrap();
         let done = reader.join().unwrap().map_or(next, |a| a + 1);
@@ -185,9 +194,14 @@ fn batches_are_whole_after_every_kill() {
             let id = batch_ids(p)[123];
             assert_eq!(live.exact_search(&vector(id), 1).unwrap()[0].distance, 0.0);
         }
+        window_us = if now == next {
+            (window_us * 3 / 2).min(1_500_000)
+        } else {
+            (window_us * 9 / 10).max(50_000)
+        };
         next = now;
         // Keep the log short: compact while only the base is live.
-        if logged_after(now).is_none() && live.stats().log_bytes > 20 << 20 {
+        if logged_after(now).is_none() && live.stats().log_bytes > 6 << 20 {
             drop(live);
             let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
             w.compact(CompactOptions {
@@ -197,8 +211,8 @@ fn batches_are_whole_after_every_kill() {
             .unwrap();
         }
     }
-    eprintln!("{KILLS} kills, {next} steps, {torn_batches} torn batches dropped whole, {in_flight_kept} in-flight batches kept whole");
-    assert!(next > 10, "the child made progress: {next} steps");
+    eprintln!("{kills} kills, {next} steps, {torn_batches} torn batches dropped whole, {in_flight_kept} in-flight batches kept whole");
+    assert!(next >= 8, "the child made progress: {next} steps");
     // How many kills land inside a batch's writes varies from run to run
     // (the writes are a few ms of each batch's tens of ms, most of
     // it validation and applying), so it is reported, not required; every

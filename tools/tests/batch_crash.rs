@@ -230,7 +230,7 @@ fn batches_survive_kills_whole_or_not_at_all() {
     let mut model: Model = (0..BASE).map(|i| (i, i)).collect();
     let mut rng = Rng(0x0005_EEDB_A7C4_u64);
     let mut next_id = 10_000u64;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let (mut runs, mut kills, mut kept_whole, mut dropped_whole, mut refused, mut torn_seen) =
         (0, 0, 0, 0, 0, 0);
     // How long an uninterrupted run of each size class takes, to aim the
@@ -347,7 +347,7 @@ fn batches_survive_kills_whole_or_not_at_all() {
          {torn_seen} with a torn tail), {refused} refused; {} live",
         model.len()
     );
-    assert!(runs >= 40, "only {runs} runs");
+    assert!(runs >= 20, "only {runs} runs");
     assert!(
         kept_whole >= 1 && dropped_whole >= 1,
         "kills landed on both sides of commits"
