@@ -182,6 +182,44 @@ pub enum Error {
     #[error("id {0} already exists: use upsert to replace it")]
     IdExists(u64),
 
+    /// The MANIFEST says the generation has a log, and it is missing.
+    #[error("{path} is missing, but the MANIFEST records that this generation has a log holding at least {min_records} records ({min_len} bytes): it was deleted or lost; restore it from a backup (opening without it would silently drop logged operations)")]
+    LogMissing {
+        /// The log file that should exist.
+        path: PathBuf,
+        /// Records the MANIFEST says it holds at least.
+        min_records: u64,
+        /// Bytes the MANIFEST says it holds at least.
+        min_len: u64,
+    },
+
+    /// A write batch was refused before anything of it was written.
+    #[error("batch refused at operation {position} (id {id}): {source}; nothing of the batch was committed")]
+    BatchRejected {
+        /// 0-based position of the offending operation in the batch.
+        position: usize,
+        /// Its id.
+        id: u64,
+        /// Why it was refused.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A batch was committed (written to the log and applied: searches see
+    /// it, a process kill does not undo it) but making it durable failed.
+    #[error("the batch was committed ({operations} operations, visible to searches) but syncing the log failed: {source}; it may not survive a power cut (a retry with skip-existing / ignore-missing is safe)")]
+    CommittedNotDurable {
+        /// Operations the batch committed.
+        operations: usize,
+        /// The sync's error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// An insert with skip-existing semantics met an id that holds another vector.
+    #[error("id {0} already exists with a different vector: skipping existing ids skips only identical ones; use upsert to replace it")]
+    IdExistsWithOtherVector(u64),
+
     /// An input data file could not be parsed.
     #[error("cannot read {path}: {reason}")]
     InputFormat {

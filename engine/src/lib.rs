@@ -49,7 +49,8 @@ pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
 pub use index::{DegreeStats, Index, IndexInfo, OpenOptions, Reachability};
 pub use live::{
-    CompactOptions, CompactReport, Durability, LiveIndex, LiveStats, Writer, LOCK_NAME,
+    BatchOptions, BatchReport, CompactOptions, CompactReport, Durability, LiveIndex, LiveStats,
+    Writer, LOCK_NAME,
 };
 pub use metric::Metric;
 pub use params::{check_threads, max_threads, BuildParams, Neighbor, SearchParams};

@@ -11,11 +11,13 @@
 use crate::builder::IndexBuilder;
 use crate::distance::{padded_dim, Kernels};
 use crate::error::{Error, FileKind, Result};
-use crate::format::manifest::{lock_dir, publish_files, write_manifest, Manifest, MANIFEST_NAME};
+use crate::format::manifest::{
+    lock_dir, publish_files, write_manifest, LogBound, Manifest, MANIFEST_NAME,
+};
+use crate::format::DIRECTORY_VERSION;
 use crate::graph::search::Cand;
 use crate::index::{Index, OpenOptions};
-use crate::log::file::{replay, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
-use crate::log::record::{decode, Decoded};
+use crate::log::file::{replay, replay_records, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
 use crate::log::Op;
 use crate::metric::prepare_vector;
 use crate::params::{Neighbor, SearchParams};
@@ -41,10 +43,7 @@ struct Generation {
 impl Drop for Generation {
     fn drop(&mut self) {
         if self.obsolete.load(Ordering::Acquire) {
-            let m = Manifest {
-                generation: self.number,
-                build_id: 0,
-            };
+            let m = Manifest::new(self.number, 0);
             for name in [m.graph_name(), m.vectors_name(), m.log_name()] {
                 let _ = fs::remove_file(self.dir.join(name));
             }
@@ -64,6 +63,8 @@ struct State {
     slot_of: HashMap<u64, usize>,
     /// How much of the log this state reflects.
     log: ReplayReport,
+    /// A refresh failed part-way: the next one reloads from scratch.
+    needs_reload: bool,
 }
 
 impl State {
@@ -78,6 +79,7 @@ impl State {
             ids: Vec::new(),
             slot_of: HashMap::new(),
             log: ReplayReport::default(),
+            needs_reload: false,
         }
     }
 
@@ -167,20 +169,24 @@ impl State {
         }
     }
 
+    /// Applies one replayed operation (the record at `offset`): one that
+    /// is not valid at its point of the log is corruption (L10).
+    fn replay_op(&mut self, op: &Op, offset: u64) -> Result<()> {
+        let prepared = self.check(op).map_err(|e| {
+            Error::corrupt(
+                FileKind::Log,
+                format!("record at offset {offset}"),
+                "an operation valid at its point in the log",
+                e,
+            )
+        })?;
+        self.apply(op, prepared);
+        Ok(())
+    }
+
     /// Replays log bytes (header included) onto this state.
     fn replay(&mut self, bytes: &[u8], header: &LogHeader) -> Result<ReplayReport> {
-        let report = replay(bytes, header, |_, op, offset| {
-            let prepared = self.check(&op).map_err(|e| {
-                Error::corrupt(
-                    FileKind::Log,
-                    format!("record at offset {offset}"),
-                    "an operation valid at its point in the log",
-                    e,
-                )
-            })?;
-            self.apply(&op, prepared);
-            Ok(())
-        })?;
+        let report = replay(bytes, header, |_, op, offset| self.replay_op(&op, offset))?;
         self.log = report;
         Ok(report)
     }
@@ -273,13 +279,57 @@ fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
 }
 
 /// The bytes of `path` from offset `from` to its end.
-fn read_from(path: &Path, from: u64) -> std::io::Result<Vec<u8>> {
+/// The bytes of `path` from offset `from` to its end, and its length.
+/// The bytes of `path` from offset `from` to its end, its length, and the
+/// version word of its header (0 if the file is shorter than 12 bytes).
+fn read_from(path: &Path, from: u64) -> std::io::Result<(Vec<u8>, u64, u32)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = crate::regular::open_regular(path)?;
+    let len = f.metadata()?.len();
+    let mut head = [0u8; 12];
+    let version = match f.read_exact(&mut head) {
+        Ok(()) => u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")),
+        Err(_) => 0,
+    };
     f.seek(SeekFrom::Start(from))?;
     let mut out = Vec::new();
     f.read_to_end(&mut out)?;
-    Ok(out)
+    Ok((out, len, version))
+}
+
+/// Checks a replayed log against the MANIFEST's lower bound: a log that
+/// holds fewer committed records than the MANIFEST recorded lost some.
+fn check_bound(manifest: &Manifest, path: &Path, report: &ReplayReport) -> Result<()> {
+    match manifest.log {
+        Some(b) if report.valid_len < b.len || report.records < b.records => {
+            Err(Error::corrupt(
+                FileKind::Log,
+                format!("length of {}", path.display()),
+                format!(
+                    "at least {} bytes holding {} committed records (recorded by the MANIFEST)",
+                    b.len, b.records
+                ),
+                format!(
+                    "{} bytes of committed records holding {} records, then {} bytes of torn tail: the log was cut or lost data",
+                    report.valid_len, report.records, report.torn_bytes
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The error for a log the MANIFEST requires that is not there (`Ok` if
+/// the MANIFEST requires none: a missing log then means no records).
+fn missing_log(manifest: &Manifest, path: &Path) -> Result<()> {
+    match manifest.log {
+        Some(b) => Err(Error::LogMissing {
+            path: path.to_path_buf(),
+            min_records: b.records,
+            min_len: b.len,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn log_header(gen: &Generation) -> LogHeader {
@@ -349,13 +399,13 @@ impl LiveIndex {
             };
             let mut state = State::new(gen);
             let path = dir.join(manifest.log_name());
-            match crate::regular::read_regular(&path) {
-                Ok(bytes) => {
-                    state.replay(&bytes, &log_header(&state.gen))?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(path, e)),
-            }
+            let result = match crate::regular::read_regular(&path) {
+                Ok(bytes) => state
+                    .replay(&bytes, &log_header(&state.gen))
+                    .and_then(|report| check_bound(&manifest, &path, &report)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_log(&manifest, &path),
+                Err(e) => Err(Error::io(path, e)),
+            };
             // A compaction may have switched generations (and removed this
             // log) while we read: then load the new one.
             if attempts < 3
@@ -364,19 +414,21 @@ impl LiveIndex {
                 attempts += 1;
                 continue;
             }
+            result?;
             return Ok(state);
         }
     }
 
     /// Picks up what a writer in another process did since this index was
     /// opened or last refreshed: new log records, or a new generation after
-    /// a compaction.
+    /// a compaction. A batch whose commit record is not written yet is not
+    /// applied (it is, whole, by a later refresh).
     pub fn refresh(&self) -> Result<()> {
-        let current = Manifest::read(&self.dir)?.map(|m| m.generation);
+        let current = Manifest::read(&self.dir)?;
         let (same_gen, header, from) = {
             let st = read_lock(&self.state);
             (
-                current == Some(st.gen.number),
+                current.map(|m| m.generation) == Some(st.gen.number) && !st.needs_reload,
                 log_header(&st.gen),
                 st.log.valid_len,
             )
@@ -386,71 +438,69 @@ impl LiveIndex {
             *write_lock(&self.state) = fresh;
             return Ok(());
         }
-        let path = self.dir.join(
-            Manifest {
-                generation: header.generation,
-                build_id: 0,
-            }
-            .log_name(),
-        );
+        let manifest = current.expect("same generation");
+        let path = self.dir.join(manifest.log_name());
         // Read only what follows the records this state has seen (the whole
         // file if the log was created since: its header is checked first).
         let mut st = write_lock(&self.state);
         let from = st.log.valid_len.max(from);
         let base = if from < LOG_HEADER as u64 { 0 } else { from };
-        let bytes = match read_from(&path, base) {
+        let (bytes, file_len, file_version) = match read_from(&path, base) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return missing_log(&manifest, &path);
+            }
             Err(e) => return Err(Error::io(path, e)),
         };
+        if base > 0 && file_version != st.log.version {
+            // A writer rewrote a version-3 log as version 4 (atomically,
+            // same generation): offsets into the old file mean nothing in
+            // the new one, so read it from the start.
+            drop(st);
+            let fresh = Self::load(&self.dir)?;
+            *write_lock(&self.state) = fresh;
+            return Ok(());
+        }
+        if file_len < base {
+            return Err(Error::corrupt(
+                FileKind::Log,
+                format!("length of {}", path.display()),
+                format!("at least {base} bytes (the committed records already read)"),
+                format!("{file_len} bytes: the log was cut"),
+            ));
+        }
         if bytes.is_empty() {
             return Ok(());
         }
-        let mut at = if base == 0 {
-            header.check(&bytes)?;
-            st.log.valid_len = LOG_HEADER as u64;
-            LOG_HEADER
+        let (at, version) = if base == 0 {
+            (LOG_HEADER, header.check(&bytes)?)
         } else {
-            0
+            (0, st.log.version)
         };
-        let dim = header.dim as usize;
-        while at < bytes.len() {
-            match decode(&bytes[at..], dim) {
-                Decoded::Record { seq, op, len } => {
-                    if seq != st.log.records + 1 {
-                        return Err(Error::corrupt(
-                            FileKind::Log,
-                            format!("record at offset {} sequence number", base + at as u64),
-                            st.log.records + 1,
-                            seq,
-                        ));
-                    }
-                    let prepared = st.check(&op).map_err(|e| {
-                        Error::corrupt(
-                            FileKind::Log,
-                            format!("record at offset {}", base + at as u64),
-                            "an operation valid at its point in the log",
-                            e,
-                        )
-                    })?;
-                    st.apply(&op, prepared);
-                    st.log.records += 1;
-                    at += len;
-                    st.log.valid_len = base + at as u64;
-                }
-                Decoded::Torn => break,
-                Decoded::Corrupt(why) => {
-                    return Err(Error::corrupt(
-                        FileKind::Log,
-                        format!("record at offset {}", base + at as u64),
-                        "a valid record",
-                        why,
-                    ));
-                }
+        let before = st.log;
+        let state = &mut *st;
+        let result = replay_records(
+            &bytes[at..],
+            base + at as u64,
+            version,
+            header.dim as usize,
+            before.records,
+            |_, op, offset| state.replay_op(&op, offset),
+        );
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Operations before the failure are applied: start over next time.
+                st.needs_reload = true;
+                return Err(e);
             }
-        }
-        st.log.torn_bytes = (bytes.len() - at) as u64;
-        Ok(())
+        };
+        st.log = ReplayReport {
+            ops: before.ops + report.ops,
+            batches: before.batches + report.batches,
+            ..report
+        };
+        check_bound(&manifest, &path, &st.log)
     }
 
     /// The `k` nearest live vectors: the generation's graph (deleted
@@ -575,6 +625,8 @@ struct WriterInner {
     durability: Durability,
     pending: usize,
     oldest_pending: Option<Instant>,
+    /// The MANIFEST as this writer last wrote or read it.
+    manifest: Manifest,
 }
 
 impl WriterInner {
@@ -636,26 +688,71 @@ impl Writer {
         let mut state = State::new(gen);
         let header = log_header(&state.gen);
         let path = dir.join(manifest.log_name());
-        let log = match crate::regular::read_regular(&path) {
+        let mut log = match crate::regular::read_regular(&path) {
             Ok(bytes) => {
                 let report = state.replay(&bytes, &header)?;
-                LogWriter::resume(path, &report)?
+                check_bound(&manifest, &path, &report)?;
+                if report.version < DIRECTORY_VERSION {
+                    // An older log: rewrite its committed operations as
+                    // current records (atomically: temp file, rename), so
+                    // that appends never mix two framings in one file.
+                    let mut records = Vec::new();
+                    let mut n = 0u64;
+                    replay(&bytes, &header, |_, op, _| {
+                        n += 1;
+                        op.encode(n, &mut records);
+                        Ok(())
+                    })?;
+                    let log =
+                        LogWriter::create(&dir, &manifest.log_name(), &header, &records, n + 1)?;
+                    state.log = ReplayReport {
+                        records: n,
+                        valid_len: log.len(),
+                        version: DIRECTORY_VERSION,
+                        ops: n,
+                        ..ReplayReport::default()
+                    };
+                    log
+                } else {
+                    LogWriter::resume(path, &report)?
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Rewrite the MANIFEST at this build's directory version
-                // first, so readers that cannot replay logs refuse the
-                // directory before it has one.
-                write_manifest(&dir, &manifest)?;
-                LogWriter::create(&dir, &manifest.log_name(), &header, &[], 1)?
+                missing_log(&manifest, &path)?;
+                // The log is created (header only) before the MANIFEST
+                // names it: a crash between the two leaves an empty log
+                // that no reader needs.
+                let log = LogWriter::create(&dir, &manifest.log_name(), &header, &[], 1)?;
+                state.log = ReplayReport {
+                    valid_len: log.len(),
+                    version: DIRECTORY_VERSION,
+                    ..ReplayReport::default()
+                };
+                log
             }
             Err(e) => return Err(Error::io(path, e)),
         };
+        // Record in the MANIFEST (at this build's directory version, so
+        // older readers refuse the directory from now on) that the log
+        // exists and holds at least what it holds now, once that is durable.
+        let bound = Manifest {
+            log: Some(LogBound {
+                len: log.len(),
+                records: log.records(),
+            }),
+            ..manifest
+        };
+        if bound != manifest {
+            log.sync()?;
+            write_manifest(&dir, &bound)?;
+        }
         state.log.torn_bytes = 0;
         let inner = Arc::new(Mutex::new(WriterInner {
             log,
             durability,
             pending: 0,
             oldest_pending: None,
+            manifest: bound,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let flusher = match durability {
@@ -702,8 +799,9 @@ impl Writer {
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
             st.apply(&op, prepared);
-            st.log.records += 1;
+            st.log.records = inner.log.records();
             st.log.valid_len = inner.log.len();
+            st.log.ops += 1;
         }
         inner.after_append()
     }
@@ -727,6 +825,218 @@ impl Writer {
             id,
             vector: vector.to_vec(),
         })
+    }
+
+    /// Applies `ops` as one atomic unit: all of them or none, in the log
+    /// (a batch-begin record, the operations, a batch-commit record: a
+    /// crash before the commit is durable drops the whole batch at replay)
+    /// and in memory (searches see none of it until all of it).
+    ///
+    /// Every operation is validated first, in order, against the current
+    /// contents as changed by the operations before it in the batch, and
+    /// nothing is written if one fails: the error is
+    /// [`Error::BatchRejected`] naming its position and id. With
+    /// [`BatchOptions::skip_existing`], an insert of an id that is live
+    /// with the same vector (bit for bit, after the same preparation as at
+    /// insert) is skipped, and one whose vector differs fails with
+    /// [`Error::IdExistsWithOtherVector`]; with
+    /// [`BatchOptions::ignore_missing`], a delete of an id that is not live
+    /// is skipped. So retrying a batch that was committed (or not) before
+    /// a crash, with both options, commits exactly what is missing.
+    ///
+    /// The batch is durable as one operation of the writer's
+    /// [`Durability`]; if the sync that makes it durable fails, the batch
+    /// is committed all the same and the error is
+    /// [`Error::CommittedNotDurable`]. Its records are encoded and written in chunks of
+    /// about 1 MiB, so the log side needs no memory proportional to it.
+    pub fn apply_batch(&self, ops: &[Op], options: BatchOptions) -> Result<BatchReport> {
+        let mut inner = lock(&self.inner);
+        self.check_poisoned()?;
+        let mut report = BatchReport::default();
+        // Validated under the read lock (searches go on): the state cannot
+        // change meanwhile, since every change holds the writer lock.
+        let st = read_lock(&self.live.state);
+        let p = st.padded();
+        let dim = st.gen.index.dim();
+        // Ids the batch changed so far: Some(i) live with the i-th prepared
+        // row of the batch, None removed.
+        let mut overlay: HashMap<u64, Option<usize>> = HashMap::new();
+        let mut prepared: Vec<f32> = Vec::new();
+        // Per operation kept: its prepared row index, or None (a delete).
+        let mut keep: Vec<(usize, Option<usize>)> = Vec::with_capacity(ops.len());
+        for (position, op) in ops.iter().enumerate() {
+            let id = op.id();
+            let reject = |source: Error| Error::BatchRejected {
+                position,
+                id,
+                source: Box::new(source),
+            };
+            let live = match overlay.get(&id) {
+                Some(slot) => slot.is_some(),
+                None => st.contains(id),
+            };
+            match op {
+                Op::Insert { vector, .. } | Op::Upsert { vector, .. } => {
+                    let row = st
+                        .check(&Op::Upsert {
+                            id,
+                            vector: vector.clone(),
+                        })
+                        .map_err(reject)?
+                        .expect("a prepared row");
+                    if live && matches!(op, Op::Insert { .. }) {
+                        if !options.skip_existing {
+                            return Err(reject(Error::IdExists(id)));
+                        }
+                        let same = match overlay.get(&id) {
+                            Some(Some(i)) => prepared[i * p..i * p + dim] == row[..dim],
+                            _ => match st.slot_of.get(&id) {
+                                Some(&slot) => st.rows[slot * p..slot * p + dim] == row[..dim],
+                                None => st.gen.index.get(id).is_ok_and(|v| v[..] == row[..dim]),
+                            },
+                        };
+                        if !same {
+                            return Err(reject(Error::IdExistsWithOtherVector(id)));
+                        }
+                        report.skipped_existing.push(id);
+                        continue;
+                    }
+                    let i = prepared.len() / p;
+                    prepared.extend_from_slice(&row);
+                    overlay.insert(id, Some(i));
+                    keep.push((position, Some(i)));
+                    if matches!(op, Op::Insert { .. }) {
+                        report.inserted += 1;
+                    } else {
+                        report.upserted += 1;
+                    }
+                }
+                Op::Delete { .. } => {
+                    if !live {
+                        if !options.ignore_missing {
+                            return Err(reject(Error::UnknownId(id)));
+                        }
+                        report.skipped_missing.push(id);
+                        continue;
+                    }
+                    overlay.insert(id, None);
+                    keep.push((position, None));
+                    report.deleted += 1;
+                }
+            }
+        }
+        drop(st);
+        if keep.is_empty() {
+            return Ok(report);
+        }
+        let before = inner.log.records();
+        inner
+            .log
+            .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
+        let mut st = write_lock(&self.live.state);
+        for &(position, row) in &keep {
+            let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
+            st.apply(&ops[position], row);
+        }
+        st.log.records = inner.log.records();
+        st.log.valid_len = inner.log.len();
+        st.log.ops += keep.len() as u64;
+        if keep.len() > 1 {
+            st.log.batches += 1;
+        }
+        report.log_records = inner.log.records() - before;
+        drop(st);
+        inner
+            .after_append()
+            .map_err(|e| Error::CommittedNotDurable {
+                operations: report.committed(),
+                source: Box::new(e),
+            })?;
+        Ok(report)
+    }
+
+    /// Inserts `ids` with the row-major `vectors` (one row of `dim` per
+    /// id) as one atomic batch ([`Writer::apply_batch`]). An id repeated
+    /// in `ids` is refused ([`Error::DuplicateId`], positions as rows).
+    pub fn insert_batch(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        options: BatchOptions,
+    ) -> Result<BatchReport> {
+        self.rows_batch(ids, vectors, options, false)
+    }
+
+    /// Upserts `ids` with the row-major `vectors` as one atomic batch.
+    pub fn upsert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<BatchReport> {
+        self.rows_batch(ids, vectors, BatchOptions::default(), true)
+    }
+
+    fn rows_batch(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        options: BatchOptions,
+        upsert: bool,
+    ) -> Result<BatchReport> {
+        let dim = self.live.dim();
+        if vectors.len() != ids.len() * dim {
+            return Err(Error::InvalidParameter {
+                name: "vectors",
+                reason: format!(
+                    "{} floats for {} ids of dimension {dim} (expected {})",
+                    vectors.len(),
+                    ids.len(),
+                    ids.len() * dim
+                ),
+            });
+        }
+        check_unique(ids)?;
+        let ops: Vec<Op> = ids
+            .iter()
+            .zip(vectors.chunks_exact(dim.max(1)))
+            .map(|(&id, v)| {
+                let vector = v.to_vec();
+                if upsert {
+                    Op::Upsert { id, vector }
+                } else {
+                    Op::Insert { id, vector }
+                }
+            })
+            .collect();
+        self.apply_batch(&ops, options)
+    }
+
+    /// Deletes `ids` as one atomic batch ([`Writer::apply_batch`]). An id
+    /// repeated in `ids` is refused ([`Error::DuplicateId`]).
+    pub fn delete_batch(&self, ids: &[u64], options: BatchOptions) -> Result<BatchReport> {
+        check_unique(ids)?;
+        let ops: Vec<Op> = ids.iter().map(|&id| Op::Delete { id }).collect();
+        self.apply_batch(&ops, options)
+    }
+
+    /// Makes every earlier operation durable and records in the MANIFEST
+    /// that the log holds at least what it holds now, so that a log cut
+    /// below this point (or deleted) is an error at open instead of a
+    /// silent loss. Costs one fsync of the log and one MANIFEST
+    /// replacement (nothing if nothing changed since the last one). Done
+    /// by `Writer::open`, every compaction, and when the writer is dropped.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        self.check_poisoned()?;
+        inner.sync()?;
+        let bound = Manifest {
+            log: Some(LogBound {
+                len: inner.log.len(),
+                records: inner.log.records(),
+            }),
+            ..inner.manifest
+        };
+        if bound != inner.manifest {
+            write_manifest(&self.live.dir, &bound)?;
+            inner.manifest = bound;
+        }
+        Ok(())
     }
 
     /// Returns once every earlier operation is durable.
@@ -792,10 +1102,7 @@ impl Writer {
                 gen.number,
             )
         })?;
-        let next = Manifest {
-            generation,
-            build_id: built.build_id(),
-        };
+        let mut next = Manifest::new(generation, built.build_id());
         // 3. Under the writer lock: carry the tail of the log over, switch.
         let mut inner = lock(&self.inner);
         inner.sync()?;
@@ -803,19 +1110,36 @@ impl Writer {
         let tail = old_log.get(mark_len as usize..).unwrap_or(&[]);
         let mut carried = Vec::new();
         let mut carried_records = 0u64;
-        let mut at = 0;
-        while at < tail.len() {
-            match decode(&tail[at..], index.dim()) {
-                Decoded::Record { op, len, .. } => {
-                    carried_records += 1;
-                    op.encode(carried_records, &mut carried);
-                    at += len;
-                }
-                _ => break,
-            }
+        // The same decoder as every reader. Batches committed during the
+        // build are carried as plain records: the new log appears whole
+        // (it is created atomically), so they stay all-or-nothing.
+        let tail_report = replay_records(
+            tail,
+            mark_len,
+            DIRECTORY_VERSION,
+            index.dim(),
+            mark_records,
+            |_, op, _| {
+                carried_records += 1;
+                op.encode(carried_records, &mut carried);
+                Ok(())
+            },
+        )?;
+        if tail_report.torn_bytes > 0 {
+            // This writer appends whole units and cuts back failed ones.
+            return Err(Error::corrupt(
+                FileKind::Log,
+                format!(
+                    "record at offset {} of the log being compacted",
+                    tail_report.valid_len
+                ),
+                "nothing after the last committed record (written by this writer)",
+                format!("{} bytes", tail_report.torn_bytes),
+            ));
         }
+        let names = [next.graph_name(), next.vectors_name(), next.log_name()];
         let cleanup = |dir: &Path| {
-            for name in [next.graph_name(), next.vectors_name(), next.log_name()] {
+            for name in &names {
                 let _ = fs::remove_file(dir.join(name));
             }
         };
@@ -841,6 +1165,10 @@ impl Writer {
                 return Err(e);
             }
         };
+        next.log = Some(LogBound {
+            len: new_log.len(),
+            records: new_log.records(),
+        });
         if let Err(e) = write_manifest(&dir, &next) {
             // Whether the switch happened is what the MANIFEST says now.
             if Manifest::read(&dir).ok().flatten() != Some(next) {
@@ -854,7 +1182,8 @@ impl Writer {
             let (new_gen, _) = open_generation(&dir)?;
             let mut state = State::new(new_gen);
             let log_bytes = fs::read(new_log.path()).map_err(|e| Error::io(new_log.path(), e))?;
-            state.replay(&log_bytes, &log_header(&state.gen))?;
+            let report = state.replay(&log_bytes, &log_header(&state.gen))?;
+            check_bound(&next, new_log.path(), &report)?;
             Ok(state)
         })();
         let state = match loaded {
@@ -872,6 +1201,7 @@ impl Writer {
             *st = state;
         }
         inner.log = new_log;
+        inner.manifest = next;
         inner.pending = 0;
         inner.oldest_pending = None;
         Ok(CompactReport {
@@ -889,7 +1219,56 @@ impl Drop for Writer {
         if let Some(h) = self.flusher.take() {
             let _ = h.join();
         }
-        let _ = lock(&self.inner).sync();
+        if self.checkpoint().is_err() {
+            let _ = lock(&self.inner).sync();
+        }
+    }
+}
+
+/// Refuses an id repeated in a batch of ids.
+fn check_unique(ids: &[u64]) -> Result<()> {
+    let mut first: HashMap<u64, usize> = HashMap::with_capacity(ids.len());
+    for (row, &id) in ids.iter().enumerate() {
+        if let Some(&first_row) = first.get(&id) {
+            return Err(Error::DuplicateId { id, first_row, row });
+        }
+        first.insert(id, row);
+    }
+    Ok(())
+}
+
+/// Policies of [`Writer::apply_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchOptions {
+    /// Skip an insert of an id that is live with the same vector (an
+    /// idempotent retry); one with another vector still fails.
+    pub skip_existing: bool,
+    /// Skip a delete of an id that is not live.
+    pub ignore_missing: bool,
+}
+
+/// What a batch committed: exactly these, all at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Inserts committed.
+    pub inserted: usize,
+    /// Upserts committed.
+    pub upserted: usize,
+    /// Deletes committed.
+    pub deleted: usize,
+    /// Inserts skipped: the id was live with the same vector.
+    pub skipped_existing: Vec<u64>,
+    /// Deletes skipped: the id was not live.
+    pub skipped_missing: Vec<u64>,
+    /// Log records written (0 if everything was skipped; one for a single
+    /// operation; operations + 2 for a begin/commit framed batch).
+    pub log_records: u64,
+}
+
+impl BatchReport {
+    /// Operations committed.
+    pub fn committed(&self) -> usize {
+        self.inserted + self.upserted + self.deleted
     }
 }
 

@@ -25,6 +25,13 @@
 //!   the append log and changed no data-file byte); manifest versions 1
 //!   and 2 stay readable, pinned by golden-v1 and by `malformed.rs`.
 //!
+//! * **Directory version 4 = the log.** `tests/fixtures/golden-v4/` holds
+//!   the MANIFEST (64 bytes, log flag and bound) and the log (plain records
+//!   and two begin/commit batches) that a fixed script of writes leaves on
+//!   a copy of `golden-v2/int8/`; the log must replay as recorded, and the
+//!   script must reproduce both files byte for byte. Regenerate with
+//!   `STRATA_REGENERATE_GOLDEN_V4=1`.
+//!
 //! A change that breaks any of this is a format or determinism change: for
 //! a deliberate one, bump the format version (the current golden-v2 then
 //! becomes read-compatibility material like golden-v1) rather than quietly
@@ -463,6 +470,20 @@ fn v1_checked_in_header_is_read_as_written() {
 /// version words set back to 1 (and golden-v1's build id,
 /// whose derivation from the seed and parameters is not part of the format)
 /// and the CRCs covering them recomputed are golden-v1 byte for byte.
+/// A version-4 MANIFEST of a generation without a log (64 bytes: the
+/// version-3 fields, a zero log bound, reserved zero, CRC at 60) in the
+/// 48-byte layout of versions 1-3, version word kept, CRC at 40 recomputed.
+fn manifest_as_v3_layout(v4: &[u8]) -> Vec<u8> {
+    assert_eq!(v4.len(), 64, "a version-4 MANIFEST");
+    assert_eq!(rd32(v4, 8), 4);
+    assert!(v4[12..16].iter().all(|b| *b == 0), "no log flag");
+    assert!(v4[40..60].iter().all(|b| *b == 0), "no log bound");
+    let mut m = v4[..40].to_vec();
+    m.extend_from_slice(&crc32fast::hash(&v4[..40]).to_le_bytes());
+    m.extend_from_slice(&[0; 4]);
+    m
+}
+
 #[test]
 fn v1_files_are_a_fresh_int8_build_relabelled_as_version_1() {
     maybe_regenerate();
@@ -478,8 +499,11 @@ fn v1_files_are_a_fresh_int8_build_relabelled_as_version_1() {
     ] {
         let mut fresh = fs::read(tmp.path().join(name)).unwrap();
         let golden = fs::read(v1_dir().join(name)).unwrap();
+        let written = if name == "MANIFEST" { 4 } else { 2 };
+        if name == "MANIFEST" {
+            fresh = manifest_as_v3_layout(&fresh);
+        }
         assert_eq!(fresh.len(), golden.len(), "{name}: length");
-        let written = if name == "MANIFEST" { 3 } else { 2 };
         assert_eq!(
             rd32(&fresh, 8),
             written,
@@ -599,8 +623,17 @@ fn v2_fresh_builds_reproduce_checked_in_files() {
         let tmp = tempfile::tempdir().unwrap();
         built.write(tmp.path()).unwrap();
         for file in FILES {
+            let mut fresh = fs::read(tmp.path().join(file)).unwrap();
+            if file == "MANIFEST" {
+                // The checked-in MANIFESTs are directory version 3 (48
+                // bytes); a fresh one is version 4 with no log bound.
+                fresh = manifest_as_v3_layout(&fresh);
+                wr32(&mut fresh, 8, 3);
+                let crc = crc32fast::hash(&fresh[..40]);
+                wr32(&mut fresh, 40, crc);
+            }
             assert!(
-                fs::read(tmp.path().join(file)).unwrap() == fs::read(fx.dir().join(file)).unwrap(),
+                fresh == fs::read(fx.dir().join(file)).unwrap(),
                 "{name}: {file} differs from the checked-in one"
             );
         }
@@ -685,4 +718,138 @@ fn fixtures_stay_small() {
     }
     let v2 = dir_bytes(&fixtures_root().join("golden-v2"));
     assert!(v2 < 280 * 1024, "golden-v2 is {v2} bytes");
+}
+
+// ---------------------------------------------------------------------------
+// Directory version 4: `golden-v4/` holds the MANIFEST and log that a fixed
+// script of writes (plain records and two begin/commit batches) leaves on
+// a copy of `golden-v2/int8/` (whose data files it shares, so they are not
+// checked in twice). Regenerated with STRATA_REGENERATE_GOLDEN_V4=1.
+// ---------------------------------------------------------------------------
+
+const V4_FILES: [&str; 2] = ["MANIFEST", "g00000001.log"];
+
+fn v4_dir() -> PathBuf {
+    fixtures_root().join("golden-v4")
+}
+
+/// A deterministic vector of the script.
+fn v4_vector(i: usize) -> Vec<f32> {
+    (0..8)
+        .map(|j| i as f32 * 0.25 - 1.0 + j as f32 * 0.125)
+        .collect()
+}
+
+/// The script, on a writer of a copy of golden-v2/int8.
+fn v4_script(dir: &Path) {
+    use strata::log::Op;
+    use strata::{BatchOptions, Durability, Writer};
+    let w = Writer::open(dir, Durability::EveryOp).unwrap();
+    w.insert(1000, &v4_vector(0)).unwrap();
+    w.delete(3).unwrap();
+    w.upsert(4, &v4_vector(1)).unwrap();
+    let ops = [
+        Op::Insert {
+            id: 1001,
+            vector: v4_vector(2),
+        },
+        Op::Insert {
+            id: 1002,
+            vector: v4_vector(3),
+        },
+        Op::Delete { id: 5 },
+        Op::Upsert {
+            id: 6,
+            vector: v4_vector(4),
+        },
+    ];
+    w.apply_batch(&ops, BatchOptions::default()).unwrap();
+    // A batch of one is a plain record.
+    w.insert_batch(&[1003], &v4_vector(5), BatchOptions::default())
+        .unwrap();
+    w.delete_batch(&[7, 8], BatchOptions::default()).unwrap();
+}
+
+/// A copy of golden-v2/int8 with golden-v4's MANIFEST and log.
+fn v4_checked_in_copy() -> tempfile::TempDir {
+    let tmp = copy_fixture(&fixtures_root().join("golden-v2/int8"));
+    for name in V4_FILES {
+        fs::copy(v4_dir().join(name), tmp.path().join(name)).unwrap();
+    }
+    tmp
+}
+
+#[test]
+fn v4_fresh_writes_reproduce_checked_in_log() {
+    let tmp = copy_fixture(&fixtures_root().join("golden-v2/int8"));
+    v4_script(tmp.path());
+    // Its own switch: STRATA_REGENERATE_GOLDEN also rewrites golden-v2.
+    if std::env::var("STRATA_REGENERATE_GOLDEN_V4").as_deref() == Ok("1") {
+        fs::create_dir_all(v4_dir()).unwrap();
+        for name in V4_FILES {
+            fs::copy(tmp.path().join(name), v4_dir().join(name)).unwrap();
+        }
+    }
+    for name in V4_FILES {
+        assert!(
+            fs::read(tmp.path().join(name)).unwrap() == fs::read(v4_dir().join(name)).unwrap(),
+            "golden-v4/{name} differs from what the script writes"
+        );
+    }
+}
+
+#[test]
+fn v4_checked_in_log_replays_as_recorded() {
+    let tmp = v4_checked_in_copy();
+    let m = fs::read(tmp.path().join("MANIFEST")).unwrap();
+    let log = fs::read(tmp.path().join("g00000001.log")).unwrap();
+    // MANIFEST: version 4, the log flag, the bound = the whole log.
+    assert_eq!((m.len(), rd32(&m, 8), rd32(&m, 12)), (64, 4, 1));
+    assert_eq!(
+        u64::from_le_bytes(m[40..48].try_into().unwrap()),
+        log.len() as u64
+    );
+    assert_eq!(u64::from_le_bytes(m[48..56].try_into().unwrap()), 14);
+    let (info, ops, report) = strata::log::parse_log(&log).unwrap();
+    assert_eq!((info.generation, info.dim, rd32(&log, 8)), (1, 8, 4));
+    assert_eq!(
+        (ops.len(), report.records, report.batches, report.torn_bytes),
+        (10, 14, 2, 0)
+    );
+    let live = strata::LiveIndex::open(tmp.path()).unwrap();
+    let s = live.stats();
+    assert_eq!(
+        (s.base_count, s.deleted, s.inserted, s.live, s.log_records),
+        (300, 6, 6, 300, 14)
+    );
+    for id in [3, 5, 7, 8] {
+        assert!(!live.contains(id), "{id} deleted");
+    }
+    for (id, v) in [(1000, 0), (4, 1), (1001, 2), (1002, 3), (6, 4), (1003, 5)] {
+        let hit = live.exact_search(&v4_vector(v), 1).unwrap();
+        assert_eq!((hit[0].id, hit[0].distance), (id, 0.0), "id {id}");
+    }
+    // The same log with its last batch's commit cut off: that batch is torn.
+    let cut = log.len() - 1;
+    fs::write(tmp.path().join("g00000001.log"), &log[..cut]).unwrap();
+    let m_old = {
+        // The bound would (rightly) refuse the cut log: drop the flag.
+        let mut m = m.clone();
+        wr32(&mut m, 12, 0);
+        m[40..56].fill(0);
+        let crc = crc32fast::hash(&m[..60]);
+        wr32(&mut m, 60, crc);
+        m
+    };
+    assert!(
+        strata::LiveIndex::open(tmp.path()).is_err(),
+        "below the bound"
+    );
+    fs::write(tmp.path().join("MANIFEST"), m_old).unwrap();
+    let live = strata::LiveIndex::open(tmp.path()).unwrap();
+    assert!(
+        live.contains(7) && live.contains(8),
+        "the torn batch is dropped whole"
+    );
+    assert_eq!(live.stats().log_records, 10);
 }

@@ -1759,7 +1759,7 @@ fn corrupt_manifest_is_a_typed_error() {
             &format!("len {len}"),
         );
     }
-    for version in [0, 4, u32::MAX] {
+    for version in [0, 5, u32::MAX] {
         assert!(matches!(
             open_with(&manifest_bytes(1, build_id, version, 0)),
             Error::UnsupportedVersion {
@@ -1769,10 +1769,48 @@ fn corrupt_manifest_is_a_typed_error() {
             } if found == version
         ));
     }
-    // Versions 1 to 3 are read (the writer writes 3: the directory may hold a log).
+    // Versions 1 to 3 are read (48 bytes); version 4 is 64 bytes.
     for version in [1, 2, 3] {
         fs::write(&mpath, manifest_bytes(1, build_id, version, 0)).unwrap();
         Index::open(dir.path()).unwrap_or_else(|e| panic!("manifest version {version}: {e}"));
+    }
+    assert_corrupt(
+        &open_with(&manifest_bytes(1, build_id, 4, 0)),
+        FileKind::Manifest,
+        "length of a version-4 manifest",
+        "48-byte version 4",
+    );
+    let v4 = |flags: u32, len: u64, records: u64, reserved: u32| {
+        let mut m = vec![0u8; 64];
+        m[..40].copy_from_slice(&manifest_bytes(1, build_id, 4, flags)[..40]);
+        wr64(&mut m, 40, len);
+        wr64(&mut m, 48, records);
+        wr32(&mut m, 56, reserved);
+        let crc = crc32fast::hash(&m[..60]);
+        wr32(&mut m, 60, crc);
+        m
+    };
+    for ok in [v4(0, 0, 0, 0), v4(1, 64, 0, 0)] {
+        fs::write(&mpath, &ok).unwrap();
+        Index::open(dir.path()).unwrap_or_else(|e| panic!("manifest version 4: {e}"));
+    }
+    for (bad, what) in [
+        (v4(2, 0, 0, 0), "flags"),
+        (v4(0, 64, 1, 0), "log bound of a generation without a log"),
+        (v4(1, 63, 0, 0), "log length bound"),
+        (v4(0, 0, 0, 1), "reserved bytes 56..60"),
+    ] {
+        assert_corrupt(&open_with(&bad), FileKind::Manifest, what, what);
+    }
+    for at in 12..60 {
+        let mut m = v4(1, 100, 1, 0);
+        m[at] ^= 0x40;
+        assert_checksum(
+            &open_with(&m),
+            FileKind::Manifest,
+            "manifest",
+            &format!("v4 byte {at}"),
+        );
     }
     for at in 12..44 {
         let mut m = good.clone();

@@ -53,10 +53,17 @@ fn file_names(dir: &Path) -> BTreeSet<String> {
 /// `(generation, build id)` decoded from a MANIFEST by hand (format-spec/manifest.md).
 fn manifest(dir: &Path) -> (u64, u128) {
     let b = fs::read(dir.join("MANIFEST")).unwrap();
-    assert_eq!(b.len(), 48);
+    // Directory version 4: 64 bytes, CRC of [0, 60) at 60; a publish
+    // writes no log flag and a zero log bound.
+    assert_eq!(b.len(), 64);
     assert_eq!(&b[..8], b"STRATAMF");
-    let stored = u32::from_le_bytes(b[40..44].try_into().unwrap());
-    assert_eq!(stored, crc32fast::hash(&b[..40]), "MANIFEST CRC");
+    assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 4);
+    assert!(
+        b[12..16].iter().chain(&b[40..60]).all(|x| *x == 0),
+        "no log flag or bound"
+    );
+    let stored = u32::from_le_bytes(b[60..64].try_into().unwrap());
+    assert_eq!(stored, crc32fast::hash(&b[..60]), "MANIFEST CRC");
     (
         u64::from_le_bytes(b[16..24].try_into().unwrap()),
         u128::from_le_bytes(b[24..40].try_into().unwrap()),

@@ -207,23 +207,30 @@ pub fn reseal_vectors(v: &mut [u8]) -> bool {
     true
 }
 
-/// Recomputes the log header CRC, then walks the record frames
-/// (`body_len u32, body_crc u32, body`) and recomputes each whole record's
-/// body CRC, stopping at the first frame that does not fit.
+/// Recomputes the log header CRC, then walks the record frames and
+/// recomputes each whole record's checksums, stopping at the first frame
+/// that does not fit. Version 3 frames are `body_len u32, body_crc u32`;
+/// version 4 (and later) frames are `body_len u32, len_crc u32, body_crc u32`.
 pub fn reseal_log(l: &mut [u8]) -> bool {
     if l.len() < LOG_HEADER {
         return false;
     }
     let crc = crc32fast::hash(&l[..LOG_HEADER_CRC]);
     wr_u32(l, LOG_HEADER_CRC, crc);
+    let v4 = rd_u32(l, 8) >= 4;
+    let frame = if v4 { 12 } else { 8 };
     let mut at = LOG_HEADER;
-    while at + 8 <= l.len() {
+    while at + frame <= l.len() {
         let body = rd_u32(l, at) as usize;
-        let Some(end) = (at + 8).checked_add(body).filter(|e| *e <= l.len()) else {
+        let Some(end) = (at + frame).checked_add(body).filter(|e| *e <= l.len()) else {
             break;
         };
-        let crc = crc32fast::hash(&l[at + 8..end]);
-        wr_u32(l, at + 4, crc);
+        let crc = crc32fast::hash(&l[at + frame..end]);
+        if v4 {
+            let len_crc = crc32fast::hash(&l[at..at + 4]);
+            wr_u32(l, at + 4, len_crc);
+        }
+        wr_u32(l, at + frame - 4, crc);
         at = end;
     }
     true
@@ -449,7 +456,15 @@ fn parse_and_check_log(bytes: &[u8]) -> Reached {
     let Ok((info, ops, report)) = strata::log::parse_log(bytes) else {
         return Reached::default();
     };
-    assert_eq!(ops.len() as u64, report.records, "one op per valid record");
+    assert_eq!(
+        ops.len() as u64,
+        report.ops,
+        "one op per committed operation"
+    );
+    assert!(
+        report.records >= report.ops + 2 * report.batches,
+        "batch records are counted: {report:?}"
+    );
     assert_eq!(
         report.valid_len + report.torn_bytes,
         bytes.len() as u64,
@@ -1100,6 +1115,20 @@ pub fn log_seed(scratch: &Path) -> std::io::Result<Vec<u8>> {
         w.upsert(Fixture::id(4), &v(4)).map_err(err)?;
         w.upsert(5020, &v(5)).map_err(err)?;
         w.delete(5000).map_err(err)?;
+        // A begin/commit framed batch of three operations (version 4).
+        let mut ops = vec![
+            strata::log::Op::Insert {
+                id: 5030,
+                vector: v(6),
+            },
+            strata::log::Op::Delete { id: 5010 },
+        ];
+        ops.push(strata::log::Op::Upsert {
+            id: 5030,
+            vector: v(7),
+        });
+        w.apply_batch(&ops, strata::BatchOptions::default())
+            .map_err(err)?;
         w.flush().map_err(err)?;
     }
     let mut log = None;
@@ -1283,9 +1312,12 @@ pub fn write_seed_corpus(root: &Path, scratch: &Path) -> std::io::Result<()> {
     let v1 = as_version_1(&fixture_named("int8-cosine").graph);
     put("graph_file", "int8-cosine-v1.graph", &v1)?;
 
+    // `insert-delete-upsert.log` and `torn-tail.log` are version-3 logs
+    // written before directory version 4; they stay checked in as they are.
     let log = log_seed(scratch)?;
-    put("log_file", "insert-delete-upsert.log", &log)?;
-    put("log_file", "torn-tail.log", &log[..log.len() - 13])?;
+    put("log_file", "v4-batch.log", &log)?;
+    // Cut inside the batch's commit record: the whole batch is torn.
+    put("log_file", "v4-torn-batch.log", &log[..log.len() - 13])?;
 
     for (name, case) in search_seed_cases() {
         put("index_search", &name, &case.encode())?;

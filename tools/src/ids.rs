@@ -67,11 +67,6 @@ impl IdList {
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         self.runs.iter().flat_map(|&(a, b)| a..=b)
     }
-
-    /// First and last id in input order.
-    pub fn ends(&self) -> Option<(u64, u64)> {
-        Some((self.runs.first()?.0, self.runs.last()?.1))
-    }
 }
 
 fn looks_like_list(s: &str) -> bool {
@@ -97,7 +92,6 @@ mod tests {
         let l = IdList::parse("0-100000000,0-18446744073709551615").unwrap();
         assert_eq!(l.len(), u64::MAX);
         assert_eq!(l.iter().take(3).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert_eq!(l.ends(), Some((0, u64::MAX)));
     }
 
     #[test]

@@ -220,11 +220,11 @@ fn deleting_a_huge_range_does_not_materialise_it() {
     let o = Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
     fails(
         &o,
-        &["100000001 ids", "100 live vectors", "nothing deleted"],
+        &["100000001 ids", "100 live vectors", "nothing was committed"],
     );
     // A range that fits still deletes.
     let (out, _) = succeeds(&run(&["delete", &f.idx(), "--ids", "10-19"]));
-    assert!(out.contains("deleted 10 ids; 90 live"), "{out}");
+    assert!(out.contains("deleted 10 ids as one atomic batch; 90 live"), "{out}");
 }
 
 // Defect 6 ------------------------------------------------------------------

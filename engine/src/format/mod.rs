@@ -28,8 +28,10 @@ pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATAMF";
 pub const FORMAT_VERSION: u32 = 2;
 /// The version of the index directory this build writes, carried by the
 /// MANIFEST and the append log (3: a generation may have an append log, so
-/// a reader that does not replay logs must refuse the directory).
-pub const DIRECTORY_VERSION: u32 = 3;
+/// a reader that does not replay logs must refuse the directory; 4: the
+/// MANIFEST bounds the log from below, log records carry a length check,
+/// and batches are atomic begin/commit units).
+pub const DIRECTORY_VERSION: u32 = 4;
 /// The oldest format version this build reads.
 pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
 /// The oldest version of the append log (it first appeared in directory version 3).

@@ -1,6 +1,6 @@
 //! The log file: a 64-byte header, then records, appended only.
 
-use super::record::{decode, Decoded, Op};
+use super::record::{decode, encode_begin, encode_commit, Decoded, Op, Rec};
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::sync_dir;
 use crate::format::{
@@ -38,8 +38,9 @@ impl LogHeader {
         b
     }
 
-    /// Checks the header of `bytes` against what the generation expects.
-    pub(crate) fn check(&self, bytes: &[u8]) -> Result<()> {
+    /// Checks the header of `bytes` against what the generation expects
+    /// and returns the log's version (3 or 4).
+    pub(crate) fn check(&self, bytes: &[u8]) -> Result<u32> {
         let f = FileKind::Log;
         if bytes.len() < LOG_HEADER {
             return Err(Error::corrupt(
@@ -57,7 +58,7 @@ impl LogHeader {
             });
         }
         let version = rd_u32(bytes, 8);
-        if version < OLDEST_LOG_VERSION || version > DIRECTORY_VERSION {
+        if !(OLDEST_LOG_VERSION..=DIRECTORY_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 file: f,
                 found: version,
@@ -104,73 +105,196 @@ impl LogHeader {
                 ),
             ));
         }
-        Ok(())
+        Ok(version)
     }
 }
 
 /// What replaying a log found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayReport {
-    /// Valid records applied.
+    /// Records up to the end of the last committed one (plain records and
+    /// whole batches, batch-begin and -commit records included): the next
+    /// record gets sequence number `records + 1`.
     pub records: u64,
-    /// Bytes of header plus valid records: where the next record goes.
+    /// Bytes of header plus committed records: where the next record goes.
     pub valid_len: u64,
-    /// Bytes after the last valid record that form a torn (partly written)
-    /// record, left by a crash during an append. A writer truncates them.
+    /// Bytes after `valid_len`: a torn (partly written) record, or a batch
+    /// whose commit record is missing, left by a crash during an append.
+    /// Dropped whole; a writer truncates them.
     pub torn_bytes: u64,
+    /// Whole records among the `torn_bytes` (those of an uncommitted batch).
+    pub torn_records: u64,
+    /// Operations applied (batch-begin and -commit records not counted).
+    pub ops: u64,
+    /// Committed batches (begin/commit framed) among them.
+    pub batches: u64,
+    /// The log's format version (3 or 4; 0 before a log was read).
+    pub version: u32,
+}
+
+/// A batch being read: where its begin record is, what it declared.
+struct OpenBatch {
+    start: usize,
+    count: u64,
+    ops: Vec<(u64, Op, u64)>,
 }
 
 /// Replays the records of a log whose bytes are `bytes` (header included),
-/// calling `apply(seq, op, offset)` for each valid record in order. A torn
-/// tail stops the replay and is reported; a damaged record followed by more
-/// bytes is an error naming its offset (records before it were applied).
+/// calling `apply(seq, op, offset)` for each committed operation in order.
+/// A torn tail stops the replay and is reported; a damaged record is an
+/// error naming its offset (operations before it were applied).
 pub(crate) fn replay(
     bytes: &[u8],
     header: &LogHeader,
+    apply: impl FnMut(u64, Op, u64) -> Result<()>,
+) -> Result<ReplayReport> {
+    let version = header.check(bytes)?;
+    replay_records(
+        &bytes[LOG_HEADER..],
+        LOG_HEADER as u64,
+        version,
+        header.dim as usize,
+        0,
+        apply,
+    )
+}
+
+/// The one log decoder: replays `bytes`, the records of a log of `version`
+/// from absolute offset `base` (the end of a committed record, or of the
+/// header), after `records_before` records. Every reader uses it: open,
+/// refresh, compaction's carry-over, [`parse_log`].
+///
+/// Operations outside a batch apply at once; those of a batch are held
+/// until its commit record and then applied together. A batch whose commit
+/// is missing at the end of the bytes (the file ends, or a torn record
+/// follows) is torn and dropped whole; a batch followed by anything but
+/// its operations and commit is corruption. The torn/corrupt rule for a
+/// single record: [`decode`].
+pub(crate) fn replay_records(
+    bytes: &[u8],
+    base: u64,
+    version: u32,
+    dim: usize,
+    records_before: u64,
     mut apply: impl FnMut(u64, Op, u64) -> Result<()>,
 ) -> Result<ReplayReport> {
-    header.check(bytes)?;
-    let mut at = LOG_HEADER;
-    let mut records = 0u64;
-    loop {
-        if at == bytes.len() {
-            return Ok(ReplayReport {
-                records,
-                valid_len: at as u64,
-                torn_bytes: 0,
-            });
+    let mut at = 0usize;
+    let mut records = records_before;
+    let mut report = ReplayReport {
+        records,
+        valid_len: base,
+        version,
+        ..Default::default()
+    };
+    let mut batch: Option<OpenBatch> = None;
+    let corrupt = |at: usize, records: u64, why: String| {
+        Error::corrupt(
+            FileKind::Log,
+            format!(
+                "record at offset {} (after {records} valid records)",
+                base + at as u64
+            ),
+            "a valid record",
+            why,
+        )
+    };
+    while at < bytes.len() {
+        let (seq, rec, len) = match decode(&bytes[at..], dim, version) {
+            Decoded::Record { seq, rec, len } => (seq, rec, len),
+            Decoded::Torn => break,
+            Decoded::Corrupt(why) => return Err(corrupt(at, records, why)),
+        };
+        if seq != records + 1 {
+            return Err(Error::corrupt(
+                FileKind::Log,
+                format!("record at offset {} sequence number", base + at as u64),
+                records + 1,
+                seq,
+            ));
         }
-        match decode(&bytes[at..], header.dim as usize) {
-            Decoded::Record { seq, op, len } => {
-                if seq != records + 1 {
-                    return Err(Error::corrupt(
-                        FileKind::Log,
-                        format!("record at offset {at} sequence number"),
-                        records + 1,
-                        seq,
+        let offset = base + at as u64;
+        match (rec, batch.as_mut()) {
+            (Rec::Op(op), None) => {
+                apply(seq, op, offset)?;
+                report.ops += 1;
+            }
+            (Rec::Op(op), Some(b)) => {
+                if b.ops.len() as u64 == b.count {
+                    return Err(corrupt(
+                        at,
+                        records,
+                        format!(
+                            "an operation after the {} announced by the batch begun at offset {}, before its commit",
+                            b.count,
+                            base + b.start as u64
+                        ),
                     ));
                 }
-                apply(seq, op, at as u64)?;
-                records += 1;
-                at += len;
+                b.ops.push((seq, op, offset));
             }
-            Decoded::Torn => {
-                return Ok(ReplayReport {
-                    records,
-                    valid_len: at as u64,
-                    torn_bytes: (bytes.len() - at) as u64,
+            (Rec::Begin { count }, None) => {
+                if count < 2 {
+                    return Err(corrupt(
+                        at,
+                        records,
+                        format!("a batch of {count} operations (batches hold at least 2)"),
+                    ));
+                }
+                batch = Some(OpenBatch {
+                    start: at,
+                    count,
+                    ops: Vec::new(),
                 });
             }
-            Decoded::Corrupt(why) => {
-                return Err(Error::corrupt(
-                    FileKind::Log,
-                    format!("record at offset {at} (after {records} valid records)"),
-                    "a valid record",
-                    why,
+            (Rec::Begin { .. }, Some(b)) => {
+                return Err(corrupt(
+                    at,
+                    records,
+                    format!(
+                        "a batch begin inside the uncommitted batch begun at offset {}",
+                        base + b.start as u64
+                    ),
                 ));
             }
+            (Rec::Commit { count }, None) => {
+                return Err(corrupt(
+                    at,
+                    records,
+                    format!("a commit of {count} operations outside any batch"),
+                ));
+            }
+            (Rec::Commit { count }, Some(b)) => {
+                if count != b.count || b.ops.len() as u64 != b.count {
+                    return Err(corrupt(
+                        at,
+                        records,
+                        format!(
+                            "a commit of {count} operations for the batch begun at offset {} announcing {} and holding {}",
+                            base + b.start as u64,
+                            b.count,
+                            b.ops.len()
+                        ),
+                    ));
+                }
+                let b = batch.take().expect("open batch");
+                report.ops += b.ops.len() as u64;
+                report.batches += 1;
+                for (seq, op, offset) in b.ops {
+                    apply(seq, op, offset)?;
+                }
+            }
+        }
+        records += 1;
+        at += len;
+        if batch.is_none() {
+            report.records = records;
+            report.valid_len = base + at as u64;
         }
     }
+    let committed = (report.valid_len - base) as usize;
+    report.torn_bytes = (bytes.len() - committed) as u64;
+    report.torn_records = records - report.records;
+    Ok(report)
 }
 
 /// The log file a writer appends to.
@@ -180,7 +304,13 @@ pub(crate) struct LogWriter {
     len: u64,
     next_seq: u64,
     buf: Vec<u8>,
+    /// A failed append could not be cut back: the file may end in a
+    /// partial record or an uncommitted batch, so nothing may follow it.
+    broken: bool,
 }
+
+/// Bytes of encoded records a batch append buffers before writing them.
+const BATCH_CHUNK: usize = 1 << 20;
 
 impl LogWriter {
     /// Creates a log holding a header and `records` (already framed, numbered
@@ -207,6 +337,7 @@ impl LogWriter {
             len: bytes.len() as u64,
             next_seq: first_seq,
             buf: Vec::new(),
+            broken: false,
         })
     }
 
@@ -229,6 +360,7 @@ impl LogWriter {
             len: report.valid_len,
             next_seq: report.records + 1,
             buf: Vec::new(),
+            broken: false,
         };
         use std::io::Seek;
         w.file
@@ -237,21 +369,103 @@ impl LogWriter {
         Ok(w)
     }
 
+    fn check_broken(&self) -> Result<()> {
+        if self.broken {
+            return Err(Error::WriterPoisoned(format!(
+                "a failed append to {} could not be cut back",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes `self.buf` at the end; on failure cuts the file back to
+    /// `self.len` (the end of the last committed record).
+    fn write_buf(&mut self) -> std::io::Result<()> {
+        self.file.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// After a failed write: cut back to `committed` bytes, or mark broken.
+    fn cut_back(&mut self, committed: u64, seq: u64, e: std::io::Error) -> Error {
+        use std::io::Seek;
+        let cut = self.file.set_len(committed).and_then(|()| {
+            self.file
+                .seek(std::io::SeekFrom::Start(committed))
+                .map(drop)
+        });
+        if cut.is_err() {
+            self.broken = true;
+        }
+        self.len = committed;
+        self.next_seq = seq;
+        self.buf.clear();
+        Error::io(&self.path, e)
+    }
+
     /// Appends one record (written, not yet synced) and returns its sequence number.
     pub(crate) fn append(&mut self, op: &Op) -> Result<u64> {
+        self.check_broken()?;
         self.buf.clear();
         let seq = self.next_seq;
         op.encode(seq, &mut self.buf);
-        if let Err(e) = self.file.write_all(&self.buf) {
+        let n = self.buf.len() as u64;
+        if let Err(e) = self.write_buf() {
             // Leave no partial record behind: cut back to the last whole one.
-            let _ = self.file.set_len(self.len);
-            use std::io::Seek;
-            let _ = self.file.seek(std::io::SeekFrom::Start(self.len));
-            return Err(Error::io(&self.path, e));
+            return Err(self.cut_back(self.len, seq, e));
         }
-        self.len += self.buf.len() as u64;
+        self.len += n;
         self.next_seq += 1;
         Ok(seq)
+    }
+
+    /// Appends `ops` as one atomic unit (written, not yet synced): a single
+    /// plain record for one operation, otherwise a batch-begin record, the
+    /// operations and a batch-commit record, encoded and written in chunks
+    /// of about 1 MiB so memory stays bounded. Until the commit record is
+    /// in the file a replay drops the whole batch. On a write error the
+    /// file is cut back to where the batch began.
+    pub(crate) fn append_batch<'a>(
+        &mut self,
+        ops: impl ExactSizeIterator<Item = &'a Op>,
+    ) -> Result<()> {
+        self.check_broken()?;
+        let n = ops.len() as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        let (start_len, start_seq) = (self.len, self.next_seq);
+        self.buf.clear();
+        let mut seq = start_seq;
+        let mut written = 0u64;
+        let framed = n > 1;
+        if framed {
+            encode_begin(seq, n, &mut self.buf);
+            seq += 1;
+        }
+        for op in ops {
+            op.encode(seq, &mut self.buf);
+            seq += 1;
+            if self.buf.len() >= BATCH_CHUNK {
+                let k = self.buf.len() as u64;
+                if let Err(e) = self.write_buf() {
+                    return Err(self.cut_back(start_len, start_seq, e));
+                }
+                written += k;
+            }
+        }
+        if framed {
+            encode_commit(seq, n, &mut self.buf);
+            seq += 1;
+        }
+        let k = self.buf.len() as u64;
+        if let Err(e) = self.write_buf() {
+            return Err(self.cut_back(start_len, start_seq, e));
+        }
+        self.len = start_len + written + k;
+        self.next_seq = seq;
+        Ok(())
     }
 
     /// Makes every appended record durable.
@@ -262,6 +476,11 @@ impl LogWriter {
     /// Bytes in the log (header included).
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Records in the log (the last sequence number written).
+    pub(crate) fn records(&self) -> u64 {
+        self.next_seq - 1
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -282,8 +501,9 @@ pub struct LogInfo {
 
 /// Parses a whole log file from bytes, with no filesystem and no index:
 /// checks the header (magic, version, checksum, reserved bytes), then
-/// decodes every record (framing, checksums, consecutive sequence numbers)
-/// up to a torn tail. Allocation is bounded by the input's length. Used by
+/// decodes every record (framing, length and body checksums, consecutive
+/// sequence numbers, batch framing) up to a torn tail, and returns the
+/// committed operations (those of a torn batch are dropped). Allocation is bounded by the input's length. Used by
 /// tools and fuzz targets; opening an index replays through the same code.
 pub fn parse_log(bytes: &[u8]) -> Result<(LogInfo, Vec<Op>, ReplayReport)> {
     if bytes.len() < LOG_HEADER {

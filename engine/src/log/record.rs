@@ -1,21 +1,34 @@
 //! One log record: framing, encoding and decoding.
 //!
+//! Version 4 (written by this build):
+//!
 //! ```text
 //! offset  size  field
-//!      0     4  body_len u32   bytes after the 8-byte frame
-//!      4     4  body_crc u32   CRC32 of the body
-//!      8     8  seq      u64   1 for the first record of a log, then +1
-//!     16     4  kind     u32   1 insert, 2 delete, 3 upsert
-//!     20     8  id       u64   external id
-//!     28  4·dim vector   f32   insert and upsert only, as given by the caller
+//!      0     4  body_len u32   bytes after the 12-byte frame
+//!      4     4  len_crc  u32   CRC32 of the 4 bytes of body_len
+//!      8     4  body_crc u32   CRC32 of the body
+//!     12     8  seq      u64   1 for the first record of a log, then +1
+//!     20     4  kind     u32   1 insert, 2 delete, 3 upsert, 4 batch begin, 5 batch commit
+//!     28     8  id       u64   external id (batch begin/commit: the batch's operation count)
+//!     36  4·dim vector   f32   insert and upsert only, as given by the caller
 //! ```
+//!
+//! Version 3 (read only): the same body after an 8-byte frame
+//! `body_len u32, body_crc u32`, kinds 1–3 only.
 
 use crate::format::{rd_u32, rd_u64};
 
-/// Bytes before the body: `body_len` and `body_crc`.
-pub(crate) const FRAME: usize = 8;
+/// Bytes before the body in a version-3 log: `body_len` and `body_crc`.
+pub(crate) const FRAME_V3: usize = 8;
+/// Bytes before the body in a version-4 log: `body_len`, `len_crc`, `body_crc`.
+pub(crate) const FRAME: usize = 12;
 /// Body bytes without a vector.
 pub(crate) const BODY_FIXED: usize = 20;
+
+/// Kind code of a batch-begin record.
+const KIND_BEGIN: u32 = 4;
+/// Kind code of a batch-commit record.
+const KIND_COMMIT: u32 = 5;
 
 /// One logged operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,52 +70,169 @@ impl Op {
         }
     }
 
-    /// Appends the framed record for sequence number `seq` to `out`.
+    /// Appends the framed version-4 record for sequence number `seq` to `out`.
     pub(crate) fn encode(&self, seq: u64, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0u8; FRAME]);
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.extend_from_slice(&self.kind().to_le_bytes());
-        out.extend_from_slice(&self.id().to_le_bytes());
-        if let Op::Insert { vector, .. } | Op::Upsert { vector, .. } = self {
-            for x in vector {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        let body_len = (out.len() - start - FRAME) as u32;
-        let crc = crc32fast::hash(&out[start + FRAME..]);
-        out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        let vector = match self {
+            Op::Insert { vector, .. } | Op::Upsert { vector, .. } => Some(vector.as_slice()),
+            Op::Delete { .. } => None,
+        };
+        encode_record(seq, self.kind(), self.id(), vector, out);
     }
+}
+
+/// Appends a framed version-4 record to `out`.
+fn encode_record(seq: u64, kind: u32, id: u64, vector: Option<&[f32]>, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    for x in vector.unwrap_or(&[]) {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    let body_len = ((out.len() - start - FRAME) as u32).to_le_bytes();
+    let crc = crc32fast::hash(&out[start + FRAME..]);
+    out[start..start + 4].copy_from_slice(&body_len);
+    out[start + 4..start + 8].copy_from_slice(&crc32fast::hash(&body_len).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Appends a batch-begin record announcing `count` operations.
+pub(crate) fn encode_begin(seq: u64, count: u64, out: &mut Vec<u8>) {
+    encode_record(seq, KIND_BEGIN, count, None, out);
+}
+
+/// Appends the batch-commit record of a batch of `count` operations.
+pub(crate) fn encode_commit(seq: u64, count: u64, out: &mut Vec<u8>) {
+    encode_record(seq, KIND_COMMIT, count, None, out);
+}
+
+/// What one record holds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Rec {
+    /// An operation.
+    Op(Op),
+    /// The start of a batch of `count` operations (version 4).
+    Begin { count: u64 },
+    /// The end of a batch of `count` operations: the batch is committed.
+    Commit { count: u64 },
 }
 
 /// What a decode attempt at some offset found.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Decoded {
     /// A valid record of `len` bytes (frame included).
-    Record { seq: u64, op: Op, len: usize },
-    /// The bytes end inside a record, or its checksum fails and it is the
-    /// last thing in the file: a torn append.
+    Record { seq: u64, rec: Rec, len: usize },
+    /// The bytes end before the record does: a torn append.
     Torn,
-    /// A damaged record followed by more bytes: corruption, not a crash.
+    /// A damaged record: corruption, not a crash.
     Corrupt(String),
 }
 
 /// Decodes the record at the start of `bytes` (the rest of the log from
-/// some offset) for vectors of `dim` components. Never reads past `bytes`
-/// and allocates only after the length is checked against the bytes present.
-pub(crate) fn decode(bytes: &[u8], dim: usize) -> Decoded {
+/// some offset) of a log of `version` (3 or 4) for vectors of `dim`
+/// components. Never reads past `bytes` and allocates only after the
+/// length is checked against the bytes present. The torn/corrupt rule of
+/// each version: `format-spec/log-file.md`, "Decoding a record".
+pub(crate) fn decode(bytes: &[u8], dim: usize, version: u32) -> Decoded {
+    if version <= 3 {
+        return decode_v3(bytes, dim);
+    }
+    // 1. The frame itself is cut short: torn.
     if bytes.len() < FRAME {
+        return Decoded::Torn;
+    }
+    let body_len = rd_u32(bytes, 0) as usize;
+    let len_crc = rd_u32(bytes, 4);
+    let crc = rd_u32(bytes, 8);
+    // 2. The length has its own checksum, so a damaged length is never
+    //    mistaken for a record that runs past the end of the file. A frame
+    //    whose length check fails is torn only when everything after its
+    //    first 8 bytes is zero (a prefix of a frame, then zeros where the
+    //    file grew but the data never landed); any real record has a
+    //    non-zero body there.
+    let computed_len_crc = crc32fast::hash(&bytes[..4]);
+    if computed_len_crc != len_crc {
+        return if bytes[8..].iter().all(|b| *b == 0) {
+            Decoded::Torn
+        } else {
+            Decoded::Corrupt(format!(
+                "record length check {len_crc:#010x}, computed {computed_len_crc:#010x} (length field {body_len})"
+            ))
+        };
+    }
+    let with_vector = BODY_FIXED + 4 * dim;
+    if body_len != BODY_FIXED && body_len != with_vector {
+        return Decoded::Corrupt(format!(
+            "record length {body_len}, expected {BODY_FIXED} or {with_vector}"
+        ));
+    }
+    // 3. The (checked) length runs past the end of the file: torn.
+    if bytes.len() < FRAME + body_len {
+        return Decoded::Torn;
+    }
+    // 4. A complete record whose checksum fails is corruption. The one
+    //    exception is a body that is all zeros with nothing but zeros after
+    //    it (the frame landed, the body did not): no valid body is zero.
+    let body = &bytes[FRAME..FRAME + body_len];
+    let computed = crc32fast::hash(body);
+    if computed != crc {
+        return if bytes[FRAME..].iter().all(|b| *b == 0) {
+            Decoded::Torn
+        } else {
+            Decoded::Corrupt(format!(
+                "record checksum {crc:#010x}, computed {computed:#010x}"
+            ))
+        };
+    }
+    body_record(body, body_len == with_vector, FRAME, true)
+}
+
+/// Interprets a body whose checksum passed.
+fn body_record(body: &[u8], has_vector: bool, frame: usize, batches: bool) -> Decoded {
+    let seq = rd_u64(body, 0);
+    let kind = rd_u32(body, 8);
+    let id = rd_u64(body, 12);
+    let vector = || -> Vec<f32> {
+        body[BODY_FIXED..]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect()
+    };
+    let rec = match (kind, has_vector) {
+        (1, true) => Rec::Op(Op::Insert {
+            id,
+            vector: vector(),
+        }),
+        (2, false) => Rec::Op(Op::Delete { id }),
+        (3, true) => Rec::Op(Op::Upsert {
+            id,
+            vector: vector(),
+        }),
+        (KIND_BEGIN, false) if batches => Rec::Begin { count: id },
+        (KIND_COMMIT, false) if batches => Rec::Commit { count: id },
+        _ => {
+            return Decoded::Corrupt(format!(
+                "record kind {kind} with a body of {} bytes",
+                body.len()
+            ))
+        }
+    };
+    Decoded::Record {
+        seq,
+        rec,
+        len: frame + body.len(),
+    }
+}
+
+/// The version-3 rule (no length check, no batches), unchanged.
+fn decode_v3(bytes: &[u8], dim: usize) -> Decoded {
+    if bytes.len() < FRAME_V3 {
         return Decoded::Torn;
     }
     let body_len = rd_u32(bytes, 0) as usize;
     let crc = rd_u32(bytes, 4);
     let with_vector = BODY_FIXED + 4 * dim;
-    // An append writes whole records in one call, so a crash leaves a prefix
-    // of one record (its length field intact once 4 bytes landed), possibly
-    // followed by zeros where the file system extended the file but the
-    // data never reached the disk. Anything else after the last whole
-    // record is damage, not a crash.
     let zeros_from = |at: usize| {
         bytes
             .get(at..)
@@ -117,13 +247,13 @@ pub(crate) fn decode(bytes: &[u8], dim: usize) -> Decoded {
             ))
         };
     }
-    if bytes.len() < FRAME + body_len {
+    if bytes.len() < FRAME_V3 + body_len {
         return Decoded::Torn;
     }
-    let body = &bytes[FRAME..FRAME + body_len];
+    let body = &bytes[FRAME_V3..FRAME_V3 + body_len];
     let computed = crc32fast::hash(body);
     if computed != crc {
-        return if zeros_from(FRAME + body_len) {
+        return if zeros_from(FRAME_V3 + body_len) {
             Decoded::Torn
         } else {
             Decoded::Corrupt(format!(
@@ -131,36 +261,7 @@ pub(crate) fn decode(bytes: &[u8], dim: usize) -> Decoded {
             ))
         };
     }
-    let seq = rd_u64(body, 0);
-    let kind = rd_u32(body, 8);
-    let id = rd_u64(body, 12);
-    let vector = || -> Vec<f32> {
-        body[BODY_FIXED..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect()
-    };
-    let op = match (kind, body_len == with_vector) {
-        (1, true) => Op::Insert {
-            id,
-            vector: vector(),
-        },
-        (2, false) => Op::Delete { id },
-        (3, true) => Op::Upsert {
-            id,
-            vector: vector(),
-        },
-        _ => {
-            return Decoded::Corrupt(format!(
-                "record kind {kind} with a body of {body_len} bytes"
-            ))
-        }
-    };
-    Decoded::Record {
-        seq,
-        op,
-        len: FRAME + body_len,
-    }
+    body_record(body, body_len == with_vector, FRAME_V3, false)
 }
 
 #[cfg(test)]
@@ -181,63 +282,120 @@ mod tests {
         ]
     }
 
+    /// A version-3 record (8-byte frame), as version 3 wrote it.
+    fn encode_v3(op: &Op, seq: u64, out: &mut Vec<u8>) {
+        let mut v4 = Vec::new();
+        op.encode(seq, &mut v4);
+        let body = &v4[FRAME..];
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        out.extend_from_slice(body);
+    }
+
+    fn record(d: Decoded) -> (u64, Rec, usize) {
+        match d {
+            Decoded::Record { seq, rec, len } => (seq, rec, len),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn records_round_trip() {
-        let mut buf = Vec::new();
-        for (i, op) in ops().iter().enumerate() {
-            op.encode(i as u64 + 1, &mut buf);
-        }
-        let mut at = 0;
-        for (i, want) in ops().into_iter().enumerate() {
-            match decode(&buf[at..], 3) {
-                Decoded::Record { seq, op, len } => {
-                    assert_eq!((seq, op), (i as u64 + 1, want));
-                    at += len;
+    fn records_round_trip_in_both_versions() {
+        for version in [3, 4] {
+            let mut buf = Vec::new();
+            for (i, op) in ops().iter().enumerate() {
+                if version == 3 {
+                    encode_v3(op, i as u64 + 1, &mut buf);
+                } else {
+                    op.encode(i as u64 + 1, &mut buf);
                 }
-                other => panic!("{other:?}"),
             }
+            let mut at = 0;
+            for (i, want) in ops().into_iter().enumerate() {
+                let (seq, rec, len) = record(decode(&buf[at..], 3, version));
+                assert_eq!((seq, rec), (i as u64 + 1, Rec::Op(want)));
+                at += len;
+            }
+            assert_eq!(at, buf.len());
         }
-        assert_eq!(at, buf.len());
+        let mut buf = Vec::new();
+        encode_begin(1, 2, &mut buf);
+        encode_commit(2, 2, &mut buf);
+        let (_, rec, len) = record(decode(&buf, 3, 4));
+        assert_eq!(rec, Rec::Begin { count: 2 });
+        assert_eq!(
+            record(decode(&buf[len..], 3, 4)).1,
+            Rec::Commit { count: 2 }
+        );
+        // Batch kinds do not exist in version 3.
+        let body = &buf[FRAME..len];
+        let mut v3 = (body.len() as u32).to_le_bytes().to_vec();
+        v3.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        v3.extend_from_slice(body);
+        assert!(matches!(decode(&v3, 3, 3), Decoded::Corrupt(_)));
     }
 
     #[test]
     fn every_truncation_of_the_last_record_is_torn() {
-        let mut buf = Vec::new();
-        ops()[0].encode(1, &mut buf);
-        for cut in 0..buf.len() {
-            assert_eq!(decode(&buf[..cut], 3), Decoded::Torn, "cut at {cut}");
+        for op in ops() {
+            let mut buf = Vec::new();
+            op.encode(1, &mut buf);
+            for cut in 0..buf.len() {
+                assert_eq!(decode(&buf[..cut], 3, 4), Decoded::Torn, "cut at {cut}");
+                // ... and so is every prefix followed by zeros standing in for
+                // bytes that never reached the disk, as long as the zeros do not
+                // complete the record (then its checksum fails: corruption).
+                let mut padded = buf[..cut].to_vec();
+                padded.resize(cut.max(FRAME) + 3, 0);
+                if padded.len() < buf.len() {
+                    assert_eq!(decode(&padded, 3, 4), Decoded::Torn, "cut at {cut} + zeros");
+                }
+            }
         }
     }
 
     #[test]
-    fn zero_filled_tails_are_torn_and_other_damage_is_not() {
-        let mut buf = Vec::new();
-        ops()[0].encode(1, &mut buf);
-        // A record cut short, then zeros (a power cut after the file grew).
-        let mut torn = buf[..FRAME + 10].to_vec();
-        torn.extend_from_slice(&[0u8; 500]);
-        assert_eq!(decode(&torn, 3), Decoded::Torn);
-        assert_eq!(decode(&[0u8; 1000], 3), Decoded::Torn);
-        // A whole record with a bad checksum, then zeros: torn.
-        let mut bad = buf.clone();
-        bad[FRAME + 2] ^= 1;
-        bad.extend_from_slice(&[0u8; 64]);
-        assert_eq!(decode(&bad, 3), Decoded::Torn);
-        // A bad length followed by non-zero bytes is corruption, even when a
-        // whole maximal record would not fit after it.
-        let mut garbage = vec![0xEEu8; 20];
-        garbage[..4].copy_from_slice(&7u32.to_le_bytes());
-        assert!(matches!(decode(&garbage, 3), Decoded::Corrupt(_)));
+    fn every_bit_flip_in_a_complete_record_is_corruption() {
+        for op in ops() {
+            let mut buf = Vec::new();
+            op.encode(1, &mut buf);
+            for bit in 0..buf.len() * 8 {
+                let mut bad = buf.clone();
+                bad[bit / 8] ^= 1 << (bit % 8);
+                let d = decode(&bad, 3, 4);
+                assert!(matches!(d, Decoded::Corrupt(_)), "{op:?}: bit {bit}: {d:?}");
+                // Also when zeros follow it (the last record of a file that grew).
+                bad.extend_from_slice(&[0u8; 40]);
+                let d = decode(&bad, 3, 4);
+                assert!(
+                    matches!(d, Decoded::Corrupt(_)),
+                    "{op:?}: bit {bit} + zeros: {d:?}"
+                );
+            }
+        }
     }
 
     #[test]
-    fn a_bad_record_before_others_is_corrupt() {
+    fn zero_tails() {
+        assert_eq!(decode(&[0u8; 1000], 3, 4), Decoded::Torn);
+        // A frame that landed with no body, then zeros: torn.
         let mut buf = Vec::new();
-        ops()[0].encode(1, &mut buf);
-        ops()[2].encode(2, &mut buf);
-        buf[FRAME + 13] ^= 1;
-        assert!(matches!(decode(&buf, 3), Decoded::Corrupt(_)));
-        // The same damage in the last record is a torn append.
-        assert_eq!(decode(&buf[..FRAME + BODY_FIXED + 12], 3), Decoded::Torn);
+        ops()[1].encode(1, &mut buf);
+        let mut z = buf[..FRAME].to_vec();
+        z.resize(200, 0);
+        assert_eq!(decode(&z, 3, 4), Decoded::Torn);
+        // A whole record with a bad checksum, then zeros: corruption (v4),
+        // torn in version 3 (the rule it was written under).
+        let mut bad = buf.clone();
+        bad[FRAME + 2] ^= 1;
+        bad.extend_from_slice(&[0u8; 64]);
+        assert!(matches!(decode(&bad, 3, 4), Decoded::Corrupt(_)));
+        let mut v3 = Vec::new();
+        encode_v3(&ops()[1], 1, &mut v3);
+        v3[FRAME_V3 + 2] ^= 1;
+        assert_eq!(decode(&v3, 3, 3), Decoded::Torn);
+        // Garbage that is not a frame: corruption.
+        let garbage = vec![0xEEu8; 20];
+        assert!(matches!(decode(&garbage, 3, 4), Decoded::Corrupt(_)));
     }
 }

@@ -150,7 +150,7 @@ pub fn run(a: Args) -> CliResult {
         log.log_records, log.log_bytes, log.inserted, log.deleted, log.live
     );
     if log.torn_bytes > 0 {
-        println!("  torn tail of {} bytes after the last valid record (a writer truncates it when it opens)", log.torn_bytes);
+        println!("  torn tail of {} bytes after the last committed record (a crash mid-append, or a batch without its commit: dropped whole; a writer truncates it when it opens)", log.torn_bytes);
     }
     if a.verify {
         println!("checksums: all sections and vector data verified");
