@@ -224,7 +224,10 @@ fn deleting_a_huge_range_does_not_materialise_it() {
     );
     // A range that fits still deletes.
     let (out, _) = succeeds(&run(&["delete", &f.idx(), "--ids", "10-19"]));
-    assert!(out.contains("deleted 10 ids as one atomic batch; 90 live"), "{out}");
+    assert!(
+        out.contains("deleted 10 ids as one atomic batch; 90 live"),
+        "{out}"
+    );
 }
 
 // Defect 6 ------------------------------------------------------------------
