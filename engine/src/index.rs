@@ -7,6 +7,7 @@ use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
 use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
+use crate::io::{IoMode, ReadFault, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
 use crate::quant::{binary, int8, pq, Quantization};
@@ -36,6 +37,17 @@ pub struct OpenOptions {
     /// (a deleted id can be returned); without this flag such a directory
     /// is an [`Error::HasLog`]. [`LiveIndex`](crate::LiveIndex) replays the log.
     pub allow_log: bool,
+    /// How rescoring reads full-precision rows ([`IoMode`]; default
+    /// [`IoMode::Auto`]). Results are the same in every mode.
+    pub io: IoMode,
+    /// Lock the graph file's pages in RAM at open (`mlock`; reads the whole
+    /// graph file once, so open is no longer constant time). Keeps links
+    /// and codes resident under memory pressure; an [`Error::Io`] if the
+    /// kernel refuses the lock (e.g. `RLIMIT_MEMLOCK`).
+    pub lock_graph: bool,
+    /// Fault injection into direct reads, for tests (not a stable API).
+    #[doc(hidden)]
+    pub read_fault: Option<ReadFault>,
 }
 
 /// An open, immutable index. `Send + Sync`: any number of threads can
@@ -62,6 +74,8 @@ pub struct Index {
     layout: Layout,
     kernels: &'static Kernels,
     dir: Option<PathBuf>,
+    rows: RowReader,
+    options: OpenOptions,
 }
 
 /// Header fields and file layout of an index, for tools.
@@ -176,6 +190,7 @@ impl Index {
             Bytes::map(&f, &path)
         };
         let graph = map(manifest.graph_name())?;
+        let vectors_path = dir.join(manifest.vectors_name());
         let vectors = map(manifest.vectors_name())?;
         let layout = Layout::validate(&graph, &vectors, options.verify)?;
         if layout.header.build_id != manifest.build_id {
@@ -187,12 +202,26 @@ impl Index {
             ));
         }
         vectors.advise_random();
+        if options.lock_graph {
+            graph
+                .lock()
+                .map_err(|e| Error::io(dir.join(manifest.graph_name()), e))?;
+        }
+        let rows = RowReader::open(
+            options.io,
+            Some(&vectors_path),
+            layout.vectors_range.start,
+            layout.padded * 4,
+            options.read_fault,
+        )?;
         Ok(Index {
             graph,
             vectors,
             layout,
             kernels: Kernels::detect(),
             dir: Some(dir.to_path_buf()),
+            rows,
+            options: options.clone(),
         })
     }
 
@@ -203,12 +232,25 @@ impl Index {
         let graph = Bytes::copy_from(graph);
         let vectors = Bytes::copy_from(vectors);
         let layout = Layout::validate(&graph, &vectors, true)?;
+        let rows = RowReader::open(
+            IoMode::Mmap,
+            None,
+            layout.vectors_range.start,
+            layout.padded * 4,
+            None,
+        )?;
         Ok(Index {
             graph,
             vectors,
             layout,
             kernels: Kernels::detect(),
             dir: None,
+            rows,
+            options: OpenOptions {
+                verify: true,
+                io: IoMode::Mmap,
+                ..Default::default()
+            },
         })
     }
 
@@ -240,6 +282,12 @@ impl Index {
     /// The traversal codes.
     pub fn quantization(&self) -> Quantization {
         self.layout.quant
+    }
+
+    /// The options the index was opened with (an index from
+    /// [`Index::from_bytes`] reports [`IoMode::Mmap`]: its rows are in memory).
+    pub fn open_options(&self) -> &OpenOptions {
+        &self.options
     }
 
     /// The directory the index was opened from, if any.
@@ -307,7 +355,7 @@ impl Index {
             let mut w8 = std::mem::take(&mut s.weights_i8);
             q.resize(l.padded, 0.0);
             w.resize(l.padded, 0.0);
-            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).map(|()| {
+            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).and_then(|()| {
                 let k8 = self.kernels;
                 let entry = Cand {
                     d: 0.0,
@@ -345,7 +393,7 @@ impl Index {
                             let dist = |o: u32| 1.0 - ip(o);
                             self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k);
+                        self.rescore(&v, &q, s, rescore, k)?;
                     }
                     Quantization::Pq => {
                         // Cosine ranks by ‖q − x̂‖² (unit vectors: the same
@@ -366,7 +414,7 @@ impl Index {
                             let dist = |o: u32| 1.0 - (k8.adc)(table, v.code(o));
                             self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k);
+                        self.rescore(&v, &q, s, rescore, k)?;
                     }
                     Quantization::Binary => {
                         let qc = binary::query_table(v.quant_params, &q, l.dim, &mut w);
@@ -388,16 +436,16 @@ impl Index {
                             let dist = |o: u32| 1.0 - ip(o, factors(o)[0]);
                             self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k);
+                        self.rescore(&v, &q, s, rescore, k)?;
                     }
                 }
-                s.found
+                Ok(s.found
                     .iter()
                     .map(|c| Neighbor {
                         id: v.id(c.id),
                         distance: c.d,
                     })
-                    .collect()
+                    .collect())
             });
             s.query = q;
             s.weights = w;
@@ -407,18 +455,30 @@ impl Index {
     }
 
     /// Replaces the approximate distances of the best `rescore` candidates
-    /// by exact ones from the vectors file and keeps the `k` closest.
-    fn rescore(&self, v: &GraphView<'_>, q: &[f32], s: &mut Scratch, rescore: usize, k: usize) {
+    /// by exact ones from the vectors file (read through the index's
+    /// [`IoMode`]) and keeps the `k` closest.
+    fn rescore(
+        &self,
+        v: &GraphView<'_>,
+        q: &[f32],
+        s: &mut Scratch,
+        rescore: usize,
+        k: usize,
+    ) -> Result<()> {
         let l = &self.layout;
         s.found.truncate(rescore);
-        for c in s.found.iter() {
-            prefetch(v.vector(c.id));
-        }
-        for c in s.found.iter_mut() {
-            c.d = l.metric.distance(self.kernels, q, v.vector(c.id));
-        }
+        let ids: Vec<u32> = s.found.iter().map(|c| c.id).collect();
+        let found = &mut s.found;
+        self.rows.for_rows(
+            &self.vectors,
+            ids.len(),
+            |i| ids[i],
+            |o| v.vector(o),
+            |i, row| found[i].d = l.metric.distance(self.kernels, q, row),
+        )?;
         s.found.sort_unstable();
         s.found.truncate(k);
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -24,10 +24,23 @@ pub struct Args {
     /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default or `-`: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// How rescoring reads full-precision rows: auto, mmap, willneed, uring or pread.
+    #[arg(long, default_value = "auto")]
+    pub io: strata::IoMode,
+    /// Lock the graph file in RAM at open (mlock; reads it once).
+    #[arg(long)]
+    pub lock_graph: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = LiveIndex::open(&a.dir)?;
+    let index = LiveIndex::open_with(
+        &a.dir,
+        &strata::OpenOptions {
+            io: a.io,
+            lock_graph: a.lock_graph,
+            ..Default::default()
+        },
+    )?;
     let queries = crate::input::read_vectors(&a.query)?;
     crate::input::check_query_dim(&a.query, &queries, index.dim())?;
     let params = SearchParams {
