@@ -214,3 +214,54 @@ fn modes_parse_and_print() {
     assert!("direct".parse::<IoMode>().is_err());
     assert_eq!(IoMode::default(), IoMode::Auto);
 }
+
+#[test]
+fn the_rescoring_bound_at_z_1_equals_full_rescoring_without_clipping() {
+    for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
+        let data = clustered(1_500, 32, 10, 0.2, 21);
+        let queries = perturbed_queries(&data, 60, 0.1, 8);
+        let mut p = params(metric, Quantization::Int8, 9);
+        p.int8_clip = 0.0;
+        let dir = tempfile::tempdir().unwrap();
+        build(&data, p).write(dir.path()).unwrap();
+        let with = |cut| {
+            Index::open_with(
+                dir.path(),
+                &OpenOptions {
+                    rescore_cut: cut,
+                    io: IoMode::Pread,
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let full = with(None);
+        let bounded = with(Some(1.0));
+        let loose = with(Some(0.05));
+        for ef in [10, 32, 100] {
+            let sp = SearchParams::with_ef(ef);
+            let want = full.search_batch(&queries, 10, &sp).unwrap();
+            assert_eq!(bounded.search_batch(&queries, 10, &sp).unwrap(), want, "{metric:?} ef {ef}");
+            // A tighter cut still returns k results, closest first.
+            for r in loose.search_batch(&queries, 10, &sp).unwrap() {
+                assert_eq!(r.len(), 10);
+                assert!(r.windows(2).all(|w| w[0].distance <= w[1].distance));
+            }
+        }
+    }
+    for bad in [0.0, -1.0, f32::NAN, f32::INFINITY] {
+        let data = clustered(100, 8, 2, 0.1, 1);
+        let dir = tempfile::tempdir().unwrap();
+        build(&data, params(Metric::Cosine, Quantization::Int8, 1))
+            .write(dir.path())
+            .unwrap();
+        let r = Index::open_with(
+            dir.path(),
+            &OpenOptions {
+                rescore_cut: Some(bad),
+                ..Default::default()
+            },
+        );
+        assert!(matches!(r, Err(Error::InvalidParameter { name: "rescore_cut", .. })), "{bad}");
+    }
+}

@@ -46,6 +46,10 @@ pub struct Args {
     /// Lock the graph file in RAM at open (mlock; reads it once).
     #[arg(long)]
     pub lock_graph: bool,
+    /// Int8: skip rescoring candidates beyond the k-th quantized distance
+    /// plus Z times the worst-case error bound (1 = exact without clipping).
+    #[arg(long, value_name = "Z")]
+    pub rescore_cut: Option<f32>,
     /// Skip the untimed warm-up pass before each setting: the first setting
     /// then measures a cold start (e.g. after dropping the page cache).
     #[arg(long)]
@@ -76,6 +80,7 @@ pub fn run(a: Args) -> CliResult {
         &OpenOptions {
             io: a.io,
             lock_graph: a.lock_graph,
+            rescore_cut: a.rescore_cut,
             ..Default::default()
         },
     )?;

@@ -30,6 +30,10 @@ pub struct Args {
     /// Lock the graph file in RAM at open (mlock; reads it once).
     #[arg(long)]
     pub lock_graph: bool,
+    /// Int8: skip rescoring candidates beyond the k-th quantized distance
+    /// plus Z times the worst-case error bound (1 = exact without clipping).
+    #[arg(long, value_name = "Z")]
+    pub rescore_cut: Option<f32>,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -38,6 +42,7 @@ pub fn run(a: Args) -> CliResult {
         &strata::OpenOptions {
             io: a.io,
             lock_graph: a.lock_graph,
+            rescore_cut: a.rescore_cut,
             ..Default::default()
         },
     )?;
