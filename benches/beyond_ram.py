@@ -7,7 +7,7 @@ Gaussian noise, renormalised; exact top-10 by brute force with numpy) so that
 the rows a run rescores exceed what the cap can cache, and then, for each
 I/O mode, runs ``strata eval`` in a fresh process:
 
-* warm: no cap, caches dropped then filled by eval's warm-up pass;
+* warm: no cap, both files read into the page cache first;
 * capped at graph + 50 %, + 25 %, + 10 % of the vectors file (plus the eval
   process's own anonymous memory, measured in the warm run and printed),
   after ``echo 3 > /proc/sys/vm/drop_caches``: eval's warm-up pass fills the
@@ -185,7 +185,9 @@ def main():
     ap.add_argument("--data-dir", default="../shared/datasets/npm-minilm")
     ap.add_argument("--work-dir", default="bench-out")
     ap.add_argument("--quant", default="int8,pq,binary")
-    ap.add_argument("--io", default="mmap,auto,uring,pread,willneed")
+    ap.add_argument("--io", default="mmap,auto,uring,pread,willneed,auto+cut,uring+cut",
+                    help="I/O modes; MODE+cut adds --rescore-cut (int8 only)")
+    ap.add_argument("--cut", type=float, default=0.1, help="Z of --rescore-cut for MODE+cut")
     ap.add_argument("--caps", default="50,25,10", help="percent of the vectors file above the graph")
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--noise", type=float, default=0.02)
@@ -225,26 +227,35 @@ def main():
             print(f"\n== {quant}: graph {gbytes / 2**20:.1f} MiB, vectors {vbytes / 2**20:.1f} MiB, "
                   f"ef {ef}, {a.queries} queries; fio 4 KiB randread O_DIRECT io_uring on the vectors file: "
                   f"QD32 {fio:.0f} IOPS, QD1 {fio1:.0f} IOPS", flush=True)
-            for io in a.io.split(","):
+            for label in a.io.split(","):
+                io, _, cut = label.partition("+")
+                if cut and quant != "int8":
+                    continue
+                opts = ("--rescore-cut", str(a.cut)) if cut else ()
                 table = []
+                # Warm: the whole index in the page cache, no cap.
                 drop_caches()
-                rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, 0, a.threads)
+                for f in (gfile, vfile):
+                    with open(f, "rb") as fh:
+                        while fh.read(1 << 20):
+                            pass
+                rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, 0, a.threads, opts)
                 warm = rows[0]
                 anon = mem.get("rss_anon_after_queries_kb", 0) * 1024
-                table.append((io, "warm", 0, warm, mem))
+                table.append((label, "warm", 0, warm, mem))
                 for pct in map(int, a.caps.split(",")):
                     limit = gbytes + vbytes * pct // 100 + anon + (4 << 20)
                     drop_caches()
-                    rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, limit, a.threads)
-                    table.append((io, f"graph+{pct}%", limit, rows[0], mem))
+                    rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, limit, a.threads, opts)
+                    table.append((label, f"graph+{pct}%", limit, rows[0], mem))
                 if not a.no_cold:
                     limit = gbytes + vbytes * 25 // 100 + anon + (4 << 20)
                     drop_caches()
                     rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, limit, a.threads,
-                                            ("--no-warmup", "--limit", "1000"))
-                    table.append((io, "cold+25%", limit, rows[0], mem))
+                                            (*opts, "--no-warmup", "--limit", "1000"))
+                    table.append((label, "cold+25%", limit, rows[0], mem))
                 warm_qps = warm["qps_1t"]
-                print(f"{'io':>8} {'cap':>10} {'cap MiB':>8} {'qps_1t':>8} {'x warm':>7} {'qps_2t':>8} "
+                print(f"{'io':>9} {'cap':>10} {'cap MiB':>8} {'qps_1t':>8} {'x warm':>7} {'qps_2t':>8} "
                       f"{'recall':>7} {'p50 us':>8} {'p99 us':>8} {'reads/q':>8} {'reads/s':>8} "
                       f"{'%fio32':>7} {'rd/s 2t':>8} {'graph KiB':>9}")
                 for io_, cap, limit, r, m in table:
@@ -252,7 +263,7 @@ def main():
                     if r.get("direct_reads_per_query", 0) == 0:
                         # mapped reads: every rescored row is a read (cached or not)
                         rps = 0.0
-                    print(f"{io_:>8} {cap:>10} {limit / 2**20:>8.1f} {r['qps_1t']:>8.0f} "
+                    print(f"{io_:>9} {cap:>10} {limit / 2**20:>8.1f} {r['qps_1t']:>8.0f} "
                           f"{r['qps_1t'] / warm_qps:>7.2f} {r['qps_mt']:>8.0f} {r['recall']:>7.4f} "
                           f"{r['p50_us']:>8.0f} {r['p99_us']:>8.0f} {r['direct_reads_per_query']:>8.1f} "
                           f"{rps:>8.0f} {100 * rps / fio if fio else 0:>7.1f} "

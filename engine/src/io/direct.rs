@@ -154,10 +154,19 @@ impl Auto {
             (true, _) => (&mut self.direct_ns, if explore { 0.5 } else { 0.125 }),
             (false, _) => (&mut self.mapped_ns, if explore { 0.5 } else { 0.125 }),
         };
+        // Outside exploration one sample moves the running cost by at most
+        // a factor of 1 + 3·alpha: a query descheduled by a busy machine
+        // must not flip the choice, a file gone cold (a 100-fold cost)
+        // still does within a dozen queries. Exploring samples count fully.
+        let sample = if explore {
+            ns_per_row
+        } else {
+            ns_per_row.min(4.0 * *cost)
+        };
         *cost = if cost.is_nan() {
             ns_per_row
         } else {
-            *cost + alpha * (ns_per_row - *cost)
+            *cost + alpha * (sample - *cost)
         };
         if explore {
             let before = self.direct;
@@ -200,7 +209,7 @@ thread_local! {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(miri)))]
     Uring,
     Pool,
 }
@@ -228,7 +237,7 @@ pub(crate) struct RowReader {
 /// Opens `path` with `O_DIRECT` where the filesystem allows it (tmpfs and
 /// some others refuse it: then buffered).
 fn open_direct(path: &Path) -> io::Result<File> {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(miri)))]
     {
         use std::os::unix::fs::OpenOptionsExt;
         match std::fs::OpenOptions::new()
@@ -244,6 +253,19 @@ fn open_direct(path: &Path) -> io::Result<File> {
     File::open(path)
 }
 
+/// Opens `path` for buffered reads without readahead (rows are read at
+/// random: a readahead window would only evict useful pages).
+fn open_buffered(path: &Path) -> io::Result<File> {
+    let f = File::open(path)?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain syscall on an open descriptor; only a hint.
+        let _ = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    }
+    Ok(f)
+}
+
 impl RowReader {
     /// A reader of the rows of the vectors file at `path` (`None`: an
     /// in-memory index, read through its bytes whatever the mode).
@@ -256,7 +278,7 @@ impl RowReader {
     ) -> Result<RowReader> {
         let backend = match mode {
             IoMode::Mmap | IoMode::Willneed => None,
-            #[cfg(target_os = "linux")]
+            #[cfg(all(target_os = "linux", not(miri)))]
             IoMode::Uring => {
                 if !super::uring_available() {
                     return Err(Error::InvalidParameter {
@@ -266,7 +288,7 @@ impl RowReader {
                 }
                 Some(Backend::Uring)
             }
-            #[cfg(not(target_os = "linux"))]
+            #[cfg(any(not(target_os = "linux"), miri))]
             IoMode::Uring => {
                 return Err(Error::InvalidParameter {
                     name: "io",
@@ -275,20 +297,30 @@ impl RowReader {
             }
             IoMode::Pread => Some(Backend::Pool),
             IoMode::Auto => {
-                #[cfg(target_os = "linux")]
+                #[cfg(all(target_os = "linux", not(miri)))]
                 let b = if super::uring_available() {
                     Backend::Uring
                 } else {
                     Backend::Pool
                 };
-                #[cfg(not(target_os = "linux"))]
+                #[cfg(any(not(target_os = "linux"), miri))]
                 let b = Backend::Pool;
                 Some(b)
             }
         };
+        // Miri can run neither io_uring nor O_DIRECT preads: mapped reads.
         let direct = match (backend, path) {
+            _ if cfg!(miri) => None,
             (Some(backend), Some(p)) => Some(Direct {
-                file: open_direct(p).map_err(|e| Error::io(p, e))?,
+                // Auto reads through the page cache (buffered), so that
+                // rows it reads directly still warm the cache for the
+                // mapped reads it switches back to when RAM allows.
+                file: if mode == IoMode::Auto {
+                    open_buffered(p)
+                } else {
+                    open_direct(p)
+                }
+                .map_err(|e| Error::io(p, e))?,
                 backend,
                 block: AtomicUsize::new(FIRST_BLOCK),
             }),
@@ -446,7 +478,7 @@ impl RowReader {
 
     fn submit(&self, d: &Direct, reqs: &[Req], base: *mut u8, results: &mut [i32]) -> io::Result<()> {
         match d.backend {
-            #[cfg(target_os = "linux")]
+            #[cfg(all(target_os = "linux", not(miri)))]
             Backend::Uring => super::uring::read_batch(&d.file, reqs, base, results),
             Backend::Pool => super::pool::read_batch(&d.file, reqs, base, results),
         }
@@ -465,5 +497,45 @@ impl RowReader {
         // (reserved for the batch), and no other read is in flight.
         let slot = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(req.buf_off), req.len) };
         d.file.read_exact_at(slot, req.off)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_buffers_grow_aligned_and_zeroed() {
+        let mut b = AlignedBuf::new();
+        assert!(b.bytes().is_empty());
+        for len in [1, 4096, 5000, 70_000] {
+            b.reserve(len).unwrap();
+            assert!(b.bytes().len() >= len);
+            assert_eq!(b.as_mut_ptr() as usize % BUF_ALIGN, 0);
+            assert!(b.bytes().iter().all(|&x| x == 0));
+        }
+    }
+
+    #[test]
+    fn auto_prefers_the_cheaper_way_and_explores() {
+        let mut a = Auto::new();
+        let mut direct_calls = 0;
+        for _ in 0..2_000 {
+            let (direct, explore) = a.choose();
+            direct_calls += direct as usize;
+            // Mapped rows cost 100 ns, direct ones 5 µs (a warm file).
+            a.record(direct, explore, if direct { 5_000.0 } else { 100.0 });
+        }
+        assert!(!a.direct);
+        assert!(direct_calls < 20, "{direct_calls}");
+        let mut mapped_calls = 0;
+        for _ in 0..2_000 {
+            let (direct, explore) = a.choose();
+            mapped_calls += !direct as usize;
+            // Now mapped rows fault (80 µs) and direct ones cost 8 µs.
+            a.record(direct, explore, if direct { 8_000.0 } else { 80_000.0 });
+        }
+        assert!(a.direct);
+        assert!(mapped_calls < 40, "{mapped_calls}");
     }
 }

@@ -15,9 +15,9 @@
 //! * [`IoMode::Willneed`]: `madvise(MADV_WILLNEED)` over the candidate rows
 //!   of the mapping, then mapped reads (batched, but through the page cache);
 //! * [`IoMode::Mmap`]: mapped reads only (fastest while the file is cached);
-//! * [`IoMode::Auto`] (the default): io_uring if the kernel offers it, else
-//!   the pread pool, used only while it is cheaper than mapped reads (see
-//!   [`IoMode::Auto`]).
+//! * [`IoMode::Auto`] (the default): batched buffered reads (io_uring if the
+//!   kernel offers it, else the pread pool) while they are cheaper than
+//!   mapped reads, mapped reads otherwise (see [`IoMode::Auto`]).
 //!
 //! Every backend computes the same distances from the same bytes: results
 //! are identical bit for bit. A failed read is an [`Error::Io`](crate::Error::Io)
@@ -25,7 +25,7 @@
 
 mod direct;
 mod pool;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(miri)))]
 mod uring;
 
 pub(crate) use direct::RowReader;
@@ -48,8 +48,12 @@ pub(crate) use direct::RowReader;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoMode {
-    /// Direct reads (io_uring where available, else the pread pool) or
-    /// mapped reads, whichever is currently cheaper: each thread keeps a
+    /// Batched reads (io_uring where available, else the pread pool) or
+    /// mapped reads, whichever is currently cheaper. Unlike
+    /// [`IoMode::Uring`] and [`IoMode::Pread`], the batched reads are
+    /// buffered (not `O_DIRECT`): they hit the page cache when it holds the
+    /// rows and fill it otherwise, so an index opened cold on a machine with
+    /// RAM to spare warms up and returns to mapped reads. Each thread keeps a
     /// running cost per row of both and uses the cheaper, trying the other
     /// one now and then (every 64th query, backing off to every 1,024th
     /// while the choice is confirmed). A warm index stays on mapped reads;
@@ -108,11 +112,11 @@ impl std::str::FromStr for IoMode {
 /// Whether this process can use io_uring (probed once: a ring is created
 /// and dropped; seccomp filters or old kernels refuse it).
 pub fn uring_available() -> bool {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", not(miri)))]
     {
         uring::available()
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(any(not(target_os = "linux"), miri))]
     {
         false
     }
