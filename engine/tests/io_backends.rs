@@ -63,11 +63,18 @@ fn check_equal(dim: usize, metric: Metric, quant: Quantization, ef: usize) {
         let index = open(dir.path(), io);
         assert_eq!(index.open_options().io, io);
         let batch = index.search_batch(&queries, 10, &sp).unwrap();
-        assert_eq!(batch, want, "{io} {metric:?} {quant:?} dim {dim}: search_batch");
+        assert_eq!(
+            batch, want,
+            "{io} {metric:?} {quant:?} dim {dim}: search_batch"
+        );
         // Several passes one query at a time: auto switches ways between them.
         for _ in 0..3 {
             for (q, w) in queries.data.chunks_exact(dim).zip(&want) {
-                assert_eq!(&index.search(q, 10, &sp).unwrap(), w, "{io} {metric:?} {quant:?}");
+                assert_eq!(
+                    &index.search(q, 10, &sp).unwrap(),
+                    w,
+                    "{io} {metric:?} {quant:?}"
+                );
             }
         }
     }
@@ -104,7 +111,10 @@ fn the_pread_fallback_is_always_available() {
         .unwrap();
     assert_eq!(hits[0].id, 5);
     let after = strata::io::io_stats();
-    assert!(after.direct_rows >= before.direct_rows + 16, "{before:?} {after:?}");
+    assert!(
+        after.direct_rows >= before.direct_rows + 16,
+        "{before:?} {after:?}"
+    );
 }
 
 #[test]
@@ -241,7 +251,11 @@ fn the_rescoring_bound_at_z_1_equals_full_rescoring_without_clipping() {
         for ef in [10, 32, 100] {
             let sp = SearchParams::with_ef(ef);
             let want = full.search_batch(&queries, 10, &sp).unwrap();
-            assert_eq!(bounded.search_batch(&queries, 10, &sp).unwrap(), want, "{metric:?} ef {ef}");
+            assert_eq!(
+                bounded.search_batch(&queries, 10, &sp).unwrap(),
+                want,
+                "{metric:?} ef {ef}"
+            );
             // A tighter cut still returns k results, closest first.
             for r in loose.search_batch(&queries, 10, &sp).unwrap() {
                 assert_eq!(r.len(), 10);
@@ -262,6 +276,15 @@ fn the_rescoring_bound_at_z_1_equals_full_rescoring_without_clipping() {
                 ..Default::default()
             },
         );
-        assert!(matches!(r, Err(Error::InvalidParameter { name: "rescore_cut", .. })), "{bad}");
+        assert!(
+            matches!(
+                r,
+                Err(Error::InvalidParameter {
+                    name: "rescore_cut",
+                    ..
+                })
+            ),
+            "{bad}"
+        );
     }
 }

@@ -193,7 +193,9 @@ pub fn cgroup_memory() -> (u64, u64) {
     let Some(path) = s.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');
         let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
-        ctrl.split(',').any(|c| c == "memory").then(|| path.to_string())
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
     }) else {
         return (0, 0);
     };

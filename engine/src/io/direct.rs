@@ -476,7 +476,13 @@ impl RowReader {
         }
     }
 
-    fn submit(&self, d: &Direct, reqs: &[Req], base: *mut u8, results: &mut [i32]) -> io::Result<()> {
+    fn submit(
+        &self,
+        d: &Direct,
+        reqs: &[Req],
+        base: *mut u8,
+        results: &mut [i32],
+    ) -> io::Result<()> {
         match d.backend {
             #[cfg(all(target_os = "linux", not(miri)))]
             Backend::Uring => super::uring::read_batch(&d.file, reqs, base, results),
@@ -495,7 +501,8 @@ impl RowReader {
         }
         // SAFETY: `buf` holds at least `buf_off + len` initialised bytes
         // (reserved for the batch), and no other read is in flight.
-        let slot = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(req.buf_off), req.len) };
+        let slot =
+            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().add(req.buf_off), req.len) };
         d.file.read_exact_at(slot, req.off)
     }
 }

@@ -105,7 +105,9 @@ impl std::str::FromStr for IoMode {
         IoMode::ALL
             .into_iter()
             .find(|m| m.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown I/O mode {s:?}: expected auto, mmap, willneed, uring or pread"))
+            .ok_or_else(|| {
+                format!("unknown I/O mode {s:?}: expected auto, mmap, willneed, uring or pread")
+            })
     }
 }
 

@@ -68,7 +68,9 @@ fn pread(fd: RawFd, req: Req, dest: *mut u8) -> i32 {
     // caller waits for the batch.
     let r = unsafe { libc::pread(fd, dest.cast(), req.len, req.off as libc::off_t) };
     if r < 0 {
-        -io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+        -io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
     } else {
         r as i32
     }
@@ -97,7 +99,12 @@ fn worker(pool: &'static Pool) {
 
 /// Reads every request into `base + buf_off`, all queued at once; result
 /// per request as a CQE gives it (bytes read, or minus the errno).
-pub(super) fn read_batch(file: &File, reqs: &[Req], base: *mut u8, results: &mut [i32]) -> io::Result<()> {
+pub(super) fn read_batch(
+    file: &File,
+    reqs: &[Req],
+    base: *mut u8,
+    results: &mut [i32],
+) -> io::Result<()> {
     let fd = file.as_raw_fd();
     let p = pool();
     if STARTED.get().copied().unwrap_or(0) == 0 || reqs.len() == 1 {

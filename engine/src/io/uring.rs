@@ -31,9 +31,16 @@ pub(super) fn available() -> bool {
 /// Reads every request into `base + buf_off`; the result of each is the
 /// CQE's (bytes read, or minus the errno). On an `Err` some reads may still
 /// be in flight: the caller must never reuse the buffer.
-pub(super) fn read_batch(file: &File, reqs: &[Req], base: *mut u8, results: &mut [i32]) -> io::Result<()> {
+pub(super) fn read_batch(
+    file: &File,
+    reqs: &[Req],
+    base: *mut u8,
+    results: &mut [i32],
+) -> io::Result<()> {
     RING.with(|cell| {
-        let mut cell = cell.try_borrow_mut().map_err(|_| io::Error::other("io_uring ring busy"))?;
+        let mut cell = cell
+            .try_borrow_mut()
+            .map_err(|_| io::Error::other("io_uring ring busy"))?;
         if cell.is_none() {
             *cell = Some(IoUring::new(ENTRIES)?);
         }
