@@ -7,6 +7,7 @@ use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
 use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
+use crate::io::{IoMode, ReadFault, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
 use crate::quant::{binary, int8, pq, Quantization};
@@ -25,7 +26,7 @@ fn no_index(dir: &Path) -> Error {
 }
 
 /// Options for [`Index::open_with`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct OpenOptions {
     /// Verify the CRC32 of every section and of the vector data at open
     /// (reads both files once). Without it, open validates the header,
@@ -36,6 +37,26 @@ pub struct OpenOptions {
     /// (a deleted id can be returned); without this flag such a directory
     /// is an [`Error::HasLog`]. [`LiveIndex`](crate::LiveIndex) replays the log.
     pub allow_log: bool,
+    /// How rescoring reads full-precision rows ([`IoMode`]; default
+    /// [`IoMode::Auto`]). Results are the same in every mode.
+    pub io: IoMode,
+    /// Lock the graph file's pages in RAM at open (`mlock`; reads the whole
+    /// graph file once, so open is no longer constant time). Keeps links
+    /// and codes resident under memory pressure; an [`Error::Io`] if the
+    /// kernel refuses the lock (e.g. `RLIMIT_MEMLOCK`).
+    pub lock_graph: bool,
+    /// Int8 codes under cosine or inner product only: rescore only the candidates whose quantized distance
+    /// is within `2 · z · e` of the `k`-th best quantized distance, where `e`
+    /// is the query's worst-case bound on the quantized distance's error
+    /// (see [`Index::search`]); `None` (the default) rescores every
+    /// candidate [`SearchParams::oversample`] selects. With `z = 1` and an
+    /// index built without clipping (`int8_clip = 0`) the results equal
+    /// full rescoring exactly; smaller `z` reads fewer rows at a measured
+    /// recall cost (`benches/beyond_ram.py`). Must be finite and positive.
+    pub rescore_cut: Option<f32>,
+    /// Fault injection into direct reads, for tests (not a stable API).
+    #[doc(hidden)]
+    pub read_fault: Option<ReadFault>,
 }
 
 /// An open, immutable index. `Send + Sync`: any number of threads can
@@ -62,6 +83,8 @@ pub struct Index {
     layout: Layout,
     kernels: &'static Kernels,
     dir: Option<PathBuf>,
+    rows: RowReader,
+    options: OpenOptions,
 }
 
 /// Header fields and file layout of an index, for tools.
@@ -156,6 +179,14 @@ impl Index {
 
     fn open_generation(dir: &Path, options: &OpenOptions) -> Result<Index> {
         let manifest = Manifest::read(dir)?.ok_or_else(|| no_index(dir))?;
+        if let Some(z) = options.rescore_cut {
+            if !(z.is_finite() && z > 0.0) {
+                return Err(Error::InvalidParameter {
+                    name: "rescore_cut",
+                    reason: format!("{z} must be finite and positive"),
+                });
+            }
+        }
         if !options.allow_log {
             let log = dir.join(manifest.log_name());
             if let Ok(meta) = std::fs::metadata(&log) {
@@ -176,6 +207,7 @@ impl Index {
             Bytes::map(&f, &path)
         };
         let graph = map(manifest.graph_name())?;
+        let vectors_path = dir.join(manifest.vectors_name());
         let vectors = map(manifest.vectors_name())?;
         let layout = Layout::validate(&graph, &vectors, options.verify)?;
         if layout.header.build_id != manifest.build_id {
@@ -187,12 +219,26 @@ impl Index {
             ));
         }
         vectors.advise_random();
+        if options.lock_graph {
+            graph
+                .lock()
+                .map_err(|e| Error::io(dir.join(manifest.graph_name()), e))?;
+        }
+        let rows = RowReader::open(
+            options.io,
+            Some(&vectors_path),
+            layout.vectors_range.start,
+            layout.padded * 4,
+            options.read_fault,
+        )?;
         Ok(Index {
             graph,
             vectors,
             layout,
             kernels: Kernels::detect(),
             dir: Some(dir.to_path_buf()),
+            rows,
+            options: options.clone(),
         })
     }
 
@@ -203,12 +249,25 @@ impl Index {
         let graph = Bytes::copy_from(graph);
         let vectors = Bytes::copy_from(vectors);
         let layout = Layout::validate(&graph, &vectors, true)?;
+        let rows = RowReader::open(
+            IoMode::Mmap,
+            None,
+            layout.vectors_range.start,
+            layout.padded * 4,
+            None,
+        )?;
         Ok(Index {
             graph,
             vectors,
             layout,
             kernels: Kernels::detect(),
             dir: None,
+            rows,
+            options: OpenOptions {
+                verify: true,
+                io: IoMode::Mmap,
+                ..Default::default()
+            },
         })
     }
 
@@ -240,6 +299,12 @@ impl Index {
     /// The traversal codes.
     pub fn quantization(&self) -> Quantization {
         self.layout.quant
+    }
+
+    /// The options the index was opened with (an index from
+    /// [`Index::from_bytes`] reports [`IoMode::Mmap`]: its rows are in memory).
+    pub fn open_options(&self) -> &OpenOptions {
+        &self.options
     }
 
     /// The directory the index was opened from, if any.
@@ -283,6 +348,21 @@ impl Index {
     /// a damaged graph disconnects them. Errors: `k = 0`, wrong
     /// dimension, non-finite components, a zero query under cosine, an
     /// oversampling factor that is not finite and at least 1.
+    ///
+    /// **Rescoring bound (int8).** The code of component `j` is
+    /// `c_j = round((x_j − lo_j) / s_j)`, so an unclipped component is
+    /// reconstructed within `s_j / 2`; the search computes
+    /// `⟨q, x⟩ ≈ ⟨q, lo⟩ + step · Σ c_j w8_j` with `w_j = q_j s_j` rounded to
+    /// `w8_j = round(w_j / step)`. Hence
+    /// `|ip_quant − ip_exact| ≤ e = Σ |w_j| / 2 + 255 · Σ |step · w8_j − w_j|`
+    /// (up to float rounding; cosine and inner product only: l2's
+    /// quantized distance also differs by `‖x̂‖² − ‖x‖²`, bounded only per
+    /// vector, so l2 always rescores every candidate). The `k`-th
+    /// exact distance is at most `d_k + e` (`d_k` the `k`-th quantized
+    /// distance), and a candidate of quantized distance `d` has exact
+    /// distance at least `d − e`: beyond `d_k + 2e` it cannot enter the top
+    /// `k`. [`OpenOptions::rescore_cut`] `= Some(z)` skips reading those
+    /// beyond `d_k + 2 z e`.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
         self.search_accepting(query, k, params, |_| true)
     }
@@ -307,7 +387,7 @@ impl Index {
             let mut w8 = std::mem::take(&mut s.weights_i8);
             q.resize(l.padded, 0.0);
             w.resize(l.padded, 0.0);
-            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).map(|()| {
+            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).and_then(|()| {
                 let k8 = self.kernels;
                 let entry = Cand {
                     d: 0.0,
@@ -332,6 +412,17 @@ impl Index {
                             w.iter()
                                 .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8),
                         );
+                        // The bound `e` of the doc comment above.
+                        let err: f32 = w
+                            .iter()
+                            .zip(&w8)
+                            .map(|(x, &c)| 0.5 * x.abs() + 255.0 * (step * c as f32 - x).abs())
+                            .sum();
+                        // l2 adds ‖x̂‖² − ‖x‖², which no per-query bound covers.
+                        let cut = match l.metric {
+                            Metric::L2 => None,
+                            _ => self.options.rescore_cut.map(|z| 2.0 * z * err),
+                        };
                         let (w8, q2) = (&w8, (k8.dot)(&q, &q));
                         let ip = |o: u32| bias + step * (k8.dot_u8_i8)(v.code(o), w8) as f32;
                         if l.metric == Metric::L2 {
@@ -345,7 +436,7 @@ impl Index {
                             let dist = |o: u32| 1.0 - ip(o);
                             self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k);
+                        self.rescore(&v, &q, s, rescore, k, cut)?;
                     }
                     Quantization::Pq => {
                         // Cosine ranks by ‖q − x̂‖² (unit vectors: the same
@@ -366,7 +457,7 @@ impl Index {
                             let dist = |o: u32| 1.0 - (k8.adc)(table, v.code(o));
                             self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k);
+                        self.rescore(&v, &q, s, rescore, k, None)?;
                     }
                     Quantization::Binary => {
                         let qc = binary::query_table(v.quant_params, &q, l.dim, &mut w);
@@ -388,16 +479,16 @@ impl Index {
                             let dist = |o: u32| 1.0 - ip(o, factors(o)[0]);
                             self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k);
+                        self.rescore(&v, &q, s, rescore, k, None)?;
                     }
                 }
-                s.found
+                Ok(s.found
                     .iter()
                     .map(|c| Neighbor {
                         id: v.id(c.id),
                         distance: c.d,
                     })
-                    .collect()
+                    .collect())
             });
             s.query = q;
             s.weights = w;
@@ -407,18 +498,40 @@ impl Index {
     }
 
     /// Replaces the approximate distances of the best `rescore` candidates
-    /// by exact ones from the vectors file and keeps the `k` closest.
-    fn rescore(&self, v: &GraphView<'_>, q: &[f32], s: &mut Scratch, rescore: usize, k: usize) {
+    /// by exact ones from the vectors file (read through the index's
+    /// [`IoMode`]) and keeps the `k` closest. With `cut`, candidates whose
+    /// approximate distance exceeds the `k`-th one's by more than `cut`
+    /// are dropped unread (see [`Index::search`]).
+    #[allow(clippy::too_many_arguments)]
+    fn rescore(
+        &self,
+        v: &GraphView<'_>,
+        q: &[f32],
+        s: &mut Scratch,
+        rescore: usize,
+        k: usize,
+        cut: Option<f32>,
+    ) -> Result<()> {
         let l = &self.layout;
         s.found.truncate(rescore);
-        for c in s.found.iter() {
-            prefetch(v.vector(c.id));
+        if let (Some(cut), Some(kth)) = (cut, s.found.get(k.saturating_sub(1))) {
+            // `found` is sorted by approximate distance: a prefix stays.
+            let limit = kth.d + cut;
+            let keep = k + s.found[k..].partition_point(|c| c.d <= limit);
+            s.found.truncate(keep);
         }
-        for c in s.found.iter_mut() {
-            c.d = l.metric.distance(self.kernels, q, v.vector(c.id));
-        }
+        let ids: Vec<u32> = s.found.iter().map(|c| c.id).collect();
+        let found = &mut s.found;
+        self.rows.for_rows(
+            &self.vectors,
+            ids.len(),
+            |i| ids[i],
+            |o| v.vector(o),
+            |i, row| found[i].d = l.metric.distance(self.kernels, q, row),
+        )?;
         s.found.sort_unstable();
         s.found.truncate(k);
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -37,6 +37,7 @@ pub mod error;
 pub mod format;
 mod graph;
 mod index;
+pub mod io;
 mod live;
 pub mod log;
 pub mod metric;
@@ -48,6 +49,7 @@ mod regular;
 pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
 pub use index::{DegreeStats, Index, IndexInfo, OpenOptions, Reachability};
+pub use io::IoMode;
 pub use live::{
     BatchOptions, BatchReport, CompactOptions, CompactReport, Durability, LiveIndex, LiveStats,
     Writer, LOCK_NAME,

@@ -252,11 +252,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
+    open_generation_with(dir, &OpenOptions::default())
+}
+
+/// [`open_generation`] with the caller's read options (`verify` and
+/// `allow_log` are overridden: no full check, the log is replayed).
+fn open_generation_with(dir: &Path, options: &OpenOptions) -> Result<(Arc<Generation>, Manifest)> {
     let index = Index::open_with(
         dir,
         &OpenOptions {
             verify: false,
             allow_log: true,
+            ..options.clone()
         },
     )?;
     let manifest = Manifest::read(dir)?
@@ -379,18 +386,38 @@ impl LiveIndex {
     /// [`LiveIndex::stats`]); a corrupt record in the middle is an error
     /// naming its offset.
     pub fn open(dir: impl AsRef<Path>) -> Result<LiveIndex> {
+        Self::open_with(dir, &OpenOptions::default())
+    }
+
+    /// [`LiveIndex::open`] with read options: [`OpenOptions::io`],
+    /// [`OpenOptions::lock_graph`] apply to this and every later generation
+    /// [`LiveIndex::refresh`] opens; `verify` and `allow_log` are ignored
+    /// (verify with [`Index::verify`] through [`LiveIndex::with_index`]).
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, IndexBuilder, IoMode, LiveIndex, OpenOptions, SearchParams};
+    /// let data = dataset::clustered(500, 8, 4, 0.05, 3);
+    /// let mut b = IndexBuilder::new(8, BuildParams { seed: Some(3), ..Default::default() })?;
+    /// b.add_rows(&data.data)?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// b.build()?.write(dir.path())?;
+    /// let live = LiveIndex::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
+    /// assert_eq!(live.search(data.row(7), 1, &SearchParams::default())?[0].id, 7);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<LiveIndex> {
         let dir = dir.as_ref().to_path_buf();
-        let state = Self::load(&dir)?;
+        let state = Self::load(&dir, options)?;
         Ok(LiveIndex {
             dir,
             state: Arc::new(RwLock::new(state)),
         })
     }
 
-    fn load(dir: &Path) -> Result<State> {
+    fn load(dir: &Path, options: &OpenOptions) -> Result<State> {
         let mut attempts = 0;
         loop {
-            let (gen, manifest) = match open_generation(dir) {
+            let (gen, manifest) = match open_generation_with(dir, options) {
                 Err(Error::Io { .. }) if attempts < 3 => {
                     attempts += 1;
                     continue;
@@ -434,7 +461,8 @@ impl LiveIndex {
             )
         };
         if !same_gen {
-            let fresh = Self::load(&self.dir)?;
+            let options = read_lock(&self.state).gen.index.open_options().clone();
+            let fresh = Self::load(&self.dir, &options)?;
             *write_lock(&self.state) = fresh;
             return Ok(());
         }

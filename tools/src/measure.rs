@@ -61,6 +61,14 @@ pub struct EvalRow {
     pub p50_us: f64,
     pub p99_us: f64,
     pub queries: usize,
+    /// Rows read by direct reads per query in the single-thread pass.
+    pub direct_reads_per_query: f64,
+    /// Direct row reads per second in the single-thread pass.
+    pub direct_reads_per_s_1t: f64,
+    /// Rows read through the mapping per query in the single-thread pass.
+    pub mapped_rows_per_query: f64,
+    /// Direct row reads per second in the multi-thread pass.
+    pub direct_reads_per_s_mt: f64,
 }
 
 /// Recall@k of `results` against ground-truth ids (first `k` of each row).
@@ -92,6 +100,7 @@ pub fn measure<S: Searcher>(
     k: usize,
     params: &SearchParams,
     pool: &rayon::ThreadPool,
+    warm_up: bool,
 ) -> strata::Result<EvalRow> {
     let dim = index.dim();
     let nq = queries.len() / dim;
@@ -101,9 +110,12 @@ pub fn measure<S: Searcher>(
             reason: "no queries to measure (QPS and recall of zero queries are meaningless)".into(),
         });
     }
-    for q in queries.chunks_exact(dim) {
-        index.search(q, k, params)?;
+    if warm_up {
+        for q in queries.chunks_exact(dim) {
+            index.search(q, k, params)?;
+        }
     }
+    let io0 = strata::io::io_stats();
     let mut lat = Vec::with_capacity(nq);
     let mut results = Vec::with_capacity(nq);
     let start = Instant::now();
@@ -114,6 +126,7 @@ pub fn measure<S: Searcher>(
         results.push(r);
     }
     let single = start.elapsed().as_secs_f64();
+    let io1 = strata::io::io_stats();
     let start = Instant::now();
     let multi: strata::Result<Vec<_>> = pool.install(|| {
         queries
@@ -123,7 +136,9 @@ pub fn measure<S: Searcher>(
     });
     multi?;
     let multi = start.elapsed().as_secs_f64();
+    let io2 = strata::io::io_stats();
     lat.sort_by(f64::total_cmp);
+    let direct_1t = (io1.direct_rows - io0.direct_rows) as f64;
     Ok(EvalRow {
         k,
         ef: params.ef,
@@ -135,6 +150,10 @@ pub fn measure<S: Searcher>(
         p50_us: percentile(&lat, 0.5),
         p99_us: percentile(&lat, 0.99),
         queries: nq,
+        direct_reads_per_query: direct_1t / nq as f64,
+        direct_reads_per_s_1t: direct_1t / single,
+        mapped_rows_per_query: (io1.mapped_rows - io0.mapped_rows) as f64 / nq as f64,
+        direct_reads_per_s_mt: (io2.direct_rows - io1.direct_rows) as f64 / multi,
     })
 }
 
@@ -163,6 +182,30 @@ pub fn exact_truth<S: Searcher>(
         .par_chunks_exact(index.dim())
         .map(|q| Ok(index.exact(q, k)?.into_iter().map(|n| n.id).collect()))
         .collect()
+}
+
+/// `(memory.limit_in_bytes, memory.usage_in_bytes)` of this process's
+/// cgroup-v1 memory controller; zeros where unavailable.
+pub fn cgroup_memory() -> (u64, u64) {
+    let Ok(s) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return (0, 0);
+    };
+    let Some(path) = s.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| path.to_string())
+    }) else {
+        return (0, 0);
+    };
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (read("memory.limit_in_bytes"), read("memory.usage_in_bytes"))
 }
 
 /// Resident memory of this process from /proc/self/status, in KiB:

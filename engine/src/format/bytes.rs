@@ -72,6 +72,28 @@ impl Bytes {
         Ok(Bytes::copy_from(&data))
     }
 
+    /// Asks the kernel to start reading `len` bytes at `offset` into the
+    /// page cache (`MADV_WILLNEED`; no-op for owned bytes, errors ignored:
+    /// it is only a hint).
+    pub(crate) fn will_need(&self, offset: usize, len: usize) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(m) = self {
+            let _ = m.advise_range(memmap2::Advice::WillNeed, offset, len);
+        }
+        #[cfg(not(unix))]
+        let _ = (offset, len);
+    }
+
+    /// Locks the mapping's pages in RAM (`mlock`: reads the whole file
+    /// now). No-op for owned bytes.
+    pub(crate) fn lock(&self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        if let Bytes::Mapped(m) = self {
+            return m.lock();
+        }
+        Ok(())
+    }
+
     /// Hints the kernel about the access pattern (no-op for owned bytes).
     pub(crate) fn advise_random(&self) {
         #[cfg(unix)]

@@ -104,6 +104,7 @@ pub fn run(a: Args) -> CliResult {
             k,
             &SearchParams::with_ef(ef),
             &pool,
+            true,
         )?);
     }
     print_table(&rows);

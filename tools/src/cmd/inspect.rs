@@ -30,6 +30,7 @@ pub fn run(a: Args) -> CliResult {
         &OpenOptions {
             verify: a.verify,
             allow_log: true,
+            ..Default::default()
         },
     )?;
     let i = index.info();

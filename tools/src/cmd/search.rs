@@ -24,10 +24,28 @@ pub struct Args {
     /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default or `-`: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// How rescoring reads full-precision rows: auto, mmap, willneed, uring or pread.
+    #[arg(long, default_value = "auto")]
+    pub io: strata::IoMode,
+    /// Lock the graph file in RAM at open (mlock; reads it once).
+    #[arg(long)]
+    pub lock_graph: bool,
+    /// Int8: skip rescoring candidates beyond the k-th quantized distance
+    /// plus Z times the worst-case error bound (1 = exact without clipping).
+    #[arg(long, value_name = "Z")]
+    pub rescore_cut: Option<f32>,
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = LiveIndex::open(&a.dir)?;
+    let index = LiveIndex::open_with(
+        &a.dir,
+        &strata::OpenOptions {
+            io: a.io,
+            lock_graph: a.lock_graph,
+            rescore_cut: a.rescore_cut,
+            ..Default::default()
+        },
+    )?;
     let queries = crate::input::read_vectors(&a.query)?;
     crate::input::check_query_dim(&a.query, &queries, index.dim())?;
     let params = SearchParams {
