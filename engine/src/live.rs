@@ -484,8 +484,9 @@ impl LiveIndex {
             // A writer rewrote a version-3 log as version 4 (atomically,
             // same generation): offsets into the old file mean nothing in
             // the new one, so read it from the start.
+            let options = st.gen.index.open_options().clone();
             drop(st);
-            let fresh = Self::load(&self.dir)?;
+            let fresh = Self::load(&self.dir, &options)?;
             *write_lock(&self.state) = fresh;
             return Ok(());
         }
