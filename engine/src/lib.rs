@@ -45,7 +45,7 @@ pub mod quant;
 mod queries;
 mod regular;
 
-pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
+pub use builder::{BuildProgress, BuildReport, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
 pub use index::{DegreeStats, Index, IndexInfo, OpenOptions, Reachability};
 pub use live::{

@@ -11,7 +11,7 @@
 use crate::builder::IndexBuilder;
 use crate::distance::{padded_dim, Kernels};
 use crate::error::{Error, FileKind, Result};
-use crate::format::manifest::{lock_dir, publish_files, write_manifest, Manifest, MANIFEST_NAME};
+use crate::format::manifest::{lock_dir, write_manifest, Manifest, MANIFEST_NAME};
 use crate::graph::search::Cand;
 use crate::index::{Index, OpenOptions};
 use crate::log::file::{replay, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
@@ -783,7 +783,10 @@ impl Writer {
         for (id, v) in ids.iter().zip(rows.chunks_exact(index.dim())) {
             builder.add(*id, v)?;
         }
-        let built = builder.build()?;
+        drop(rows);
+        // Streamed to temporary files in the directory: memory holds the
+        // live rows and the new graph, never the new files.
+        let staged = builder.build_staged(&dir, &|_| {})?;
         let generation = gen.number.checked_add(1).ok_or_else(|| {
             Error::corrupt(
                 FileKind::Manifest,
@@ -794,7 +797,7 @@ impl Writer {
         })?;
         let next = Manifest {
             generation,
-            build_id: built.build_id(),
+            build_id: staged.build_id,
         };
         // 3. Under the writer lock: carry the tail of the log over, switch.
         let mut inner = lock(&self.inner);
@@ -820,7 +823,7 @@ impl Writer {
             }
         };
         let prepared = (|| -> Result<LogWriter> {
-            publish_files(&dir, &next, built.graph_bytes(), built.vectors_bytes())?;
+            staged.publish_files(&dir, &next)?;
             let header = LogHeader {
                 generation: next.generation,
                 build_id: next.build_id,

@@ -117,7 +117,9 @@ pub fn run(a: Args) -> CliResult {
         if lost == 0 {
             println!("reachability: every node reachable from the entry point on every level");
         } else {
-            println!("warning: nodes unreachable from the entry point (no search can return them):");
+            println!(
+                "warning: nodes unreachable from the entry point (no search can return them):"
+            );
             for (l, (&u, &c)) in r.unreachable.iter().zip(&r.nodes).enumerate() {
                 if u > 0 {
                     println!("  level {l:>2}: {u} of {c}");
