@@ -8,7 +8,7 @@ use crate::format::manifest::{self, Manifest, TempFile};
 use crate::format::sections::SectionKind;
 use crate::format::writer::{GraphWriter, VectorsWriter};
 use crate::format::{ELEMENT_F32, FORMAT_VERSION};
-use crate::graph::build::{build_graph, BuiltGraph, GraphInput};
+use crate::graph::build::{build_graph, BuiltGraph, GraphInput, Int8Codes};
 use crate::index::Index;
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
@@ -292,8 +292,58 @@ impl IndexBuilder {
         if n == 0 {
             return Err(Error::EmptyInput);
         }
+        crate::hugepages::advise(&self.data);
+        // Only `add` needs the id lookup: free it for the build (16 MB at
+        // 500k vectors). Ids are still unique.
+        self.rows_by_id = HashMap::new();
         let p = &self.params;
         let seed = p.seed.unwrap_or_else(|| rand::thread_rng().gen());
+        // The quantizer depends only on the rows and the seed, so it is
+        // trained first: with int8 codes the insertions search over them.
+        let spec = TrainSpec {
+            kind: p.quantization,
+            int8_clip: p.int8_clip,
+            pq_m: p.pq_m.unwrap_or_else(|| pq::default_m(self.dim)),
+            pq_train_size: p.pq_train_size,
+            seed,
+        };
+        let quantizer = match self.reuse.take() {
+            Some(q) => q,
+            None => Trained::train(&spec, &self.data, self.dim, self.padded),
+        };
+        let (dim, padded) = (self.dim, self.padded);
+        let (codes, norms) = match &quantizer {
+            Trained::Int8(_) => {
+                let mut codes = vec![0u8; n * padded];
+                crate::hugepages::advise(&codes);
+                let norms = quantizer
+                    .encode_rows(
+                        n,
+                        |i| &self.data[i * padded..(i + 1) * padded],
+                        dim,
+                        padded,
+                        &mut codes,
+                    )
+                    .into_iter()
+                    .map(|s| match s {
+                        Side::Norm(x) => x,
+                        _ => 0.0,
+                    })
+                    .collect();
+                (codes, norms)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let int8_codes = match &quantizer {
+            Trained::Int8(q) => Some(Int8Codes {
+                codes: &codes,
+                stride: padded,
+                norms: &norms,
+                lo: &q.lo,
+                scale: &q.scale,
+            }),
+            _ => None,
+        };
         let input = GraphInput {
             vectors: &self.data,
             padded: self.padded,
@@ -301,6 +351,7 @@ impl IndexBuilder {
             m: p.m,
             ef_construction: p.ef_construction,
             seed,
+            codes: int8_codes,
         };
         let report = |done| {
             progress(BuildProgress {
@@ -321,22 +372,14 @@ impl IndexBuilder {
                 })?
                 .install(|| build_graph(&input, true, &report)),
         };
+        drop(input);
+        // Row-order codes are not kept: the writer encodes in ordinal order.
+        drop((codes, norms));
         progress(BuildProgress {
             stage: BuildStage::Quantize,
-            done: 0,
+            done: n,
             total: n,
         });
-        let spec = TrainSpec {
-            kind: p.quantization,
-            int8_clip: p.int8_clip,
-            pq_m: p.pq_m.unwrap_or_else(|| pq::default_m(self.dim)),
-            pq_train_size: p.pq_train_size,
-            seed,
-        };
-        let quantizer = match self.reuse.take() {
-            Some(q) => q,
-            None => Trained::train(&spec, &self.data, self.dim, self.padded),
-        };
         progress(BuildProgress {
             stage: BuildStage::Assemble,
             done: 0,

@@ -36,6 +36,7 @@ pub mod distance;
 pub mod error;
 pub mod format;
 mod graph;
+mod hugepages;
 mod index;
 mod live;
 pub mod log;
