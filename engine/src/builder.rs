@@ -372,7 +372,6 @@ impl IndexBuilder {
                 })?
                 .install(|| build_graph(&input, true, &report)),
         };
-        drop(input);
         // Row-order codes are not kept: the writer encodes in ordinal order.
         drop((codes, norms));
         progress(BuildProgress {
