@@ -133,7 +133,13 @@ pub fn check_out(out: &Path) -> CliResult {
     let mut names = Vec::new();
     for e in std::fs::read_dir(out).map_err(|e| format!("--out {}: {e}", out.display()))? {
         let e = e.map_err(|e| format!("--out {}: {e}", out.display()))?;
-        names.push(e.file_name().to_string_lossy().into_owned());
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Temporary files of a build that died (the build streams into the
+        // directory) do not make it "not empty"; the next build removes none
+        // of them, a writer opening the index does.
+        if !(name.starts_with('.') && name.contains(".tmp-")) {
+            names.push(name);
+        }
     }
     if names.is_empty() {
         return Ok(());
