@@ -4,17 +4,20 @@
 use crate::distance::padded_dim;
 use crate::error::{Error, Result};
 use crate::format::graph_header::GraphHeader;
+use crate::format::manifest::{self, Manifest, TempFile};
 use crate::format::sections::SectionKind;
-use crate::format::writer::{assemble_graph, assemble_vectors};
-use crate::format::{manifest, ELEMENT_F32, FORMAT_VERSION};
-use crate::graph::build::{build_graph, BuiltGraph, GraphInput};
+use crate::format::writer::{GraphWriter, VectorsWriter};
+use crate::format::{ELEMENT_F32, FORMAT_VERSION};
+use crate::graph::build::{build_graph, BuiltGraph, GraphInput, Int8Codes};
 use crate::index::Index;
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
 use crate::quant::pq;
-use crate::quant::trained::{TrainSpec, Trained};
+use crate::quant::trained::{Side, TrainSpec, Trained};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Cursor, Seek, Write};
 use std::path::Path;
 
 /// Which part of a build is running.
@@ -147,6 +150,43 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// [`add_rows`](Self::add_rows) taking the rows by value: into an empty
+    /// builder they are prepared in place (widened to the padded stride,
+    /// normalised under cosine) instead of copied, so adding them needs no
+    /// second copy of the input. On error the builder is left as it was
+    /// (the rows are dropped).
+    pub fn add_rows_vec(&mut self, mut rows: Vec<f32>) -> Result<()> {
+        if !self.ids.is_empty() || !rows.len().is_multiple_of(self.dim) {
+            return self.add_rows(&rows);
+        }
+        let (dim, p) = (self.dim, self.padded);
+        let n = rows.len() / dim;
+        if n >= u32::MAX as usize - 1 {
+            return Err(Error::InvalidParameter {
+                name: "count",
+                reason: "an index holds at most 4294967294 vectors".into(),
+            });
+        }
+        if p != dim {
+            // Widen in place from the last row down, so no row is
+            // overwritten before it moved.
+            rows.resize(n * p, 0.0);
+            for i in (0..n).rev() {
+                rows.copy_within(i * dim..(i + 1) * dim, i * p);
+                rows[i * p + dim..(i + 1) * p].fill(0.0);
+            }
+        }
+        let mut scratch = vec![0f32; dim];
+        for (i, row) in rows.chunks_exact_mut(p).enumerate() {
+            scratch.copy_from_slice(&row[..dim]);
+            prepare_vector(self.params.metric, dim, &scratch, Some(i), row)?;
+        }
+        self.data = rows;
+        self.ids = (0..n as u64).collect();
+        self.rows_by_id = self.ids.iter().map(|&id| (id, id as usize)).collect();
+        Ok(())
+    }
+
     /// Encodes with `quantizer` instead of training a new one.
     pub(crate) fn reuse_quantizer(&mut self, quantizer: Trained) {
         self.reuse = Some(quantizer);
@@ -157,17 +197,159 @@ impl IndexBuilder {
         self.build_with_progress(&|_| {})
     }
 
-    /// Builds the index, reporting progress through `progress`.
+    /// Builds the index in memory, reporting progress through `progress`.
     pub fn build_with_progress(
-        mut self,
+        self,
         progress: &(dyn Fn(BuildProgress) + Sync),
     ) -> Result<BuiltIndex> {
+        let (b, graph, quantizer, seed) = self.construct(progress)?;
+        let (build_id, g, v) = b
+            .emit(
+                &graph,
+                &quantizer,
+                seed,
+                Cursor::new(Vec::new()),
+                Cursor::new(Vec::new()),
+            )
+            .expect("writes to memory do not fail");
+        assembled(progress);
+        Ok(BuiltIndex {
+            graph: g.into_inner(),
+            vectors: v.into_inner(),
+            build_id,
+            repaired: graph.repaired,
+        })
+    }
+
+    /// Builds the index and writes it into `dir` (created if missing),
+    /// streaming: each section goes to disk as it is produced, so memory
+    /// holds the vectors, the graph and one chunk of output, never the
+    /// files. The files are written under temporary names, fsynced,
+    /// renamed, then the manifest is swapped, as [`BuiltIndex::write`] does;
+    /// the directory's writer lock is held from the start, so no writer
+    /// opens the index mid-build.
+    pub fn build_into(
+        self,
+        dir: impl AsRef<Path>,
+        progress: &(dyn Fn(BuildProgress) + Sync),
+    ) -> Result<BuildReport> {
+        let dir = dir.as_ref();
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let _lock = manifest::lock_dir(dir)?;
+        let staged = self.build_staged(dir, progress)?;
+        let report = BuildReport {
+            build_id: staged.build_id,
+            repaired: staged.repaired.clone(),
+        };
+        manifest::publish_locked(dir, staged.build_id, |dir, m| staged.publish_files(dir, m))?;
+        Ok(report)
+    }
+
+    /// Builds the index into temporary files in `dir` (which must exist),
+    /// removed again unless [`Staged::publish_files`] renames them.
+    pub(crate) fn build_staged(
+        self,
+        dir: &Path,
+        progress: &(dyn Fn(BuildProgress) + Sync),
+    ) -> Result<Staged> {
+        let (b, graph, quantizer, seed) = self.construct(progress)?;
+        let create = |name: &str| -> Result<(TempFile, BufWriter<File>)> {
+            let path = manifest::temp_path(dir, name);
+            let f = File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?;
+            Ok((TempFile(Some(path)), BufWriter::with_capacity(1 << 20, f)))
+        };
+        let (gt, gw) = create("staged.graph")?;
+        let (vt, vw) = create("staged.vectors")?;
+        let path = |t: &TempFile| t.0.clone().unwrap_or_default();
+        let (build_id, gw, vw) = b
+            .emit(&graph, &quantizer, seed, gw, vw)
+            .map_err(|e| Error::io(path(&gt), e))?;
+        for (t, w) in [(&gt, gw), (&vt, vw)] {
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io(path(t), e.into_error()))?;
+            f.sync_all().map_err(|e| Error::io(path(t), e))?;
+        }
+        assembled(progress);
+        Ok(Staged {
+            graph: gt,
+            vectors: vt,
+            build_id,
+            repaired: graph.repaired,
+        })
+    }
+
+    /// Inserts every vector into the graph and trains the quantizer.
+    fn construct(
+        mut self,
+        progress: &(dyn Fn(BuildProgress) + Sync),
+    ) -> Result<(Self, BuiltGraph, Trained, u64)> {
         let n = self.ids.len();
         if n == 0 {
             return Err(Error::EmptyInput);
         }
+        crate::hugepages::advise(&self.data);
+        // Only `add` needs the id lookup: free it for the build (16 MB at
+        // 500k vectors). Ids are still unique.
+        self.rows_by_id = HashMap::new();
         let p = &self.params;
         let seed = p.seed.unwrap_or_else(|| rand::thread_rng().gen());
+        // The quantizer depends only on the rows and the seed, so it is
+        // trained first: with int8 codes the insertions search over them.
+        let spec = TrainSpec {
+            kind: p.quantization,
+            int8_clip: p.int8_clip,
+            pq_m: p.pq_m.unwrap_or_else(|| pq::default_m(self.dim)),
+            pq_train_size: p.pq_train_size,
+            seed,
+        };
+        let quantizer = match self.reuse.take() {
+            Some(q) => q,
+            None => Trained::train(&spec, &self.data, self.dim, self.padded),
+        };
+        let (dim, padded) = (self.dim, self.padded);
+        // Under inner product the codes' error is large against the small
+        // differences between candidates (unnormalised rows): an 8-thread
+        // build of the near-duplicate set in tests/reachability.rs fell to
+        // recall@10 0.911 at ef 64 with code-guided insertion, so inner
+        // product inserts on float32 as before.
+        let code_guided = p.metric != crate::metric::Metric::InnerProduct;
+        let (codes, norms) = match &quantizer {
+            Trained::Int8(_) if code_guided => {
+                let mut codes = vec![0u8; n * padded];
+                crate::hugepages::advise(&codes);
+                let norms = quantizer
+                    .encode_rows(
+                        n,
+                        |i| &self.data[i * padded..(i + 1) * padded],
+                        dim,
+                        padded,
+                        &mut codes,
+                    )
+                    .into_iter()
+                    .map(|s| match s {
+                        Side::Norm(x) => x,
+                        _ => 0.0,
+                    })
+                    .collect();
+                (codes, norms)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        let int8_codes = match &quantizer {
+            Trained::Int8(q) if code_guided => Some(Int8Codes {
+                codes: &codes,
+                stride: padded,
+                norms: &norms,
+                lo: &q.lo,
+                scale: &q.scale,
+            }),
+            _ => None,
+        };
         let input = GraphInput {
             vectors: &self.data,
             padded: self.padded,
@@ -175,6 +357,7 @@ impl IndexBuilder {
             m: p.m,
             ef_construction: p.ef_construction,
             seed,
+            codes: int8_codes,
         };
         let report = |done| {
             progress(BuildProgress {
@@ -195,34 +378,19 @@ impl IndexBuilder {
                 })?
                 .install(|| build_graph(&input, true, &report)),
         };
+        // Row-order codes are not kept: the writer encodes in ordinal order.
+        drop((codes, norms));
         progress(BuildProgress {
             stage: BuildStage::Quantize,
-            done: 0,
+            done: n,
             total: n,
         });
-        let spec = TrainSpec {
-            kind: p.quantization,
-            int8_clip: p.int8_clip,
-            pq_m: p.pq_m.unwrap_or_else(|| pq::default_m(self.dim)),
-            pq_train_size: p.pq_train_size,
-            seed,
-        };
-        let quantizer = match self.reuse.take() {
-            Some(q) => q,
-            None => Trained::train(&spec, &self.data, self.dim, self.padded),
-        };
         progress(BuildProgress {
             stage: BuildStage::Assemble,
             done: 0,
             total: 1,
         });
-        let built = self.assemble(&graph, &quantizer, seed);
-        progress(BuildProgress {
-            stage: BuildStage::Assemble,
-            done: 1,
-            total: 1,
-        });
-        Ok(built)
+        Ok((self, graph, quantizer, seed))
     }
 
     /// The build id: derived from seed, parameters and input for a seeded
@@ -250,7 +418,17 @@ impl IndexBuilder {
         rand_chacha::ChaCha8Rng::seed_from_u64(mix).gen()
     }
 
-    fn assemble(&self, g: &BuiltGraph, quantizer: &Trained, seed: u64) -> BuiltIndex {
+    /// Writes both files into `graph` and `vectors`, streaming: sections
+    /// are produced in file order through buffers of at most
+    /// [`CHUNK_ROWS`] rows, never as a copy of all vectors or codes.
+    fn emit<G: Write + Seek, V: Write + Seek>(
+        &self,
+        g: &BuiltGraph,
+        quantizer: &Trained,
+        seed: u64,
+        graph: G,
+        vectors: V,
+    ) -> std::io::Result<(u128, G, V)> {
         let n = self.ids.len();
         let (m, m0, max_level) = (g.m, g.m0, g.max_level);
         // Ordinals: the entry point first, then by level descending (stable),
@@ -267,36 +445,13 @@ impl IndexBuilder {
                 *c += 1;
             }
         }
-        let block = |level: usize, node: u32, cap: usize, out: &mut Vec<u32>| {
-            let links = g.neighbors(level, node);
-            out.push(links.len() as u32);
-            out.extend(links.iter().map(|&x| ord_of[x as usize]));
-            out.extend(std::iter::repeat_n(u32::MAX, cap - links.len()));
-        };
-        let mut l0 = Vec::with_capacity(n * (1 + m0));
-        for &i in &order {
-            block(0, i, m0, &mut l0);
-        }
-        let mut upper = Vec::new();
-        for (l, &count) in level_counts.iter().enumerate().skip(1) {
-            for &i in &order[..count as usize] {
-                block(l, i, m, &mut upper);
-            }
-        }
-        let ord_to_id: Vec<u64> = order.iter().map(|&i| self.ids[i as usize]).collect();
-        let mut id_to_ord: Vec<[u64; 2]> = ord_to_id
-            .iter()
-            .enumerate()
-            .map(|(o, &id)| [id, o as u64])
-            .collect();
-        id_to_ord.sort_unstable();
         let p = self.padded;
-        let mut vectors = Vec::with_capacity(n * p);
-        for &i in &order {
-            vectors.extend_from_slice(&self.data[i as usize * p..(i as usize + 1) * p]);
-        }
-        let enc = quantizer.encode_all(&vectors, self.dim, p);
-        let coded = enc.stride > 0;
+        let row = |o: usize| {
+            let i = order[o] as usize;
+            &self.data[i * p..(i + 1) * p]
+        };
+        let layout = quantizer.layout(p);
+        let stride = layout.stride;
         let build_id = self.build_id(seed);
         let header = GraphHeader {
             version: FORMAT_VERSION,
@@ -312,53 +467,173 @@ impl IndexBuilder {
             max_level: max_level as u32,
             entry: ord_of[g.entry as usize],
             quant: self.params.quantization.code(),
-            code_stride: enc.stride as u32,
-            quant_param: enc.quant_param,
+            code_stride: stride as u32,
+            quant_param: layout.quant_param,
             section_count: 0,
             seed,
             build_id,
             file_len: 0,
         };
-        let mut sections: Vec<(SectionKind, &[u8])> = Vec::new();
-        if coded {
-            sections.push((SectionKind::QuantParams, bytemuck::cast_slice(&enc.params)));
+        // Side values (int8 norms, binary factors) precede the codes in the
+        // file: a first pass computes them (4 or 8 bytes per vector), the
+        // codes are encoded again chunk by chunk as they are written.
+        let mut codes = vec![0u8; CHUNK_ROWS.min(n) * stride];
+        let mut sides = Vec::new();
+        if matches!(quantizer, Trained::Int8(_) | Trained::Binary(_)) {
+            sides.reserve(n);
+            for s in (0..n).step_by(CHUNK_ROWS) {
+                let c = CHUNK_ROWS.min(n - s);
+                sides.extend(quantizer.encode_rows(
+                    c,
+                    |i| row(s + i),
+                    self.dim,
+                    stride,
+                    &mut codes,
+                ));
+            }
         }
-        if !enc.norms.is_empty() {
-            sections.push((SectionKind::CodeNorms, bytemuck::cast_slice(&enc.norms)));
+        let mut w = GraphWriter::new(graph)?;
+        if stride > 0 {
+            w.section(
+                SectionKind::QuantParams,
+                bytemuck::cast_slice(&layout.params),
+            )?;
         }
-        if !enc.factors.is_empty() {
-            sections.push((
-                SectionKind::BinaryFactors,
-                bytemuck::cast_slice(&enc.factors),
-            ));
+        match quantizer {
+            Trained::Int8(_) => {
+                w.begin(SectionKind::CodeNorms);
+                for side in &sides {
+                    if let Side::Norm(x) = side {
+                        w.write(&x.to_le_bytes())?;
+                    }
+                }
+                w.end()?;
+            }
+            Trained::Binary(_) => {
+                w.begin(SectionKind::BinaryFactors);
+                for side in &sides {
+                    if let Side::Factors([a, b]) = side {
+                        w.write(&a.to_le_bytes())?;
+                        w.write(&b.to_le_bytes())?;
+                    }
+                }
+                w.end()?;
+            }
+            _ => {}
         }
-        sections.push((
+        drop(sides);
+        w.section(
             SectionKind::LevelCounts,
             bytemuck::cast_slice(&level_counts),
-        ));
-        sections.push((SectionKind::LinksUpper, bytemuck::cast_slice(&upper)));
-        if coded {
-            sections.push((SectionKind::Codes, &enc.codes));
+        )?;
+        let mut buf: Vec<u32> = Vec::with_capacity(LINK_BUF);
+        let block = |w: &mut GraphWriter<G>, buf: &mut Vec<u32>, level, node, cap| {
+            let links = g.neighbors(level, node);
+            buf.push(links.len() as u32);
+            buf.extend(links.iter().map(|&x| ord_of[x as usize]));
+            buf.extend(std::iter::repeat_n(u32::MAX, cap - links.len()));
+            if buf.len() + 1 + cap > LINK_BUF {
+                w.write(bytemuck::cast_slice(buf))?;
+                buf.clear();
+            }
+            std::io::Result::Ok(())
+        };
+        w.begin(SectionKind::LinksUpper);
+        for (l, &count) in level_counts.iter().enumerate().skip(1) {
+            for &i in &order[..count as usize] {
+                block(&mut w, &mut buf, l, i, m)?;
+            }
         }
-        sections.push((SectionKind::LinksLevel0, bytemuck::cast_slice(&l0)));
-        sections.push((SectionKind::OrdinalToId, bytemuck::cast_slice(&ord_to_id)));
-        sections.push((SectionKind::IdToOrdinal, bytemuck::cast_slice(&id_to_ord)));
-        let graph = assemble_graph(header, &sections);
-        let vectors = assemble_vectors(
-            self.dim as u32,
-            p as u32,
-            n as u64,
-            build_id,
-            bytemuck::cast_slice(&vectors),
-        );
-        BuiltIndex {
-            graph,
-            vectors,
-            build_id,
-            repaired: g.repaired.clone(),
+        w.write(bytemuck::cast_slice(&buf))?;
+        buf.clear();
+        w.end()?;
+        if stride > 0 {
+            w.begin(SectionKind::Codes);
+            for s in (0..n).step_by(CHUNK_ROWS) {
+                let c = CHUNK_ROWS.min(n - s);
+                quantizer.encode_rows(c, |i| row(s + i), self.dim, stride, &mut codes);
+                w.write(&codes[..c * stride])?;
+            }
+            w.end()?;
         }
+        drop(codes);
+        w.begin(SectionKind::LinksLevel0);
+        for &i in &order {
+            block(&mut w, &mut buf, 0, i, m0)?;
+        }
+        w.write(bytemuck::cast_slice(&buf))?;
+        w.end()?;
+        w.begin(SectionKind::OrdinalToId);
+        for &i in &order {
+            w.write(&self.ids[i as usize].to_le_bytes())?;
+        }
+        w.end()?;
+        let mut id_to_ord: Vec<[u64; 2]> = order
+            .iter()
+            .enumerate()
+            .map(|(o, &i)| [self.ids[i as usize], o as u64])
+            .collect();
+        id_to_ord.sort_unstable();
+        w.section(SectionKind::IdToOrdinal, bytemuck::cast_slice(&id_to_ord))?;
+        drop(id_to_ord);
+        let graph = w.finish(header)?;
+        let mut v = VectorsWriter::new(vectors)?;
+        for o in 0..n {
+            v.write(bytemuck::cast_slice(row(o)))?;
+        }
+        let vectors = v.finish(self.dim as u32, p as u32, n as u64, build_id)?;
+        Ok((build_id, graph, vectors))
     }
 }
+
+fn assembled(progress: &(dyn Fn(BuildProgress) + Sync)) {
+    progress(BuildProgress {
+        stage: BuildStage::Assemble,
+        done: 1,
+        total: 1,
+    });
+}
+
+/// What [`IndexBuilder::build_into`] reports about the index it wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildReport {
+    /// The build id shared by both files.
+    pub build_id: u128,
+    /// Per level, how many nodes the build's final passes linked in (see
+    /// [`BuiltIndex::repaired`]).
+    pub repaired: Vec<usize>,
+}
+
+/// Both files of a build, complete and fsynced under temporary names in
+/// the index directory; removed when dropped unless published.
+pub(crate) struct Staged {
+    graph: TempFile,
+    vectors: TempFile,
+    pub(crate) build_id: u128,
+    pub(crate) repaired: Vec<usize>,
+}
+
+impl Staged {
+    /// Renames both files to generation `m`'s names and fsyncs `dir`. They
+    /// are not current until the manifest names them.
+    pub(crate) fn publish_files(self, dir: &Path, m: &Manifest) -> Result<()> {
+        for (t, name) in [
+            (self.graph, m.graph_name()),
+            (self.vectors, m.vectors_name()),
+        ] {
+            let fin = dir.join(name);
+            let from = t.0.clone().expect("a staged file has a path");
+            fs::rename(&from, &fin).map_err(|e| Error::io(&fin, e))?;
+            t.keep();
+        }
+        manifest::sync_dir(dir)
+    }
+}
+
+/// Rows encoded per chunk while writing codes.
+const CHUNK_ROWS: usize = 4096;
+/// Link words buffered before a write.
+const LINK_BUF: usize = 1 << 16;
 
 /// A finished index held in memory: write it to a directory, or search it
 /// directly.

@@ -36,6 +36,7 @@ pub mod distance;
 pub mod error;
 pub mod format;
 mod graph;
+mod hugepages;
 mod index;
 pub mod io;
 mod live;
@@ -46,7 +47,7 @@ pub mod quant;
 mod queries;
 mod regular;
 
-pub use builder::{BuildProgress, BuildStage, BuiltIndex, IndexBuilder};
+pub use builder::{BuildProgress, BuildReport, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
 pub use index::{DegreeStats, Index, IndexInfo, OpenOptions, Reachability};
 pub use io::IoMode;

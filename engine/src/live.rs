@@ -11,9 +11,7 @@
 use crate::builder::IndexBuilder;
 use crate::distance::{padded_dim, Kernels};
 use crate::error::{Error, FileKind, Result};
-use crate::format::manifest::{
-    lock_dir, publish_files, write_manifest, LogBound, Manifest, MANIFEST_NAME,
-};
+use crate::format::manifest::{lock_dir, write_manifest, LogBound, Manifest, MANIFEST_NAME};
 use crate::format::DIRECTORY_VERSION;
 use crate::graph::search::Cand;
 use crate::index::{Index, OpenOptions};
@@ -1122,7 +1120,10 @@ impl Writer {
         for (id, v) in ids.iter().zip(rows.chunks_exact(index.dim())) {
             builder.add(*id, v)?;
         }
-        let built = builder.build()?;
+        drop(rows);
+        // Streamed to temporary files in the directory: memory holds the
+        // live rows and the new graph, never the new files.
+        let staged = builder.build_staged(&dir, &|_| {})?;
         let generation = gen.number.checked_add(1).ok_or_else(|| {
             Error::corrupt(
                 FileKind::Manifest,
@@ -1131,7 +1132,7 @@ impl Writer {
                 gen.number,
             )
         })?;
-        let mut next = Manifest::new(generation, built.build_id());
+        let mut next = Manifest::new(generation, staged.build_id);
         // 3. Under the writer lock: carry the tail of the log over, switch.
         let mut inner = lock(&self.inner);
         inner.sync()?;
@@ -1173,7 +1174,7 @@ impl Writer {
             }
         };
         let prepared = (|| -> Result<LogWriter> {
-            publish_files(&dir, &next, built.graph_bytes(), built.vectors_bytes())?;
+            staged.publish_files(&dir, &next)?;
             let header = LogHeader {
                 generation: next.generation,
                 build_id: next.build_id,

@@ -43,15 +43,23 @@ pub fn parse_npy(bytes: &[u8], name: &Path) -> Result<Vectors> {
 }
 
 fn convert(dtype: Dtype, data_bytes: &[u8]) -> Vec<f32> {
+    let mut out = Vec::new();
+    extend_converted(dtype, data_bytes, &mut out);
+    out
+}
+
+fn extend_converted(dtype: Dtype, data_bytes: &[u8], out: &mut Vec<f32>) {
     match dtype {
-        Dtype::F32 => data_bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F64 => data_bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
+        Dtype::F32 => out.extend(
+            data_bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        Dtype::F64 => {
+            out.extend(data_bytes.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            }))
+        }
     }
 }
 
@@ -186,16 +194,37 @@ pub fn read_npy(path: &Path) -> Result<Vectors> {
         (&mut r).take(more).read_to_end(&mut head).map_err(io)?;
     }
     let (dim, dtype, data_start) = check(&head, total, path)?;
-    let mut bytes = head.split_off(data_start.min(head.len()));
-    bytes.reserve((total - data_start as u64) as usize);
-    r.read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 != total - data_start as u64 {
+    // Converted chunk by chunk: holding the raw bytes and the floats at
+    // once would double the peak memory of reading a large input.
+    let data_len = total - data_start as u64;
+    let elem = match dtype {
+        Dtype::F32 => 4,
+        Dtype::F64 => 8,
+    };
+    let mut data = Vec::with_capacity((data_len / elem as u64) as usize);
+    let mut pending = head.split_off(data_start.min(head.len()));
+    let mut read = pending.len() as u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let k = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        read += k as u64;
+        if read > data_len {
+            break;
+        }
+        pending.extend_from_slice(&chunk[..k]);
+        let whole = pending.len() / elem * elem;
+        extend_converted(dtype, &pending[..whole], &mut data);
+        pending.drain(..whole);
+    }
+    if read != data_len {
         return Err(input_error(path, "the file changed size while it was read"));
     }
-    Ok(Vectors {
-        dim,
-        data: convert(dtype, &bytes),
-    })
+    Ok(Vectors { dim, data })
 }
 
 /// Shortens header text quoted in an error message.

@@ -207,10 +207,7 @@ impl Manifest {
 /// Writes `bytes` to `dir/name` crash-safely: a temporary name in the same
 /// directory, fsync, then rename over the final name.
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    // Unique per process and call, so concurrent writers never share a temp file.
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()));
+    let tmp = temp_path(dir, name);
     let fin = dir.join(name);
     let guard = TempFile(Some(tmp.clone()));
     let mut f = OpenOptions::new()
@@ -225,6 +222,15 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathB
     fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
     guard.keep();
     Ok(fin)
+}
+
+/// A temporary name for `name` in `dir`: unique per process and call, so
+/// concurrent writers never share a temp file; left-over ones are removed
+/// when a writer opens the directory.
+pub(crate) fn temp_path(dir: &Path, name: &str) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()))
 }
 
 /// Removes a temporary file when dropped, unless [`TempFile::keep`] was
@@ -298,6 +304,19 @@ pub(crate) fn publish(
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Publishing replaces the index under any writer: take the writer lock.
     let _lock = lock_dir(dir)?;
+    publish_locked(dir, build_id, |dir, m| {
+        publish_files(dir, m, graph, vectors)
+    })
+}
+
+/// [`publish`] for a caller that holds the writer lock of `dir`:
+/// `write_files` puts the generation's two data files in place durably
+/// (for [`publish_files`] or a rename of files written beforehand).
+pub(crate) fn publish_locked(
+    dir: &Path,
+    build_id: u128,
+    write_files: impl FnOnce(&Path, &Manifest) -> Result<()>,
+) -> Result<Manifest> {
     let old = Manifest::read(dir)?;
     let generation = match old {
         None => 1,
@@ -321,7 +340,7 @@ pub(crate) fn publish(
     }
     // A failure before the manifest names the new files removes them.
     let new_files = [m.graph_name(), m.vectors_name()].map(|n| TempFile(Some(dir.join(n))));
-    publish_files(dir, &m, graph, vectors)?;
+    write_files(dir, &m)?;
     if let Err(e) = write_manifest(dir, &m) {
         // Whether the switch happened is what the MANIFEST says now.
         if Manifest::read(dir).ok().flatten() == Some(m) {

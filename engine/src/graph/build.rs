@@ -26,6 +26,30 @@ pub(crate) struct GraphInput<'a> {
     pub m: usize,
     pub ef_construction: usize,
     pub seed: u64,
+    /// Int8 codes of the rows: when present, the candidate search of each
+    /// insertion runs on them, float32 only re-ranks what it found and
+    /// selects neighbours.
+    pub codes: Option<Int8Codes<'a>>,
+}
+
+/// Int8 codes of every row (row order) with what distances over them need.
+pub(crate) struct Int8Codes<'a> {
+    pub codes: &'a [u8],
+    pub stride: usize,
+    /// `‖x̂‖²` per row (L2 only).
+    pub norms: &'a [f32],
+    pub lo: &'a [f32],
+    pub scale: &'a [f32],
+}
+
+/// A query prepared against [`Int8Codes`], as `Index::search` prepares one:
+/// `⟨q, x̂⟩ = bias + step · Σ code · w8`, with the weights `q ∘ scale`
+/// quantized to i8 with one step per query (the exact VNNI kernel).
+struct CodeQuery {
+    w8: Vec<i8>,
+    bias: f32,
+    step: f32,
+    q2: f32,
 }
 
 /// The finished graph in insertion order.
@@ -136,6 +160,40 @@ impl Builder<'_> {
         &self.input.vectors[i as usize * p..(i as usize + 1) * p]
     }
 
+    /// Prepares `qv` for distances over the int8 codes.
+    fn code_query(&self, c: &Int8Codes<'_>, qv: &[f32]) -> CodeQuery {
+        let mut w = vec![0f32; qv.len()];
+        let bias = crate::quant::int8::prepare_query(c.lo, c.scale, qv, &mut w);
+        let wmax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let step = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };
+        let w8 = w
+            .iter()
+            .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        CodeQuery {
+            w8,
+            bias,
+            step,
+            q2: (self.kernels.dot)(qv, qv),
+        }
+    }
+
+    #[inline]
+    fn code<'c>(c: &'c Int8Codes<'_>, i: u32) -> &'c [u8] {
+        let s = c.stride;
+        &c.codes[i as usize * s..(i as usize + 1) * s]
+    }
+
+    /// The distance of a prepared query to row `i`'s code, on the metric's scale.
+    #[inline]
+    fn code_dist(&self, c: &Int8Codes<'_>, q: &CodeQuery, i: u32) -> f32 {
+        let ip = q.bias + q.step * (self.kernels.dot_u8_i8)(Self::code(c, i), &q.w8) as f32;
+        match self.input.metric {
+            Metric::L2 => q.q2 - 2.0 * ip + c.norms[i as usize],
+            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
+        }
+    }
+
     #[inline]
     pub(super) fn dist(&self, a: &[f32], b: u32) -> f32 {
         self.input.metric.distance(self.kernels, a, self.vector(b))
@@ -214,12 +272,24 @@ impl Builder<'_> {
             None
         };
         let qv = self.vector(q);
+        let codes = self.input.codes.as_ref();
+        let cq = codes.map(|c| (c, self.code_query(c, qv)));
+        // Traversal distances: over the codes when there are codes (a
+        // quarter of the memory traffic of float32 rows), else float32.
+        let tdist = |i: u32| match &cq {
+            Some((c, cq)) => self.code_dist(c, cq, i),
+            None => self.dist(qv, i),
+        };
+        let tprefetch = |i: u32| match &cq {
+            Some((c, _)) => prefetch(Self::code(c, i)),
+            None => prefetch(self.vector(i)),
+        };
         let mut cur = Cand {
-            d: self.dist(qv, ep),
+            d: tdist(ep),
             id: ep,
         };
         for l in (level + 1..=max_level).rev() {
-            cur = greedy(&self.links, l, cur, |i| self.dist(qv, i));
+            cur = greedy(&self.links, l, cur, tdist);
         }
         let ef = self.input.ef_construction;
         let mut chosen = Vec::with_capacity(self.links.m0);
@@ -234,12 +304,29 @@ impl Builder<'_> {
                     &[cur],
                     ef,
                     s,
-                    |i| self.dist(qv, i),
-                    |i| prefetch(self.vector(i)),
+                    tdist,
+                    tprefetch,
                     |_| true,
                 );
                 s.found.clone()
             });
+            // Neighbour selection is on float32: re-rank what the beam found.
+            let found = if cq.is_some() {
+                for c in &found {
+                    prefetch(self.vector(c.id));
+                }
+                let mut exact: Vec<Cand> = found
+                    .iter()
+                    .map(|c| Cand {
+                        d: self.dist(qv, c.id),
+                        id: c.id,
+                    })
+                    .collect();
+                exact.sort_unstable();
+                exact
+            } else {
+                found
+            };
             // A concurrent insertion may already have linked `q` on this
             // level, so the beam can meet `q` itself: never link to self.
             let found: Vec<Cand> = found.into_iter().filter(|c| c.id != q).collect();
@@ -273,7 +360,10 @@ impl Builder<'_> {
                 }
             }
             if let Some(best) = found.first() {
-                cur = *best;
+                cur = Cand {
+                    d: tdist(best.id),
+                    id: best.id,
+                };
             }
         }
         if let Some(mut g) = held {
@@ -308,6 +398,7 @@ pub(crate) fn build_graph(
         upper_start,
         upper: zeros(total_upper as usize * (1 + m)),
     };
+    crate::hugepages::advise(&links.l0);
     let builder = Builder {
         input,
         kernels: Kernels::detect(),

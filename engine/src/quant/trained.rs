@@ -11,21 +11,26 @@ pub(crate) enum Trained {
     Binary(BinaryQuantizer),
 }
 
-/// Everything a quantizer contributes to the graph file.
-#[derive(Default)]
-pub(crate) struct Encoded {
+/// What a quantizer contributes to the graph file besides the codes and
+/// their per-vector side values.
+pub(crate) struct Layout {
     /// Code bytes per vector (0 without codes).
     pub stride: usize,
     /// The header's quantizer parameter (PQ's m, else 0).
     pub quant_param: u32,
     /// The `quant_params` section's floats.
     pub params: Vec<f32>,
-    /// `count × stride` code bytes in ordinal order.
-    pub codes: Vec<u8>,
-    /// Int8: `‖x̂‖²` per vector.
-    pub norms: Vec<f32>,
-    /// Binary: `(α, ‖x‖²)` per vector.
-    pub factors: Vec<[f32; 2]>,
+}
+
+/// Per-vector values stored beside a code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Side {
+    /// None (no codes, product quantization).
+    None,
+    /// Int8: `‖x̂‖²` of the reconstruction.
+    Norm(f32),
+    /// Binary: `(α, ‖x‖²)`.
+    Factors([f32; 2]),
 }
 
 /// Training inputs beyond the rows.
@@ -57,61 +62,67 @@ impl Trained {
         }
     }
 
-    /// Encodes every row (in parallel) into the file's sections.
-    pub(crate) fn encode_all(&self, rows: &[f32], dim: usize, padded: usize) -> Encoded {
-        let n = rows.len() / padded;
+    /// Code stride, header parameter and parameter section.
+    pub(crate) fn layout(&self, padded: usize) -> Layout {
         match self {
-            Trained::None => Encoded::default(),
+            Trained::None => Layout {
+                stride: 0,
+                quant_param: 0,
+                params: Vec::new(),
+            },
             Trained::Int8(q) => {
-                let mut codes = vec![0u8; n * padded];
-                let norms = codes
-                    .par_chunks_exact_mut(padded)
-                    .zip(rows.par_chunks_exact(padded))
-                    .map(|(c, r)| q.encode(r, c))
-                    .collect();
                 let mut params = q.lo.clone();
                 params.extend_from_slice(&q.scale);
-                Encoded {
+                Layout {
                     stride: padded,
                     quant_param: 0,
                     params,
-                    codes,
-                    norms,
-                    factors: Vec::new(),
                 }
             }
-            Trained::Pq(q) => {
-                let stride = pq::code_stride(q.m);
-                let mut codes = vec![0u8; n * stride];
-                codes
-                    .par_chunks_exact_mut(stride)
-                    .zip(rows.par_chunks_exact(padded))
-                    .for_each(|(c, r)| q.encode(r, c));
-                Encoded {
-                    stride,
-                    quant_param: q.m as u32,
-                    params: q.codebooks.clone(),
-                    codes,
-                    ..Encoded::default()
-                }
-            }
-            Trained::Binary(q) => {
-                let stride = binary::code_stride(padded);
-                let mut codes = vec![0u8; n * stride];
-                let factors = codes
-                    .par_chunks_exact_mut(stride)
-                    .zip(rows.par_chunks_exact(padded))
-                    .map(|(c, r)| q.encode(r, dim, c))
-                    .collect();
-                Encoded {
-                    stride,
-                    quant_param: 0,
-                    params: q.centre.clone(),
-                    codes,
-                    norms: Vec::new(),
-                    factors,
-                }
-            }
+            Trained::Pq(q) => Layout {
+                stride: pq::code_stride(q.m),
+                quant_param: q.m as u32,
+                params: q.codebooks.clone(),
+            },
+            Trained::Binary(q) => Layout {
+                stride: binary::code_stride(padded),
+                quant_param: 0,
+                params: q.centre.clone(),
+            },
         }
+    }
+
+    /// Encodes one row (`padded` floats, `dim` meaningful) into `out`
+    /// (`layout().stride` bytes) and returns its side value.
+    pub(crate) fn encode_row(&self, row: &[f32], dim: usize, out: &mut [u8]) -> Side {
+        match self {
+            Trained::None => Side::None,
+            Trained::Int8(q) => Side::Norm(q.encode(row, out)),
+            Trained::Pq(q) => {
+                q.encode(row, out);
+                Side::None
+            }
+            Trained::Binary(q) => Side::Factors(q.encode(row, dim, out)),
+        }
+    }
+
+    /// Encodes rows `row(0..count)` in parallel into `codes` (`count ×
+    /// stride` bytes) and returns their side values.
+    pub(crate) fn encode_rows<'a>(
+        &self,
+        count: usize,
+        row: impl Fn(usize) -> &'a [f32] + Sync,
+        dim: usize,
+        stride: usize,
+        codes: &mut [u8],
+    ) -> Vec<Side> {
+        if stride == 0 {
+            return vec![Side::None; count];
+        }
+        codes[..count * stride]
+            .par_chunks_exact_mut(stride)
+            .enumerate()
+            .map(|(i, c)| self.encode_row(row(i), dim, c))
+            .collect()
     }
 }
