@@ -40,16 +40,8 @@ pub struct Args {
     /// Verify all checksums at open.
     #[arg(long)]
     pub verify: bool,
-    /// How rescoring reads full-precision rows: auto, mmap, willneed, uring or pread.
-    #[arg(long, default_value = "auto")]
-    pub io: strata::IoMode,
-    /// Lock the graph file in RAM at open (mlock; reads it once).
-    #[arg(long)]
-    pub lock_graph: bool,
-    /// Int8: skip rescoring candidates beyond the k-th quantized distance
-    /// plus Z times the worst-case error bound (1 = exact without clipping).
-    #[arg(long, value_name = "Z")]
-    pub rescore_cut: Option<f32>,
+    #[command(flatten)]
+    pub read: super::IoArgs,
     /// Skip the untimed warm-up pass before each setting: the first setting
     /// then measures a cold start (e.g. after dropping the page cache).
     #[arg(long)]
@@ -78,9 +70,9 @@ pub fn run(a: Args) -> CliResult {
     let index = LiveIndex::open_with(
         &a.dir,
         &OpenOptions {
-            io: a.io,
-            lock_graph: a.lock_graph,
-            rescore_cut: a.rescore_cut,
+            io: a.read.io,
+            lock_graph: a.read.lock_graph,
+            rescore_cut: a.read.rescore_cut,
             ..Default::default()
         },
     )?;
@@ -199,8 +191,8 @@ pub fn run(a: Args) -> CliResult {
             "graph_file_bytes": info.graph_file_bytes,
             "vectors_file_bytes": info.vectors_file_bytes,
             "resident_bytes": info.resident_bytes,
-            "io": a.io.name(),
-            "lock_graph": a.lock_graph,
+            "io": a.read.io.name(),
+            "lock_graph": a.read.lock_graph,
             "direct_rows": io.direct_rows,
             "direct_bytes": io.direct_bytes,
             "mapped_rows": io.mapped_rows,
@@ -221,7 +213,7 @@ pub fn run(a: Args) -> CliResult {
             );
             println!(
                 "io {}: {} direct row reads ({} B), {} mapped rows in that pass; after the sweep: graph map {} KiB, vectors map {} KiB resident; cgroup limit {} B, usage {} B",
-                a.io,
+                a.read.io,
                 io.direct_rows,
                 io.direct_bytes,
                 io.mapped_rows,

@@ -25,3 +25,18 @@ pub fn human_bytes(b: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// How `search` and `eval` read rows for rescoring (shared by both).
+#[derive(clap::Args)]
+pub struct IoArgs {
+    /// How rescoring reads full-precision rows: auto, mmap, willneed, uring or pread.
+    #[arg(long, default_value = "auto")]
+    pub io: strata::IoMode,
+    /// Lock the graph file in RAM at open (mlock; reads it once).
+    #[arg(long)]
+    pub lock_graph: bool,
+    /// Int8: skip rescoring candidates beyond the k-th quantized distance
+    /// plus Z times the worst-case error bound (1 = exact without clipping).
+    #[arg(long, value_name = "Z")]
+    pub rescore_cut: Option<f32>,
+}

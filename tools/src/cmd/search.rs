@@ -24,25 +24,17 @@ pub struct Args {
     /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default or `-`: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// How rescoring reads full-precision rows: auto, mmap, willneed, uring or pread.
-    #[arg(long, default_value = "auto")]
-    pub io: strata::IoMode,
-    /// Lock the graph file in RAM at open (mlock; reads it once).
-    #[arg(long)]
-    pub lock_graph: bool,
-    /// Int8: skip rescoring candidates beyond the k-th quantized distance
-    /// plus Z times the worst-case error bound (1 = exact without clipping).
-    #[arg(long, value_name = "Z")]
-    pub rescore_cut: Option<f32>,
+    #[command(flatten)]
+    pub read: super::IoArgs,
 }
 
 pub fn run(a: Args) -> CliResult {
     let index = LiveIndex::open_with(
         &a.dir,
         &strata::OpenOptions {
-            io: a.io,
-            lock_graph: a.lock_graph,
-            rescore_cut: a.rescore_cut,
+            io: a.read.io,
+            lock_graph: a.read.lock_graph,
+            rescore_cut: a.read.rescore_cut,
             ..Default::default()
         },
     )?;
