@@ -7,7 +7,7 @@ use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
 use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
-use crate::io::{IoMode, ReadFault, RowReader};
+use crate::io::{IoMode, ReadFault, RowPipeline, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
 use crate::quant::{binary, int8, pq, Quantization};
@@ -24,6 +24,10 @@ fn no_index(dir: &Path) -> Error {
         ),
     )
 }
+
+/// Queries per thread whose rescoring reads [`Index::search_batch`] keeps
+/// in flight at once (measured in `benches/beyond_ram.py`).
+pub const PIPELINE_DEPTH: usize = 4;
 
 /// Options for [`Index::open_with`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -376,18 +380,67 @@ impl Index {
         params: &SearchParams,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Neighbor>> {
+        with_scratch(|s| {
+            if self.traverse_query(query, k, params, &accept, s)? {
+                let Scratch { query, found, .. } = s;
+                let ids: Vec<u32> = found.iter().map(|c| c.id).collect();
+                let v = self.view();
+                self.rows.for_rows(
+                    &self.vectors,
+                    ids.len(),
+                    |i| ids[i],
+                    |o| v.vector(o),
+                    |i, row| found[i].d = self.layout.metric.distance(self.kernels, query, row),
+                )?;
+                Self::keep_best(found, k);
+            }
+            Ok(self.neighbors(&s.found))
+        })
+    }
+
+    /// The closest `k` of `found` (by exact distance) in order.
+    fn keep_best(found: &mut Vec<Cand>, k: usize) {
+        found.sort_unstable();
+        found.truncate(k);
+    }
+
+    /// `found` as neighbours (external ids).
+    fn neighbors(&self, found: &[Cand]) -> Vec<Neighbor> {
+        let v = self.view();
+        found
+            .iter()
+            .map(|c| Neighbor {
+                id: v.id(c.id),
+                distance: c.d,
+            })
+            .collect()
+    }
+
+    /// Validates `query`, prepares it into `s.query` and traverses the
+    /// graph. `Ok(false)`: `s.found` holds the final answer (no codes, so
+    /// distances are exact). `Ok(true)`: `s.found` holds the candidates to
+    /// rescore (their rows still to be read), closest first by
+    /// approximate distance.
+    fn traverse_query(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: &impl Fn(u32) -> bool,
+        s: &mut Scratch,
+    ) -> Result<bool> {
         Self::check_k(k)?;
         let rescore = self.rescore_count(k, params)?;
         let ef = params.ef.max(k).max(rescore);
         let v = self.view();
         let l = &self.layout;
-        with_scratch(|s| {
+        {
             let mut q = std::mem::take(&mut s.query);
             let mut w = std::mem::take(&mut s.weights);
             let mut w8 = std::mem::take(&mut s.weights_i8);
             q.resize(l.padded, 0.0);
             w.resize(l.padded, 0.0);
-            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).and_then(|()| {
+            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).map(|()| {
                 let k8 = self.kernels;
                 let entry = Cand {
                     d: 0.0,
@@ -397,8 +450,9 @@ impl Index {
                 match l.quant {
                     Quantization::None => {
                         let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
-                        self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)), &accept);
+                        self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)), accept);
                         s.found.truncate(k);
+                        false
                     }
                     Quantization::Int8 => {
                         let (lo, scale) = v.quant_params.split_at(l.padded);
@@ -431,12 +485,13 @@ impl Index {
                                     v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
                                 q2 - 2.0 * ip(o) + norm
                             };
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
                         } else {
                             let dist = |o: u32| 1.0 - ip(o);
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k, cut)?;
+                        Self::select_for_rescore(s, rescore, k, cut);
+                        true
                     }
                     Quantization::Pq => {
                         // Cosine ranks by ‖q − x̂‖² (unit vectors: the same
@@ -452,12 +507,13 @@ impl Index {
                         let table = &w;
                         if by_l2 {
                             let dist = |o: u32| (k8.adc)(table, v.code(o));
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
                         } else {
                             let dist = |o: u32| 1.0 - (k8.adc)(table, v.code(o));
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k, None)?;
+                        Self::select_for_rescore(s, rescore, k, None);
+                        true
                     }
                     Quantization::Binary => {
                         let qc = binary::query_table(v.quant_params, &q, l.dim, &mut w);
@@ -474,45 +530,27 @@ impl Index {
                                 let [alpha, x2] = factors(o);
                                 q2 - 2.0 * ip(o, alpha) + x2
                             };
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
                         } else {
                             let dist = |o: u32| 1.0 - ip(o, factors(o)[0]);
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, &accept);
+                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
                         }
-                        self.rescore(&v, &q, s, rescore, k, None)?;
+                        Self::select_for_rescore(s, rescore, k, None);
+                        true
                     }
                 }
-                Ok(s.found
-                    .iter()
-                    .map(|c| Neighbor {
-                        id: v.id(c.id),
-                        distance: c.d,
-                    })
-                    .collect())
             });
             s.query = q;
             s.weights = w;
             s.weights_i8 = w8;
             result
-        })
+        }
     }
 
-    /// Replaces the approximate distances of the best `rescore` candidates
-    /// by exact ones from the vectors file (read through the index's
-    /// [`IoMode`]) and keeps the `k` closest. With `cut`, candidates whose
-    /// approximate distance exceeds the `k`-th one's by more than `cut`
-    /// are dropped unread (see [`Index::search`]).
-    #[allow(clippy::too_many_arguments)]
-    fn rescore(
-        &self,
-        v: &GraphView<'_>,
-        q: &[f32],
-        s: &mut Scratch,
-        rescore: usize,
-        k: usize,
-        cut: Option<f32>,
-    ) -> Result<()> {
-        let l = &self.layout;
+    /// Keeps in `s.found` the candidates to rescore: the best `rescore`,
+    /// and with `cut` only those whose approximate distance exceeds the
+    /// `k`-th one's by at most `cut` (see [`Index::search`]).
+    fn select_for_rescore(s: &mut Scratch, rescore: usize, k: usize, cut: Option<f32>) {
         s.found.truncate(rescore);
         if let (Some(cut), Some(kth)) = (cut, s.found.get(k.saturating_sub(1))) {
             // `found` is sorted by approximate distance: a prefix stays.
@@ -520,18 +558,6 @@ impl Index {
             let keep = k + s.found[k..].partition_point(|c| c.d <= limit);
             s.found.truncate(keep);
         }
-        let ids: Vec<u32> = s.found.iter().map(|c| c.id).collect();
-        let found = &mut s.found;
-        self.rows.for_rows(
-            &self.vectors,
-            ids.len(),
-            |i| ids[i],
-            |o| v.vector(o),
-            |i, row| found[i].d = l.metric.distance(self.kernels, q, row),
-        )?;
-        s.found.sort_unstable();
-        s.found.truncate(k);
-        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -569,23 +595,155 @@ impl Index {
         })
     }
 
-    /// Searches many queries in parallel on the current rayon pool.
+    /// Searches many queries in parallel on the current rayon pool; the
+    /// answers are those of [`Index::search`], query by query.
     /// [`Error::DimensionMismatch`] (naming both dimensions) if the
     /// queries' dimension is not the index's.
+    ///
+    /// When rescoring reads rows directly ([`IoMode::Uring`],
+    /// [`IoMode::Pread`], [`IoMode::Auto`]) or advises them
+    /// ([`IoMode::Willneed`]), each thread pipelines its queries: it begins
+    /// the row reads of one query and traverses the next ones while those
+    /// reads are in flight, keeping up to [`PIPELINE_DEPTH`] queries' reads
+    /// at the disk, so that the disk's parallelism is used even by one
+    /// thread.
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, Index, IndexBuilder, IoMode, OpenOptions, Queries, SearchParams};
+    /// let data = dataset::clustered(500, 16, 4, 0.05, 3);
+    /// let mut b = IndexBuilder::new(16, BuildParams { seed: Some(3), ..Default::default() })?;
+    /// b.add_rows(&data.data)?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// b.build()?.write(dir.path())?;
+    /// let index = Index::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
+    /// let params = SearchParams::with_ef(32);
+    /// let rows = &data.data[..10 * 16];
+    /// let batch = index.search_batch(Queries::new(rows, 16)?, 5, &params)?;
+    /// for (q, hits) in rows.chunks(16).zip(&batch) {
+    ///     assert_eq!(hits, &index.search(q, 5, &params)?);
+    /// }
+    /// # Ok::<(), strata::Error>(())
+    /// ```
     pub fn search_batch<'q>(
         &self,
         queries: impl Into<Queries<'q>>,
         k: usize,
         params: &SearchParams,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        use rayon::prelude::*;
         let queries = queries.into();
         queries.check(self.layout.dim)?;
-        queries
-            .data()
-            .par_chunks_exact(self.layout.dim)
-            .map(|q| self.search(q, k, params))
-            .collect()
+        self.search_batch_accepting(queries.data(), k, params, &|_| true)
+    }
+
+    /// [`Index::search_batch`] over rows of `data` (dimension already
+    /// checked) returning only ordinals for which `accept` is true.
+    pub(crate) fn search_batch_accepting(
+        &self,
+        data: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: &(impl Fn(u32) -> bool + Sync),
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        use rayon::prelude::*;
+        let dim = self.layout.dim;
+        if !self.rows.pipelines() || self.layout.quant == Quantization::None {
+            return data
+                .par_chunks_exact(dim)
+                .map(|q| self.search_accepting(q, k, params, accept))
+                .collect();
+        }
+        // A few chunks per thread (for balance), each long enough that the
+        // pipeline's fill and drain are a small part of it.
+        let n = data.len() / dim;
+        let threads = rayon::current_num_threads().max(1);
+        let chunk = n.div_ceil(threads * 4).clamp(8 * PIPELINE_DEPTH, 256);
+        let parts: Vec<Vec<Vec<Neighbor>>> = data
+            .par_chunks(chunk * dim)
+            .map(|c| self.search_pipelined(c, k, params, accept))
+            .collect::<Result<_>>()?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// The queries of `data`, in order, on this thread, with up to
+    /// [`PIPELINE_DEPTH`] queries' row reads in flight.
+    fn search_pipelined(
+        &self,
+        data: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: &impl Fn(u32) -> bool,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        /// A query whose rows are being read.
+        #[derive(Default)]
+        struct Pending {
+            query: usize,
+            q: Vec<f32>,
+            found: Vec<Cand>,
+            ids: Vec<u32>,
+        }
+        let dim = self.layout.dim;
+        let mut out = vec![Vec::new(); data.len() / dim];
+        let mut pipe = self.rows.pipeline(&self.vectors, PIPELINE_DEPTH);
+        let mut pending: Vec<Pending> = (0..pipe.depth()).map(|_| Pending::default()).collect();
+        let mut free: Vec<usize> = (0..pipe.depth()).rev().collect();
+        let mut order = std::collections::VecDeque::with_capacity(pipe.depth());
+        let v = self.view();
+        let (metric, kernels) = (self.layout.metric, self.kernels);
+        let mut finish = |pipe: &mut RowPipeline<'_>, slot: usize, p: &mut Pending| {
+            let Pending { q, found, ids, .. } = p;
+            pipe.finish(
+                slot,
+                |i| ids[i],
+                |o| v.vector(o),
+                |i, row| found[i].d = metric.distance(kernels, q, row),
+            )?;
+            Self::keep_best(found, k);
+            out[p.query] = self.neighbors(found);
+            Ok::<(), Error>(())
+        };
+        let mut done = Vec::new();
+        for (i, query) in data.chunks_exact(dim).enumerate() {
+            let slot = match free.pop() {
+                Some(slot) => slot,
+                None => {
+                    let slot = order.pop_front().ok_or_else(|| Error::InvalidParameter {
+                        name: "pipeline",
+                        reason: "no slot free and none in flight".into(),
+                    })?;
+                    finish(&mut pipe, slot, &mut pending[slot])?;
+                    slot
+                }
+            };
+            let p = &mut pending[slot];
+            let rescore = with_scratch(|s| {
+                if !self.traverse_query(query, k, params, accept, s)? {
+                    done.push((i, self.neighbors(&s.found)));
+                    return Ok::<bool, Error>(false);
+                }
+                p.query = i;
+                p.q.clear();
+                p.q.extend_from_slice(&s.query);
+                p.found.clear();
+                p.found.extend_from_slice(&s.found);
+                p.ids.clear();
+                p.ids.extend(s.found.iter().map(|c| c.id));
+                Ok(true)
+            })?;
+            if rescore {
+                let ids = &p.ids;
+                pipe.begin(slot, ids.len(), |j| ids[j])?;
+                order.push_back(slot);
+            } else {
+                free.push(slot);
+            }
+        }
+        while let Some(slot) = order.pop_front() {
+            finish(&mut pipe, slot, &mut pending[slot])?;
+        }
+        for (i, r) in done {
+            out[i] = r;
+        }
+        Ok(out)
     }
 
     /// The exact `k` nearest neighbours by brute force over the vectors file

@@ -218,12 +218,50 @@ impl State {
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
-        let mut base = match (exact, self.deleted_count) {
+        let base = match (exact, self.deleted_count) {
             (false, 0) => index.search(query, k, params)?,
             (false, _) => index.search_accepting(query, k, params, accept)?,
             (true, 0) => index.exact_search(query, k)?,
             (true, _) => index.exact_search_accepting(query, k, accept)?,
         };
+        self.merge_logged(query, k, base)
+    }
+
+    /// [`State::search`] (approximate) of every row of `data`: the
+    /// generation's pipelined batch search, each answer merged with the
+    /// logged inserts.
+    fn search_batch(
+        &self,
+        data: &[f32],
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        use rayon::prelude::*;
+        let index = &self.gen.index;
+        let accept = |o: u32| !self.is_deleted(o);
+        let base = if self.deleted_count == 0 {
+            index.search_batch_accepting(data, k, params, &|_| true)?
+        } else {
+            index.search_batch_accepting(data, k, params, &accept)?
+        };
+        if self.ids.is_empty() {
+            return Ok(base);
+        }
+        data.par_chunks_exact(index.dim())
+            .zip(base)
+            .map(|(q, b)| self.merge_logged(q, k, b))
+            .collect()
+    }
+
+    /// `base` (answers from the generation) merged with the `k` nearest
+    /// logged inserts to `query`.
+    fn merge_logged(
+        &self,
+        query: &[f32],
+        k: usize,
+        mut base: Vec<Neighbor>,
+    ) -> Result<Vec<Neighbor>> {
+        let index = &self.gen.index;
         if self.ids.is_empty() {
             return Ok(base);
         }
@@ -546,15 +584,9 @@ impl LiveIndex {
         k: usize,
         params: &SearchParams,
     ) -> Result<Vec<Vec<Neighbor>>> {
-        use rayon::prelude::*;
-        let dim = self.dim();
         let queries = queries.into();
-        queries.check(dim)?;
-        queries
-            .data()
-            .par_chunks_exact(dim)
-            .map(|q| self.search(q, k, params))
-            .collect()
+        queries.check(self.dim())?;
+        read_lock(&self.state).search_batch(queries.data(), k, params)
     }
 
     /// The exact `k` nearest live vectors, by brute force.

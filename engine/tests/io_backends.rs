@@ -288,3 +288,35 @@ fn the_rescoring_bound_at_z_1_equals_full_rescoring_without_clipping() {
         );
     }
 }
+
+#[test]
+fn a_one_thread_pipeline_over_many_queries_matches_single_searches() {
+    // 150 queries on one thread: the pipeline fills, cycles its slots many
+    // times and drains; each answer equals that query's own search.
+    let data = clustered(1_500, 32, 10, 0.1, 21);
+    let queries = perturbed_queries(&data, 150, 0.05, 4);
+    let dir = tempfile::tempdir().unwrap();
+    build(&data, params(Metric::Cosine, Quantization::Int8, 2))
+        .write(dir.path())
+        .unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for ef in [16, 200] {
+        let sp = SearchParams::with_ef(ef);
+        let mapped = open(dir.path(), IoMode::Mmap);
+        let want: Vec<_> = queries
+            .data
+            .chunks_exact(32)
+            .map(|q| mapped.search(q, 10, &sp).unwrap())
+            .collect();
+        for io in modes() {
+            let index = open(dir.path(), io);
+            let got = pool
+                .install(|| index.search_batch(&queries, 10, &sp))
+                .unwrap();
+            assert_eq!(got, want, "{io} ef {ef}");
+        }
+    }
+}

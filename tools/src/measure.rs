@@ -14,6 +14,14 @@ pub trait Searcher: Sync {
     fn len(&self) -> usize;
     /// Approximate search.
     fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>>;
+    /// Approximate search of many queries (rows of `qs`) on the current
+    /// rayon pool, pipelined.
+    fn search_batch(
+        &self,
+        qs: &[f32],
+        k: usize,
+        p: &SearchParams,
+    ) -> strata::Result<Vec<Vec<Neighbor>>>;
     /// Exact search (ground truth).
     fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>>;
 }
@@ -27,6 +35,14 @@ impl Searcher for Index {
     }
     fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
         Index::search(self, q, k, p)
+    }
+    fn search_batch(
+        &self,
+        qs: &[f32],
+        k: usize,
+        p: &SearchParams,
+    ) -> strata::Result<Vec<Vec<Neighbor>>> {
+        Index::search_batch(self, strata::Queries::new(qs, self.dim())?, k, p)
     }
     fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>> {
         Index::exact_search(self, q, k)
@@ -43,6 +59,14 @@ impl Searcher for LiveIndex {
     fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
         LiveIndex::search(self, q, k, p)
     }
+    fn search_batch(
+        &self,
+        qs: &[f32],
+        k: usize,
+        p: &SearchParams,
+    ) -> strata::Result<Vec<Vec<Neighbor>>> {
+        LiveIndex::search_batch(self, strata::Queries::new(qs, self.dim())?, k, p)
+    }
     fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>> {
         LiveIndex::exact_search(self, q, k)
     }
@@ -55,7 +79,11 @@ pub struct EvalRow {
     pub ef: usize,
     pub oversample: Option<f32>,
     pub recall: f64,
+    /// Queries one at a time, one thread (per-query latency measured).
     pub qps_1t: f64,
+    /// `search_batch` on one thread (rescoring reads pipelined).
+    pub qps_batch_1t: f64,
+    /// `search_batch` on `threads_mt` threads.
     pub qps_mt: f64,
     pub threads_mt: usize,
     pub p50_us: f64,
@@ -67,8 +95,13 @@ pub struct EvalRow {
     pub direct_reads_per_s_1t: f64,
     /// Rows read through the mapping per query in the single-thread pass.
     pub mapped_rows_per_query: f64,
+    /// Direct row reads per second in the one-thread batch pass.
+    pub direct_reads_per_s_batch_1t: f64,
     /// Direct row reads per second in the multi-thread pass.
     pub direct_reads_per_s_mt: f64,
+    /// Whether the batch passes returned the same answers as the
+    /// query-at-a-time pass.
+    pub batch_matches: bool,
 }
 
 /// Recall@k of `results` against ground-truth ids (first `k` of each row).
@@ -92,7 +125,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Measures one setting: a warm-up pass, a timed single-thread pass
-/// (per-query latency), and a timed pass on `pool`.
+/// (per-query latency), a timed `search_batch` on one thread and one on
+/// `pool`.
 pub fn measure<S: Searcher>(
     index: &S,
     queries: &[f32],
@@ -127,16 +161,21 @@ pub fn measure<S: Searcher>(
     }
     let single = start.elapsed().as_secs_f64();
     let io1 = strata::io::io_stats();
+    let one = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| strata::Error::InvalidParameter {
+            name: "threads",
+            reason: format!("cannot start a search thread: {e}"),
+        })?;
     let start = Instant::now();
-    let multi: strata::Result<Vec<_>> = pool.install(|| {
-        queries
-            .par_chunks_exact(dim)
-            .map(|q| index.search(q, k, params))
-            .collect()
-    });
-    multi?;
-    let multi = start.elapsed().as_secs_f64();
+    let batch_1t = one.install(|| index.search_batch(queries, k, params))?;
+    let batch_single = start.elapsed().as_secs_f64();
     let io2 = strata::io::io_stats();
+    let start = Instant::now();
+    let batch_mt = pool.install(|| index.search_batch(queries, k, params))?;
+    let multi = start.elapsed().as_secs_f64();
+    let io3 = strata::io::io_stats();
     lat.sort_by(f64::total_cmp);
     let direct_1t = (io1.direct_rows - io0.direct_rows) as f64;
     Ok(EvalRow {
@@ -145,6 +184,7 @@ pub fn measure<S: Searcher>(
         oversample: params.oversample,
         recall: recall(&results, truth, k.min(index.len())),
         qps_1t: nq as f64 / single,
+        qps_batch_1t: nq as f64 / batch_single,
         qps_mt: nq as f64 / multi,
         threads_mt: pool.current_num_threads(),
         p50_us: percentile(&lat, 0.5),
@@ -153,21 +193,23 @@ pub fn measure<S: Searcher>(
         direct_reads_per_query: direct_1t / nq as f64,
         direct_reads_per_s_1t: direct_1t / single,
         mapped_rows_per_query: (io1.mapped_rows - io0.mapped_rows) as f64 / nq as f64,
-        direct_reads_per_s_mt: (io2.direct_rows - io1.direct_rows) as f64 / multi,
+        direct_reads_per_s_batch_1t: (io2.direct_rows - io1.direct_rows) as f64 / batch_single,
+        direct_reads_per_s_mt: (io3.direct_rows - io2.direct_rows) as f64 / multi,
+        batch_matches: batch_1t == results && batch_mt == results,
     })
 }
 
 /// Prints rows as an aligned table.
 pub fn print_table(rows: &[EvalRow]) {
     println!(
-        "{:>5} {:>6} {:>10} {:>9} {:>10} {:>10} {:>9} {:>9}",
-        "k", "ef", "oversample", "recall", "qps_1t", "qps_mt", "p50_us", "p99_us"
+        "{:>5} {:>6} {:>10} {:>9} {:>10} {:>12} {:>10} {:>9} {:>9}",
+        "k", "ef", "oversample", "recall", "qps_1t", "qps_batch_1t", "qps_mt", "p50_us", "p99_us"
     );
     for r in rows {
         let os = r.oversample.map_or("-".to_string(), |o| format!("{o}"));
         println!(
-            "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>10.0} {:>9.1} {:>9.1}",
-            r.k, r.ef, os, r.recall, r.qps_1t, r.qps_mt, r.p50_us, r.p99_us
+            "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>12.0} {:>10.0} {:>9.1} {:>9.1}",
+            r.k, r.ef, os, r.recall, r.qps_1t, r.qps_batch_1t, r.qps_mt, r.p50_us, r.p99_us
         );
     }
 }

@@ -51,7 +51,7 @@ pub(super) struct AlignedBuf {
 unsafe impl Send for AlignedBuf {}
 
 impl AlignedBuf {
-    const fn new() -> AlignedBuf {
+    pub(super) const fn new() -> AlignedBuf {
         AlignedBuf {
             ptr: NonNull::dangling(),
             cap: 0,
@@ -59,7 +59,7 @@ impl AlignedBuf {
     }
 
     /// Makes room for `len` bytes (contents are not kept).
-    fn reserve(&mut self, len: usize) -> io::Result<()> {
+    pub(super) fn reserve(&mut self, len: usize) -> io::Result<()> {
         if len <= self.cap {
             return Ok(());
         }
@@ -108,7 +108,7 @@ impl AlignedBuf {
 
     /// Gives up the memory without freeing it: for a buffer into which a
     /// read may still land after its batch failed.
-    fn leak(&mut self) {
+    pub(super) fn leak(&mut self) {
         self.cap = 0;
         self.ptr = NonNull::dangling();
     }
@@ -121,7 +121,8 @@ impl Drop for AlignedBuf {
 }
 
 /// Running per-row costs of the two ways to read, for [`IoMode::Auto`].
-struct Auto {
+#[derive(Clone, Copy)]
+pub(super) struct Auto {
     mapped_ns: f64,
     direct_ns: f64,
     direct: bool,
@@ -132,7 +133,7 @@ struct Auto {
 impl Auto {
     const MIN_INTERVAL: u32 = 64;
     const MAX_INTERVAL: u32 = 1024;
-    const fn new() -> Auto {
+    pub(super) const fn new() -> Auto {
         Auto {
             mapped_ns: f64::NAN,
             direct_ns: f64::NAN,
@@ -143,13 +144,13 @@ impl Auto {
     }
 
     /// Whether this call reads directly (and whether it explores).
-    fn choose(&mut self) -> (bool, bool) {
+    pub(super) fn choose(&mut self) -> (bool, bool) {
         let explore = self.until_explore == 0;
         self.until_explore = self.until_explore.saturating_sub(1);
         (self.direct ^ explore, explore)
     }
 
-    fn record(&mut self, direct: bool, explore: bool, ns_per_row: f64) {
+    pub(super) fn record(&mut self, direct: bool, explore: bool, ns_per_row: f64) {
         let (cost, alpha) = match (direct, explore) {
             (true, _) => (&mut self.direct_ns, if explore { 0.5 } else { 0.125 }),
             (false, _) => (&mut self.mapped_ns, if explore { 0.5 } else { 0.125 }),
@@ -207,8 +208,23 @@ thread_local! {
     };
 }
 
+/// This thread's [`IoMode::Auto`] state (a copy: hand it back with
+/// [`store_auto`]).
+pub(super) fn load_auto() -> Auto {
+    LOCAL.with(|l| l.try_borrow().map_or(Auto::new(), |l| l.auto))
+}
+
+/// Stores this thread's [`IoMode::Auto`] state.
+pub(super) fn store_auto(auto: Auto) {
+    LOCAL.with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            l.auto = auto;
+        }
+    });
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(super) enum Backend {
     #[cfg(all(target_os = "linux", not(miri)))]
     Uring,
     Pool,
@@ -216,10 +232,10 @@ enum Backend {
 
 /// The vectors file opened for direct reads.
 #[derive(Debug)]
-struct Direct {
-    file: File,
-    backend: Backend,
-    block: AtomicUsize,
+pub(super) struct Direct {
+    pub(super) file: File,
+    pub(super) backend: Backend,
+    pub(super) block: AtomicUsize,
 }
 
 /// Reads rows of one vectors file for rescoring, with the backend chosen
@@ -349,29 +365,15 @@ impl RowReader {
         if count == 0 {
             return Ok(());
         }
-        let mapped_read = |f: &mut dyn FnMut(usize, &[f32])| {
-            MAPPED_ROWS.fetch_add(count as u64, Relaxed);
-            for i in 0..count {
-                crate::distance::prefetch(mapped(ord(i)));
-            }
-            for i in 0..count {
-                f(i, mapped(ord(i)));
-            }
-        };
         let Some(d) = &self.direct else {
-            if self.mode == IoMode::Willneed {
-                for i in 0..count {
-                    let off = ord(i) as usize * self.row_bytes + self.data_offset as usize;
-                    vectors.will_need(off, self.row_bytes);
-                }
-            }
-            mapped_read(&mut f);
+            self.advise(vectors, count, &ord);
+            self.read_mapped(count, &ord, &mapped, &mut f);
             return Ok(());
         };
         LOCAL.with(|l| {
             let Ok(mut l) = l.try_borrow_mut() else {
                 // Re-entered from `f` (never done by strata): mapped reads.
-                mapped_read(&mut f);
+                self.read_mapped(count, &ord, &mapped, &mut f);
                 return Ok(());
             };
             if self.mode != IoMode::Auto {
@@ -382,12 +384,143 @@ impl RowReader {
             if direct {
                 self.read_direct(d, &mut l, count, &ord, &mut f)?;
             } else {
-                mapped_read(&mut f);
+                self.read_mapped(count, &ord, &mapped, &mut f);
             }
             let ns = t.elapsed().as_nanos() as f64 / count as f64;
             l.auto.record(direct, explore, ns);
             Ok(())
         })
+    }
+
+    /// The direct-read file, unless this reader maps rows only.
+    pub(super) fn direct(&self) -> Option<&Direct> {
+        self.direct.as_ref()
+    }
+
+    /// The mode chosen at open.
+    pub(super) fn mode(&self) -> IoMode {
+        self.mode
+    }
+
+    /// `madvise(MADV_WILLNEED)` over the rows, in [`IoMode::Willneed`].
+    pub(super) fn advise(&self, vectors: &Bytes, count: usize, ord: &impl Fn(usize) -> u32) {
+        if self.mode == IoMode::Willneed {
+            for i in 0..count {
+                let off = ord(i) as usize * self.row_bytes + self.data_offset as usize;
+                vectors.will_need(off, self.row_bytes);
+            }
+        }
+    }
+
+    /// Reads the rows through the mapping (prefetched first).
+    pub(super) fn read_mapped<'a>(
+        &self,
+        count: usize,
+        ord: &impl Fn(usize) -> u32,
+        mapped: &impl Fn(u32) -> &'a [f32],
+        f: &mut impl FnMut(usize, &[f32]),
+    ) {
+        MAPPED_ROWS.fetch_add(count as u64, Relaxed);
+        for i in 0..count {
+            crate::distance::prefetch(mapped(ord(i)));
+        }
+        for i in 0..count {
+            f(i, mapped(ord(i)));
+        }
+    }
+
+    /// The vectors file's path, for errors.
+    pub(super) fn err(&self, e: io::Error) -> Error {
+        Error::io(&self.path, e)
+    }
+
+    /// Plans block-aligned reads of the rows `ord(i)`, `i < count`, into
+    /// consecutive slots of one buffer; returns the buffer size needed.
+    pub(super) fn plan(
+        &self,
+        block: usize,
+        count: usize,
+        ord: &impl Fn(usize) -> u32,
+        reqs: &mut Vec<Req>,
+        skips: &mut Vec<usize>,
+    ) -> Result<usize> {
+        let slot = self.row_bytes.div_ceil(block) * block + block;
+        let total = count
+            .checked_mul(slot)
+            .ok_or_else(|| self.err(io::ErrorKind::OutOfMemory.into()))?;
+        reqs.clear();
+        skips.clear();
+        for i in 0..count {
+            let off = self.data_offset + ord(i) as u64 * self.row_bytes as u64;
+            let start = off / block as u64 * block as u64;
+            let end = (off + self.row_bytes as u64).div_ceil(block as u64) * block as u64;
+            reqs.push(Req {
+                off: start,
+                len: (end - start) as usize,
+                buf_off: i * slot,
+            });
+            skips.push((off - start) as usize);
+        }
+        Ok(total)
+    }
+
+    /// Checks every read's result (re-reading short ones synchronously).
+    /// `Ok(true)`: the device refused reads at `block`-byte granularity
+    /// (EINVAL) and the block size has been raised: plan and read again.
+    pub(super) fn check(
+        &self,
+        d: &Direct,
+        block: usize,
+        reqs: &[Req],
+        results: &mut [i32],
+        buf: &mut AlignedBuf,
+    ) -> Result<bool> {
+        for (i, r) in results.iter_mut().enumerate() {
+            let req = reqs[i];
+            let mut res = *r;
+            match self.fault {
+                Some(ReadFault::Eio) => res = -libc::EIO,
+                Some(ReadFault::Short) if res > 0 => res = (req.len / 2) as i32,
+                _ => {}
+            }
+            if res == -libc::EINVAL && block < BUF_ALIGN {
+                d.block.store(BUF_ALIGN, Relaxed);
+                return Ok(true);
+            }
+            if res < 0 {
+                return Err(self.err(io::Error::from_raw_os_error(-res)));
+            }
+            if (res as usize) < req.len {
+                // A short read (the file shrank underneath, or a signal):
+                // read the whole range again synchronously.
+                self.read_exact(d, req, buf).map_err(|e| self.err(e))?;
+            }
+            *r = req.len as i32;
+        }
+        Ok(false)
+    }
+
+    /// Passes each row read into `buf` to `f`, in order.
+    pub(super) fn deliver(
+        &self,
+        buf: &AlignedBuf,
+        reqs: &[Req],
+        skips: &[usize],
+        f: &mut impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        let bytes: u64 = reqs.iter().map(|r| r.len as u64).sum();
+        DIRECT_ROWS.fetch_add(reqs.len() as u64, Relaxed);
+        DIRECT_BYTES.fetch_add(bytes, Relaxed);
+        let buf = buf.bytes();
+        for (i, (req, skip)) in reqs.iter().zip(skips).enumerate() {
+            let at = req.buf_off + skip;
+            let row = buf
+                .get(at..at + self.row_bytes)
+                .and_then(|b| bytemuck::try_cast_slice::<u8, f32>(b).ok())
+                .ok_or_else(|| self.err(io::Error::other("misaligned row buffer")))?;
+            f(i, row);
+        }
+        Ok(())
     }
 
     fn read_direct(
@@ -398,28 +531,11 @@ impl RowReader {
         ord: &impl Fn(usize) -> u32,
         f: &mut impl FnMut(usize, &[f32]),
     ) -> Result<()> {
-        let err = |e: io::Error| Error::io(&self.path, e);
         let mut retried_block = false;
         loop {
             let block = d.block.load(Relaxed);
-            let slot = self.row_bytes.div_ceil(block) * block + block;
-            let total = count
-                .checked_mul(slot)
-                .ok_or_else(|| err(io::ErrorKind::OutOfMemory.into()))?;
-            l.buf.reserve(total).map_err(err)?;
-            l.reqs.clear();
-            l.skips.clear();
-            for i in 0..count {
-                let off = self.data_offset + ord(i) as u64 * self.row_bytes as u64;
-                let start = off / block as u64 * block as u64;
-                let end = (off + self.row_bytes as u64).div_ceil(block as u64) * block as u64;
-                l.reqs.push(Req {
-                    off: start,
-                    len: (end - start) as usize,
-                    buf_off: i * slot,
-                });
-                l.skips.push((off - start) as usize);
-            }
+            let total = self.plan(block, count, ord, &mut l.reqs, &mut l.skips)?;
+            l.buf.reserve(total).map_err(|e| self.err(e))?;
             l.results.clear();
             l.results.resize(count, 0);
             let base = l.buf.as_mut_ptr();
@@ -428,55 +544,25 @@ impl RowReader {
                 // Reads of the batch may still be in flight: never reuse
                 // (or free) this buffer.
                 l.buf.leak();
-                return Err(err(e));
+                return Err(self.err(e));
             }
-            // Check every read; an EINVAL at 512-byte granularity means a
-            // larger logical block: retry the batch once at 4096.
-            let mut einval = false;
-            for (i, r) in l.results.iter_mut().enumerate() {
-                let req = l.reqs[i];
-                let mut res = *r;
-                match self.fault {
-                    Some(ReadFault::Eio) => res = -libc::EIO,
-                    Some(ReadFault::Short) if res > 0 => res = (req.len / 2) as i32,
-                    _ => {}
-                }
-                if res == -libc::EINVAL && block < BUF_ALIGN && !retried_block {
-                    einval = true;
-                    break;
-                }
-                if res < 0 {
-                    return Err(err(io::Error::from_raw_os_error(-res)));
-                }
-                if (res as usize) < req.len {
-                    // A short read (the file shrank underneath, or a
-                    // signal): read the whole range again synchronously.
-                    self.read_exact(d, req, &mut l.buf).map_err(err)?;
-                }
-                *r = req.len as i32;
-            }
-            if einval {
-                d.block.store(BUF_ALIGN, Relaxed);
+            // An EINVAL at 512-byte granularity means a larger logical
+            // block: retry the batch once at 4096.
+            let retry = self.check(d, block, &l.reqs, &mut l.results, &mut l.buf)?;
+            if retry && !retried_block {
                 retried_block = true;
                 continue;
             }
-            let bytes: u64 = l.reqs.iter().map(|r| r.len as u64).sum();
-            DIRECT_ROWS.fetch_add(count as u64, Relaxed);
-            DIRECT_BYTES.fetch_add(bytes, Relaxed);
-            let buf = l.buf.bytes();
-            for i in 0..count {
-                let at = l.reqs[i].buf_off + l.skips[i];
-                let row = buf
-                    .get(at..at + self.row_bytes)
-                    .and_then(|b| bytemuck::try_cast_slice::<u8, f32>(b).ok())
-                    .ok_or_else(|| err(io::Error::other("misaligned row buffer")))?;
-                f(i, row);
+            if retry {
+                return Err(self.err(io::Error::from_raw_os_error(libc::EINVAL)));
             }
-            return Ok(());
+            return self.deliver(&l.buf, &l.reqs, &l.skips, f);
         }
     }
 
-    fn submit(
+    /// Reads `reqs` synchronously (every request in flight together), on
+    /// this thread's ring or the pool.
+    pub(super) fn submit(
         &self,
         d: &Direct,
         reqs: &[Req],

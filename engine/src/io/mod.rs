@@ -35,11 +35,13 @@
 //! naming the vectors file.
 
 mod direct;
+mod pipeline;
 mod pool;
 #[cfg(all(target_os = "linux", not(miri)))]
 mod uring;
 
 pub(crate) use direct::RowReader;
+pub(crate) use pipeline::RowPipeline;
 
 /// How rescoring reads full-precision rows (see the [module docs](self)).
 ///

@@ -105,15 +105,37 @@ pub(super) fn read_batch(
     base: *mut u8,
     results: &mut [i32],
 ) -> io::Result<()> {
+    match submit(file, reqs, base) {
+        Some(batch) => batch.wait(results),
+        // No thread could be started (or nothing to overlap): read here.
+        None => read_here(file, reqs, base, results),
+    }
+    Ok(())
+}
+
+/// A batch of reads queued on the pool; [`InFlight::wait`] blocks until all
+/// have completed. Until then the destination buffer must stay allocated
+/// and untouched (dropping an `InFlight` does not wait).
+pub(super) struct InFlight(Arc<Batch>);
+
+impl InFlight {
+    /// Waits for every read of the batch and copies their results.
+    pub(super) fn wait(&self, results: &mut [i32]) {
+        let mut s = lock(&self.0.state);
+        while s.0 > 0 {
+            s = self.0.done.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        results.copy_from_slice(&s.1);
+    }
+}
+
+/// Queues every request on the pool without waiting (`None`: a batch of one
+/// read, or a pool without threads; the caller reads synchronously).
+pub(super) fn submit(file: &File, reqs: &[Req], base: *mut u8) -> Option<InFlight> {
     let fd = file.as_raw_fd();
     let p = pool();
-    if STARTED.get().copied().unwrap_or(0) == 0 || reqs.len() == 1 {
-        // No thread could be started (or nothing to overlap): read here.
-        for (r, req) in results.iter_mut().zip(reqs) {
-            // SAFETY: `base + buf_off` is inside the caller's buffer.
-            *r = pread(fd, *req, unsafe { base.add(req.buf_off) });
-        }
-        return Ok(());
+    if STARTED.get().copied().unwrap_or(0) == 0 || reqs.len() <= 1 {
+        return None;
     }
     let batch = Arc::new(Batch {
         state: Mutex::new((reqs.len(), vec![0; reqs.len()])),
@@ -133,10 +155,15 @@ pub(super) fn read_batch(
         }
     }
     p.ready.notify_all();
-    let mut s = lock(&batch.state);
-    while s.0 > 0 {
-        s = batch.done.wait(s).unwrap_or_else(|e| e.into_inner());
+    Some(InFlight(batch))
+}
+
+/// One synchronous `pread` per request, here (for batches [`submit`]
+/// declined).
+pub(super) fn read_here(file: &File, reqs: &[Req], base: *mut u8, results: &mut [i32]) {
+    let fd = file.as_raw_fd();
+    for (r, req) in results.iter_mut().zip(reqs) {
+        // SAFETY: `base + buf_off` is inside the caller's buffer.
+        *r = pread(fd, *req, unsafe { base.add(req.buf_off) });
     }
-    results.copy_from_slice(&s.1);
-    Ok(())
 }

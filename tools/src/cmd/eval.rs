@@ -150,6 +150,11 @@ pub fn run(a: Args) -> CliResult {
                 &pool,
                 !a.no_warmup,
             )?;
+            if !row.batch_matches {
+                eprintln!(
+                    "warning: ef {ef}: search_batch answered differently from one-at-a-time search"
+                );
+            }
             if a.json {
                 println!("{}", serde_json::to_string(&row)?);
             }
