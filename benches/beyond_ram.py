@@ -188,7 +188,8 @@ def main():
     ap.add_argument("--work-dir", default="bench-out")
     ap.add_argument("--quant", default="int8,pq,binary")
     ap.add_argument("--io", default="mmap,auto,uring,pread,willneed,auto+cut,uring+cut",
-                    help="I/O modes; MODE+cut adds --rescore-cut (int8 only)")
+                    help="I/O modes; MODE+cut adds --rescore-cut (int8 only), MODE+lock "
+                         "--lock-graph, MODE+cache a row cache of the cap's share of the vectors")
     ap.add_argument("--cut", type=float, default=0.1, help="Z of --rescore-cut for MODE+cut")
     ap.add_argument("--caps", default="50,25,10", help="percent of the vectors file above the graph")
     ap.add_argument("--queries", type=int, default=5000)
@@ -231,10 +232,19 @@ def main():
                   f"ef {ef}, {a.queries} queries; fio 4 KiB randread O_DIRECT io_uring on the vectors file: "
                   f"QD32 {fio:.0f} IOPS, QD1 {fio1:.0f} IOPS", flush=True)
             for label in a.io.split(","):
-                io, _, cut = label.partition("+")
+                io, *flags = label.split("+")
+                cut, cache = "cut" in flags, "cache" in flags
                 if cut and quant != "int8":
                     continue
                 opts = ("--rescore-cut", str(a.cut)) if cut else ()
+                if "lock" in flags:
+                    opts = (*opts, "--lock-graph")
+
+                def cache_opts(pct):
+                    # The row cache takes the cap's share of the vectors file
+                    # (direct reads leave the page cache to the graph).
+                    return ("--row-cache-mib", str(vbytes * pct // 100 >> 20)) if cache else ()
+
                 table = []
                 # Warm: the whole index in the page cache, no cap.
                 drop_caches()
@@ -242,20 +252,27 @@ def main():
                     with open(f, "rb") as fh:
                         while fh.read(1 << 20):
                             pass
-                rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, 0, a.threads, opts)
+                rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, 0, a.threads,
+                                        (*opts, *cache_opts(25)))
                 warm = rows[0]
-                anon = mem.get("rss_anon_after_queries_kb", 0) * 1024
+                # The process's own anonymous memory, without the row cache
+                # (which is charged to the cap's share of the vectors).
+                # (the largest seen: buffers and results grow during the sweep).
+                anon = (max(mem.get("rss_anon_after_queries_kb", 0),
+                            mem.get("rss_anon_after_sweep_kb", 0)) * 1024
+                        - mem.get("row_cache_resident_bytes", 0))
                 table.append((label, "warm", 0, warm, mem))
                 for pct in map(int, a.caps.split(",")):
                     limit = gbytes + vbytes * pct // 100 + anon + (4 << 20)
                     drop_caches()
-                    rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, limit, a.threads, opts)
+                    rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, limit, a.threads,
+                                            (*opts, *cache_opts(pct)))
                     table.append((label, f"graph+{pct}%", limit, rows[0], mem))
                 if not a.no_cold:
                     limit = gbytes + vbytes * 25 // 100 + anon + (4 << 20)
                     drop_caches()
                     rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, limit, a.threads,
-                                            (*opts, "--no-warmup", "--limit", "1000"))
+                                            (*opts, *cache_opts(25), "--no-warmup", "--limit", "1000"))
                     table.append((label, "cold+25%", limit, rows[0], mem))
                 # "x warm": against the warm mapped-read QPS of this
                 # quantization (the best a cached index does), else this mode's.
@@ -265,7 +282,7 @@ def main():
                 print(f"{'io':>9} {'cap':>10} {'cap MiB':>8} {'qps_1t':>8} {'x warm':>7} {'batch1t':>8} "
                       f"{'x warm':>7} {'qps_2t':>8} {'recall':>7} {'p50 us':>8} {'p99 us':>8} "
                       f"{'reads/q':>8} {'reads/s':>8} {'%fio32':>7} {'rd/s b1':>8} {'%fio32':>7} "
-                      f"{'rd/s 2t':>8} {'graph KiB':>9}")
+                      f"{'rd/s 2t':>8} {'cache/q':>7} {'graph KiB':>9}")
                 for io_, cap, limit, r, m in table:
                     rps = r.get("direct_reads_per_s_1t", 0.0)
                     rpb = r.get("direct_reads_per_s_batch_1t", 0.0)
@@ -277,6 +294,7 @@ def main():
                           f"{rps:>8.0f} {100 * rps / fio if fio else 0:>7.1f} "
                           f"{rpb:>8.0f} {100 * rpb / fio if fio else 0:>7.1f} "
                           f"{r.get('direct_reads_per_s_mt', 0):>8.0f} "
+                          f"{r.get('cached_rows_per_query', 0):>7.1f} "
                           f"{m.get('rss_graph_map_after_sweep_kb', 0):>9}", flush=True)
                     if not r.get("batch_matches", True):
                         print(f"  warning: {io_} {cap}: search_batch answers differ from search", flush=True)

@@ -25,9 +25,15 @@ fn no_index(dir: &Path) -> Error {
     )
 }
 
-/// Queries per thread whose rescoring reads [`Index::search_batch`] keeps
-/// in flight at once (measured in `benches/beyond_ram.py`).
-pub const PIPELINE_DEPTH: usize = 4;
+/// At most this many queries per thread have rescoring reads in flight in
+/// [`Index::search_batch`] (see [`PIPELINE_READS`]).
+pub const PIPELINE_DEPTH: usize = 16;
+
+/// [`Index::search_batch`] begins another query's reads while fewer than
+/// this many disk reads of the thread's earlier queries are in flight (and
+/// fewer than [`PIPELINE_DEPTH`] queries): enough to keep an SSD's queue
+/// deep (`benches/beyond_ram.py`), whatever the reads per query.
+pub const PIPELINE_READS: usize = 64;
 
 /// Options for [`Index::open_with`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -58,6 +64,16 @@ pub struct OpenOptions {
     /// full rescoring exactly; smaller `z` reads fewer rows at a measured
     /// recall cost (`benches/beyond_ram.py`). Must be finite and positive.
     pub rescore_cut: Option<f32>,
+    /// Bytes of RAM for a cache of rows read directly
+    /// ([`IoMode::Uring`], [`IoMode::Pread`], [`IoMode::Auto`] while it
+    /// reads directly): rows read from disk are kept, with CLOCK
+    /// replacement, and served from memory when rescored again. Direct
+    /// reads bypass the page cache, so without it (the default, 0) every
+    /// rescored row is a disk read however much RAM is free; give it the
+    /// RAM the process may use beyond the graph file. Mapped reads ignore
+    /// it (the page cache serves them). [`Index::row_cache_bytes`] reports
+    /// its use.
+    pub row_cache_bytes: usize,
     /// Fault injection into direct reads, for tests (not a stable API).
     #[doc(hidden)]
     pub read_fault: Option<ReadFault>,
@@ -233,6 +249,7 @@ impl Index {
             Some(&vectors_path),
             layout.vectors_range.start,
             layout.padded * 4,
+            options.row_cache_bytes,
             options.read_fault,
         )?;
         Ok(Index {
@@ -258,6 +275,7 @@ impl Index {
             None,
             layout.vectors_range.start,
             layout.padded * 4,
+            0,
             None,
         )?;
         Ok(Index {
@@ -309,6 +327,12 @@ impl Index {
     /// [`Index::from_bytes`] reports [`IoMode::Mmap`]: its rows are in memory).
     pub fn open_options(&self) -> &OpenOptions {
         &self.options
+    }
+
+    /// The row cache's capacity and the bytes of rows it holds now (zeros
+    /// without one; see [`OpenOptions::row_cache_bytes`]).
+    pub fn row_cache_bytes(&self) -> (usize, usize) {
+        self.rows.cache_bytes()
     }
 
     /// The directory the index was opened from, if any.
@@ -604,9 +628,9 @@ impl Index {
     /// [`IoMode::Pread`], [`IoMode::Auto`]) or advises them
     /// ([`IoMode::Willneed`]), each thread pipelines its queries: it begins
     /// the row reads of one query and traverses the next ones while those
-    /// reads are in flight, keeping up to [`PIPELINE_DEPTH`] queries' reads
-    /// at the disk, so that the disk's parallelism is used even by one
-    /// thread.
+    /// reads are in flight, keeping about [`PIPELINE_READS`] reads (of at
+    /// most [`PIPELINE_DEPTH`] queries) at the disk, so that the disk's
+    /// parallelism is used even by one thread.
     ///
     /// ```
     /// use strata::{dataset, BuildParams, Index, IndexBuilder, IoMode, OpenOptions, Queries, SearchParams};
@@ -656,7 +680,7 @@ impl Index {
         // pipeline's fill and drain are a small part of it.
         let n = data.len() / dim;
         let threads = rayon::current_num_threads().max(1);
-        let chunk = n.div_ceil(threads * 4).clamp(8 * PIPELINE_DEPTH, 256);
+        let chunk = n.div_ceil(threads * 4).clamp(4 * PIPELINE_DEPTH, 256);
         let parts: Vec<Vec<Vec<Neighbor>>> = data
             .par_chunks(chunk * dim)
             .map(|c| self.search_pipelined(c, k, params, accept))
@@ -664,8 +688,8 @@ impl Index {
         Ok(parts.into_iter().flatten().collect())
     }
 
-    /// The queries of `data`, in order, on this thread, with up to
-    /// [`PIPELINE_DEPTH`] queries' row reads in flight.
+    /// The queries of `data`, in order, on this thread, with about
+    /// [`PIPELINE_READS`] row reads in flight.
     fn search_pipelined(
         &self,
         data: &[f32],
@@ -702,18 +726,23 @@ impl Index {
             Ok::<(), Error>(())
         };
         let mut done = Vec::new();
+        // Disk reads in flight, per slot and in all.
+        let mut reads = vec![0usize; pipe.depth()];
+        let mut in_flight = 0;
         for (i, query) in data.chunks_exact(dim).enumerate() {
-            let slot = match free.pop() {
-                Some(slot) => slot,
-                None => {
-                    let slot = order.pop_front().ok_or_else(|| Error::InvalidParameter {
-                        name: "pipeline",
-                        reason: "no slot free and none in flight".into(),
-                    })?;
-                    finish(&mut pipe, slot, &mut pending[slot])?;
-                    slot
-                }
-            };
+            while free.is_empty() || in_flight >= PIPELINE_READS {
+                let slot = order.pop_front().ok_or_else(|| Error::InvalidParameter {
+                    name: "pipeline",
+                    reason: "no slot free and none in flight".into(),
+                })?;
+                finish(&mut pipe, slot, &mut pending[slot])?;
+                in_flight -= std::mem::take(&mut reads[slot]);
+                free.push(slot);
+            }
+            let slot = free.pop().ok_or_else(|| Error::InvalidParameter {
+                name: "pipeline",
+                reason: "no slot free after finishing the oldest".into(),
+            })?;
             let p = &mut pending[slot];
             let rescore = with_scratch(|s| {
                 if !self.traverse_query(query, k, params, accept, s)? {
@@ -731,7 +760,8 @@ impl Index {
             })?;
             if rescore {
                 let ids = &p.ids;
-                pipe.begin(slot, ids.len(), |j| ids[j])?;
+                reads[slot] = pipe.begin(slot, ids.len(), |j| ids[j])?;
+                in_flight += reads[slot];
                 order.push_back(slot);
             } else {
                 free.push(slot);

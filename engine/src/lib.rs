@@ -49,7 +49,9 @@ mod regular;
 
 pub use builder::{BuildProgress, BuildReport, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
-pub use index::{DegreeStats, Index, IndexInfo, OpenOptions, Reachability, PIPELINE_DEPTH};
+pub use index::{
+    DegreeStats, Index, IndexInfo, OpenOptions, Reachability, PIPELINE_DEPTH, PIPELINE_READS,
+};
 pub use io::IoMode;
 pub use live::{
     BatchOptions, BatchReport, CompactOptions, CompactReport, Durability, LiveIndex, LiveStats,

@@ -320,3 +320,65 @@ fn a_one_thread_pipeline_over_many_queries_matches_single_searches() {
         }
     }
 }
+
+#[test]
+fn the_row_cache_serves_repeated_rows_with_identical_answers() {
+    let data = clustered(1_000, 24, 8, 0.1, 17);
+    let queries = perturbed_queries(&data, 60, 0.05, 8);
+    let dir = tempfile::tempdir().unwrap();
+    build(&data, params(Metric::L2, Quantization::Int8, 4))
+        .write(dir.path())
+        .unwrap();
+    let sp = SearchParams::with_ef(32);
+    let want = open(dir.path(), IoMode::Mmap)
+        .search_batch(&queries, 10, &sp)
+        .unwrap();
+    // 24 KiB holds ~200 of the 1,000 rows (96 B each): hits and evictions.
+    for (io, budget) in [(IoMode::Pread, 24 << 10), (IoMode::Pread, 8 << 20)]
+        .into_iter()
+        .chain(strata::io::uring_available().then_some((IoMode::Uring, 24 << 10)))
+    {
+        let index = Index::open_with(
+            dir.path(),
+            &OpenOptions {
+                io,
+                row_cache_bytes: budget,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (capacity, _) = index.row_cache_bytes();
+        assert!(capacity > 0 && capacity <= budget, "{capacity} of {budget}");
+        let before = strata::io::io_stats().cached_rows;
+        for pass in 0..3 {
+            assert_eq!(
+                index.search_batch(&queries, 10, &sp).unwrap(),
+                want,
+                "{io} {budget} batch pass {pass}"
+            );
+            for (q, w) in queries.data.chunks_exact(24).zip(&want) {
+                assert_eq!(&index.search(q, 10, &sp).unwrap(), w, "{io} {budget}");
+            }
+        }
+        assert!(
+            strata::io::io_stats().cached_rows > before,
+            "{io} {budget}: no hits"
+        );
+        let (_, resident) = index.row_cache_bytes();
+        assert!(
+            resident > 0 && resident <= capacity,
+            "{resident} of {capacity}"
+        );
+    }
+    // Mapped reads have the page cache: no row cache is made.
+    let mapped = Index::open_with(
+        dir.path(),
+        &OpenOptions {
+            io: IoMode::Mmap,
+            row_cache_bytes: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(mapped.row_cache_bytes(), (0, 0));
+}

@@ -95,6 +95,8 @@ pub struct EvalRow {
     pub direct_reads_per_s_1t: f64,
     /// Rows read through the mapping per query in the single-thread pass.
     pub mapped_rows_per_query: f64,
+    /// Rows served by the row cache per query in the single-thread pass.
+    pub cached_rows_per_query: f64,
     /// Direct row reads per second in the one-thread batch pass.
     pub direct_reads_per_s_batch_1t: f64,
     /// Direct row reads per second in the multi-thread pass.
@@ -193,6 +195,7 @@ pub fn measure<S: Searcher>(
         direct_reads_per_query: direct_1t / nq as f64,
         direct_reads_per_s_1t: direct_1t / single,
         mapped_rows_per_query: (io1.mapped_rows - io0.mapped_rows) as f64 / nq as f64,
+        cached_rows_per_query: (io1.cached_rows - io0.cached_rows) as f64 / nq as f64,
         direct_reads_per_s_batch_1t: (io2.direct_rows - io1.direct_rows) as f64 / batch_single,
         direct_reads_per_s_mt: (io3.direct_rows - io2.direct_rows) as f64 / multi,
         batch_matches: batch_1t == results && batch_mt == results,

@@ -1,6 +1,7 @@
 //! The row reader of an open index: chooses the backend per call, reads
 //! rows into aligned per-thread buffers, checks every read.
 
+use super::row_cache::RowCache;
 use super::{IoMode, IoStats, ReadFault};
 use crate::error::{Error, Result};
 use crate::format::bytes::Bytes;
@@ -22,12 +23,14 @@ const FIRST_BLOCK: usize = 512;
 static DIRECT_ROWS: AtomicU64 = AtomicU64::new(0);
 static DIRECT_BYTES: AtomicU64 = AtomicU64::new(0);
 static MAPPED_ROWS: AtomicU64 = AtomicU64::new(0);
+static CACHED_ROWS: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn stats() -> IoStats {
     IoStats {
         direct_rows: DIRECT_ROWS.load(Relaxed),
         direct_bytes: DIRECT_BYTES.load(Relaxed),
         mapped_rows: MAPPED_ROWS.load(Relaxed),
+        cached_rows: CACHED_ROWS.load(Relaxed),
     }
 }
 
@@ -104,6 +107,16 @@ impl AlignedBuf {
         // are owned by `self`; no write is in flight while `&self` is lent
         // (batches complete before their rows are handed out).
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
+    }
+
+    /// The buffer's bytes, writable (for rows copied from the row cache).
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        if self.cap == 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `bytes`; `&mut self` is exclusive, and callers plan
+        // (and so write) only buffers with no read in flight.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
     }
 
     /// Gives up the memory without freeing it: for a buffer into which a
@@ -190,18 +203,37 @@ impl Auto {
 /// Per-thread buffers of direct reads.
 struct Local {
     buf: AlignedBuf,
-    reqs: Vec<Req>,
-    skips: Vec<usize>,
+    plan: Plan,
     results: Vec<i32>,
     auto: Auto,
+}
+
+/// Where the rows of one batch are: read requests for the rows the row
+/// cache did not have, and each row's byte offset in the batch's buffer.
+#[derive(Default)]
+pub(super) struct Plan {
+    pub reqs: Vec<Req>,
+    /// Byte offset of row `i` in the buffer.
+    pub at: Vec<usize>,
+    /// Row index of each request (rows to keep in the cache once read).
+    pub missed: Vec<usize>,
+}
+
+impl Plan {
+    const fn new() -> Plan {
+        Plan {
+            reqs: Vec::new(),
+            at: Vec::new(),
+            missed: Vec::new(),
+        }
+    }
 }
 
 thread_local! {
     static LOCAL: RefCell<Local> = const {
         RefCell::new(Local {
             buf: AlignedBuf::new(),
-            reqs: Vec::new(),
-            skips: Vec::new(),
+            plan: Plan::new(),
             results: Vec::new(),
             auto: Auto::new(),
         })
@@ -247,6 +279,7 @@ pub(crate) struct RowReader {
     data_offset: u64,
     row_bytes: usize,
     direct: Option<Direct>,
+    cache: Option<RowCache>,
     fault: Option<ReadFault>,
 }
 
@@ -290,6 +323,7 @@ impl RowReader {
         path: Option<&Path>,
         data_offset: usize,
         row_bytes: usize,
+        cache_bytes: usize,
         fault: Option<ReadFault>,
     ) -> Result<RowReader> {
         let backend = match mode {
@@ -342,12 +376,18 @@ impl RowReader {
             }),
             _ => None,
         };
+        // The cache serves direct reads only: mapped reads have the page cache.
+        let cache = match &direct {
+            Some(_) => RowCache::new(cache_bytes, row_bytes / 4),
+            None => None,
+        };
         Ok(RowReader {
             mode,
             path: path.map(Path::to_path_buf).unwrap_or_default(),
             data_offset: data_offset as u64,
             row_bytes,
             direct,
+            cache,
             fault,
         })
     }
@@ -435,33 +475,50 @@ impl RowReader {
     }
 
     /// Plans block-aligned reads of the rows `ord(i)`, `i < count`, into
-    /// consecutive slots of one buffer; returns the buffer size needed.
+    /// consecutive slots of `buf` (grown to fit; it must have no read in
+    /// flight); rows the row cache holds are copied into their slots now.
     pub(super) fn plan(
         &self,
         block: usize,
         count: usize,
         ord: &impl Fn(usize) -> u32,
-        reqs: &mut Vec<Req>,
-        skips: &mut Vec<usize>,
-    ) -> Result<usize> {
+        buf: &mut AlignedBuf,
+        plan: &mut Plan,
+    ) -> Result<()> {
         let slot = self.row_bytes.div_ceil(block) * block + block;
         let total = count
             .checked_mul(slot)
             .ok_or_else(|| self.err(io::ErrorKind::OutOfMemory.into()))?;
-        reqs.clear();
-        skips.clear();
+        buf.reserve(total).map_err(|e| self.err(e))?;
+        plan.reqs.clear();
+        plan.at.clear();
+        plan.missed.clear();
         for i in 0..count {
-            let off = self.data_offset + ord(i) as u64 * self.row_bytes as u64;
+            let o = ord(i);
+            if let Some(cache) = &self.cache {
+                let at = i * slot;
+                let hit = buf
+                    .bytes_mut()
+                    .get_mut(at..at + self.row_bytes)
+                    .and_then(|b| bytemuck::try_cast_slice_mut::<u8, f32>(b).ok())
+                    .is_some_and(|row| cache.get(o, row));
+                if hit {
+                    plan.at.push(at);
+                    continue;
+                }
+            }
+            let off = self.data_offset + o as u64 * self.row_bytes as u64;
             let start = off / block as u64 * block as u64;
             let end = (off + self.row_bytes as u64).div_ceil(block as u64) * block as u64;
-            reqs.push(Req {
+            plan.reqs.push(Req {
                 off: start,
                 len: (end - start) as usize,
                 buf_off: i * slot,
             });
-            skips.push((off - start) as usize);
+            plan.at.push(i * slot + (off - start) as usize);
+            plan.missed.push(i);
         }
-        Ok(total)
+        Ok(())
     }
 
     /// Checks every read's result (re-reading short ones synchronously).
@@ -500,27 +557,42 @@ impl RowReader {
         Ok(false)
     }
 
-    /// Passes each row read into `buf` to `f`, in order.
+    /// Passes each row of the batch in `buf` to `f`, in order, and keeps
+    /// the rows read from disk in the row cache.
     pub(super) fn deliver(
         &self,
         buf: &AlignedBuf,
-        reqs: &[Req],
-        skips: &[usize],
+        plan: &Plan,
+        ord: &impl Fn(usize) -> u32,
         f: &mut impl FnMut(usize, &[f32]),
     ) -> Result<()> {
-        let bytes: u64 = reqs.iter().map(|r| r.len as u64).sum();
-        DIRECT_ROWS.fetch_add(reqs.len() as u64, Relaxed);
+        let bytes: u64 = plan.reqs.iter().map(|r| r.len as u64).sum();
+        DIRECT_ROWS.fetch_add(plan.reqs.len() as u64, Relaxed);
         DIRECT_BYTES.fetch_add(bytes, Relaxed);
+        CACHED_ROWS.fetch_add((plan.at.len() - plan.reqs.len()) as u64, Relaxed);
         let buf = buf.bytes();
-        for (i, (req, skip)) in reqs.iter().zip(skips).enumerate() {
-            let at = req.buf_off + skip;
-            let row = buf
-                .get(at..at + self.row_bytes)
+        let row = |i: usize| {
+            let at = plan.at[i];
+            buf.get(at..at + self.row_bytes)
                 .and_then(|b| bytemuck::try_cast_slice::<u8, f32>(b).ok())
-                .ok_or_else(|| self.err(io::Error::other("misaligned row buffer")))?;
-            f(i, row);
+                .ok_or_else(|| self.err(io::Error::other("misaligned row buffer")))
+        };
+        for i in 0..plan.at.len() {
+            f(i, row(i)?);
+        }
+        if let Some(cache) = &self.cache {
+            for &i in &plan.missed {
+                cache.put(ord(i), row(i)?);
+            }
         }
         Ok(())
+    }
+
+    /// The row cache's capacity and resident bytes (zeros without one).
+    pub(crate) fn cache_bytes(&self) -> (usize, usize) {
+        self.cache.as_ref().map_or((0, 0), |c| {
+            (c.capacity_rows() * self.row_bytes, c.resident_bytes())
+        })
     }
 
     fn read_direct(
@@ -534,12 +606,11 @@ impl RowReader {
         let mut retried_block = false;
         loop {
             let block = d.block.load(Relaxed);
-            let total = self.plan(block, count, ord, &mut l.reqs, &mut l.skips)?;
-            l.buf.reserve(total).map_err(|e| self.err(e))?;
+            self.plan(block, count, ord, &mut l.buf, &mut l.plan)?;
             l.results.clear();
-            l.results.resize(count, 0);
+            l.results.resize(l.plan.reqs.len(), 0);
             let base = l.buf.as_mut_ptr();
-            let submitted = self.submit(d, &l.reqs, base, &mut l.results);
+            let submitted = self.submit(d, &l.plan.reqs, base, &mut l.results);
             if let Err(e) = submitted {
                 // Reads of the batch may still be in flight: never reuse
                 // (or free) this buffer.
@@ -548,7 +619,7 @@ impl RowReader {
             }
             // An EINVAL at 512-byte granularity means a larger logical
             // block: retry the batch once at 4096.
-            let retry = self.check(d, block, &l.reqs, &mut l.results, &mut l.buf)?;
+            let retry = self.check(d, block, &l.plan.reqs, &mut l.results, &mut l.buf)?;
             if retry && !retried_block {
                 retried_block = true;
                 continue;
@@ -556,7 +627,7 @@ impl RowReader {
             if retry {
                 return Err(self.err(io::Error::from_raw_os_error(libc::EINVAL)));
             }
-            return self.deliver(&l.buf, &l.reqs, &l.skips, f);
+            return self.deliver(&l.buf, &l.plan, ord, f);
         }
     }
 

@@ -30,6 +30,18 @@
 //! for int8); `Auto` is the default because it is never much slower than
 //! mapped reads when the file is cached.
 //!
+//! Two more things make direct reads fast beyond RAM:
+//!
+//! * [`Index::search_batch`](crate::Index::search_batch) *pipelines* its
+//!   queries on each thread (`pipeline.rs`): the reads of up to
+//!   [`PIPELINE_DEPTH`](crate::PIPELINE_DEPTH) queries are in flight while
+//!   the next query traverses, so one thread keeps the disk's queue full;
+//! * a *row cache* (`row_cache.rs`, [`OpenOptions::row_cache_bytes`](crate::OpenOptions::row_cache_bytes))
+//!   keeps rows read directly in a RAM budget of their own (CLOCK
+//!   replacement) and serves them when rescored again: direct reads bypass
+//!   the page cache, so without it RAM beyond the graph is never used for
+//!   rows.
+//!
 //! Every backend computes the same distances from the same bytes: results
 //! are identical bit for bit. A failed read is an [`Error::Io`](crate::Error::Io)
 //! naming the vectors file.
@@ -37,6 +49,7 @@
 mod direct;
 mod pipeline;
 mod pool;
+mod row_cache;
 #[cfg(all(target_os = "linux", not(miri)))]
 mod uring;
 
@@ -159,6 +172,9 @@ pub struct IoStats {
     /// Rows read through the mapping (mmap and willneed modes, and auto
     /// while it prefers the mapping).
     pub mapped_rows: u64,
+    /// Rows of direct-read batches served by the row cache
+    /// ([`OpenOptions::row_cache_bytes`](crate::OpenOptions::row_cache_bytes)).
+    pub cached_rows: u64,
 }
 
 /// The process's [`IoStats`] so far.

@@ -15,7 +15,7 @@
 //! Results are the same bytes as [`RowReader::for_rows`] reads: the same
 //! distances bit for bit.
 
-use super::direct::{load_auto, store_auto, AlignedBuf, Auto, Backend, Req, RowReader};
+use super::direct::{load_auto, store_auto, AlignedBuf, Auto, Backend, Plan, RowReader};
 use super::pool;
 #[cfg(all(target_os = "linux", not(miri)))]
 use super::uring::Ring;
@@ -44,8 +44,7 @@ enum State {
 /// One batch of row reads: its aligned buffer and requests.
 struct Slot {
     buf: AlignedBuf,
-    reqs: Vec<Req>,
-    skips: Vec<usize>,
+    plan: Plan,
     results: Vec<i32>,
     block: usize,
     count: usize,
@@ -61,8 +60,7 @@ impl Slot {
     fn new() -> Slot {
         Slot {
             buf: AlignedBuf::new(),
-            reqs: Vec::new(),
-            skips: Vec::new(),
+            plan: Plan::default(),
             results: Vec::new(),
             block: 0,
             count: 0,
@@ -101,8 +99,12 @@ impl RowReader {
             reader: self,
             vectors,
             #[cfg(all(target_os = "linux", not(miri)))]
-            ring: None,
-            slots: (0..depth.max(1)).map(|_| Slot::new()).collect(),
+            ring: take_spare_ring(),
+            slots: {
+                let mut slots = SPARE_SLOTS.with(|c| c.take());
+                slots.resize_with(depth.max(1), Slot::new);
+                slots
+            },
             auto: if self.mode() == IoMode::Auto {
                 load_auto()
             } else {
@@ -111,6 +113,23 @@ impl RowReader {
             broken: false,
         }
     }
+}
+
+thread_local! {
+    /// The slots (with their grown buffers) of this thread's last pipeline:
+    /// a batch search makes one pipeline per chunk of queries.
+    static SPARE_SLOTS: std::cell::Cell<Vec<Slot>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+thread_local! {
+    /// The ring of this thread's last pipeline, idle.
+    static SPARE_RING: std::cell::Cell<Option<Ring>> = const { std::cell::Cell::new(None) };
+}
+
+#[cfg(all(target_os = "linux", not(miri)))]
+fn take_spare_ring() -> Option<Ring> {
+    SPARE_RING.with(|c| c.take())
 }
 
 /// Passes a completion to its slot.
@@ -141,13 +160,14 @@ impl RowPipeline<'_> {
     }
 
     /// Begins reading the rows `ord(i)`, `i < count`, into `slot` (which
-    /// must be idle) without waiting for them.
+    /// must be idle) without waiting for them; returns how many disk reads
+    /// that put in flight (0 for mapped reads and rows the row cache held).
     pub(crate) fn begin(
         &mut self,
         slot: usize,
         count: usize,
         ord: impl Fn(usize) -> u32,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let t = Instant::now();
         let reader = self.reader;
         let s = self.slots.get_mut(slot).ok_or_else(busy)?;
@@ -167,14 +187,13 @@ impl RowPipeline<'_> {
                 reader.advise(self.vectors, count, &ord);
                 s.state = State::Mapped;
                 s.begin_ns = t.elapsed().as_nanos() as u64;
-                return Ok(());
+                return Ok(0);
             }
         };
         s.block = d.block.load(Relaxed);
-        let total = reader.plan(s.block, count, &ord, &mut s.reqs, &mut s.skips)?;
-        s.buf.reserve(total).map_err(|e| reader.err(e))?;
+        reader.plan(s.block, count, &ord, &mut s.buf, &mut s.plan)?;
         s.results.clear();
-        s.results.resize(count, 0);
+        s.results.resize(s.plan.reqs.len(), 0);
         let base = s.buf.as_mut_ptr();
         match d.backend {
             #[cfg(all(target_os = "linux", not(miri)))]
@@ -182,8 +201,10 @@ impl RowPipeline<'_> {
                 if self.ring.is_none() {
                     self.ring = Some(Ring::new().map_err(|e| reader.err(e))?);
                 }
-                let reqs = std::mem::take(&mut s.reqs);
-                s.state = State::Ring { pending: count };
+                let reqs = std::mem::take(&mut s.plan.reqs);
+                s.state = State::Ring {
+                    pending: reqs.len(),
+                };
                 let (slots, ring) = (&mut self.slots, self.ring.as_mut());
                 let submitted = match ring {
                     // SAFETY: the slot's buffer holds `total` bytes for the
@@ -198,22 +219,23 @@ impl RowPipeline<'_> {
                     },
                     None => Err(io::Error::other("io_uring ring missing")),
                 };
-                self.slots[slot].reqs = reqs;
+                self.slots[slot].plan.reqs = reqs;
                 if let Err(e) = submitted {
                     self.broken = true;
                     return Err(reader.err(e));
                 }
             }
-            Backend::Pool => match pool::submit(&d.file, &s.reqs, base) {
+            Backend::Pool => match pool::submit(&d.file, &s.plan.reqs, base) {
                 Some(batch) => s.state = State::Pool(batch),
                 None => {
-                    pool::read_here(&d.file, &s.reqs, base, &mut s.results);
+                    pool::read_here(&d.file, &s.plan.reqs, base, &mut s.results);
                     s.state = State::Done;
                 }
             },
         }
-        self.slots[slot].begin_ns = t.elapsed().as_nanos() as u64;
-        Ok(())
+        let s = &mut self.slots[slot];
+        s.begin_ns = t.elapsed().as_nanos() as u64;
+        Ok(s.plan.reqs.len())
     }
 
     /// Waits for the rows begun in `slot` and calls `f(i, row)` for each,
@@ -283,22 +305,21 @@ impl RowPipeline<'_> {
             return Err(busy());
         };
         let s = &mut self.slots[slot];
-        if reader.check(d, s.block, &s.reqs, &mut s.results, &mut s.buf)? {
+        if reader.check(d, s.block, &s.plan.reqs, &mut s.results, &mut s.buf)? {
             s.block = d.block.load(Relaxed);
-            let total = reader.plan(s.block, s.count, ord, &mut s.reqs, &mut s.skips)?;
-            s.buf.reserve(total).map_err(|e| reader.err(e))?;
+            reader.plan(s.block, s.count, ord, &mut s.buf, &mut s.plan)?;
             s.results.clear();
-            s.results.resize(s.count, 0);
+            s.results.resize(s.plan.reqs.len(), 0);
             let base = s.buf.as_mut_ptr();
-            if let Err(e) = reader.submit(d, &s.reqs, base, &mut s.results) {
+            if let Err(e) = reader.submit(d, &s.plan.reqs, base, &mut s.results) {
                 s.buf.leak();
                 return Err(reader.err(e));
             }
-            if reader.check(d, s.block, &s.reqs, &mut s.results, &mut s.buf)? {
+            if reader.check(d, s.block, &s.plan.reqs, &mut s.results, &mut s.buf)? {
                 return Err(reader.err(io::Error::from_raw_os_error(libc::EINVAL)));
             }
         }
-        reader.deliver(&s.buf, &s.reqs, &s.skips, f)
+        reader.deliver(&s.buf, &s.plan, ord, f)
     }
 }
 
@@ -324,6 +345,12 @@ impl Drop for RowPipeline<'_> {
         }
         if self.reader.mode() == IoMode::Auto {
             store_auto(self.auto);
+        }
+        if !self.broken {
+            // Every read has completed: slots and ring are idle, reusable.
+            SPARE_SLOTS.with(|c| c.set(std::mem::take(&mut self.slots)));
+            #[cfg(all(target_os = "linux", not(miri)))]
+            SPARE_RING.with(|c| c.set(self.ring.take()));
         }
     }
 }

@@ -67,15 +67,7 @@ pub fn run(a: Args) -> CliResult {
             },
         )?;
     }
-    let index = LiveIndex::open_with(
-        &a.dir,
-        &OpenOptions {
-            io: a.read.io,
-            lock_graph: a.read.lock_graph,
-            rescore_cut: a.read.rescore_cut,
-            ..Default::default()
-        },
-    )?;
+    let index = LiveIndex::open_with(&a.dir, &a.read.open_options()?)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_open = rss_kb();
     let mut queries = crate::input::read_vectors(&a.query)?;
@@ -136,6 +128,7 @@ pub fn run(a: Args) -> CliResult {
             mapped_rss_kb(".graph"),
             mapped_rss_kb(".vectors"),
             strata::io::io_stats(),
+            index.with_index(|i| i.row_cache_bytes().1),
         ));
     }
     let mut rows = Vec::new();
@@ -162,6 +155,7 @@ pub fn run(a: Args) -> CliResult {
         }
     }
     let info = index.with_index(|i| i.info());
+    let cache = index.with_index(|i| i.row_cache_bytes());
     let log = index.stats();
     if !a.json {
         println!(
@@ -182,7 +176,9 @@ pub fn run(a: Args) -> CliResult {
         }
         print_table(&rows);
     }
-    if let Some(((rss, anon, file), graph_map, vectors_map, io)) = memory_after_pass {
+    if let Some(((rss, anon, file), graph_map, vectors_map, io, cache_after_pass)) =
+        memory_after_pass
+    {
         let cgroup = crate::measure::cgroup_memory();
         let mem = serde_json::json!({
             "open_ms": open_ms,
@@ -201,6 +197,11 @@ pub fn run(a: Args) -> CliResult {
             "direct_rows": io.direct_rows,
             "direct_bytes": io.direct_bytes,
             "mapped_rows": io.mapped_rows,
+            "cached_rows": io.cached_rows,
+            "row_cache_capacity_bytes": cache.0,
+            "row_cache_resident_bytes": cache.1,
+            "row_cache_resident_after_queries_bytes": cache_after_pass,
+            "rss_anon_after_sweep_kb": rss_kb().1,
             "rss_graph_map_after_sweep_kb": mapped_rss_kb(".graph"),
             "rss_vectors_map_after_sweep_kb": mapped_rss_kb(".vectors"),
             "cgroup_memory_limit_bytes": cgroup.0,
@@ -217,11 +218,14 @@ pub fn run(a: Args) -> CliResult {
                 info.vectors_file_bytes
             );
             println!(
-                "io {}: {} direct row reads ({} B), {} mapped rows in that pass; after the sweep: graph map {} KiB, vectors map {} KiB resident; cgroup limit {} B, usage {} B",
+                "io {}: {} direct row reads ({} B), {} mapped rows, {} rows from the row cache in that pass; row cache {} of {} B; after the sweep: graph map {} KiB, vectors map {} KiB resident; cgroup limit {} B, usage {} B",
                 a.read.io,
                 io.direct_rows,
                 io.direct_bytes,
                 io.mapped_rows,
+                io.cached_rows,
+                cache.1,
+                cache.0,
                 mapped_rss_kb(".graph"),
                 mapped_rss_kb(".vectors"),
                 cgroup.0,

@@ -39,4 +39,26 @@ pub struct IoArgs {
     /// plus Z times the worst-case error bound (1 = exact without clipping).
     #[arg(long, value_name = "Z")]
     pub rescore_cut: Option<f32>,
+    /// MiB of RAM for a cache of rows read directly (uring, pread, auto):
+    /// rows read from disk are kept and served from memory when rescored
+    /// again (0 = none).
+    #[arg(long, value_name = "MIB", default_value_t = 0)]
+    pub row_cache_mib: usize,
+}
+
+impl IoArgs {
+    /// These flags as open options (other options at their defaults).
+    pub fn open_options(&self) -> Result<strata::OpenOptions, String> {
+        let row_cache_bytes = self
+            .row_cache_mib
+            .checked_mul(1 << 20)
+            .ok_or_else(|| format!("--row-cache-mib {} is too large", self.row_cache_mib))?;
+        Ok(strata::OpenOptions {
+            io: self.io,
+            lock_graph: self.lock_graph,
+            rescore_cut: self.rescore_cut,
+            row_cache_bytes,
+            ..Default::default()
+        })
+    }
 }

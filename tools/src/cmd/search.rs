@@ -29,15 +29,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = LiveIndex::open_with(
-        &a.dir,
-        &strata::OpenOptions {
-            io: a.read.io,
-            lock_graph: a.read.lock_graph,
-            rescore_cut: a.read.rescore_cut,
-            ..Default::default()
-        },
-    )?;
+    let index = LiveIndex::open_with(&a.dir, &a.read.open_options()?)?;
     let queries = crate::input::read_vectors(&a.query)?;
     crate::input::check_query_dim(&a.query, &queries, index.dim())?;
     let params = SearchParams {
