@@ -180,6 +180,10 @@ pub(super) struct Builder<'a> {
     pub(super) levels: Vec<u8>,
     pub(super) locks: Vec<Mutex<()>>,
     pub(super) entry: Mutex<(u32, usize)>,
+    /// `(level, node)` of every link list the repair passes rewrote, in
+    /// order (see `repair.rs`: a findability check is redone only for nodes
+    /// whose last search read a list rewritten since).
+    pub(super) rewritten: Mutex<Vec<(u8, u32)>>,
 }
 
 pub(super) fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
@@ -449,6 +453,7 @@ pub(crate) fn build_graph(
         entry: Mutex::new((0, levels.first().copied().unwrap_or(0) as usize)),
         levels,
         locks: (0..n).map(|_| Mutex::new(())).collect(),
+        rewritten: Mutex::new(Vec::new()),
     };
     let done = AtomicUsize::new(1);
     let step = |q: u32| {

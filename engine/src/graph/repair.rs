@@ -22,7 +22,7 @@
 
 use super::build::{lock, Builder};
 use super::reach::{extend_reachable, in_degrees, reachable, NodeSet};
-use super::search::{beam, greedy, with_scratch, Cand};
+use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use crate::distance::prefetch;
 use crate::metric::Metric;
 
@@ -44,6 +44,44 @@ const FULL_PASSES: usize = 3;
 /// own vector at this width misses is linked from where that search ended.
 const FIND_EF: usize = 32;
 
+/// Per node, the level-0 lists read by the greedy walk of its last
+/// findability check that found it (empty: the walk did not find it).
+#[derive(Default)]
+struct Trail {
+    /// `paths[offsets[v]..offsets[v + 1]]` is node `v`'s walk.
+    offsets: Vec<usize>,
+    paths: Vec<u32>,
+}
+
+impl Trail {
+    fn path(&self, v: u32) -> &[u32] {
+        let v = v as usize;
+        &self.paths[self.offsets[v]..self.offsets[v + 1]]
+    }
+
+    /// Replaces the walks of `checked` (ascending; `lens[k]` entries of
+    /// `paths` each, in order) and keeps the others'.
+    fn update(&mut self, n: usize, checked: &[u32], paths: &[u32], lens: &[u32]) {
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut out = Vec::with_capacity(paths.len().max(self.paths.len()));
+        offsets.push(0);
+        let (mut k, mut at) = (0, 0);
+        for v in 0..n as u32 {
+            if checked.get(k) == Some(&v) {
+                let len = lens[k] as usize;
+                out.extend_from_slice(&paths[at..at + len]);
+                at += len;
+                k += 1;
+            } else if !self.offsets.is_empty() {
+                out.extend_from_slice(self.path(v));
+            }
+            offsets.push(out.len());
+        }
+        self.offsets = offsets;
+        self.paths = out;
+    }
+}
+
 impl Builder<'_> {
     /// Links every level-0 node that a search for its own vector misses
     /// (in parallel when `parallel`), then every node unreachable from the
@@ -59,8 +97,16 @@ impl Builder<'_> {
         let mut repaired = NodeSet::new(self.n);
         let mut displaced = Vec::new();
         let all: Vec<u32> = (0..self.n as u32).collect();
+        let mut trail = Trail::default();
         if findable {
-            self.repair_findability(&all, parallel, entry, max_level, &mut repaired);
+            self.repair_findability(
+                &all,
+                parallel,
+                entry,
+                max_level,
+                &mut repaired,
+                Some(&mut trail),
+            );
         }
         let mut linked: Vec<usize> = (0..=max_level)
             .map(|level| {
@@ -77,14 +123,22 @@ impl Builder<'_> {
         // them. So while a pass repaired anything, check every node again
         // (at most FULL_PASSES checks in all), then walk level 0 once more.
         if findable {
+            //
+            // A node need not be searched again when the level-0 greedy walk
+            // that found it read only lists no repair has rewritten since
+            // (and no upper-level list changed): the walk is then the same,
+            // so it finds the node again. Only the other nodes are searched,
+            // with the same outcome as searching them all.
             let mut last = repaired.len();
-            for _ in 1..FULL_PASSES {
+            for pass in 1..FULL_PASSES {
                 if last == 0 && displaced.is_empty() {
                     break;
                 }
                 displaced.clear();
+                let nodes = self.to_recheck(&trail);
                 let mut again = NodeSet::new(self.n);
-                self.repair_findability(&all, parallel, entry, max_level, &mut again);
+                let keep = (pass + 1 < FULL_PASSES).then_some(&mut trail);
+                self.repair_findability(&nodes, parallel, entry, max_level, &mut again, keep);
                 last = again.len();
                 repaired.union(&again);
             }
@@ -101,6 +155,7 @@ impl Builder<'_> {
     /// the closest nodes the search ended at, so the same search then finds
     /// it. Repaired nodes and nodes whose link a repair displaced are
     /// checked again, for up to [`ROUNDS`] rounds.
+    #[allow(clippy::too_many_arguments)]
     fn repair_findability(
         &self,
         nodes: &[u32],
@@ -108,8 +163,12 @@ impl Builder<'_> {
         entry: u32,
         max_level: usize,
         repaired: &mut NodeSet,
+        trail: Option<&mut Trail>,
     ) {
-        let miss = |u: u32| -> Option<(u32, Vec<Cand>)> {
+        // The outcome for `u`: `Ok(path)` when the level-0 greedy walk
+        // finds it (the nodes whose lists it read, in `path`), `Err(None)`
+        // when only the beam does, `Err(Some(found))` when neither does.
+        let check_one = |u: u32, path: &mut Vec<u32>| -> Result<(), Option<Vec<Cand>>> {
             // Most nodes a greedy walk on level 0 already reaches (a beam
             // from the same start expands that walk's path): only the rest
             // pay for the beam, which makes the check about 5x cheaper.
@@ -126,8 +185,24 @@ impl Builder<'_> {
             for l in (1..=max_level).rev() {
                 start = greedy(&self.links, l, start, |i| t.dist(i));
             }
-            if greedy(&self.links, 0, start, |i| t.dist(i)).id == u {
-                return None;
+            // `greedy` on level 0, recording the walk.
+            let mut cur = start;
+            loop {
+                path.push(cur.id);
+                let mut best = cur;
+                self.links.for_each_neighbor(0, cur.id, |nb| {
+                    let d = t.dist(nb);
+                    if d < best.d {
+                        best = Cand { d, id: nb };
+                    }
+                });
+                if best.id == cur.id {
+                    break;
+                }
+                cur = best;
+            }
+            if cur.id == u {
+                return Ok(());
             }
             let mut found = with_scratch(|s| {
                 beam(
@@ -144,7 +219,7 @@ impl Builder<'_> {
                 s.found.clone()
             });
             if found.iter().any(|c| c.id == u) {
-                return None;
+                return Err(None);
             }
             // Linked from the closest by float32, as the other repairs are.
             if t.on_codes() {
@@ -153,17 +228,52 @@ impl Builder<'_> {
                 }
                 found.sort_unstable();
             }
-            Some((u, found))
+            Err(Some(found))
         };
-        let check = |nodes: &[u32]| -> Vec<(u32, Vec<Cand>)> {
-            if parallel {
-                use rayon::prelude::*;
-                nodes.par_iter().filter_map(|&u| miss(u)).collect()
-            } else {
-                nodes.iter().filter_map(|&u| miss(u)).collect()
+        // Checks a run of nodes: their misses, and (for the trail) the
+        // greedy path of each, empty when the greedy walk did not find it.
+        let run = |chunk: &[u32]| -> (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>) {
+            let (mut misses, mut paths, mut lens) = (Vec::new(), Vec::new(), Vec::new());
+            let mut path = Vec::new();
+            for &u in chunk {
+                path.clear();
+                match check_one(u, &mut path) {
+                    Ok(()) => {
+                        paths.extend_from_slice(&path);
+                        lens.push(path.len() as u32);
+                    }
+                    Err(miss) => {
+                        lens.push(0);
+                        if let Some(found) = miss {
+                            misses.push((u, found));
+                        }
+                    }
+                }
             }
+            (misses, paths, lens)
         };
-        let mut misses = check(nodes);
+        let check = |nodes: &[u32]| -> (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>) {
+            let parts: Vec<_> = if parallel {
+                use rayon::prelude::*;
+                nodes.par_chunks(256).map(run).collect()
+            } else {
+                nodes.chunks(256).map(run).collect()
+            };
+            let mut all = (Vec::new(), Vec::new(), Vec::new());
+            for (m, p, l) in parts {
+                all.0.extend(m);
+                all.1.extend(p);
+                all.2.extend(l);
+            }
+            all
+        };
+        let (mut misses, paths, lens) = check(nodes);
+        // Rewrites from here on are the ones the next pass must look at.
+        self.take_rewritten();
+        if let Some(trail) = trail {
+            trail.update(self.n, nodes, &paths, &lens);
+        }
+        let check = |nodes: &[u32]| check(nodes).0;
         for _ in 0..ROUNDS {
             if misses.is_empty() {
                 break;
@@ -180,6 +290,31 @@ impl Builder<'_> {
             again.dedup();
             misses = check(&again);
         }
+    }
+
+    fn take_rewritten(&self) -> Vec<(u8, u32)> {
+        std::mem::take(&mut *self.rewritten.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The nodes (ascending) whose findability check the lists rewritten
+    /// since the last check could change: those whose greedy walk read a
+    /// rewritten level-0 list, or that the walk did not find; every node
+    /// when an upper-level list changed (the descent itself may differ).
+    fn to_recheck(&self, trail: &Trail) -> Vec<u32> {
+        let rewritten = self.take_rewritten();
+        if rewritten.iter().any(|&(level, _)| level > 0) {
+            return (0..self.n as u32).collect();
+        }
+        let mut changed = NodeSet::new(self.n);
+        for &(_, node) in &rewritten {
+            changed.insert(node);
+        }
+        (0..self.n as u32)
+            .filter(|&v| {
+                let path = trail.path(v);
+                path.is_empty() || path.iter().any(|&p| changed.contains(p))
+            })
+            .collect()
     }
 
     fn on_level(&self, level: usize) -> impl Iterator<Item = u32> + '_ {
@@ -376,6 +511,10 @@ impl Builder<'_> {
         }
         indeg[u as usize] += 1;
         self.links.write(level, c, &list);
+        self.rewritten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((level as u8, c));
         true
     }
 }
