@@ -44,6 +44,11 @@ const FULL_PASSES: usize = 3;
 /// own vector at this width misses is linked from where that search ended.
 const FIND_EF: usize = 32;
 
+/// What a findability check of some nodes found: the misses with where
+/// their searches ended, then the greedy walks of the others and the length
+/// of each node's walk (0 for nodes the walk did not find), in node order.
+type Checked = (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>);
+
 /// Per node, the level-0 lists read by the greedy walk of its last
 /// findability check that found it (empty: the walk did not find it).
 #[derive(Default)]
@@ -232,7 +237,7 @@ impl Builder<'_> {
         };
         // Checks a run of nodes: their misses, and (for the trail) the
         // greedy path of each, empty when the greedy walk did not find it.
-        let run = |chunk: &[u32]| -> (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>) {
+        let run = |chunk: &[u32]| -> Checked {
             let (mut misses, mut paths, mut lens) = (Vec::new(), Vec::new(), Vec::new());
             let mut path = Vec::new();
             for &u in chunk {
@@ -252,7 +257,7 @@ impl Builder<'_> {
             }
             (misses, paths, lens)
         };
-        let check = |nodes: &[u32]| -> (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>) {
+        let check = |nodes: &[u32]| -> Checked {
             let parts: Vec<_> = if parallel {
                 use rayon::prelude::*;
                 nodes.par_chunks(256).map(run).collect()
