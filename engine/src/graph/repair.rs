@@ -9,9 +9,12 @@
 //! start where its neighbours are. So the builder
 //!
 //! 1. searches for every node's own vector at [`FIND_EF`] (in parallel; the
-//!    graph does not change meanwhile) and links each node the search misses
-//!    from the closest nodes that search ended at (L2 and cosine, where a
-//!    vector is its own nearest neighbour; not inner product);
+//!    graph does not change meanwhile; over the int8 codes when the build
+//!    has them, as a search of the written index does) and links each node
+//!    the search misses from the closest nodes that search ended at (L2 and
+//!    cosine, where a vector is its own nearest neighbour; not inner
+//!    product); later passes search again only the nodes whose last search
+//!    read a list a repair rewrote since;
 //! 2. walks each level from the entry point and links every node the walk
 //!    does not reach from its nearest reachable neighbours.
 //!
@@ -53,34 +56,55 @@ type Checked = (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>);
 /// findability check that found it (empty: the walk did not find it).
 #[derive(Default)]
 struct Trail {
-    /// `paths[offsets[v]..offsets[v + 1]]` is node `v`'s walk.
-    offsets: Vec<usize>,
+    /// `paths[offsets[v]..offsets[v + 1]]` is node `v`'s walk (u32: a
+    /// walk is at most a few hundred nodes, so the total fits unless the
+    /// graph has hundreds of millions of nodes; see `update`).
+    offsets: Vec<u32>,
     paths: Vec<u32>,
 }
 
 impl Trail {
     fn path(&self, v: u32) -> &[u32] {
         let v = v as usize;
-        &self.paths[self.offsets[v]..self.offsets[v + 1]]
+        match (self.offsets.get(v), self.offsets.get(v + 1)) {
+            (Some(&a), Some(&b)) => &self.paths[a as usize..b as usize],
+            _ => &[],
+        }
     }
 
     /// Replaces the walks of `checked` (ascending; `lens[k]` entries of
-    /// `paths` each, in order) and keeps the others'.
-    fn update(&mut self, n: usize, checked: &[u32], paths: &[u32], lens: &[u32]) {
+    /// `paths` each, in order) and keeps the others'. Walks past `u32`
+    /// offsets are dropped (those nodes are then simply searched again).
+    fn update(&mut self, n: usize, checked: &[u32], paths: Vec<u32>, lens: &[u32]) {
+        if checked.len() == n && paths.len() <= u32::MAX as usize {
+            // Every node checked: the walks are already in node order.
+            let mut at = 0u32;
+            self.offsets = std::iter::once(0)
+                .chain(lens.iter().map(|&l| {
+                    at += l;
+                    at
+                }))
+                .collect();
+            self.paths = paths;
+            return;
+        }
         let mut offsets = Vec::with_capacity(n + 1);
-        let mut out = Vec::with_capacity(paths.len().max(self.paths.len()));
+        let mut out = Vec::with_capacity(self.paths.len());
         offsets.push(0);
         let (mut k, mut at) = (0, 0);
         for v in 0..n as u32 {
-            if checked.get(k) == Some(&v) {
+            let walk = if checked.get(k) == Some(&v) {
                 let len = lens[k] as usize;
-                out.extend_from_slice(&paths[at..at + len]);
                 at += len;
                 k += 1;
-            } else if !self.offsets.is_empty() {
-                out.extend_from_slice(self.path(v));
+                &paths[at - len..at]
+            } else {
+                self.path(v)
+            };
+            if out.len() + walk.len() <= u32::MAX as usize {
+                out.extend_from_slice(walk);
             }
-            offsets.push(out.len());
+            offsets.push(out.len() as u32);
         }
         self.offsets = offsets;
         self.paths = out;
@@ -170,9 +194,10 @@ impl Builder<'_> {
         repaired: &mut NodeSet,
         trail: Option<&mut Trail>,
     ) {
-        // The outcome for `u`: `Ok(path)` when the level-0 greedy walk
-        // finds it (the nodes whose lists it read, in `path`), `Err(None)`
-        // when only the beam does, `Err(Some(found))` when neither does.
+        // The outcome for `u`: `Ok(())` when the level-0 greedy walk finds
+        // it (the nodes whose lists the walk read are left in `path`),
+        // `Err(None)` when only the beam does, `Err(Some(found))` when
+        // neither does.
         let check_one = |u: u32, path: &mut Vec<u32>| -> Result<(), Option<Vec<Cand>>> {
             // Most nodes a greedy walk on level 0 already reaches (a beam
             // from the same start expands that walk's path): only the rest
@@ -276,7 +301,7 @@ impl Builder<'_> {
         // Rewrites from here on are the ones the next pass must look at.
         self.take_rewritten();
         if let Some(trail) = trail {
-            trail.update(self.n, nodes, &paths, &lens);
+            trail.update(self.n, nodes, paths, &lens);
         }
         let check = |nodes: &[u32]| check(nodes).0;
         for _ in 0..ROUNDS {
