@@ -113,6 +113,11 @@ impl Adjacency for Links {
             f(x.load(Ordering::Relaxed));
         }
     }
+
+    #[inline]
+    fn prefetch_links(&self, level: usize, node: u32) {
+        prefetch(self.block(level, node));
+    }
 }
 
 impl BuiltGraph {
@@ -137,6 +142,36 @@ pub(crate) fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Distances from one query vector, see [`Builder::traversal`].
+pub(super) struct Traversal<'s> {
+    builder: &'s Builder<'s>,
+    qv: &'s [f32],
+    codes: Option<(&'s Int8Codes<'s>, CodeQuery)>,
+}
+
+impl Traversal<'_> {
+    #[inline]
+    pub(super) fn dist(&self, i: u32) -> f32 {
+        match &self.codes {
+            Some((c, cq)) => self.builder.code_dist(c, cq, i),
+            None => self.builder.dist(self.qv, i),
+        }
+    }
+
+    #[inline]
+    pub(super) fn prefetch(&self, i: u32) {
+        match &self.codes {
+            Some((c, _)) => prefetch(Builder::code(c, i)),
+            None => prefetch(self.builder.vector(i)),
+        }
+    }
+
+    /// Whether distances are over codes (approximate) rather than float32.
+    pub(super) fn on_codes(&self) -> bool {
+        self.codes.is_some()
+    }
+}
+
 pub(super) struct Builder<'a> {
     pub(super) input: &'a GraphInput<'a>,
     pub(super) kernels: &'static Kernels,
@@ -145,6 +180,10 @@ pub(super) struct Builder<'a> {
     pub(super) levels: Vec<u8>,
     pub(super) locks: Vec<Mutex<()>>,
     pub(super) entry: Mutex<(u32, usize)>,
+    /// `(level, node)` of every link list the repair passes rewrote, in
+    /// order (see `repair.rs`: a findability check is redone only for nodes
+    /// whose last search read a list rewritten since).
+    pub(super) rewritten: Mutex<Vec<(u8, u32)>>,
 }
 
 pub(super) fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
@@ -191,6 +230,22 @@ impl Builder<'_> {
         match self.input.metric {
             Metric::L2 => q.q2 - 2.0 * ip + c.norms[i as usize],
             Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
+        }
+    }
+
+    /// Distances from `qv` for traversing the graph: over the int8 codes
+    /// when there are codes (a quarter of the memory traffic of float32
+    /// rows, and what a search of the written index measures), else float32.
+    pub(super) fn traversal<'s>(&'s self, qv: &'s [f32]) -> Traversal<'s> {
+        let codes = self
+            .input
+            .codes
+            .as_ref()
+            .map(|c| (c, self.code_query(c, qv)));
+        Traversal {
+            builder: self,
+            qv,
+            codes,
         }
     }
 
@@ -272,18 +327,9 @@ impl Builder<'_> {
             None
         };
         let qv = self.vector(q);
-        let codes = self.input.codes.as_ref();
-        let cq = codes.map(|c| (c, self.code_query(c, qv)));
-        // Traversal distances: over the codes when there are codes (a
-        // quarter of the memory traffic of float32 rows), else float32.
-        let tdist = |i: u32| match &cq {
-            Some((c, cq)) => self.code_dist(c, cq, i),
-            None => self.dist(qv, i),
-        };
-        let tprefetch = |i: u32| match &cq {
-            Some((c, _)) => prefetch(Self::code(c, i)),
-            None => prefetch(self.vector(i)),
-        };
+        let t = self.traversal(qv);
+        let tdist = |i: u32| t.dist(i);
+        let tprefetch = |i: u32| t.prefetch(i);
         let mut cur = Cand {
             d: tdist(ep),
             id: ep,
@@ -311,7 +357,7 @@ impl Builder<'_> {
                 s.found.clone()
             });
             // Neighbour selection is on float32: re-rank what the beam found.
-            let found = if cq.is_some() {
+            let found = if t.on_codes() {
                 for c in &found {
                     prefetch(self.vector(c.id));
                 }
@@ -407,6 +453,7 @@ pub(crate) fn build_graph(
         entry: Mutex::new((0, levels.first().copied().unwrap_or(0) as usize)),
         levels,
         locks: (0..n).map(|_| Mutex::new(())).collect(),
+        rewritten: Mutex::new(Vec::new()),
     };
     let done = AtomicUsize::new(1);
     let step = |q: u32| {

@@ -9,9 +9,12 @@
 //! start where its neighbours are. So the builder
 //!
 //! 1. searches for every node's own vector at [`FIND_EF`] (in parallel; the
-//!    graph does not change meanwhile) and links each node the search misses
-//!    from the closest nodes that search ended at (L2 and cosine, where a
-//!    vector is its own nearest neighbour; not inner product);
+//!    graph does not change meanwhile; over the int8 codes when the build
+//!    has them, as a search of the written index does) and links each node
+//!    the search misses from the closest nodes that search ended at (L2 and
+//!    cosine, where a vector is its own nearest neighbour; not inner
+//!    product); later passes search again only the nodes whose last search
+//!    read a list a repair rewrote since;
 //! 2. walks each level from the entry point and links every node the walk
 //!    does not reach from its nearest reachable neighbours.
 //!
@@ -22,7 +25,7 @@
 
 use super::build::{lock, Builder};
 use super::reach::{extend_reachable, in_degrees, reachable, NodeSet};
-use super::search::{beam, greedy, with_scratch, Cand};
+use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use crate::distance::prefetch;
 use crate::metric::Metric;
 
@@ -44,6 +47,70 @@ const FULL_PASSES: usize = 3;
 /// own vector at this width misses is linked from where that search ended.
 const FIND_EF: usize = 32;
 
+/// What a findability check of some nodes found: the misses with where
+/// their searches ended, then the greedy walks of the others and the length
+/// of each node's walk (0 for nodes the walk did not find), in node order.
+type Checked = (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>);
+
+/// Per node, the level-0 lists read by the greedy walk of its last
+/// findability check that found it (empty: the walk did not find it).
+#[derive(Default)]
+struct Trail {
+    /// `paths[offsets[v]..offsets[v + 1]]` is node `v`'s walk (u32: a
+    /// walk is at most a few hundred nodes, so the total fits unless the
+    /// graph has hundreds of millions of nodes; see `update`).
+    offsets: Vec<u32>,
+    paths: Vec<u32>,
+}
+
+impl Trail {
+    fn path(&self, v: u32) -> &[u32] {
+        let v = v as usize;
+        match (self.offsets.get(v), self.offsets.get(v + 1)) {
+            (Some(&a), Some(&b)) => &self.paths[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+
+    /// Replaces the walks of `checked` (ascending; `lens[k]` entries of
+    /// `paths` each, in order) and keeps the others'. Walks past `u32`
+    /// offsets are dropped (those nodes are then simply searched again).
+    fn update(&mut self, n: usize, checked: &[u32], paths: Vec<u32>, lens: &[u32]) {
+        if checked.len() == n && paths.len() <= u32::MAX as usize {
+            // Every node checked: the walks are already in node order.
+            let mut at = 0u32;
+            self.offsets = std::iter::once(0)
+                .chain(lens.iter().map(|&l| {
+                    at += l;
+                    at
+                }))
+                .collect();
+            self.paths = paths;
+            return;
+        }
+        let mut offsets = Vec::with_capacity(n + 1);
+        let mut out = Vec::with_capacity(self.paths.len());
+        offsets.push(0);
+        let (mut k, mut at) = (0, 0);
+        for v in 0..n as u32 {
+            let walk = if checked.get(k) == Some(&v) {
+                let len = lens[k] as usize;
+                at += len;
+                k += 1;
+                &paths[at - len..at]
+            } else {
+                self.path(v)
+            };
+            if out.len() + walk.len() <= u32::MAX as usize {
+                out.extend_from_slice(walk);
+            }
+            offsets.push(out.len() as u32);
+        }
+        self.offsets = offsets;
+        self.paths = out;
+    }
+}
+
 impl Builder<'_> {
     /// Links every level-0 node that a search for its own vector misses
     /// (in parallel when `parallel`), then every node unreachable from the
@@ -59,8 +126,16 @@ impl Builder<'_> {
         let mut repaired = NodeSet::new(self.n);
         let mut displaced = Vec::new();
         let all: Vec<u32> = (0..self.n as u32).collect();
+        let mut trail = Trail::default();
         if findable {
-            self.repair_findability(&all, parallel, entry, max_level, &mut repaired);
+            self.repair_findability(
+                &all,
+                parallel,
+                entry,
+                max_level,
+                &mut repaired,
+                Some(&mut trail),
+            );
         }
         let mut linked: Vec<usize> = (0..=max_level)
             .map(|level| {
@@ -77,14 +152,22 @@ impl Builder<'_> {
         // them. So while a pass repaired anything, check every node again
         // (at most FULL_PASSES checks in all), then walk level 0 once more.
         if findable {
+            //
+            // A node need not be searched again when the level-0 greedy walk
+            // that found it read only lists no repair has rewritten since
+            // (and no upper-level list changed): the walk is then the same,
+            // so it finds the node again. Only the other nodes are searched,
+            // with the same outcome as searching them all.
             let mut last = repaired.len();
-            for _ in 1..FULL_PASSES {
+            for pass in 1..FULL_PASSES {
                 if last == 0 && displaced.is_empty() {
                     break;
                 }
                 displaced.clear();
+                let nodes = self.to_recheck(&trail);
                 let mut again = NodeSet::new(self.n);
-                self.repair_findability(&all, parallel, entry, max_level, &mut again);
+                let keep = (pass + 1 < FULL_PASSES).then_some(&mut trail);
+                self.repair_findability(&nodes, parallel, entry, max_level, &mut again, keep);
                 last = again.len();
                 repaired.union(&again);
             }
@@ -101,6 +184,7 @@ impl Builder<'_> {
     /// the closest nodes the search ended at, so the same search then finds
     /// it. Repaired nodes and nodes whose link a repair displaced are
     /// checked again, for up to [`ROUNDS`] rounds.
+    #[allow(clippy::too_many_arguments)]
     fn repair_findability(
         &self,
         nodes: &[u32],
@@ -108,28 +192,118 @@ impl Builder<'_> {
         entry: u32,
         max_level: usize,
         repaired: &mut NodeSet,
+        trail: Option<&mut Trail>,
     ) {
-        let miss = |u: u32| -> Option<(u32, Vec<Cand>)> {
+        // The outcome for `u`: `Ok(())` when the level-0 greedy walk finds
+        // it (the nodes whose lists the walk read are left in `path`),
+        // `Err(None)` when only the beam does, `Err(Some(found))` when
+        // neither does.
+        let check_one = |u: u32, path: &mut Vec<u32>| -> Result<(), Option<Vec<Cand>>> {
             // Most nodes a greedy walk on level 0 already reaches (a beam
             // from the same start expands that walk's path): only the rest
             // pay for the beam, which makes the check about 5x cheaper.
-            let start = self.descend(u, 0, entry, max_level);
+            //
+            // The search runs as a search of the written index does: over
+            // the int8 codes when the build has them (a quarter of the
+            // memory traffic of float32), else over float32.
             let uv = self.vector(u);
-            if greedy(&self.links, 0, start, |i| self.dist(uv, i)).id == u {
-                return None;
+            let t = self.traversal(uv);
+            let mut start = Cand {
+                d: t.dist(entry),
+                id: entry,
+            };
+            for l in (1..=max_level).rev() {
+                start = greedy(&self.links, l, start, |i| t.dist(i));
             }
-            let found = self.beam_from(u, 0, start, FIND_EF, |_| true);
-            (!found.iter().any(|c| c.id == u)).then_some((u, found))
+            // `greedy` on level 0, recording the walk.
+            let mut cur = start;
+            loop {
+                path.push(cur.id);
+                let mut best = cur;
+                self.links.for_each_neighbor(0, cur.id, |nb| {
+                    let d = t.dist(nb);
+                    if d < best.d {
+                        best = Cand { d, id: nb };
+                    }
+                });
+                if best.id == cur.id {
+                    break;
+                }
+                cur = best;
+            }
+            if cur.id == u {
+                return Ok(());
+            }
+            let mut found = with_scratch(|s| {
+                beam(
+                    &self.links,
+                    0,
+                    self.n,
+                    &[start],
+                    FIND_EF,
+                    s,
+                    |i| t.dist(i),
+                    |i| t.prefetch(i),
+                    |_| true,
+                );
+                s.found.clone()
+            });
+            if found.iter().any(|c| c.id == u) {
+                return Err(None);
+            }
+            // Linked from the closest by float32, as the other repairs are.
+            if t.on_codes() {
+                for c in &mut found {
+                    c.d = self.dist(uv, c.id);
+                }
+                found.sort_unstable();
+            }
+            Err(Some(found))
         };
-        let check = |nodes: &[u32]| -> Vec<(u32, Vec<Cand>)> {
-            if parallel {
+        // Checks a run of nodes: their misses, and (for the trail) the
+        // greedy path of each, empty when the greedy walk did not find it.
+        let run = |chunk: &[u32]| -> Checked {
+            let (mut misses, mut paths, mut lens) = (Vec::new(), Vec::new(), Vec::new());
+            let mut path = Vec::new();
+            for &u in chunk {
+                path.clear();
+                match check_one(u, &mut path) {
+                    Ok(()) => {
+                        paths.extend_from_slice(&path);
+                        lens.push(path.len() as u32);
+                    }
+                    Err(miss) => {
+                        lens.push(0);
+                        if let Some(found) = miss {
+                            misses.push((u, found));
+                        }
+                    }
+                }
+            }
+            (misses, paths, lens)
+        };
+        let check = |nodes: &[u32]| -> Checked {
+            let parts: Vec<_> = if parallel {
                 use rayon::prelude::*;
-                nodes.par_iter().filter_map(|&u| miss(u)).collect()
+                nodes.par_chunks(256).map(run).collect()
             } else {
-                nodes.iter().filter_map(|&u| miss(u)).collect()
+                nodes.chunks(256).map(run).collect()
+            };
+            let mut all = (Vec::new(), Vec::new(), Vec::new());
+            for (m, p, l) in parts {
+                all.0.extend(m);
+                all.1.extend(p);
+                all.2.extend(l);
             }
+            all
         };
-        let mut misses = check(nodes);
+        let (mut misses, paths, lens) = check(nodes);
+        // Rewrites from here on are the ones the next pass must look at.
+        self.take_rewritten();
+        if let Some(trail) = trail {
+            trail.update(self.n, nodes, paths, &lens);
+        }
+        let check = |nodes: &[u32]| check(nodes).0;
         for _ in 0..ROUNDS {
             if misses.is_empty() {
                 break;
@@ -146,6 +320,31 @@ impl Builder<'_> {
             again.dedup();
             misses = check(&again);
         }
+    }
+
+    fn take_rewritten(&self) -> Vec<(u8, u32)> {
+        std::mem::take(&mut *self.rewritten.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The nodes (ascending) whose findability check the lists rewritten
+    /// since the last check could change: those whose greedy walk read a
+    /// rewritten level-0 list, or that the walk did not find; every node
+    /// when an upper-level list changed (the descent itself may differ).
+    fn to_recheck(&self, trail: &Trail) -> Vec<u32> {
+        let rewritten = self.take_rewritten();
+        if rewritten.iter().any(|&(level, _)| level > 0) {
+            return (0..self.n as u32).collect();
+        }
+        let mut changed = NodeSet::new(self.n);
+        for &(_, node) in &rewritten {
+            changed.insert(node);
+        }
+        (0..self.n as u32)
+            .filter(|&v| {
+                let path = trail.path(v);
+                path.is_empty() || path.iter().any(|&p| changed.contains(p))
+            })
+            .collect()
     }
 
     fn on_level(&self, level: usize) -> impl Iterator<Item = u32> + '_ {
@@ -342,6 +541,10 @@ impl Builder<'_> {
         }
         indeg[u as usize] += 1;
         self.links.write(level, c, &list);
+        self.rewritten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((level as u8, c));
         true
     }
 }
