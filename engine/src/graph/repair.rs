@@ -48,66 +48,78 @@ const FULL_PASSES: usize = 3;
 const FIND_EF: usize = 32;
 
 /// What a findability check of some nodes found: the misses with where
-/// their searches ended, then the greedy walks of the others and the length
-/// of each node's walk (0 for nodes the walk did not find), in node order.
-type Checked = (Vec<(u32, Vec<Cand>)>, Vec<u32>, Vec<u32>);
+/// their searches ended, then per run of [`CHUNK`] nodes the greedy walks
+/// of the others and the length of each node's walk (0 for nodes the walk
+/// did not find), in node order.
+type Checked = (Vec<(u32, Vec<Cand>)>, Vec<(Vec<u32>, Vec<u32>)>);
 
 /// Per node, the level-0 lists read by the greedy walk of its last
 /// findability check that found it (empty: the walk did not find it).
+///
+/// Kept as the check produced it, one part per run of [`CHUNK`] nodes (a
+/// check of every node is one run per chunk, in node order), so that the
+/// walks are never merged into a second copy: they are the repair's
+/// largest buffer. Later checks of a few nodes override those nodes' walks.
 #[derive(Default)]
 struct Trail {
-    /// `paths[offsets[v]..offsets[v + 1]]` is node `v`'s walk (u32: a
-    /// walk is at most a few hundred nodes, so the total fits unless the
-    /// graph has hundreds of millions of nodes; see `update`).
-    offsets: Vec<u32>,
-    paths: Vec<u32>,
+    /// Part `c` holds the walks of nodes `c·CHUNK ..`: offsets (one more
+    /// than its nodes) into its paths.
+    parts: Vec<(Vec<u32>, Vec<u32>)>,
+    overrides: std::collections::HashMap<u32, Vec<u32>>,
 }
+
+/// Nodes per run of a findability check (and per part of a [`Trail`]).
+const CHUNK: usize = 256;
 
 impl Trail {
     fn path(&self, v: u32) -> &[u32] {
-        let v = v as usize;
-        match (self.offsets.get(v), self.offsets.get(v + 1)) {
-            (Some(&a), Some(&b)) => &self.paths[a as usize..b as usize],
+        if let Some(p) = self.overrides.get(&v) {
+            return p;
+        }
+        let (c, i) = (v as usize / CHUNK, v as usize % CHUNK);
+        let Some((offsets, paths)) = self.parts.get(c) else {
+            return &[];
+        };
+        match (offsets.get(i), offsets.get(i + 1)) {
+            (Some(&a), Some(&b)) => paths.get(a as usize..b as usize).unwrap_or(&[]),
             _ => &[],
         }
     }
 
-    /// Replaces the walks of `checked` (ascending; `lens[k]` entries of
-    /// `paths` each, in order) and keeps the others'. Walks past `u32`
-    /// offsets are dropped (those nodes are then simply searched again).
-    fn update(&mut self, n: usize, checked: &[u32], paths: Vec<u32>, lens: &[u32]) {
-        if checked.len() == n && paths.len() <= u32::MAX as usize {
-            // Every node checked: the walks are already in node order.
-            let mut at = 0u32;
-            self.offsets = std::iter::once(0)
-                .chain(lens.iter().map(|&l| {
-                    at += l;
-                    at
-                }))
+    /// Records the walks of a check of `checked` (ascending), given as the
+    /// check's parts (`paths`, `lens` per run of [`CHUNK`] nodes).
+    fn update(&mut self, n: usize, checked: &[u32], parts: Vec<(Vec<u32>, Vec<u32>)>) {
+        if checked.len() == n {
+            // Every node checked, in node order: the parts are the trail.
+            self.overrides.clear();
+            self.parts = parts
+                .into_iter()
+                .map(|(paths, lens)| {
+                    let mut at = 0u32;
+                    let offsets = std::iter::once(0)
+                        .chain(lens.iter().map(|&l| {
+                            at = at.saturating_add(l);
+                            at
+                        }))
+                        .collect();
+                    (offsets, paths)
+                })
                 .collect();
-            self.paths = paths;
             return;
         }
-        let mut offsets = Vec::with_capacity(n + 1);
-        let mut out = Vec::with_capacity(self.paths.len());
-        offsets.push(0);
-        let (mut k, mut at) = (0, 0);
-        for v in 0..n as u32 {
-            let walk = if checked.get(k) == Some(&v) {
-                let len = lens[k] as usize;
+        let mut nodes = checked.iter();
+        for (paths, lens) in parts {
+            let mut at = 0usize;
+            for &len in &lens {
+                let Some(&v) = nodes.next() else {
+                    return;
+                };
+                let len = len as usize;
+                self.overrides
+                    .insert(v, paths.get(at..at + len).unwrap_or(&[]).to_vec());
                 at += len;
-                k += 1;
-                &paths[at - len..at]
-            } else {
-                self.path(v)
-            };
-            if out.len() + walk.len() <= u32::MAX as usize {
-                out.extend_from_slice(walk);
             }
-            offsets.push(out.len() as u32);
         }
-        self.offsets = offsets;
-        self.paths = out;
     }
 }
 
@@ -262,8 +274,9 @@ impl Builder<'_> {
         };
         // Checks a run of nodes: their misses, and (for the trail) the
         // greedy path of each, empty when the greedy walk did not find it.
-        let run = |chunk: &[u32]| -> Checked {
-            let (mut misses, mut paths, mut lens) = (Vec::new(), Vec::new(), Vec::new());
+        let run = |chunk: &[u32]| {
+            let (mut misses, mut paths, mut lens) =
+                (Vec::new(), Vec::new(), Vec::with_capacity(chunk.len()));
             let mut path = Vec::new();
             for &u in chunk {
                 path.clear();
@@ -280,28 +293,31 @@ impl Builder<'_> {
                     }
                 }
             }
-            (misses, paths, lens)
+            paths.shrink_to_fit();
+            (misses, (paths, lens))
         };
         let check = |nodes: &[u32]| -> Checked {
             let parts: Vec<_> = if parallel {
                 use rayon::prelude::*;
-                nodes.par_chunks(256).map(run).collect()
+                nodes.par_chunks(CHUNK).map(run).collect()
             } else {
-                nodes.chunks(256).map(run).collect()
+                nodes.chunks(CHUNK).map(run).collect()
             };
-            let mut all = (Vec::new(), Vec::new(), Vec::new());
-            for (m, p, l) in parts {
-                all.0.extend(m);
-                all.1.extend(p);
-                all.2.extend(l);
-            }
-            all
+            let mut misses = Vec::new();
+            let walks = parts
+                .into_iter()
+                .map(|(m, w)| {
+                    misses.extend(m);
+                    w
+                })
+                .collect();
+            (misses, walks)
         };
-        let (mut misses, paths, lens) = check(nodes);
+        let (mut misses, walks) = check(nodes);
         // Rewrites from here on are the ones the next pass must look at.
         self.take_rewritten();
         if let Some(trail) = trail {
-            trail.update(self.n, nodes, paths, &lens);
+            trail.update(self.n, nodes, walks);
         }
         let check = |nodes: &[u32]| check(nodes).0;
         for _ in 0..ROUNDS {
