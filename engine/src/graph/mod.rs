@@ -5,5 +5,7 @@
 pub(crate) mod build;
 pub(crate) mod reach;
 mod repair;
+pub(crate) mod overlay;
 pub(crate) mod search;
+mod select;
 pub(crate) mod visited;
