@@ -146,16 +146,23 @@ impl State {
         }
     }
 
-    /// Applies a checked operation.
+    /// Applies a checked operation. An inserted row is pushed into the
+    /// overlay but not linked: the writer links after each operation or
+    /// batch, a replay on the first search after it ([`State::link`]).
     fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
         let id = op.id();
         if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
             self.remove(id);
         }
         if let Some(row) = prepared {
-            let node = self.overlay.insert(id, &row);
+            let node = self.overlay.push(id, &row);
             self.slot_of.insert(id, node);
         }
+    }
+
+    /// Links the overlay's pending nodes into its graph.
+    fn link(&mut self) {
+        self.overlay.link_pending();
     }
 
     fn remove(&mut self, id: u64) {
@@ -561,7 +568,21 @@ impl LiveIndex {
     /// logged inserts, searched with the same `ef` (dead nodes likewise
     /// traversed, never returned), by exact float32 distance.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
-        read_lock(&self.state).search(query, k, params, false)
+        self.linked().search(query, k, params, false)
+    }
+
+    /// The state, after linking what a replay left pending in the overlay
+    /// (once, under the write lock: the first search after an open or a
+    /// refresh pays for it).
+    fn linked(&self) -> RwLockReadGuard<'_, State> {
+        let st = read_lock(&self.state);
+        if !st.overlay.has_pending() {
+            return st;
+        }
+        drop(st);
+        write_lock(&self.state).link();
+        // A refresh in between may leave more pending: those are scanned.
+        read_lock(&self.state)
     }
 
     /// [`LiveIndex::search`] over many queries, in parallel
@@ -575,7 +596,7 @@ impl LiveIndex {
     ) -> Result<Vec<Vec<Neighbor>>> {
         let queries = queries.into();
         queries.check(self.dim())?;
-        read_lock(&self.state).search_batch(queries.data(), k, params)
+        self.linked().search_batch(queries.data(), k, params)
     }
 
     /// The exact `k` nearest live vectors, by brute force.
@@ -847,6 +868,9 @@ impl Writer {
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
             st.apply(&op, prepared);
+            if !matches!(op, Op::Delete { .. }) {
+                st.link();
+            }
             st.log.records = inner.log.records();
             st.log.valid_len = inner.log.len();
             st.log.ops += 1;
@@ -985,6 +1009,9 @@ impl Writer {
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
+        }
+        if st.overlay.has_pending() && report.inserted + report.upserted > 0 {
+            st.link();
         }
         st.log.records = inner.log.records();
         st.log.valid_len = inner.log.len();

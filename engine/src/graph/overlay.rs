@@ -72,6 +72,11 @@ pub(crate) struct Overlay {
     upper_start: Vec<u32>,
     /// Upper-level blocks `[count, id × m]`, one per node and level ≥ 1.
     upper: Vec<u32>,
+    /// Level of each node.
+    levels: Vec<u8>,
+    /// Nodes `0..linked` are linked into the graph; the others are found by
+    /// an exact scan.
+    linked: usize,
     /// Entry node and the top level.
     entry: Option<(u32, usize)>,
     rng: rand_chacha::ChaCha8Rng,
@@ -127,6 +132,8 @@ impl Overlay {
             l0: Vec::new(),
             upper_start: Vec::new(),
             upper: Vec::new(),
+            levels: Vec::new(),
+            linked: 0,
             entry: None,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
             codes,
@@ -329,10 +336,30 @@ impl Overlay {
         select_diverse(sorted, max, out, |c, r| self.dist(self.row(c), r));
     }
 
-    /// Appends `row` (prepared, `padded` floats) as a new live node for
-    /// `id`, linked into the graph; returns the node.
-    pub(crate) fn insert(&mut self, id: u64, row: &[f32]) -> u32 {
-        debug_assert_eq!(row.len(), self.padded);
+    /// Whether some nodes are pushed but not linked yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.linked < self.nodes()
+    }
+
+    /// Links every pushed node into the graph, in node order. The graph
+    /// depends only on the nodes pushed (not on when they are linked, nor
+    /// on deaths: dead nodes are linked like live ones), so linking a
+    /// replayed log in one go builds the graph its writer built node by node.
+    pub(crate) fn link_pending(&mut self) {
+        let mut row = Vec::with_capacity(self.padded);
+        while self.linked < self.nodes() {
+            let q = self.linked as u32;
+            row.clear();
+            row.extend_from_slice(self.row(q));
+            self.link(q, &row);
+            self.linked += 1;
+        }
+    }
+
+    /// Appends `row` as a new live node for `id`, not linked yet (found
+    /// by an exact scan until [`Overlay::link_pending`]); returns the node.
+    pub(crate) fn push(&mut self, id: u64, row: &[f32]) -> u32 {
+        assert_eq!(row.len(), self.padded, "a prepared row");
         let q = self.ids.len() as u32;
         let level = self.draw_level();
         self.rows.extend_from_slice(row);
@@ -348,11 +375,25 @@ impl Overlay {
         }
         self.live += 1;
         self.l0.resize(self.l0.len() + 1 + self.m0, 0);
-        self.upper_start.push((self.upper.len() / (1 + self.m)) as u32);
-        self.upper.resize(self.upper.len() + level * (1 + self.m), 0);
+        self.upper_start
+            .push((self.upper.len() / (1 + self.m)) as u32);
+        self.upper
+            .resize(self.upper.len() + level * (1 + self.m), 0);
+        self.levels.push(level as u8);
+        q
+    }
+
+    fn level(&self, node: u32) -> usize {
+        self.levels[node as usize] as usize
+    }
+
+    /// Links node `q` (whose prepared row is `row`) into the graph of the
+    /// nodes before it.
+    fn link(&mut self, q: u32, row: &[f32]) {
+        let level = self.level(q);
         let Some((ep, max_level)) = self.entry else {
             self.entry = Some((q, level));
-            return q;
+            return;
         };
         let cq = self.prepare(row);
         let cq = cq.as_ref();
@@ -406,7 +447,6 @@ impl Overlay {
         if level > max_level {
             self.entry = Some((q, level));
         }
-        q
     }
 
     /// The `k` nearest live nodes to the prepared query `q`, closest first,
@@ -416,8 +456,8 @@ impl Overlay {
         if self.live == 0 || k == 0 {
             return Vec::new();
         }
-        if exact || self.nodes() < SCAN_BELOW {
-            return self.scan(q, k);
+        if exact || self.nodes() < SCAN_BELOW || self.linked == 0 {
+            return self.scan(q, k, 0);
         }
         let (ep, max_level) = self.entry.expect("a non-empty overlay has an entry");
         let cq = self.prepare(q);
@@ -430,14 +470,18 @@ impl Overlay {
             cur = greedy(self, l, cur, |i| self.tdist(q, cq, i));
         }
         let mut found = self.beam_exact(0, cur, ef.max(k), q, cq, |i| !self.is_dead(i));
+        if self.has_pending() {
+            found.extend(self.scan(q, k, self.linked));
+            found.sort_unstable();
+        }
         found.truncate(k);
         found
     }
 
-    /// The `k` nearest live nodes by brute force.
-    fn scan(&self, q: &[f32], k: usize) -> Vec<Cand> {
+    /// The `k` nearest live nodes from `from` on, by brute force.
+    fn scan(&self, q: &[f32], k: usize, from: usize) -> Vec<Cand> {
         let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(self.live) + 1);
-        for node in 0..self.nodes() as u32 {
+        for node in from as u32..self.nodes() as u32 {
             if self.is_dead(node) {
                 continue;
             }
