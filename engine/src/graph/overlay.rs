@@ -28,9 +28,12 @@ use crate::quant::Int8Quantizer;
 use rand::{Rng, SeedableRng};
 use std::collections::BinaryHeap;
 
-/// Overlays with fewer nodes than this are searched by an exact scan (as
-/// fast as the graph at that size, and exact).
-pub(crate) const SCAN_BELOW: usize = 256;
+/// Overlays with fewer nodes than this are searched by an exact scan: at
+/// dimension 384 (int8 codes, ef 32, uniform random unit rows, the graph's
+/// worst case) a scan took 3-4 µs at 64 nodes, 10-17 at 256, 35-48 at 512
+/// and 50-58 at 1024 against the graph's 14, 28-31, 39-45 and 46-49 µs
+/// (`tests::scan_threshold`): below 512 the scan is as fast, and exact.
+pub(crate) const SCAN_BELOW: usize = 512;
 
 /// Int8 codes of the nodes, with what distances over them need.
 struct Codes {
@@ -459,6 +462,11 @@ impl Overlay {
         if exact || self.nodes() < SCAN_BELOW || self.linked == 0 {
             return self.scan(q, k, 0);
         }
+        self.graph_search(q, k, ef)
+    }
+
+    /// The graph part of [`Overlay::search`] (pending nodes scanned).
+    fn graph_search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
         let (ep, max_level) = self.entry.expect("a non-empty overlay has an entry");
         let cq = self.prepare(q);
         let cq = cq.as_ref();
@@ -497,5 +505,108 @@ impl Overlay {
             }
         }
         top.into_sorted_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize, padded: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut out: Vec<f32> = (0..n * padded).map(|_| rng.gen::<f32>() - 0.5).collect();
+        for r in out.chunks_exact_mut(padded) {
+            let norm = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter_mut().for_each(|x| *x /= norm);
+        }
+        out
+    }
+
+    fn int8(rows: &[f32], padded: usize) -> Int8Quantizer {
+        Int8Quantizer::train(rows, padded, padded, 1e-4)
+    }
+
+    fn overlay(padded: usize, q: Option<Int8Quantizer>) -> Overlay {
+        Overlay::new(padded, Metric::Cosine, 8, 40, 7, q)
+    }
+
+    /// Linking node by node (the writer) and all at once (a replay) build
+    /// the same graph, dead nodes included.
+    #[test]
+    fn linking_late_builds_the_same_graph() {
+        let p = 16;
+        let data = rows(700, p, 1);
+        for codes in [false, true] {
+            let q = codes.then(|| int8(&data, p));
+            let (mut eager, mut late) = (overlay(p, q.clone()), overlay(p, q));
+            for (i, r) in data.chunks_exact(p).enumerate() {
+                eager.push(i as u64, r);
+                eager.link_pending();
+                late.push(i as u64, r);
+                if i % 3 == 0 {
+                    eager.kill(i as u32 / 2);
+                    late.kill(i as u32 / 2);
+                }
+            }
+            assert!(late.has_pending());
+            late.link_pending();
+            assert_eq!(eager.l0, late.l0);
+            assert_eq!(eager.upper, late.upper);
+            assert_eq!(eager.entry, late.entry);
+            for r in data.chunks_exact(p).take(50) {
+                assert_eq!(eager.search(r, 10, 32, false), late.search(r, 10, 32, false));
+            }
+        }
+    }
+
+    /// Pending nodes are found (by the scan) before they are linked.
+    #[test]
+    fn pending_nodes_are_found() {
+        let p = 16;
+        let data = rows(600, p, 2);
+        let mut o = overlay(p, None);
+        for (i, r) in data.chunks_exact(p).enumerate().take(400) {
+            o.push(i as u64, r);
+        }
+        o.link_pending();
+        for (i, r) in data.chunks_exact(p).enumerate().skip(400) {
+            o.push(i as u64, r);
+        }
+        for (i, r) in data.chunks_exact(p).enumerate() {
+            assert_eq!(o.search(r, 1, 16, false)[0].id, i as u32);
+        }
+    }
+
+    /// Times an exact scan against the graph search (with int8 codes) at
+    /// dimension 384, to choose [`SCAN_BELOW`]:
+    /// `cargo test --release -p strata --lib scan_threshold -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a timing, not a test"]
+    fn scan_threshold() {
+        let p = 384;
+        for n in [64, 128, 256, 512, 1024, 2048] {
+            let data = rows(n + 200, p, 3);
+            let mut o = overlay(p, Some(int8(&data, p)));
+            o.m = 16;
+            o.m0 = 32;
+            o.ef_construction = 200;
+            for (i, r) in data.chunks_exact(p).take(n).enumerate() {
+                o.push(i as u64, r);
+            }
+            o.link_pending();
+            let queries: Vec<&[f32]> = data.chunks_exact(p).skip(n).collect();
+            let time = |f: &dyn Fn(&[f32]) -> Vec<Cand>| {
+                let t = std::time::Instant::now();
+                for _ in 0..5 {
+                    for q in &queries {
+                        std::hint::black_box(f(q));
+                    }
+                }
+                t.elapsed().as_secs_f64() * 1e6 / (5 * queries.len()) as f64
+            };
+            let scan = time(&|q| o.scan(q, 10, 0));
+            let graph = time(&|q| o.graph_search(q, 10, 32));
+            eprintln!("n {n:>5}: scan {scan:>7.1} us, graph (ef 32) {graph:>7.1} us");
+        }
     }
 }
