@@ -554,7 +554,10 @@ mod tests {
             assert_eq!(eager.upper, late.upper);
             assert_eq!(eager.entry, late.entry);
             for r in data.chunks_exact(p).take(50) {
-                assert_eq!(eager.search(r, 10, 32, false), late.search(r, 10, 32, false));
+                assert_eq!(
+                    eager.search(r, 10, 32, false),
+                    late.search(r, 10, 32, false)
+                );
             }
         }
     }
