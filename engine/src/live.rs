@@ -148,7 +148,8 @@ impl State {
 
     /// Applies a checked operation. An inserted row is pushed into the
     /// overlay but not linked: the writer links after each operation or
-    /// batch, a replay on the first search after it ([`State::link`]).
+    /// batch ([`State::link_applied`]), a replay on the first search after
+    /// it ([`State::link`]).
     fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
         let id = op.id();
         if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
@@ -163,6 +164,17 @@ impl State {
     /// Links the overlay's pending nodes into its graph.
     fn link(&mut self) {
         self.overlay.link_pending();
+    }
+
+    /// Links what the writer just applied, unless a replay left nodes
+    /// pending before it (a writer opened on a log): those come first, and
+    /// linking a whole log is left to the first search, so that a short
+    /// writer (`strata insert` into a logged index) costs what it writes,
+    /// not what the log holds. Either way the graph is the same.
+    fn link_applied(&mut self, backlog: bool) {
+        if !backlog {
+            self.link();
+        }
     }
 
     fn remove(&mut self, id: u64) {
@@ -867,10 +879,9 @@ impl Writer {
             let mut st = write_lock(&self.live.state);
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
+            let backlog = st.overlay.has_pending();
             st.apply(&op, prepared);
-            if !matches!(op, Op::Delete { .. }) {
-                st.link();
-            }
+            st.link_applied(backlog);
             st.log.records = inner.log.records();
             st.log.valid_len = inner.log.len();
             st.log.ops += 1;
@@ -1006,13 +1017,12 @@ impl Writer {
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
         let mut st = write_lock(&self.live.state);
+        let backlog = st.overlay.has_pending();
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
         }
-        if st.overlay.has_pending() && report.inserted + report.upserted > 0 {
-            st.link();
-        }
+        st.link_applied(backlog);
         st.log.records = inner.log.records();
         st.log.valid_len = inner.log.len();
         st.log.ops += keep.len() as u64;

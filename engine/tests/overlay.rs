@@ -261,4 +261,19 @@ fn replaying_the_log_gives_the_writers_answers() {
     assert_eq!(answers(&reader, &data), written, "LiveIndex::refresh");
     let w = Writer::open(dir.path(), Durability::None).unwrap();
     assert_eq!(answers(&w.live(), &data), written, "Writer::open");
+    // A writer opened on a log (its replay left unlinked) that writes more.
+    drop(w);
+    let w = Writer::open(dir.path(), Durability::None).unwrap();
+    for i in (BASE..BASE + LOGGED).step_by(4) {
+        w.upsert(i as u64, data.row(i)).unwrap();
+    }
+    w.delete(BASE as u64 + 1).unwrap();
+    let more = answers(&w.live(), &data);
+    assert_ne!(more, written);
+    w.flush().unwrap();
+    assert_eq!(
+        answers(&LiveIndex::open(dir.path()).unwrap(), &data),
+        more,
+        "after a backlog"
+    );
 }
