@@ -6,8 +6,13 @@
 //! holds the float32 prepared rows, so the distances it returns are exact
 //! and merge directly with the generation's rescored answers.
 //!
-//! Insertion is sequential and deterministic (levels come from a seeded RNG
-//! drawn once per insert, in log order), so replaying a log builds the same
+//! A node is pushed (row, codes, level) when its insert is applied and
+//! linked into the graph later, in node order: by the writer right after it
+//! applies an operation or batch, after a replay by the first search (until
+//! then the pending nodes are found by an exact scan). Linking is
+//! sequential and deterministic (levels come from a seeded RNG drawn once
+//! per node, in log order; dead nodes are linked like live ones), so the
+//! graph depends only on the rows pushed: replaying a log builds the same
 //! graph, and gives the same answers, as the writer that wrote it. It uses
 //! the beam search, greedy descent and diverse-neighbour selection of the
 //! generation's build: O(log n · ef_construction) distances per insert.
