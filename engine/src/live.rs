@@ -3,23 +3,23 @@
 //!
 //! [`LiveIndex`] is what searches use: the memory-mapped generation, a
 //! bitset of its deleted ordinals, and the vectors inserted through the log
-//! (searched exactly, by brute force). [`Writer`] is the one process that may
+//! (an in-memory HNSW over their float32 rows, [`crate::graph::overlay`]). [`Writer`] is the one process that may
 //! change a directory (a lock file enforces it): it appends every operation
 //! to the log before applying it, syncs by its [`Durability`], and folds the
 //! log into a new generation with [`Writer::compact`].
 
 use crate::builder::IndexBuilder;
-use crate::distance::{padded_dim, Kernels};
+use crate::distance::padded_dim;
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::{lock_dir, write_manifest, LogBound, Manifest, MANIFEST_NAME};
 use crate::format::DIRECTORY_VERSION;
-use crate::graph::search::Cand;
+use crate::graph::overlay::Overlay;
 use crate::index::{Index, OpenOptions};
 use crate::log::file::{replay, replay_records, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
 use crate::log::Op;
 use crate::metric::prepare_vector;
 use crate::params::{Neighbor, SearchParams};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,10 +55,10 @@ struct State {
     /// One bit per ordinal of the generation: deleted or superseded.
     deleted: Vec<u64>,
     deleted_count: usize,
-    /// Logged inserts: prepared (padded, normalised) rows and their ids.
-    rows: Vec<f32>,
-    ids: Vec<u64>,
-    slot_of: HashMap<u64, usize>,
+    /// Logged inserts: a graph over their prepared (padded, normalised)
+    /// rows, and the node of each live id.
+    overlay: Overlay,
+    slot_of: HashMap<u64, u32>,
     /// How much of the log this state reflects.
     log: ReplayReport,
     /// A refresh failed part-way: the next one reloads from scratch.
@@ -67,14 +67,26 @@ struct State {
 
 impl State {
     fn new(gen: Arc<Generation>) -> State {
+        let index = &gen.index;
+        let params = index.build_params();
+        let overlay = Overlay::new(
+            padded_dim(index.dim()),
+            index.metric(),
+            params.m,
+            params.ef_construction,
+            params.seed.unwrap_or(0),
+            match index.trained_quantizer() {
+                crate::quant::trained::Trained::Int8(q) => Some(q),
+                _ => None,
+            },
+        );
         State {
             gen,
             // Grown by `remove` as ordinals are deleted: a file's claimed
             // count is not trusted to size anything at open.
             deleted: Vec::new(),
             deleted_count: 0,
-            rows: Vec::new(),
-            ids: Vec::new(),
+            overlay,
             slot_of: HashMap::new(),
             log: ReplayReport::default(),
             needs_reload: false,
@@ -100,7 +112,7 @@ impl State {
     }
 
     fn len(&self) -> usize {
-        self.gen.index.len() - self.deleted_count + self.ids.len()
+        self.gen.index.len() - self.deleted_count + self.overlay.live()
     }
 
     /// Checks that `op` can apply (ids exist or not, vector valid) and
@@ -134,29 +146,40 @@ impl State {
         }
     }
 
-    /// Applies a checked operation.
+    /// Applies a checked operation. An inserted row is pushed into the
+    /// overlay but not linked: the writer links after each operation or
+    /// batch ([`State::link_applied`]), a replay on the first search after
+    /// it ([`State::link`]).
     fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
         let id = op.id();
         if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
             self.remove(id);
         }
         if let Some(row) = prepared {
-            self.slot_of.insert(id, self.ids.len());
-            self.ids.push(id);
-            self.rows.extend_from_slice(&row);
+            let node = self.overlay.push(id, &row);
+            self.slot_of.insert(id, node);
+        }
+    }
+
+    /// Links the overlay's pending nodes into its graph.
+    fn link(&mut self) {
+        self.overlay.link_pending();
+    }
+
+    /// Links what the writer just applied, unless a replay left nodes
+    /// pending before it (a writer opened on a log): those come first, and
+    /// linking a whole log is left to the first search, so that a short
+    /// writer (`strata insert` into a logged index) costs what it writes,
+    /// not what the log holds. Either way the graph is the same.
+    fn link_applied(&mut self, backlog: bool) {
+        if !backlog {
+            self.link();
         }
     }
 
     fn remove(&mut self, id: u64) {
-        if let Some(slot) = self.slot_of.remove(&id) {
-            let p = self.padded();
-            let last = self.ids.len() - 1;
-            self.ids.swap_remove(slot);
-            if slot != last {
-                self.rows.copy_within(last * p..(last + 1) * p, slot * p);
-                self.slot_of.insert(self.ids[slot], slot);
-            }
-            self.rows.truncate(last * p);
+        if let Some(node) = self.slot_of.remove(&id) {
+            self.overlay.kill(node);
         } else if let Some(o) = self.live_ordinal(id) {
             let word = o as usize / 64;
             if self.deleted.len() <= word {
@@ -189,26 +212,6 @@ impl State {
         Ok(report)
     }
 
-    /// The `k` nearest logged inserts by exact distance.
-    fn search_rows(&self, q: &[f32], k: usize) -> Vec<Cand> {
-        let p = self.padded();
-        let (metric, kernels) = (self.gen.index.metric(), Kernels::detect());
-        let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(self.ids.len()) + 1);
-        for (slot, row) in self.rows.chunks_exact(p).enumerate() {
-            let c = Cand {
-                d: metric.distance(kernels, q, row),
-                id: slot as u32,
-            };
-            if top.len() < k {
-                top.push(c);
-            } else if top.peek().is_some_and(|t| c < *t) {
-                top.pop();
-                top.push(c);
-            }
-        }
-        top.into_sorted_vec()
-    }
-
     fn search(
         &self,
         query: &[f32],
@@ -224,7 +227,7 @@ impl State {
             (true, 0) => index.exact_search(query, k)?,
             (true, _) => index.exact_search_accepting(query, k, accept)?,
         };
-        self.merge_logged(query, k, base)
+        self.merge_logged(query, k, params.ef, exact, base)
     }
 
     /// [`State::search`] (approximate) of every row of `data`: the
@@ -244,31 +247,35 @@ impl State {
         } else {
             index.search_batch_accepting(data, k, params, &accept)?
         };
-        if self.ids.is_empty() {
+        if self.overlay.live() == 0 {
             return Ok(base);
         }
         data.par_chunks_exact(index.dim())
             .zip(base)
-            .map(|(q, b)| self.merge_logged(q, k, b))
+            .map(|(q, b)| self.merge_logged(q, k, params.ef, false, b))
             .collect()
     }
 
     /// `base` (answers from the generation) merged with the `k` nearest
-    /// logged inserts to `query`.
+    /// logged inserts to `query` (by the overlay's beam of width `ef`, or
+    /// exactly), both by exact float32 distance.
     fn merge_logged(
         &self,
         query: &[f32],
         k: usize,
+        ef: usize,
+        exact: bool,
         mut base: Vec<Neighbor>,
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
-        if self.ids.is_empty() {
+        if self.overlay.live() == 0 {
             return Ok(base);
         }
         let mut q = vec![0f32; self.padded()];
         prepare_vector(index.metric(), index.dim(), query, None, &mut q)?;
-        base.extend(self.search_rows(&q, k).into_iter().map(|c| Neighbor {
-            id: self.ids[c.id as usize],
+        let logged = self.overlay.search(&q, k, ef, exact);
+        base.extend(logged.into_iter().map(|c| Neighbor {
+            id: self.overlay.id(c.id),
             distance: c.d,
         }));
         base.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
@@ -569,10 +576,25 @@ impl LiveIndex {
     }
 
     /// The `k` nearest live vectors: the generation's graph (deleted
-    /// ordinals traversed but never returned) merged with an exact scan of
-    /// the logged inserts.
+    /// ordinals traversed but never returned) merged with the graph of the
+    /// logged inserts, searched with the same `ef` (dead nodes likewise
+    /// traversed, never returned), by exact float32 distance.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
-        read_lock(&self.state).search(query, k, params, false)
+        self.linked().search(query, k, params, false)
+    }
+
+    /// The state, after linking what a replay left pending in the overlay
+    /// (once, under the write lock: the first search after an open or a
+    /// refresh pays for it).
+    fn linked(&self) -> RwLockReadGuard<'_, State> {
+        let st = read_lock(&self.state);
+        if !st.overlay.has_pending() {
+            return st;
+        }
+        drop(st);
+        write_lock(&self.state).link();
+        // A refresh in between may leave more pending: those are scanned.
+        read_lock(&self.state)
     }
 
     /// [`LiveIndex::search`] over many queries, in parallel
@@ -586,7 +608,7 @@ impl LiveIndex {
     ) -> Result<Vec<Vec<Neighbor>>> {
         let queries = queries.into();
         queries.check(self.dim())?;
-        read_lock(&self.state).search_batch(queries.data(), k, params)
+        self.linked().search_batch(queries.data(), k, params)
     }
 
     /// The exact `k` nearest live vectors, by brute force.
@@ -621,7 +643,7 @@ impl LiveIndex {
             generation: st.gen.number,
             base_count: st.gen.index.len(),
             deleted: st.deleted_count,
-            inserted: st.ids.len(),
+            inserted: st.overlay.live(),
             live: st.len(),
             log_records: st.log.records,
             log_bytes: st.log.valid_len,
@@ -857,7 +879,9 @@ impl Writer {
             let mut st = write_lock(&self.live.state);
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
+            let backlog = st.overlay.has_pending();
             st.apply(&op, prepared);
+            st.link_applied(backlog);
             st.log.records = inner.log.records();
             st.log.valid_len = inner.log.len();
             st.log.ops += 1;
@@ -950,7 +974,7 @@ impl Writer {
                         let same = match overlay.get(&id) {
                             Some(Some(i)) => prepared[i * p..i * p + dim] == row[..dim],
                             _ => match st.slot_of.get(&id) {
-                                Some(&slot) => st.rows[slot * p..slot * p + dim] == row[..dim],
+                                Some(&node) => st.overlay.row(node)[..dim] == row[..dim],
                                 None => st.gen.index.get(id).is_ok_and(|v| v[..] == row[..dim]),
                             },
                         };
@@ -993,10 +1017,12 @@ impl Writer {
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
         let mut st = write_lock(&self.live.state);
+        let backlog = st.overlay.has_pending();
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
         }
+        st.link_applied(backlog);
         st.log.records = inner.log.records();
         st.log.valid_len = inner.log.len();
         st.log.ops += keep.len() as u64;
@@ -1109,7 +1135,7 @@ impl Writer {
     pub fn next_free_id(&self) -> u64 {
         let st = read_lock(&self.live.state);
         let base = st.gen.index.max_id().map_or(0, |m| m.saturating_add(1));
-        let logged = st.ids.iter().max().map_or(0, |m| m.saturating_add(1));
+        let logged = st.slot_of.keys().max().map_or(0, |m| m.saturating_add(1));
         base.max(logged)
     }
 
@@ -1131,10 +1157,10 @@ impl Writer {
             let inner = lock(&self.inner);
             let st = read_lock(&self.live.state);
             let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o));
-            let (dim, p) = (st.gen.index.dim(), st.padded());
-            for (slot, id) in st.ids.iter().enumerate() {
-                ids.push(*id);
-                rows.extend_from_slice(&st.rows[slot * p..slot * p + dim]);
+            let dim = st.gen.index.dim();
+            for (node, id) in st.overlay.live_nodes() {
+                ids.push(id);
+                rows.extend_from_slice(&st.overlay.row(node)[..dim]);
             }
             (st.gen.clone(), ids, rows, inner.log.len(), st.log.records)
         };

@@ -9,6 +9,7 @@
 //! their whole insertion, so the entry point only ever moves up.
 
 use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
+use super::select::select_diverse;
 use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
 use rand::{Rng, SeedableRng};
@@ -258,16 +259,7 @@ impl Builder<'_> {
     /// applies it): take candidates closest first, keep one only if it is
     /// closer to the base than to every neighbour already kept.
     pub(super) fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {
-        out.clear();
-        for c in sorted {
-            if out.len() >= max {
-                break;
-            }
-            let cv = self.vector(c.id);
-            if out.iter().all(|&r| self.dist(cv, r) >= c.d) {
-                out.push(c.id);
-            }
-        }
+        select_diverse(sorted, max, out, |c, r| self.dist(self.vector(c), r));
     }
 
     /// Link capacity of a node on `level`.

@@ -3,7 +3,9 @@
 //! memory-mapped reader ([`search`]), and reachability walks ([`reach`]).
 
 pub(crate) mod build;
+pub(crate) mod overlay;
 pub(crate) mod reach;
 mod repair;
 pub(crate) mod search;
+mod select;
 pub(crate) mod visited;

@@ -1,0 +1,620 @@
+//! A mutable in-memory HNSW over the vectors inserted through the log.
+//!
+//! Nodes are appended as operations are applied (by the writer, and by log
+//! replay at open or refresh) and never removed: a node whose id was deleted
+//! or upserted again is marked dead, still traversed, never returned. It
+//! holds the float32 prepared rows, so the distances it returns are exact
+//! and merge directly with the generation's rescored answers.
+//!
+//! A node is pushed (row, codes, level) when its insert is applied and
+//! linked into the graph later, in node order: by the writer right after it
+//! applies an operation or batch, after a replay by the first search (until
+//! then the pending nodes are found by an exact scan). Linking is
+//! sequential and deterministic (levels come from a seeded RNG drawn once
+//! per node, in log order; dead nodes are linked like live ones), so the
+//! graph depends only on the rows pushed: replaying a log builds the same
+//! graph, and gives the same answers, as the writer that wrote it. It uses
+//! the beam search, greedy descent and diverse-neighbour selection of the
+//! generation's build: O(log n · ef_construction) distances per insert.
+//! Below [`SCAN_BELOW`] nodes a search scans the rows exactly instead.
+//!
+//! With the generation's int8 quantizer (and not under inner product, as in
+//! the build), nodes also keep int8 codes: beams, at insertion and at
+//! search, run over the codes (a quarter of the memory traffic of float32
+//! rows), float32 re-ranks what they find, selects neighbours and gives the
+//! distances returned.
+
+use super::build::MAX_LEVEL;
+use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
+use super::select::select_diverse;
+use crate::distance::{prefetch, Kernels};
+use crate::metric::Metric;
+use crate::quant::Int8Quantizer;
+use rand::{Rng, SeedableRng};
+use std::collections::BinaryHeap;
+
+/// Overlays with fewer nodes than this are searched by an exact scan: at
+/// dimension 384 (int8 codes, ef 32, uniform random unit rows, the graph's
+/// worst case) a scan took 3-4 µs at 64 nodes, 10-17 at 256, 35-48 at 512
+/// and 50-58 at 1024 against the graph's 14, 28-31, 39-45 and 46-49 µs
+/// (`tests::scan_threshold`): below 512 the scan is as fast, and exact.
+pub(crate) const SCAN_BELOW: usize = 512;
+
+/// Int8 codes of the nodes, with what distances over them need.
+struct Codes {
+    quantizer: Int8Quantizer,
+    /// `padded` bytes per node.
+    codes: Vec<u8>,
+    /// `‖x̂‖²` per node (L2 only).
+    norms: Vec<f32>,
+}
+
+/// A query prepared against [`Codes`], as the build prepares one (its
+/// `CodeQuery`): `⟨q, x̂⟩ = bias + step · Σ code · w8`, the weights
+/// `q ∘ scale` quantized to i8 with one step per query.
+struct CodeQuery {
+    w8: Vec<i8>,
+    bias: f32,
+    step: f32,
+    q2: f32,
+}
+
+/// The graph of logged inserts.
+pub(crate) struct Overlay {
+    padded: usize,
+    metric: Metric,
+    kernels: &'static Kernels,
+    m: usize,
+    m0: usize,
+    ef_construction: usize,
+    /// Prepared rows, node order.
+    rows: Vec<f32>,
+    /// External id of each node.
+    ids: Vec<u64>,
+    /// One bit per node: deleted or superseded.
+    dead: Vec<u64>,
+    live: usize,
+    /// Level-0 blocks `[count, id × m0]`, node order.
+    l0: Vec<u32>,
+    /// Start (in blocks) of each node's upper-level blocks in `upper`.
+    upper_start: Vec<u32>,
+    /// Upper-level blocks `[count, id × m]`, one per node and level ≥ 1.
+    upper: Vec<u32>,
+    /// Level of each node.
+    levels: Vec<u8>,
+    /// Nodes `0..linked` are linked into the graph; the others are found by
+    /// an exact scan.
+    linked: usize,
+    /// Entry node and the top level.
+    entry: Option<(u32, usize)>,
+    rng: rand_chacha::ChaCha8Rng,
+    codes: Option<Codes>,
+}
+
+impl Adjacency for Overlay {
+    #[inline]
+    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
+        let b = self.block(level, node);
+        for &x in &b[1..=b[0] as usize] {
+            f(x);
+        }
+    }
+
+    #[inline]
+    fn prefetch_links(&self, level: usize, node: u32) {
+        prefetch(self.block(level, node));
+    }
+}
+
+impl Overlay {
+    /// An empty overlay for prepared rows of `padded` floats, linked like
+    /// the generation's graph (`m`, `ef_construction`); `seed` seeds levels.
+    /// With `int8` (the generation's quantizer), beams run over int8 codes.
+    pub(crate) fn new(
+        padded: usize,
+        metric: Metric,
+        m: usize,
+        ef_construction: usize,
+        seed: u64,
+        int8: Option<Int8Quantizer>,
+    ) -> Overlay {
+        let codes = int8
+            .filter(|q| metric != Metric::InnerProduct && q.lo.len() == padded)
+            .map(|quantizer| Codes {
+                quantizer,
+                codes: Vec::new(),
+                norms: Vec::new(),
+            });
+        let m = m.max(2);
+        Overlay {
+            padded,
+            metric,
+            kernels: Kernels::detect(),
+            m,
+            m0: 2 * m,
+            ef_construction: ef_construction.max(m),
+            rows: Vec::new(),
+            ids: Vec::new(),
+            dead: Vec::new(),
+            live: 0,
+            l0: Vec::new(),
+            upper_start: Vec::new(),
+            upper: Vec::new(),
+            levels: Vec::new(),
+            linked: 0,
+            entry: None,
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+            codes,
+        }
+    }
+
+    /// Nodes, dead ones included.
+    pub(crate) fn nodes(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Live nodes.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// The prepared row of `node`.
+    #[inline]
+    pub(crate) fn row(&self, node: u32) -> &[f32] {
+        let p = self.padded;
+        &self.rows[node as usize * p..(node as usize + 1) * p]
+    }
+
+    /// The external id of `node`.
+    pub(crate) fn id(&self, node: u32) -> u64 {
+        self.ids[node as usize]
+    }
+
+    /// Whether `node` is dead (deleted or superseded).
+    #[inline]
+    pub(crate) fn is_dead(&self, node: u32) -> bool {
+        self.dead[node as usize / 64] >> (node % 64) & 1 == 1
+    }
+
+    /// Live nodes in node order, with their ids.
+    pub(crate) fn live_nodes(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        (0..self.ids.len() as u32)
+            .filter(|&n| !self.is_dead(n))
+            .map(|n| (n, self.ids[n as usize]))
+    }
+
+    /// Marks `node` dead: still traversed, never returned.
+    pub(crate) fn kill(&mut self, node: u32) {
+        let (w, b) = (node as usize / 64, node % 64);
+        if self.dead[w] >> b & 1 == 0 {
+            self.dead[w] |= 1 << b;
+            self.live -= 1;
+        }
+    }
+
+    #[inline]
+    fn block(&self, level: usize, node: u32) -> &[u32] {
+        let node = node as usize;
+        if level == 0 {
+            let s = 1 + self.m0;
+            &self.l0[node * s..(node + 1) * s]
+        } else {
+            let s = 1 + self.m;
+            let b = self.upper_start[node] as usize + level - 1;
+            &self.upper[b * s..(b + 1) * s]
+        }
+    }
+
+    fn write(&mut self, level: usize, node: u32, ids: &[u32]) {
+        let node = node as usize;
+        let (blocks, s, b) = if level == 0 {
+            (&mut self.l0, 1 + self.m0, node)
+        } else {
+            let b = self.upper_start[node] as usize + level - 1;
+            (&mut self.upper, 1 + self.m, b)
+        };
+        let block = &mut blocks[b * s..(b + 1) * s];
+        let count = ids.len().min(s - 1);
+        block[1..=count].copy_from_slice(&ids[..count]);
+        block[0] = count as u32;
+    }
+
+    fn neighbors(&self, level: usize, node: u32, out: &mut Vec<u32>) {
+        out.clear();
+        self.for_each_neighbor(level, node, |x| out.push(x));
+    }
+
+    /// A level with multiplier `1 / ln(m)`, the distribution of the
+    /// generation's build (`build::draw_levels`).
+    fn draw_level(&mut self) -> usize {
+        let mult = 1.0 / (self.m as f64).ln();
+        let u: f64 = 1.0 - self.rng.gen::<f64>(); // (0, 1]
+        ((-u.ln() * mult) as usize).min(MAX_LEVEL)
+    }
+
+    #[inline]
+    fn dist(&self, a: &[f32], b: u32) -> f32 {
+        self.metric.distance(self.kernels, a, self.row(b))
+    }
+
+    /// Prepares the prepared query `qv` for distances over the codes.
+    fn code_query(&self, c: &Codes, qv: &[f32]) -> CodeQuery {
+        let mut w = vec![0f32; qv.len()];
+        let bias = c.quantizer.prepare_query(qv, &mut w);
+        let wmax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let step = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };
+        let w8 = w
+            .iter()
+            .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8)
+            .collect();
+        CodeQuery {
+            w8,
+            bias,
+            step,
+            q2: (self.kernels.dot)(qv, qv),
+        }
+    }
+
+    #[inline]
+    fn code<'c>(&self, c: &'c Codes, i: u32) -> &'c [u8] {
+        let p = self.padded;
+        &c.codes[i as usize * p..(i as usize + 1) * p]
+    }
+
+    /// The distance of a prepared query to node `i`'s code.
+    #[inline]
+    fn code_dist(&self, c: &Codes, q: &CodeQuery, i: u32) -> f32 {
+        let ip = q.bias + q.step * (self.kernels.dot_u8_i8)(self.code(c, i), &q.w8) as f32;
+        match self.metric {
+            Metric::L2 => q.q2 - 2.0 * ip + c.norms[i as usize],
+            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
+        }
+    }
+
+    /// A beam of width `ef` on `level` from `entry` towards the prepared
+    /// `qv`, over the codes if any; returns what it found re-ranked by
+    /// float32 distance, closest first (`cq`: `qv` prepared for the codes).
+    #[allow(clippy::too_many_arguments)]
+    fn beam_exact(
+        &self,
+        level: usize,
+        entry: Cand,
+        ef: usize,
+        qv: &[f32],
+        cq: Option<&CodeQuery>,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Cand> {
+        let n = self.nodes();
+        match (&self.codes, cq) {
+            (Some(c), Some(cq)) => {
+                let mut found = with_scratch(|s| {
+                    beam(
+                        self,
+                        level,
+                        n,
+                        &[entry],
+                        ef,
+                        s,
+                        |i| self.code_dist(c, cq, i),
+                        |i| prefetch(self.code(c, i)),
+                        accept,
+                    );
+                    s.found.clone()
+                });
+                for f in &found {
+                    prefetch(self.row(f.id));
+                }
+                for f in &mut found {
+                    f.d = self.dist(qv, f.id);
+                }
+                found.sort_unstable();
+                found
+            }
+            _ => with_scratch(|s| {
+                beam(
+                    self,
+                    level,
+                    n,
+                    &[entry],
+                    ef,
+                    s,
+                    |i| self.dist(qv, i),
+                    |i| prefetch(self.row(i)),
+                    accept,
+                );
+                s.found.clone()
+            }),
+        }
+    }
+
+    /// Traversal distance from `qv` (`cq` over the codes if any) to `i`.
+    #[inline]
+    fn tdist(&self, qv: &[f32], cq: Option<&CodeQuery>, i: u32) -> f32 {
+        match (&self.codes, cq) {
+            (Some(c), Some(cq)) => self.code_dist(c, cq, i),
+            _ => self.dist(qv, i),
+        }
+    }
+
+    fn prepare(&self, qv: &[f32]) -> Option<CodeQuery> {
+        self.codes.as_ref().map(|c| self.code_query(c, qv))
+    }
+
+    fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {
+        select_diverse(sorted, max, out, |c, r| self.dist(self.row(c), r));
+    }
+
+    /// Whether some nodes are pushed but not linked yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.linked < self.nodes()
+    }
+
+    /// Links every pushed node into the graph, in node order. The graph
+    /// depends only on the nodes pushed (not on when they are linked, nor
+    /// on deaths: dead nodes are linked like live ones), so linking a
+    /// replayed log in one go builds the graph its writer built node by node.
+    pub(crate) fn link_pending(&mut self) {
+        let mut row = Vec::with_capacity(self.padded);
+        while self.linked < self.nodes() {
+            let q = self.linked as u32;
+            row.clear();
+            row.extend_from_slice(self.row(q));
+            self.link(q, &row);
+            self.linked += 1;
+        }
+    }
+
+    /// Appends `row` as a new live node for `id`, not linked yet (found
+    /// by an exact scan until [`Overlay::link_pending`]); returns the node.
+    pub(crate) fn push(&mut self, id: u64, row: &[f32]) -> u32 {
+        assert_eq!(row.len(), self.padded, "a prepared row");
+        let q = self.ids.len() as u32;
+        let level = self.draw_level();
+        self.rows.extend_from_slice(row);
+        self.ids.push(id);
+        if let Some(c) = &mut self.codes {
+            let at = c.codes.len();
+            c.codes.resize(at + self.padded, 0);
+            let norm = c.quantizer.encode(row, &mut c.codes[at..]);
+            c.norms.push(norm);
+        }
+        if self.dead.len() * 64 <= q as usize {
+            self.dead.push(0);
+        }
+        self.live += 1;
+        self.l0.resize(self.l0.len() + 1 + self.m0, 0);
+        self.upper_start
+            .push((self.upper.len() / (1 + self.m)) as u32);
+        self.upper
+            .resize(self.upper.len() + level * (1 + self.m), 0);
+        self.levels.push(level as u8);
+        q
+    }
+
+    fn level(&self, node: u32) -> usize {
+        self.levels[node as usize] as usize
+    }
+
+    /// Links node `q` (whose prepared row is `row`) into the graph of the
+    /// nodes before it.
+    fn link(&mut self, q: u32, row: &[f32]) {
+        let level = self.level(q);
+        let Some((ep, max_level)) = self.entry else {
+            self.entry = Some((q, level));
+            return;
+        };
+        let cq = self.prepare(row);
+        let cq = cq.as_ref();
+        let mut cur = Cand {
+            d: self.tdist(row, cq, ep),
+            id: ep,
+        };
+        for l in (level + 1..=max_level).rev() {
+            cur = greedy(self, l, cur, |i| self.tdist(row, cq, i));
+        }
+        let mut chosen = Vec::with_capacity(self.m0);
+        let mut theirs = Vec::with_capacity(self.m0 + 1);
+        let mut cands = Vec::with_capacity(self.m0 + 1);
+        let mut kept = Vec::with_capacity(self.m0);
+        for l in (0..=level.min(max_level)).rev() {
+            let found = self.beam_exact(l, cur, self.ef_construction, row, cq, |i| i != q);
+            self.select(&found, self.m, &mut chosen);
+            self.write(l, q, &chosen);
+            let cap = if l == 0 { self.m0 } else { self.m };
+            for &nb in &chosen {
+                self.neighbors(l, nb, &mut theirs);
+                if theirs.contains(&q) {
+                    continue;
+                }
+                if theirs.len() < cap {
+                    theirs.push(q);
+                    self.write(l, nb, &theirs);
+                } else {
+                    let nv = self.row(nb);
+                    cands.clear();
+                    cands.extend(theirs.iter().map(|&id| Cand {
+                        d: self.dist(nv, id),
+                        id,
+                    }));
+                    cands.push(Cand {
+                        d: self.dist(nv, q),
+                        id: q,
+                    });
+                    cands.sort_unstable();
+                    self.select(&cands, cap, &mut kept);
+                    self.write(l, nb, &kept);
+                }
+            }
+            if let Some(best) = found.first() {
+                cur = Cand {
+                    d: self.tdist(row, cq, best.id),
+                    id: best.id,
+                };
+            }
+        }
+        if level > max_level {
+            self.entry = Some((q, level));
+        }
+    }
+
+    /// The `k` nearest live nodes to the prepared query `q`, closest first,
+    /// by exact distance: a beam of width `max(ef, k)` over the graph, or
+    /// an exact scan below [`SCAN_BELOW`] nodes (or if `exact`).
+    pub(crate) fn search(&self, q: &[f32], k: usize, ef: usize, exact: bool) -> Vec<Cand> {
+        if self.live == 0 || k == 0 {
+            return Vec::new();
+        }
+        if exact || self.nodes() < SCAN_BELOW || self.linked == 0 {
+            return self.scan(q, k, 0);
+        }
+        self.graph_search(q, k, ef)
+    }
+
+    /// The graph part of [`Overlay::search`] (pending nodes scanned).
+    fn graph_search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
+        let (ep, max_level) = self.entry.expect("a non-empty overlay has an entry");
+        let cq = self.prepare(q);
+        let cq = cq.as_ref();
+        let mut cur = Cand {
+            d: self.tdist(q, cq, ep),
+            id: ep,
+        };
+        for l in (1..=max_level).rev() {
+            cur = greedy(self, l, cur, |i| self.tdist(q, cq, i));
+        }
+        let mut found = self.beam_exact(0, cur, ef.max(k), q, cq, |i| !self.is_dead(i));
+        if self.has_pending() {
+            found.extend(self.scan(q, k, self.linked));
+            found.sort_unstable();
+        }
+        found.truncate(k);
+        found
+    }
+
+    /// The `k` nearest live nodes from `from` on, by brute force.
+    fn scan(&self, q: &[f32], k: usize, from: usize) -> Vec<Cand> {
+        let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(self.live) + 1);
+        for node in from as u32..self.nodes() as u32 {
+            if self.is_dead(node) {
+                continue;
+            }
+            let c = Cand {
+                d: self.dist(q, node),
+                id: node,
+            };
+            if top.len() < k {
+                top.push(c);
+            } else if top.peek().is_some_and(|t| c < *t) {
+                top.pop();
+                top.push(c);
+            }
+        }
+        top.into_sorted_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(n: usize, padded: usize, seed: u64) -> Vec<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut out: Vec<f32> = (0..n * padded).map(|_| rng.gen::<f32>() - 0.5).collect();
+        for r in out.chunks_exact_mut(padded) {
+            let norm = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter_mut().for_each(|x| *x /= norm);
+        }
+        out
+    }
+
+    fn int8(rows: &[f32], padded: usize) -> Int8Quantizer {
+        Int8Quantizer::train(rows, padded, padded, 1e-4)
+    }
+
+    fn overlay(padded: usize, q: Option<Int8Quantizer>) -> Overlay {
+        Overlay::new(padded, Metric::Cosine, 8, 40, 7, q)
+    }
+
+    /// Linking node by node (the writer) and all at once (a replay) build
+    /// the same graph, dead nodes included.
+    #[test]
+    fn linking_late_builds_the_same_graph() {
+        let p = 16;
+        let data = rows(700, p, 1);
+        for codes in [false, true] {
+            let q = codes.then(|| int8(&data, p));
+            let (mut eager, mut late) = (overlay(p, q.clone()), overlay(p, q));
+            for (i, r) in data.chunks_exact(p).enumerate() {
+                eager.push(i as u64, r);
+                eager.link_pending();
+                late.push(i as u64, r);
+                if i % 3 == 0 {
+                    eager.kill(i as u32 / 2);
+                    late.kill(i as u32 / 2);
+                }
+            }
+            assert!(late.has_pending());
+            late.link_pending();
+            assert_eq!(eager.l0, late.l0);
+            assert_eq!(eager.upper, late.upper);
+            assert_eq!(eager.entry, late.entry);
+            for r in data.chunks_exact(p).take(50) {
+                assert_eq!(
+                    eager.search(r, 10, 32, false),
+                    late.search(r, 10, 32, false)
+                );
+            }
+        }
+    }
+
+    /// Pending nodes are found (by the scan) before they are linked.
+    #[test]
+    fn pending_nodes_are_found() {
+        let p = 16;
+        let data = rows(600, p, 2);
+        let mut o = overlay(p, None);
+        for (i, r) in data.chunks_exact(p).enumerate().take(400) {
+            o.push(i as u64, r);
+        }
+        o.link_pending();
+        for (i, r) in data.chunks_exact(p).enumerate().skip(400) {
+            o.push(i as u64, r);
+        }
+        for (i, r) in data.chunks_exact(p).enumerate() {
+            assert_eq!(o.search(r, 1, 16, false)[0].id, i as u32);
+        }
+    }
+
+    /// Times an exact scan against the graph search (with int8 codes) at
+    /// dimension 384, to choose [`SCAN_BELOW`]:
+    /// `cargo test --release -p strata --lib scan_threshold -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a timing, not a test"]
+    fn scan_threshold() {
+        let p = 384;
+        for n in [64, 128, 256, 512, 1024, 2048] {
+            let data = rows(n + 200, p, 3);
+            let mut o = overlay(p, Some(int8(&data, p)));
+            o.m = 16;
+            o.m0 = 32;
+            o.ef_construction = 200;
+            for (i, r) in data.chunks_exact(p).take(n).enumerate() {
+                o.push(i as u64, r);
+            }
+            o.link_pending();
+            let queries: Vec<&[f32]> = data.chunks_exact(p).skip(n).collect();
+            let time = |f: &dyn Fn(&[f32]) -> Vec<Cand>| {
+                let t = std::time::Instant::now();
+                for _ in 0..5 {
+                    for q in &queries {
+                        std::hint::black_box(f(q));
+                    }
+                }
+                t.elapsed().as_secs_f64() * 1e6 / (5 * queries.len()) as f64
+            };
+            let scan = time(&|q| o.scan(q, 10, 0));
+            let graph = time(&|q| o.graph_search(q, 10, 32));
+            eprintln!("n {n:>5}: scan {scan:>7.1} us, graph (ef 32) {graph:>7.1} us");
+        }
+    }
+}
