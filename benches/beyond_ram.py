@@ -15,7 +15,11 @@ I/O mode, runs ``strata eval`` in a fresh process:
   time on one thread (latency), `search_batch` on one thread (rescoring
   reads pipelined across queries), `search_batch` on 2 threads;
 * cold start: capped at graph + 25 %, caches dropped, a fresh process, no
-  warm-up: the first 1,000 queries.
+  warm-up (and no memory pass): the first 1,000 queries.
+
+Before each mode other than plain mmap, a warm mapped-read run of the same
+quantization is repeated as that mode's reference ("warm (ref)"), so that
+every ratio compares runs minutes apart, not the first and the last.
 
 It prints one table per quantization: QPS (1 thread one query at a time, 1
 thread batched, 2 threads batched), ratios to the warm mapped-read QPS of
@@ -127,13 +131,16 @@ class Cgroup:
             pass
 
 
-def run_eval(strata, index, q, gt, ef, io, cgroup, limit, threads, extra=()):
-    """One fresh `strata eval` process in `cgroup` with `limit` bytes (0 = none)."""
+def run_eval(strata, index, q, gt, ef, io, cgroup, limit, threads, extra=(), memory=True):
+    """One fresh `strata eval` process in `cgroup` with `limit` bytes (0 = none).
+
+    `memory`: pass --report-memory (one untimed pass over the queries before
+    the timed ones, so never for a cold start)."""
     cgroup.set_limit(limit)
     cmd = [
         str(strata), "eval", str(index), "--query", str(q), "--groundtruth", str(gt),
         "--k", "10", "--ef", ",".join(map(str, ef)), "--threads", str(threads),
-        "--json", "--report-memory", "--io", io, *extra,
+        "--json", *(["--report-memory"] if memory else []), "--io", io, *extra,
     ]
     procs = cgroup.path / "cgroup.procs"
     shell = f'echo $$ > {procs} && exec "$@"'
@@ -246,12 +253,23 @@ def main():
                     return ("--row-cache-mib", str(vbytes * pct // 100 >> 20)) if cache else ()
 
                 table = []
+
+                def warm_up_files():
+                    drop_caches()
+                    for f in (gfile, vfile):
+                        with open(f, "rb") as fh:
+                            while fh.read(1 << 20):
+                                pass
+
+                if io != "mmap" or flags:
+                    # The reference, interleaved: warm mapped reads right
+                    # before this mode's runs (the shared machine drifts).
+                    warm_up_files()
+                    rows, mem, _ = run_eval(strata, index, q, gt, [ef], "mmap", cg, 0, a.threads)
+                    table.append(("mmap", "warm (ref)", 0, rows[0], mem))
+                    warm_ref[quant] = rows[0]["qps_1t"]
                 # Warm: the whole index in the page cache, no cap.
-                drop_caches()
-                for f in (gfile, vfile):
-                    with open(f, "rb") as fh:
-                        while fh.read(1 << 20):
-                            pass
+                warm_up_files()
                 rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, 0, a.threads,
                                         (*opts, *cache_opts(25)))
                 warm = rows[0]
@@ -272,13 +290,14 @@ def main():
                     limit = gbytes + vbytes * 25 // 100 + anon + (4 << 20)
                     drop_caches()
                     rows, mem, _ = run_eval(strata, index, q, gt, [ef], io, cg, limit, a.threads,
-                                            (*opts, *cache_opts(25), "--no-warmup", "--limit", "1000"))
+                                            (*opts, *cache_opts(25), "--no-warmup", "--limit", "1000"),
+                                            memory=False)
                     table.append((label, "cold+25%", limit, rows[0], mem))
                 # "x warm": against the warm mapped-read QPS of this
                 # quantization (the best a cached index does), else this mode's.
+                if io == "mmap" and not flags:
+                    warm_ref[quant] = warm["qps_1t"]
                 warm_qps = warm_ref.get(quant, warm["qps_1t"])
-                if io == "mmap" and not cut:
-                    warm_ref[quant] = warm_qps = warm["qps_1t"]
                 print(f"{'io':>9} {'cap':>10} {'cap MiB':>8} {'qps_1t':>8} {'x warm':>7} {'batch1t':>8} "
                       f"{'x warm':>7} {'qps_2t':>8} {'recall':>7} {'p50 us':>8} {'p99 us':>8} "
                       f"{'reads/q':>8} {'reads/s':>8} {'%fio32':>7} {'rd/s b1':>8} {'%fio32':>7} "
