@@ -86,10 +86,11 @@ impl Trail {
         }
     }
 
-    /// Records the walks of a check of `checked` (ascending), given as the
-    /// check's parts (`paths`, `lens` per run of [`CHUNK`] nodes).
-    fn update(&mut self, n: usize, checked: &[u32], parts: Vec<(Vec<u32>, Vec<u32>)>) {
-        if checked.len() == n {
+    /// Records the walks of a check of `checked` (ascending; `None`: every
+    /// node), given as the check's parts (`paths`, `lens` per run of
+    /// [`CHUNK`] nodes).
+    fn update(&mut self, checked: Option<&[u32]>, parts: Vec<(Vec<u32>, Vec<u32>)>) {
+        let Some(checked) = checked else {
             // Every node checked, in node order: the parts are the trail.
             self.overrides.clear();
             self.parts = parts
@@ -106,7 +107,7 @@ impl Trail {
                 })
                 .collect();
             return;
-        }
+        };
         let mut nodes = checked.iter();
         for (paths, lens) in parts {
             let mut at = 0usize;
@@ -137,11 +138,10 @@ impl Builder<'_> {
         let findable = self.input.metric != Metric::InnerProduct;
         let mut repaired = NodeSet::new(self.n);
         let mut displaced = Vec::new();
-        let all: Vec<u32> = (0..self.n as u32).collect();
         let mut trail = Trail::default();
         if findable {
             self.repair_findability(
-                &all,
+                None,
                 parallel,
                 entry,
                 max_level,
@@ -179,7 +179,14 @@ impl Builder<'_> {
                 let nodes = self.to_recheck(&trail);
                 let mut again = NodeSet::new(self.n);
                 let keep = (pass + 1 < FULL_PASSES).then_some(&mut trail);
-                self.repair_findability(&nodes, parallel, entry, max_level, &mut again, keep);
+                self.repair_findability(
+                    nodes.as_deref(),
+                    parallel,
+                    entry,
+                    max_level,
+                    &mut again,
+                    keep,
+                );
                 last = again.len();
                 repaired.union(&again);
             }
@@ -199,7 +206,7 @@ impl Builder<'_> {
     #[allow(clippy::too_many_arguments)]
     fn repair_findability(
         &self,
-        nodes: &[u32],
+        nodes: Option<&[u32]>,
         parallel: bool,
         entry: u32,
         max_level: usize,
@@ -274,11 +281,11 @@ impl Builder<'_> {
         };
         // Checks a run of nodes: their misses, and (for the trail) the
         // greedy path of each, empty when the greedy walk did not find it.
-        let run = |chunk: &[u32]| {
+        let run = |chunk: &mut dyn ExactSizeIterator<Item = u32>| {
             let (mut misses, mut paths, mut lens) =
                 (Vec::new(), Vec::new(), Vec::with_capacity(chunk.len()));
             let mut path = Vec::new();
-            for &u in chunk {
+            for u in chunk {
                 path.clear();
                 match check_one(u, &mut path) {
                     Ok(()) => {
@@ -296,12 +303,30 @@ impl Builder<'_> {
             paths.shrink_to_fit();
             (misses, (paths, lens))
         };
-        let check = |nodes: &[u32]| -> Checked {
-            let parts: Vec<_> = if parallel {
-                use rayon::prelude::*;
-                nodes.par_chunks(CHUNK).map(run).collect()
-            } else {
-                nodes.chunks(CHUNK).map(run).collect()
+        // `None`: every node (no list of them is made).
+        let n = self.n;
+        let check = |nodes: Option<&[u32]>| -> Checked {
+            use rayon::prelude::*;
+            let parts: Vec<_> = match (nodes, parallel) {
+                (Some(nodes), true) => nodes
+                    .par_chunks(CHUNK)
+                    .map(|c| run(&mut c.iter().copied()))
+                    .collect(),
+                (Some(nodes), false) => nodes
+                    .chunks(CHUNK)
+                    .map(|c| run(&mut c.iter().copied()))
+                    .collect(),
+                (None, _) => {
+                    let range = |c: usize| (c * CHUNK) as u32..((c + 1) * CHUNK).min(n) as u32;
+                    if parallel {
+                        (0..n.div_ceil(CHUNK))
+                            .into_par_iter()
+                            .map(|c| run(&mut range(c)))
+                            .collect()
+                    } else {
+                        (0..n.div_ceil(CHUNK)).map(|c| run(&mut range(c))).collect()
+                    }
+                }
             };
             let mut misses = Vec::new();
             let walks = parts
@@ -317,9 +342,9 @@ impl Builder<'_> {
         // Rewrites from here on are the ones the next pass must look at.
         self.take_rewritten();
         if let Some(trail) = trail {
-            trail.update(self.n, nodes, walks);
+            trail.update(nodes, walks);
         }
-        let check = |nodes: &[u32]| check(nodes).0;
+        let check = |nodes: &[u32]| check(Some(nodes)).0;
         for _ in 0..ROUNDS {
             if misses.is_empty() {
                 break;
@@ -346,21 +371,24 @@ impl Builder<'_> {
     /// since the last check could change: those whose greedy walk read a
     /// rewritten level-0 list, or that the walk did not find; every node
     /// when an upper-level list changed (the descent itself may differ).
-    fn to_recheck(&self, trail: &Trail) -> Vec<u32> {
+    /// `None`: every node.
+    fn to_recheck(&self, trail: &Trail) -> Option<Vec<u32>> {
         let rewritten = self.take_rewritten();
         if rewritten.iter().any(|&(level, _)| level > 0) {
-            return (0..self.n as u32).collect();
+            return None;
         }
         let mut changed = NodeSet::new(self.n);
         for &(_, node) in &rewritten {
             changed.insert(node);
         }
-        (0..self.n as u32)
-            .filter(|&v| {
-                let path = trail.path(v);
-                path.is_empty() || path.iter().any(|&p| changed.contains(p))
-            })
-            .collect()
+        Some(
+            (0..self.n as u32)
+                .filter(|&v| {
+                    let path = trail.path(v);
+                    path.is_empty() || path.iter().any(|&p| changed.contains(p))
+                })
+                .collect(),
+        )
     }
 
     fn on_level(&self, level: usize) -> impl Iterator<Item = u32> + '_ {
