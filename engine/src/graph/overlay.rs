@@ -472,7 +472,10 @@ impl Overlay {
 
     /// The graph part of [`Overlay::search`] (pending nodes scanned).
     fn graph_search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
-        let (ep, max_level) = self.entry.expect("a non-empty overlay has an entry");
+        // A linked overlay has an entry; without one, scan (never panic).
+        let Some((ep, max_level)) = self.entry else {
+            return self.scan(q, k, 0);
+        };
         let cq = self.prepare(q);
         let cq = cq.as_ref();
         let mut cur = Cand {
