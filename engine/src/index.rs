@@ -481,15 +481,7 @@ impl Index {
                     Quantization::Int8 => {
                         let (lo, scale) = v.quant_params.split_at(l.padded);
                         let bias = int8::prepare_query(lo, scale, &q, &mut w);
-                        let wmax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
-                        // The weights quantized to i8 with one per-query step:
-                        // distances then come from the exact integer kernel.
-                        let step = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };
-                        w8.clear();
-                        w8.extend(
-                            w.iter()
-                                .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8),
-                        );
+                        let step = int8::quantize_weights(&w, &mut w8);
                         // The bound `e` of the doc comment above.
                         let err: f32 = w
                             .iter()

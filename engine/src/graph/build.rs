@@ -204,12 +204,8 @@ impl Builder<'_> {
     fn code_query(&self, c: &Int8Codes<'_>, qv: &[f32]) -> CodeQuery {
         let mut w = vec![0f32; qv.len()];
         let bias = crate::quant::int8::prepare_query(c.lo, c.scale, qv, &mut w);
-        let wmax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let step = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };
-        let w8 = w
-            .iter()
-            .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8)
-            .collect();
+        let mut w8 = Vec::with_capacity(w.len());
+        let step = crate::quant::int8::quantize_weights(&w, &mut w8);
         CodeQuery {
             w8,
             bias,

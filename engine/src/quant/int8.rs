@@ -88,6 +88,20 @@ impl Int8Quantizer {
     }
 }
 
+/// Quantizes per-query weights to i8 with one step (`max |w| / 127`), so
+/// that distances over the codes come from the exact integer kernel;
+/// fills `w8` and returns the step (`w ≈ step · w8`).
+pub(crate) fn quantize_weights(w: &[f32], w8: &mut Vec<i8>) -> f32 {
+    let wmax = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let step = if wmax > 0.0 { wmax / 127.0 } else { 1.0 };
+    w8.clear();
+    w8.extend(
+        w.iter()
+            .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8),
+    );
+    step
+}
+
 /// [`Int8Quantizer::prepare_query`] over ranges as stored in the file
 /// (`lo`, `scale`): writes `q ∘ scale` into `weights`, returns `⟨q, lo⟩`.
 pub fn prepare_query(lo: &[f32], scale: &[f32], q: &[f32], weights: &mut [f32]) -> f32 {
