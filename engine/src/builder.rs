@@ -312,6 +312,19 @@ impl IndexBuilder {
             None => Trained::train(&spec, &self.data, self.dim, self.padded),
         };
         let (dim, padded) = (self.dim, self.padded);
+        // Rows grouped by locality are moved into that order (ids with
+        // them) before encoding: a cluster's codes, rows and links are then
+        // contiguous, which is what keeps insertions in cache (the CPU time
+        // of a 500k build fell by 44 % with the rows moved, by 10 % with
+        // only the insertion order changed; see `locality.rs`).
+        let order = if p.insert_order.groups(n) {
+            let grouped = crate::locality::locality_order(&self.data, padded, n, seed);
+            crate::locality::permute_rows(&mut self.data, padded, &mut self.ids, &grouped);
+            Some(crate::locality::insertion_order(n, seed))
+        } else {
+            None
+        };
+        let p = &self.params;
         // Under inner product the codes' error is large against the small
         // differences between candidates (unnormalised rows): an 8-thread
         // build of the near-duplicate set in tests/reachability.rs fell to
@@ -350,6 +363,7 @@ impl IndexBuilder {
             }),
             _ => None,
         };
+        let (insert_order, barrier) = order.as_ref().map_or((&[][..], 0), |(o, s)| (&o[..], *s));
         let input = GraphInput {
             vectors: &self.data,
             padded: self.padded,
@@ -358,6 +372,8 @@ impl IndexBuilder {
             ef_construction: p.ef_construction,
             seed,
             codes: int8_codes,
+            order: insert_order,
+            order_barrier: barrier,
         };
         let report = |done| {
             progress(BuildProgress {

@@ -40,6 +40,7 @@ mod hugepages;
 mod index;
 pub mod io;
 mod live;
+mod locality;
 pub mod log;
 pub mod metric;
 mod params;
@@ -58,7 +59,7 @@ pub use live::{
     Writer, LOCK_NAME,
 };
 pub use metric::Metric;
-pub use params::{check_threads, max_threads, BuildParams, Neighbor, SearchParams};
+pub use params::{check_threads, max_threads, BuildParams, InsertOrder, Neighbor, SearchParams};
 pub use quant::Quantization;
 pub use queries::Queries;
 

@@ -5,7 +5,7 @@ use crate::progress::BuildBar;
 use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{BuildParams, Index, IndexBuilder, Metric, Quantization, LOCK_NAME};
+use strata::{BuildParams, Index, IndexBuilder, InsertOrder, Metric, Quantization, LOCK_NAME};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,6 +44,10 @@ pub struct Args {
     /// Product quantization: rows sampled to train the codebooks.
     #[arg(long, default_value_t = strata::quant::pq::DEFAULT_TRAIN_SIZE)]
     pub pq_train_size: usize,
+    /// Insertion order: auto (locality from 50,000 rows on), input, or
+    /// locality (rows grouped by k-means so insertions stay in cache).
+    #[arg(long, default_value = "auto")]
+    pub insert_order: InsertOrder,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -65,6 +69,7 @@ pub fn run(a: Args) -> CliResult {
         int8_clip: a.int8_clip,
         pq_m: a.pq_m,
         pq_train_size: a.pq_train_size,
+        insert_order: a.insert_order,
     };
     let mut builder = IndexBuilder::new(data.dim, params)?;
     // By value: the builder prepares the rows in place, no second copy.
