@@ -6,7 +6,7 @@ use crate::format::bytes::Bytes;
 use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
-use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
+use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Scratch};
 use crate::io::{IoMode, ReadFault, RowPipeline, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
@@ -885,6 +885,27 @@ impl Index {
             max,
             mean: sum as f64 / self.layout.n as f64,
             isolated,
+        }
+    }
+}
+
+/// The graph search walks the mapped adjacency in place: this is the one
+/// place that sees both the byte views (`format`) and the algorithm
+/// (`graph`). Ids out of range for their level are skipped (links are not
+/// checked at open, see [`crate::format::layout`]).
+impl Adjacency for GraphView<'_> {
+    #[inline]
+    fn prefetch_links(&self, level: usize, node: u32) {
+        prefetch(self.block(level, node));
+    }
+
+    #[inline]
+    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
+        let limit = self.level_limit(level);
+        for &nb in self.links(level, node) {
+            if nb < limit {
+                f(nb);
+            }
         }
     }
 }

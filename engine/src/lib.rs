@@ -39,6 +39,7 @@ mod graph;
 mod hugepages;
 mod index;
 pub mod io;
+mod limits;
 mod live;
 pub mod log;
 pub mod metric;

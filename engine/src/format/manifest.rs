@@ -163,7 +163,7 @@ impl Manifest {
                 records: rd_u64(b, 48),
             };
             if flags & FLAG_HAS_LOG != 0 {
-                if bound.len < crate::log::file::LOG_HEADER as u64 {
+                if bound.len < crate::limits::LOG_HEADER as u64 {
                     return Err(Error::corrupt(
                         f,
                         "log length bound",

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Magic bytes at offset 0 of a log file.
 pub const LOG_MAGIC: [u8; 8] = *b"STRATALG";
 /// Bytes of the log header; records start here.
-pub const LOG_HEADER: usize = 64;
+pub(crate) use crate::limits::LOG_HEADER;
 const OFF_CRC: usize = 60;
 
 /// Which generation a log belongs to; checked when it is opened.
@@ -524,11 +524,11 @@ pub fn parse_log(bytes: &[u8]) -> Result<(LogInfo, Vec<Op>, ReplayReport)> {
         build_id: info.build_id,
         dim: info.dim,
     };
-    if info.dim == 0 || info.dim > crate::format::MAX_DIM {
+    if info.dim == 0 || info.dim > crate::limits::MAX_DIM {
         return Err(Error::corrupt(
             FileKind::Log,
             "header dim",
-            format!("1..={}", crate::format::MAX_DIM),
+            format!("1..={}", crate::limits::MAX_DIM),
             info.dim,
         ));
     }
