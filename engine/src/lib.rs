@@ -32,9 +32,11 @@
 
 mod builder;
 pub mod dataset;
+mod dir;
 pub mod distance;
 pub mod error;
 pub mod format;
+mod fsio;
 mod graph;
 mod hugepages;
 mod index;
@@ -56,7 +58,7 @@ pub use index::{
 pub use io::IoMode;
 pub use live::{
     BatchOptions, BatchReport, CompactOptions, CompactReport, Durability, LiveIndex, LiveStats,
-    Writer, LOCK_NAME,
+    Writer,
 };
 pub use metric::Metric;
 pub use params::{check_threads, max_threads, BuildParams, Neighbor, SearchParams};

@@ -9,9 +9,15 @@
 //! log into a new generation with [`Writer::compact`].
 
 use crate::builder::IndexBuilder;
+use crate::dir::gc::{remove_generation, remove_other_generations, GenerationFiles};
+use crate::dir::lock::{lock as lock_dir, WriterLock};
+use crate::dir::manifest::{read as read_manifest, read_current, write as write_manifest};
+use crate::dir::names;
+use crate::dir::open::{open_current, paths};
+use crate::dir::publish::{next_generation, switch};
 use crate::distance::padded_dim;
 use crate::error::{Error, FileKind, Result};
-use crate::format::manifest::{lock_dir, write_manifest, LogBound, Manifest, MANIFEST_NAME};
+use crate::format::manifest::{LogBound, Manifest};
 use crate::format::DIRECTORY_VERSION;
 use crate::graph::overlay::Overlay;
 use crate::index::{Index, OpenOptions};
@@ -20,32 +26,39 @@ use crate::log::Op;
 use crate::metric::prepare_vector;
 use crate::params::{Neighbor, SearchParams};
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-/// The name of the lock file a writer holds.
-pub const LOCK_NAME: &str = "LOCK";
-
-/// One generation's files, removed when the generation is obsolete and no
-/// reader in this process holds it any more.
+/// One open generation: its index, and its files, removed when the
+/// generation is retired and no reader in this process holds it any more.
 struct Generation {
     index: Index,
-    number: u64,
-    dir: PathBuf,
-    obsolete: AtomicBool,
+    files: GenerationFiles,
 }
 
-impl Drop for Generation {
-    fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            let m = Manifest::new(self.number, 0);
-            for name in [m.graph_name(), m.vectors_name(), m.log_name()] {
-                let _ = fs::remove_file(self.dir.join(name));
-            }
-        }
+impl Generation {
+    /// Opens the generation `manifest` names (once: callers that may race
+    /// a switch go through [`open_current`]), with the caller's read
+    /// options (`verify` and `allow_log` are overridden: no full check,
+    /// the log is replayed).
+    fn open(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<Arc<Generation>> {
+        let options = OpenOptions {
+            verify: false,
+            allow_log: true,
+            ..options.clone()
+        };
+        let index = Index::open_generation(dir, manifest, &options)?;
+        Ok(Arc::new(Generation {
+            index,
+            files: GenerationFiles::new(dir, manifest.generation),
+        }))
+    }
+
+    fn number(&self) -> u64 {
+        self.files.number()
     }
 }
 
@@ -91,6 +104,22 @@ impl State {
             log: ReplayReport::default(),
             needs_reload: false,
         }
+    }
+
+    /// Opens the generation `manifest` names and replays its log (once:
+    /// [`LiveIndex::load`] retries across a switch).
+    fn load(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<State> {
+        let mut state = State::new(Generation::open(dir, manifest, options)?);
+        let path = paths(dir, manifest).log;
+        match crate::regular::read_regular(&path) {
+            Ok(bytes) => {
+                let report = state.replay(&bytes, &log_header(&state.gen))?;
+                check_bound(manifest, &path, &report)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_log(manifest, &path)?,
+            Err(e) => return Err(Error::io(path, e)),
+        }
+        Ok(state)
     }
 
     fn padded(&self) -> usize {
@@ -294,42 +323,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn open_generation(dir: &Path) -> Result<(Arc<Generation>, Manifest)> {
-    open_generation_with(dir, &OpenOptions::default())
-}
-
-/// [`open_generation`] with the caller's read options (`verify` and
-/// `allow_log` are overridden: no full check, the log is replayed).
-fn open_generation_with(dir: &Path, options: &OpenOptions) -> Result<(Arc<Generation>, Manifest)> {
-    let index = Index::open_with(
-        dir,
-        &OpenOptions {
-            verify: false,
-            allow_log: true,
-            ..options.clone()
-        },
-    )?;
-    let manifest = Manifest::read(dir)?
-        .ok_or_else(|| Error::io(dir.join(MANIFEST_NAME), std::io::ErrorKind::NotFound.into()))?;
-    // `open_with` validated the files the manifest named when it read it; if
-    // a publish raced us, the build ids tell, and the caller retries.
-    if manifest.build_id != index.build_id() {
-        return Err(Error::io(
-            dir.join(MANIFEST_NAME),
-            std::io::Error::other("generation changed while opening; retry"),
-        ));
-    }
-    let gen = Generation {
-        index,
-        number: manifest.generation,
-        dir: dir.to_path_buf(),
-        obsolete: AtomicBool::new(false),
-    };
-    Ok((Arc::new(gen), manifest))
-}
-
-/// The bytes of `path` from offset `from` to its end.
-/// The bytes of `path` from offset `from` to its end, and its length.
 /// The bytes of `path` from offset `from` to its end, its length, and the
 /// version word of its header (0 if the file is shorter than 12 bytes).
 fn read_from(path: &Path, from: u64) -> std::io::Result<(Vec<u8>, u64, u32)> {
@@ -384,7 +377,7 @@ fn missing_log(manifest: &Manifest, path: &Path) -> Result<()> {
 
 fn log_header(gen: &Generation) -> LogHeader {
     LogHeader {
-        generation: gen.number,
+        generation: gen.number(),
         build_id: gen.index.build_id(),
         dim: gen.index.dim() as u32,
     }
@@ -457,36 +450,10 @@ impl LiveIndex {
         })
     }
 
+    /// The state of the current generation and its log, following a
+    /// generation switch that happens meanwhile.
     fn load(dir: &Path, options: &OpenOptions) -> Result<State> {
-        let mut attempts = 0;
-        loop {
-            let (gen, manifest) = match open_generation_with(dir, options) {
-                Err(Error::Io { .. }) if attempts < 3 => {
-                    attempts += 1;
-                    continue;
-                }
-                other => other?,
-            };
-            let mut state = State::new(gen);
-            let path = dir.join(manifest.log_name());
-            let result = match crate::regular::read_regular(&path) {
-                Ok(bytes) => state
-                    .replay(&bytes, &log_header(&state.gen))
-                    .and_then(|report| check_bound(&manifest, &path, &report)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_log(&manifest, &path),
-                Err(e) => Err(Error::io(path, e)),
-            };
-            // A compaction may have switched generations (and removed this
-            // log) while we read: then load the new one.
-            if attempts < 3
-                && Manifest::read(dir)?.map(|m| m.generation) != Some(manifest.generation)
-            {
-                attempts += 1;
-                continue;
-            }
-            result?;
-            return Ok(state);
-        }
+        open_current(dir, |m| State::load(dir, m, options)).map(|(state, _)| state)
     }
 
     /// Picks up what a writer in another process did since this index was
@@ -494,11 +461,11 @@ impl LiveIndex {
     /// a compaction. A batch whose commit record is not written yet is not
     /// applied (it is, whole, by a later refresh).
     pub fn refresh(&self) -> Result<()> {
-        let current = Manifest::read(&self.dir)?;
+        let current = read_manifest(&self.dir)?;
         let (same_gen, header, from) = {
             let st = read_lock(&self.state);
             (
-                current.map(|m| m.generation) == Some(st.gen.number) && !st.needs_reload,
+                current.map(|m| m.generation) == Some(st.gen.number()) && !st.needs_reload,
                 log_header(&st.gen),
                 st.log.valid_len,
             )
@@ -510,7 +477,7 @@ impl LiveIndex {
             return Ok(());
         }
         let manifest = current.expect("same generation");
-        let path = self.dir.join(manifest.log_name());
+        let path = paths(&self.dir, &manifest).log;
         // Read only what follows the records this state has seen (the whole
         // file if the log was created since: its header is checked first).
         let mut st = write_lock(&self.state);
@@ -640,7 +607,7 @@ impl LiveIndex {
     pub fn stats(&self) -> LiveStats {
         let st = read_lock(&self.state);
         LiveStats {
-            generation: st.gen.number,
+            generation: st.gen.number(),
             base_count: st.gen.index.len(),
             deleted: st.deleted_count,
             inserted: st.overlay.live(),
@@ -753,7 +720,7 @@ pub struct Writer {
     inner: Arc<Mutex<WriterInner>>,
     stop: Arc<AtomicBool>,
     flusher: Option<std::thread::JoinHandle<()>>,
-    _lock: File,
+    _lock: WriterLock,
 }
 
 impl Writer {
@@ -764,11 +731,13 @@ impl Writer {
     pub fn open(dir: impl AsRef<Path>, durability: Durability) -> Result<Writer> {
         let dir = dir.as_ref().to_path_buf();
         let lock = lock_dir(&dir)?;
-        let (gen, manifest) = open_generation(&dir)?;
+        // Under the lock nobody else switches generations: no retry.
+        let manifest = read_current(&dir)?;
+        let gen = Generation::open(&dir, &manifest, &OpenOptions::default())?;
         remove_other_generations(&dir, manifest.generation);
         let mut state = State::new(gen);
         let header = log_header(&state.gen);
-        let path = dir.join(manifest.log_name());
+        let path = paths(&dir, &manifest).log;
         let mut log = match crate::regular::read_regular(&path) {
             Ok(bytes) => {
                 let report = state.replay(&bytes, &header)?;
@@ -784,8 +753,13 @@ impl Writer {
                         op.encode(n, &mut records);
                         Ok(())
                     })?;
-                    let log =
-                        LogWriter::create(&dir, &manifest.log_name(), &header, &records, n + 1)?;
+                    let log = LogWriter::create(
+                        &dir,
+                        &names::log(manifest.generation),
+                        &header,
+                        &records,
+                        n + 1,
+                    )?;
                     state.log = ReplayReport {
                         records: n,
                         valid_len: log.len(),
@@ -803,7 +777,8 @@ impl Writer {
                 // The log is created (header only) before the MANIFEST
                 // names it: a crash between the two leaves an empty log
                 // that no reader needs.
-                let log = LogWriter::create(&dir, &manifest.log_name(), &header, &[], 1)?;
+                let log =
+                    LogWriter::create(&dir, &names::log(manifest.generation), &header, &[], 1)?;
                 state.log = ReplayReport {
                     valid_len: log.len(),
                     version: DIRECTORY_VERSION,
@@ -854,6 +829,13 @@ impl Writer {
             flusher,
             _lock: lock,
         })
+    }
+
+    /// Whether a writer (in any process) holds the lock of `dir` now, so
+    /// that [`Writer::open`] or a build into `dir` would fail with
+    /// [`Error::WriterLocked`]. A snapshot: it may change right after.
+    pub fn is_locked(dir: impl AsRef<Path>) -> Result<bool> {
+        crate::dir::lock::is_locked(dir.as_ref())
     }
 
     /// A searchable view that sees every operation of this writer at once.
@@ -1182,15 +1164,7 @@ impl Writer {
         // Streamed to temporary files in the directory: memory holds the
         // live rows and the new graph, never the new files.
         let staged = builder.build_staged(&dir, &|_| {})?;
-        let generation = gen.number.checked_add(1).ok_or_else(|| {
-            Error::corrupt(
-                FileKind::Manifest,
-                "generation",
-                "below u64::MAX",
-                gen.number,
-            )
-        })?;
-        let mut next = Manifest::new(generation, staged.build_id);
+        let mut next = Manifest::new(next_generation(gen.number())?, staged.build_id);
         // 3. Under the writer lock: carry the tail of the log over, switch.
         let mut inner = lock(&self.inner);
         inner.sync()?;
@@ -1225,12 +1199,7 @@ impl Writer {
                 format!("{} bytes", tail_report.torn_bytes),
             ));
         }
-        let names = [next.graph_name(), next.vectors_name(), next.log_name()];
-        let cleanup = |dir: &Path| {
-            for name in &names {
-                let _ = fs::remove_file(dir.join(name));
-            }
-        };
+        let cleanup = |dir: &Path| remove_generation(dir, next.generation);
         let prepared = (|| -> Result<LogWriter> {
             staged.publish_files(&dir, &next)?;
             let header = LogHeader {
@@ -1240,7 +1209,7 @@ impl Writer {
             };
             LogWriter::create(
                 &dir,
-                &next.log_name(),
+                &names::log(next.generation),
                 &header,
                 &carried,
                 carried_records + 1,
@@ -1257,24 +1226,13 @@ impl Writer {
             len: new_log.len(),
             records: new_log.records(),
         });
-        if let Err(e) = write_manifest(&dir, &next) {
-            // Whether the switch happened is what the MANIFEST says now.
-            if Manifest::read(&dir).ok().flatten() != Some(next) {
-                cleanup(&dir);
-                return Err(e);
-            }
+        if let Err(e) = switch(&dir, &next) {
+            cleanup(&dir);
+            return Err(e);
         }
         // Switched: from here a failure leaves the in-memory state behind
         // the directory, so the writer refuses further work until reopened.
-        let loaded = (|| -> Result<State> {
-            let (new_gen, _) = open_generation(&dir)?;
-            let mut state = State::new(new_gen);
-            let log_bytes = fs::read(new_log.path()).map_err(|e| Error::io(new_log.path(), e))?;
-            let report = state.replay(&log_bytes, &log_header(&state.gen))?;
-            check_bound(&next, new_log.path(), &report)?;
-            Ok(state)
-        })();
-        let state = match loaded {
+        let state = match State::load(&dir, &next, &OpenOptions::default()) {
             Ok(s) => s,
             Err(e) => {
                 self.poisoned.store(true, Ordering::Release);
@@ -1285,7 +1243,7 @@ impl Writer {
         drop(gen);
         {
             let mut st = write_lock(&self.live.state);
-            st.gen.obsolete.store(true, Ordering::Release);
+            st.gen.files.retire();
             *st = state;
         }
         inner.log = new_log;
@@ -1375,23 +1333,4 @@ fn spawn_flusher(
             }
         }
     })
-}
-
-/// Removes data files, logs and temporary files of generations other than
-/// `current` (left by a compaction interrupted before or after its switch).
-fn remove_other_generations(dir: &Path, current: u64) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = match Manifest::generation_of(name) {
-            Some(g) => g != current,
-            None => name.starts_with('.') && name.contains(".tmp-"),
-        };
-        if stale {
-            let _ = fs::remove_file(e.path());
-        }
-    }
 }

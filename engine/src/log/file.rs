@@ -2,10 +2,10 @@
 
 use super::record::{decode, encode_begin, encode_commit, Decoded, Op, Rec};
 use crate::error::{Error, FileKind, Result};
-use crate::format::manifest::sync_dir;
 use crate::format::{
     rd_u128, rd_u32, rd_u64, wr_u128, wr_u32, wr_u64, DIRECTORY_VERSION, OLDEST_LOG_VERSION,
 };
+use crate::fsio::{sync_dir, write_atomic};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -325,7 +325,7 @@ impl LogWriter {
     ) -> Result<LogWriter> {
         let mut bytes = header.encode().to_vec();
         bytes.extend_from_slice(records);
-        let path = crate::format::manifest::write_atomic(dir, name, &bytes)?;
+        let path = write_atomic(dir, name, &bytes)?;
         sync_dir(dir)?;
         let file = OpenOptions::new()
             .append(true)

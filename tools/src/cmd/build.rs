@@ -5,7 +5,7 @@ use crate::progress::BuildBar;
 use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{BuildParams, Index, IndexBuilder, Metric, Quantization, LOCK_NAME};
+use strata::{BuildParams, Index, IndexBuilder, Metric, Quantization, Writer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -156,17 +156,12 @@ pub fn check_out(out: &Path) -> CliResult {
         .into());
     }
     // An index: it is replaced atomically, unless a writer holds its lock.
-    if let Ok(lock) = std::fs::File::options()
-        .write(true)
-        .open(out.join(LOCK_NAME))
-    {
-        if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
-            return Err(format!(
-                "--out {} is an index locked by a running writer (insert, delete or compact): refusing to replace it",
-                out.display()
-            )
-            .into());
-        }
+    if Writer::is_locked(out).unwrap_or(false) {
+        return Err(format!(
+            "--out {} is an index locked by a running writer (insert, delete or compact): refusing to replace it",
+            out.display()
+        )
+        .into());
     }
     Ok(())
 }
