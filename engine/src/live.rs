@@ -21,12 +21,12 @@ use crate::format::manifest::{LogBound, Manifest};
 use crate::format::DIRECTORY_VERSION;
 use crate::graph::overlay::Overlay;
 use crate::index::{Index, OpenOptions};
-use crate::log::file::{replay, replay_records, LogHeader, LogWriter, ReplayReport, LOG_HEADER};
+use crate::log::file::{LogHeader, LogWriter};
+use crate::log::replay::{replay_file, replay_file_after, ReplayReport, Replayed};
 use crate::log::Op;
 use crate::metric::prepare_vector;
 use crate::params::{Neighbor, SearchParams};
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -111,13 +111,9 @@ impl State {
     fn load(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<State> {
         let mut state = State::new(Generation::open(dir, manifest, options)?);
         let path = paths(dir, manifest).log;
-        match crate::regular::read_regular(&path) {
-            Ok(bytes) => {
-                let report = state.replay(&bytes, &log_header(&state.gen))?;
-                check_bound(manifest, &path, &report)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing_log(manifest, &path)?,
-            Err(e) => return Err(Error::io(path, e)),
+        match state.replay(&path)? {
+            Some(report) => check_bound(manifest, &path, &report)?,
+            None => missing_log(manifest, &path)?,
         }
         Ok(state)
     }
@@ -234,11 +230,27 @@ impl State {
         Ok(())
     }
 
-    /// Replays log bytes (header included) onto this state.
-    fn replay(&mut self, bytes: &[u8], header: &LogHeader) -> Result<ReplayReport> {
-        let report = replay(bytes, header, |_, op, offset| self.replay_op(&op, offset))?;
-        self.log = report;
+    /// Replays the generation's whole log at `path` onto this state
+    /// (`None`: there is no log).
+    fn replay(&mut self, path: &Path) -> Result<Option<ReplayReport>> {
+        let header = log_header(&self.gen);
+        let report = replay_file(path, &header, |_, op, offset| self.replay_op(&op, offset))?;
+        if let Some(report) = report {
+            self.log = report;
+        }
         Ok(report)
+    }
+
+    /// Replays what follows the records this state has replayed so far.
+    fn replay_more(&mut self, path: &Path) -> Result<Replayed> {
+        let (header, after) = (log_header(&self.gen), self.log);
+        let replayed = replay_file_after(path, &header, &after, |_, op, offset| {
+            self.replay_op(&op, offset)
+        })?;
+        if let Replayed::Applied(report) = replayed {
+            self.log = report;
+        }
+        Ok(replayed)
     }
 
     fn search(
@@ -321,23 +333,6 @@ fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The bytes of `path` from offset `from` to its end, its length, and the
-/// version word of its header (0 if the file is shorter than 12 bytes).
-fn read_from(path: &Path, from: u64) -> std::io::Result<(Vec<u8>, u64, u32)> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = crate::regular::open_regular(path)?;
-    let len = f.metadata()?.len();
-    let mut head = [0u8; 12];
-    let version = match f.read_exact(&mut head) {
-        Ok(()) => u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")),
-        Err(_) => 0,
-    };
-    f.seek(SeekFrom::Start(from))?;
-    let mut out = Vec::new();
-    f.read_to_end(&mut out)?;
-    Ok((out, len, version))
 }
 
 /// Checks a replayed log against the MANIFEST's lower bound: a log that
@@ -462,13 +457,9 @@ impl LiveIndex {
     /// applied (it is, whole, by a later refresh).
     pub fn refresh(&self) -> Result<()> {
         let current = read_manifest(&self.dir)?;
-        let (same_gen, header, from) = {
+        let same_gen = {
             let st = read_lock(&self.state);
-            (
-                current.map(|m| m.generation) == Some(st.gen.number()) && !st.needs_reload,
-                log_header(&st.gen),
-                st.log.valid_len,
-            )
+            current.map(|m| m.generation) == Some(st.gen.number()) && !st.needs_reload
         };
         if !same_gen {
             let options = read_lock(&self.state).gen.index.open_options().clone();
@@ -478,68 +469,27 @@ impl LiveIndex {
         }
         let manifest = current.expect("same generation");
         let path = paths(&self.dir, &manifest).log;
-        // Read only what follows the records this state has seen (the whole
-        // file if the log was created since: its header is checked first).
+        // Only what follows the records this state has seen is read.
         let mut st = write_lock(&self.state);
-        let from = st.log.valid_len.max(from);
-        let base = if from < LOG_HEADER as u64 { 0 } else { from };
-        let (bytes, file_len, file_version) = match read_from(&path, base) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return missing_log(&manifest, &path);
+        match st.replay_more(&path) {
+            Ok(Replayed::Applied(report)) => check_bound(&manifest, &path, &report),
+            Ok(Replayed::Missing) => missing_log(&manifest, &path),
+            Ok(Replayed::Rewritten) => {
+                // A writer rewrote a version-3 log as version 4 (atomically,
+                // same generation): read it from the start.
+                let options = st.gen.index.open_options().clone();
+                drop(st);
+                let fresh = Self::load(&self.dir, &options)?;
+                *write_lock(&self.state) = fresh;
+                Ok(())
             }
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        if base > 0 && file_version != st.log.version {
-            // A writer rewrote a version-3 log as version 4 (atomically,
-            // same generation): offsets into the old file mean nothing in
-            // the new one, so read it from the start.
-            let options = st.gen.index.open_options().clone();
-            drop(st);
-            let fresh = Self::load(&self.dir, &options)?;
-            *write_lock(&self.state) = fresh;
-            return Ok(());
-        }
-        if file_len < base {
-            return Err(Error::corrupt(
-                FileKind::Log,
-                format!("length of {}", path.display()),
-                format!("at least {base} bytes (the committed records already read)"),
-                format!("{file_len} bytes: the log was cut"),
-            ));
-        }
-        if bytes.is_empty() {
-            return Ok(());
-        }
-        let (at, version) = if base == 0 {
-            (LOG_HEADER, header.check(&bytes)?)
-        } else {
-            (0, st.log.version)
-        };
-        let before = st.log;
-        let state = &mut *st;
-        let result = replay_records(
-            &bytes[at..],
-            base + at as u64,
-            version,
-            header.dim as usize,
-            before.records,
-            |_, op, offset| state.replay_op(&op, offset),
-        );
-        let report = match result {
-            Ok(r) => r,
             Err(e) => {
-                // Operations before the failure are applied: start over next time.
+                // Operations before the failure may be applied: start over
+                // next time.
                 st.needs_reload = true;
-                return Err(e);
+                Err(e)
             }
-        };
-        st.log = ReplayReport {
-            ops: before.ops + report.ops,
-            batches: before.batches + report.batches,
-            ..report
-        };
-        check_bound(&manifest, &path, &st.log)
+        }
     }
 
     /// The `k` nearest live vectors: the generation's graph (deleted
@@ -738,9 +688,9 @@ impl Writer {
         let mut state = State::new(gen);
         let header = log_header(&state.gen);
         let path = paths(&dir, &manifest).log;
-        let mut log = match crate::regular::read_regular(&path) {
-            Ok(bytes) => {
-                let report = state.replay(&bytes, &header)?;
+        let log_name = names::log(manifest.generation);
+        let mut log = match state.replay(&path)? {
+            Some(report) => {
                 check_bound(&manifest, &path, &report)?;
                 if report.version < DIRECTORY_VERSION {
                     // An older log: rewrite its committed operations as
@@ -748,18 +698,12 @@ impl Writer {
                     // that appends never mix two framings in one file.
                     let mut records = Vec::new();
                     let mut n = 0u64;
-                    replay(&bytes, &header, |_, op, _| {
+                    replay_file(&path, &header, |_, op, _| {
                         n += 1;
                         op.encode(n, &mut records);
                         Ok(())
                     })?;
-                    let log = LogWriter::create(
-                        &dir,
-                        &names::log(manifest.generation),
-                        &header,
-                        &records,
-                        n + 1,
-                    )?;
+                    let log = LogWriter::create(&dir, &log_name, &header, &records, n + 1)?;
                     state.log = ReplayReport {
                         records: n,
                         valid_len: log.len(),
@@ -772,13 +716,12 @@ impl Writer {
                     LogWriter::resume(path, &report)?
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 missing_log(&manifest, &path)?;
                 // The log is created (header only) before the MANIFEST
                 // names it: a crash between the two leaves an empty log
                 // that no reader needs.
-                let log =
-                    LogWriter::create(&dir, &names::log(manifest.generation), &header, &[], 1)?;
+                let log = LogWriter::create(&dir, &log_name, &header, &[], 1)?;
                 state.log = ReplayReport {
                     valid_len: log.len(),
                     version: DIRECTORY_VERSION,
@@ -786,7 +729,6 @@ impl Writer {
                 };
                 log
             }
-            Err(e) => return Err(Error::io(path, e)),
         };
         // Record in the MANIFEST (at this build's directory version, so
         // older readers refuse the directory from now on) that the log
@@ -1131,6 +1073,20 @@ impl Writer {
     /// atomic replacement; the old files are removed once no search in this
     /// process uses them.
     pub fn compact(&self, options: CompactOptions) -> Result<CompactReport> {
+        self.compact_with(options, || {})
+    }
+
+    /// [`Writer::compact`] running `during_build` after the live set and
+    /// the log's mark are taken and before the log's tail is carried over,
+    /// with no lock held (so it may insert through this writer): lets tests
+    /// place operations, or damage, inside a compaction deterministically.
+    /// Not a stable API.
+    #[doc(hidden)]
+    pub fn compact_with(
+        &self,
+        options: CompactOptions,
+        during_build: impl FnOnce(),
+    ) -> Result<CompactReport> {
         let _one_at_a_time = lock(&self.compacting);
         self.check_poisoned()?;
         let dir = self.live.dir.clone();
@@ -1149,6 +1105,7 @@ impl Writer {
         if ids.is_empty() {
             return Err(Error::EmptyInput);
         }
+        during_build();
         // 2. Build the next generation without holding any lock.
         let index = &gen.index;
         let mut params = index.build_params();
@@ -1168,36 +1125,34 @@ impl Writer {
         // 3. Under the writer lock: carry the tail of the log over, switch.
         let mut inner = lock(&self.inner);
         inner.sync()?;
-        let old_log = fs::read(inner.log.path()).map_err(|e| Error::io(inner.log.path(), e))?;
-        let tail = old_log.get(mark_len as usize..).unwrap_or(&[]);
         let mut carried = Vec::new();
         let mut carried_records = 0u64;
-        // The same decoder as every reader. Batches committed during the
-        // build are carried as plain records: the new log appears whole
-        // (it is created atomically), so they stay all-or-nothing.
-        let tail_report = replay_records(
-            tail,
-            mark_len,
-            DIRECTORY_VERSION,
-            index.dim(),
-            mark_records,
-            |_, op, _| {
-                carried_records += 1;
-                op.encode(carried_records, &mut carried);
-                Ok(())
-            },
-        )?;
-        if tail_report.torn_bytes > 0 {
-            // This writer appends whole units and cuts back failed ones.
-            return Err(Error::corrupt(
-                FileKind::Log,
-                format!(
-                    "record at offset {} of the log being compacted",
-                    tail_report.valid_len
-                ),
-                "nothing after the last committed record (written by this writer)",
-                format!("{} bytes", tail_report.torn_bytes),
-            ));
+        // The same replayer as every reader, from the mark: a damaged
+        // record is the error an open gives; a torn tail (never committed)
+        // is not carried, as a writer's open cuts it. Batches committed
+        // during the build are carried as plain records: the new log
+        // appears whole (it is created atomically), so they stay
+        // all-or-nothing.
+        let mark = ReplayReport {
+            records: mark_records,
+            valid_len: mark_len,
+            version: DIRECTORY_VERSION,
+            ..ReplayReport::default()
+        };
+        let old_log = inner.log.path().to_path_buf();
+        let carry = |_, op: Op, _| {
+            carried_records += 1;
+            op.encode(carried_records, &mut carried);
+            Ok(())
+        };
+        match replay_file_after(&old_log, &log_header(&gen), &mark, carry)? {
+            Replayed::Applied(_) => {}
+            Replayed::Missing | Replayed::Rewritten => {
+                return Err(Error::io(
+                    &old_log,
+                    std::io::Error::other("the writer's log was removed or replaced"),
+                ))
+            }
         }
         let cleanup = |dir: &Path| remove_generation(dir, next.generation);
         let prepared = (|| -> Result<LogWriter> {
