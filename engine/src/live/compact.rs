@@ -3,8 +3,8 @@
 
 use super::state::State;
 use super::writer::Writer;
-use super::{lock, log_header, read_lock, write_lock};
-use crate::builder::IndexBuilder;
+use super::{lock, log_header, read_lock, write_lock, Generation};
+use crate::builder::{IndexBuilder, Staged};
 use crate::dir::gc::remove_generation;
 use crate::dir::names;
 use crate::dir::publish::{next_generation, switch};
@@ -17,6 +17,7 @@ use crate::log::replay::{replay_file_after, ReplayReport, Replayed};
 use crate::log::Op;
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// Options of [`Writer::compact`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +40,25 @@ pub struct CompactReport {
     pub folded_records: u64,
     /// Records that arrived during the compaction, carried into the new log.
     pub carried_records: u64,
+}
+
+/// Step 1's result: the generation compacted, its live set, and where the
+/// log stood (what the live set holds of it).
+struct Snapshot {
+    gen: Arc<Generation>,
+    ids: Vec<u64>,
+    /// The live vectors, row-major, in `ids` order (dropped once built).
+    rows: Vec<f32>,
+    /// The log up to here is folded into the new graph; what follows is
+    /// carried into the new log.
+    mark: ReplayReport,
+}
+
+/// Step 3's carry-over: the records appended during the build, renumbered
+/// from 1 for the new log.
+struct Carried {
+    bytes: Vec<u8>,
+    records: u64,
 }
 
 impl Writer {
@@ -69,103 +89,20 @@ impl Writer {
         let _one_at_a_time = lock(&self.compacting);
         self.check_poisoned()?;
         let dir = self.live.dir.clone();
-        // 1. Snapshot the live set and where the log stands.
-        let (gen, ids, rows, mark_len, mark_records) = {
-            let inner = lock(&self.inner);
-            let st = read_lock(&self.live.state);
-            let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o));
-            let dim = st.gen.index.dim();
-            for (node, id) in st.overlay.live_nodes() {
-                ids.push(id);
-                rows.extend_from_slice(&st.overlay.row(node)[..dim]);
-            }
-            (st.gen.clone(), ids, rows, inner.log.len(), st.log.records)
-        };
-        if ids.is_empty() {
-            return Err(Error::EmptyInput);
-        }
+        // 1. The live set and the log's mark, briefly under the locks.
+        let mut snap = self.snapshot()?;
         during_build();
-        // 2. Build the next generation without holding any lock.
-        let index = &gen.index;
-        let mut params = index.build_params();
-        params.threads = options.threads;
-        let mut builder = IndexBuilder::new(index.dim(), params)?;
-        if !options.retrain {
-            builder.reuse_quantizer(index.trained_quantizer());
-        }
-        for (id, v) in ids.iter().zip(rows.chunks_exact(index.dim())) {
-            builder.add(*id, v)?;
-        }
-        drop(rows);
-        // Streamed to temporary files in the directory: memory holds the
-        // live rows and the new graph, never the new files.
-        let staged = builder.build_staged(&dir, &|_| {})?;
-        let mut next = Manifest::new(next_generation(gen.number())?, staged.build_id);
-        // 3. Under the writer lock: carry the tail of the log over, switch.
+        // 2. The next generation's files, staged, without holding any lock.
+        let vectors = snap.ids.len();
+        let staged = build_next(&dir, &mut snap, options)?;
+        // 3. Under the writer lock: carry the log's tail over, switch.
         let mut inner = lock(&self.inner);
         inner.sync()?;
-        let mut carried = Vec::new();
-        let mut carried_records = 0u64;
-        // The same replayer as every reader, from the mark: a damaged
-        // record is the error an open gives; a torn tail (never committed)
-        // is not carried, as a writer's open cuts it. Batches committed
-        // during the build are carried as plain records: the new log
-        // appears whole (it is created atomically), so they stay
-        // all-or-nothing.
-        let mark = ReplayReport {
-            records: mark_records,
-            valid_len: mark_len,
-            version: DIRECTORY_VERSION,
-            ..ReplayReport::default()
-        };
-        let old_log = inner.log.path().to_path_buf();
-        let carry = |_, op: Op, _| {
-            carried_records += 1;
-            op.encode(carried_records, &mut carried);
-            Ok(())
-        };
-        match replay_file_after(&old_log, &log_header(&gen), &mark, carry)? {
-            Replayed::Applied(_) => {}
-            Replayed::Missing | Replayed::Rewritten => {
-                return Err(Error::io(
-                    &old_log,
-                    std::io::Error::other("the writer's log was removed or replaced"),
-                ))
-            }
-        }
-        let cleanup = |dir: &Path| remove_generation(dir, next.generation);
-        let prepared = (|| -> Result<LogWriter> {
-            staged.publish_files(&dir, &next)?;
-            let header = LogHeader {
-                generation: next.generation,
-                build_id: next.build_id,
-                dim: index.dim() as u32,
-            };
-            LogWriter::create(
-                &dir,
-                &names::log(next.generation),
-                &header,
-                &carried,
-                carried_records + 1,
-            )
-        })();
-        let new_log = match prepared {
-            Ok(log) => log,
-            Err(e) => {
-                cleanup(&dir);
-                return Err(e);
-            }
-        };
-        next.log = Some(LogBound {
-            len: new_log.len(),
-            records: new_log.records(),
-        });
-        if let Err(e) = switch(&dir, &next) {
-            cleanup(&dir);
-            return Err(e);
-        }
-        // Switched: from here a failure leaves the in-memory state behind
-        // the directory, so the writer refuses further work until reopened.
+        let carried = carry_tail(inner.log.path(), &snap)?;
+        let (next, new_log) = switch_to_next(&dir, &snap.gen, staged, &carried)?;
+        // 4. Switched: searches move to the new generation. From here a
+        // failure leaves the in-memory state behind the directory, so the
+        // writer refuses further work until reopened.
         let state = match State::load(&dir, &next, &OpenOptions::default()) {
             Ok(s) => s,
             Err(e) => {
@@ -173,8 +110,6 @@ impl Writer {
                 return Err(e);
             }
         };
-        let vectors = ids.len();
-        drop(gen);
         {
             let mut st = write_lock(&self.live.state);
             st.gen.files.retire();
@@ -187,8 +122,117 @@ impl Writer {
         Ok(CompactReport {
             generation: next.generation,
             vectors,
-            folded_records: mark_records,
-            carried_records,
+            folded_records: snap.mark.records,
+            carried_records: carried.records,
         })
+    }
+
+    /// Step 1: every live vector (the generation's not deleted, then the
+    /// logged inserts) and where the log stands, taken under the writer
+    /// lock so that the two agree.
+    fn snapshot(&self) -> Result<Snapshot> {
+        let inner = lock(&self.inner);
+        let st = read_lock(&self.live.state);
+        let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o));
+        let dim = st.gen.index.dim();
+        for (node, id) in st.overlay.live_nodes() {
+            ids.push(id);
+            rows.extend_from_slice(&st.overlay.row(node)[..dim]);
+        }
+        if ids.is_empty() {
+            return Err(Error::EmptyInput);
+        }
+        Ok(Snapshot {
+            gen: st.gen.clone(),
+            ids,
+            rows,
+            mark: ReplayReport {
+                records: st.log.records,
+                valid_len: inner.log.len(),
+                version: DIRECTORY_VERSION,
+                ..ReplayReport::default()
+            },
+        })
+    }
+}
+
+/// Step 2: builds the live set with the generation's parameters (and its
+/// quantizer unless `retrain`), streamed to temporary files in `dir`:
+/// memory holds the live rows and the new graph, never the new files.
+fn build_next(dir: &Path, snap: &mut Snapshot, options: CompactOptions) -> Result<Staged> {
+    let index = &snap.gen.index;
+    let mut params = index.build_params();
+    params.threads = options.threads;
+    let mut builder = IndexBuilder::new(index.dim(), params)?;
+    if !options.retrain {
+        builder.reuse_quantizer(index.trained_quantizer());
+    }
+    let rows = std::mem::take(&mut snap.rows);
+    for (id, v) in snap.ids.iter().zip(rows.chunks_exact(index.dim())) {
+        builder.add(*id, v)?;
+    }
+    drop(rows);
+    builder.build_staged(dir, &|_| {})
+}
+
+/// Step 3a: the records appended to the log at `path` since the mark, read
+/// by the same replayer as every reader: a damaged record is the error an
+/// open gives; a torn tail (never committed) is not carried, as a writer's
+/// open cuts it. Batches committed during the build are carried as plain
+/// records: the new log appears whole (it is created atomically), so they
+/// stay all-or-nothing.
+fn carry_tail(path: &Path, snap: &Snapshot) -> Result<Carried> {
+    let mut carried = Carried {
+        bytes: Vec::new(),
+        records: 0,
+    };
+    let carry = |_, op: Op, _| {
+        carried.records += 1;
+        op.encode(carried.records, &mut carried.bytes);
+        Ok(())
+    };
+    match replay_file_after(path, &log_header(&snap.gen), &snap.mark, carry)? {
+        Replayed::Applied(_) => Ok(carried),
+        Replayed::Missing | Replayed::Rewritten => Err(Error::io(
+            path,
+            std::io::Error::other("the writer's log was removed or replaced"),
+        )),
+    }
+}
+
+/// Step 3b: puts the staged files and a log holding `carried` in place
+/// under the next generation's names, then switches the MANIFEST to it.
+/// Before the switch a failure removes the new files and leaves the old
+/// generation current.
+fn switch_to_next(
+    dir: &Path,
+    gen: &Generation,
+    staged: Staged,
+    carried: &Carried,
+) -> Result<(Manifest, LogWriter)> {
+    let mut next = Manifest::new(next_generation(gen.number())?, staged.build_id);
+    let put = || -> Result<LogWriter> {
+        staged.publish_files(dir, &next)?;
+        let header = LogHeader {
+            generation: next.generation,
+            build_id: next.build_id,
+            dim: gen.index.dim() as u32,
+        };
+        let name = names::log(next.generation);
+        LogWriter::create(dir, &name, &header, &carried.bytes, carried.records + 1)
+    };
+    let switched = put().and_then(|log| {
+        next.log = Some(LogBound {
+            len: log.len(),
+            records: log.records(),
+        });
+        switch(dir, &next).map(|()| log)
+    });
+    match switched {
+        Ok(log) => Ok((next, log)),
+        Err(e) => {
+            remove_generation(dir, next.generation);
+            Err(e)
+        }
     }
 }
