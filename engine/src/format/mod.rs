@@ -1,4 +1,7 @@
-//! The on-disk format, version 1: the only module that knows byte offsets.
+//! The on-disk format (graph and vectors files version [`FORMAT_VERSION`],
+//! directory version [`DIRECTORY_VERSION`]; versions from
+//! [`OLDEST_SUPPORTED_VERSION`] are read): the only module that knows byte
+//! offsets of those files.
 //!
 //! `format-spec/` is the source of truth; the names here match its tables.
 //! Parsing works on plain byte slices (no filesystem), so fuzz targets can

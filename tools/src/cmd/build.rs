@@ -17,8 +17,9 @@ pub struct Args {
     /// has locked, is refused before anything is built.
     #[arg(long)]
     pub out: PathBuf,
-    /// Distance metric: l2, ip or cosine.
-    #[arg(long, default_value = "l2")]
+    /// Distance metric: cosine, l2 or ip (the default is the library's,
+    /// `BuildParams::default()`).
+    #[arg(long, default_value = "cosine")]
     pub metric: Metric,
     /// Links per node on upper levels (level 0 keeps 2*M).
     #[arg(long, default_value_t = 16)]
@@ -164,4 +165,27 @@ pub fn check_out(out: &Path) -> CliResult {
         .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        build: Args,
+    }
+
+    /// The CLI builds what the library builds when no option is given.
+    #[test]
+    fn defaults_are_the_librarys() {
+        let cli = Cli::try_parse_from(["build", "--input", "x.fvecs", "--out", "idx"]).unwrap();
+        let lib = strata::BuildParams::default();
+        assert_eq!(cli.build.metric, lib.metric);
+        assert_eq!(cli.build.quantization, lib.quantization);
+        assert_eq!(cli.build.m, lib.m);
+        assert_eq!(cli.build.ef_construction, lib.ef_construction);
+    }
 }
