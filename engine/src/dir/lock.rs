@@ -44,3 +44,24 @@ pub(crate) fn is_locked(dir: &Path) -> Result<bool> {
         Err(TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_is_locked_tells() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_locked(dir.path()).unwrap(), "no lock file yet");
+        assert!(
+            !dir.path().join(LOCK_NAME).exists(),
+            "not created by asking"
+        );
+        let held = lock(dir.path()).unwrap();
+        assert!(is_locked(dir.path()).unwrap());
+        assert!(matches!(lock(dir.path()), Err(Error::WriterLocked(_))));
+        drop(held);
+        assert!(!is_locked(dir.path()).unwrap());
+        let _again = lock(dir.path()).unwrap();
+    }
+}
