@@ -51,6 +51,7 @@ pub mod log;
 pub mod metric;
 mod params;
 pub mod quant;
+mod quantization;
 mod queries;
 mod regular;
 

@@ -19,7 +19,7 @@ use crate::limits::{
     binary_code_stride, padded_dim, pq_code_stride, MAX_DIM, MAX_LEVEL, MAX_M, PQ_CENTROIDS,
 };
 use crate::metric::Metric;
-use crate::quant::Quantization;
+use crate::quantization::Quantization;
 use std::ops::Range;
 
 /// A validated graph file plus its vectors file: every section range is
