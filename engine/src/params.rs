@@ -1,7 +1,7 @@
 //! Build and search parameters.
 
 use crate::error::{Error, Result};
-use crate::format::{MAX_DIM, MAX_M};
+use crate::limits::{MAX_DIM, MAX_M};
 use crate::metric::Metric;
 use crate::quant::{int8::DEFAULT_CLIP, pq, Quantization};
 

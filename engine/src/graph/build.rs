@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Levels are capped so a level fits in a byte and the header stays small.
-pub(crate) const MAX_LEVEL: usize = 31;
+pub(crate) use crate::limits::MAX_LEVEL;
 
 /// Inputs of a graph build.
 pub(crate) struct GraphInput<'a> {
