@@ -63,8 +63,8 @@ pub use index::{
 };
 pub use io::IoMode;
 pub use live::{
-    BatchOptions, BatchReport, CompactOptions, CompactReport, Durability, LiveIndex, LiveStats,
-    Writer,
+    AutoCompact, AutoCompactStats, BatchOptions, BatchReport, CompactOptions, CompactReport,
+    Durability, LiveIndex, LiveStats, Writer, WriterOptions,
 };
 pub use metric::Metric;
 pub use params::{check_threads, max_threads, BuildParams, InsertOrder, Neighbor, SearchParams};

@@ -1,5 +1,6 @@
 //! Crash safety of the write path: a child process appends with
-//! per-operation fsync (and compacts now and then) and is killed with
+//! per-operation fsync (and compacts now and then, itself or by the
+//! writer's background policy) and is killed with
 //! SIGKILL at random points, over and over; after every kill the directory
 //! must open, hold every acknowledged operation (and at most the one in
 //! flight), and answer searches as a model of the expected contents says.
@@ -10,7 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use strata::{
-    BuildParams, CompactOptions, Durability, IndexBuilder, LiveIndex, Metric, Quantization, Writer,
+    AutoCompact, BuildParams, CompactOptions, Durability, IndexBuilder, LiveIndex, Metric,
+    Quantization, Writer, WriterOptions,
 };
 
 const DIM: usize = 8;
@@ -101,7 +103,22 @@ fn crash_child() {
         .unwrap()
         .parse()
         .unwrap();
-    let writer = Writer::open(&dir, Durability::EveryOp).unwrap();
+    // With STRATA_CRASH_AUTO the writer compacts on its own, in the
+    // background, every 20 operations or so, and the script's explicit
+    // compactions are skipped: kills then land inside background ones.
+    let auto = std::env::var("STRATA_CRASH_AUTO").is_ok();
+    let options = WriterOptions {
+        durability: Durability::EveryOp,
+        auto_compact: auto.then_some(AutoCompact {
+            log_fraction: 0.05,
+            min_ops: 20,
+            options: CompactOptions {
+                retrain: false,
+                threads: 1,
+            },
+        }),
+    };
+    let writer = Writer::open_with(&dir, &options).unwrap();
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     for i in start..start + 400 {
@@ -109,6 +126,7 @@ fn crash_child() {
             Step::Insert(id) => writer.insert(id, &vector(id)).unwrap(),
             Step::Delete(id) => writer.delete(id).unwrap(),
             Step::Upsert(id, seed) => writer.upsert(id, &vector(seed)).unwrap(),
+            Step::Compact if auto => {}
             Step::Compact => {
                 writer
                     .compact(CompactOptions {
@@ -125,13 +143,24 @@ fn crash_child() {
 
 #[test]
 fn crash_kill_loop() {
+    kill_loop(KILLS, false);
+}
+
+/// The same with compactions started by the writer's policy, on its
+/// background thread, instead of by the script.
+#[test]
+fn crash_kill_loop_background_compaction() {
+    kill_loop(KILLS / 2, true);
+}
+
+fn kill_loop(kills: usize, auto: bool) {
     let dir = tempfile::tempdir().unwrap();
     build_base(dir.path());
     let exe = std::env::current_exe().unwrap();
     let mut next = 0u64; // first step not yet known to be applied
     let mut rng = 0x9E37_79B9u64;
     let mut compactions_interrupted = 0;
-    for kill in 0..KILLS {
+    for kill in 0..kills {
         let mut child = Command::new(&exe)
             .args([
                 "crash_child",
@@ -142,6 +171,7 @@ fn crash_kill_loop() {
             ])
             .env("STRATA_CRASH_DIR", dir.path())
             .env("STRATA_CRASH_START", next.to_string())
+            .envs(auto.then_some(("STRATA_CRASH_AUTO", "1")))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -203,7 +233,7 @@ fn crash_kill_loop() {
     // A writer can still open (truncating any torn tail) and the state holds.
     let writer = Writer::open(dir.path(), Durability::EveryOp).unwrap();
     assert!(matches(&writer.live(), &model(next), next + 2));
-    eprintln!("{KILLS} kills, {next} steps applied, {compactions_interrupted} of them inside a compaction");
+    eprintln!("{kills} kills (background compaction: {auto}), {next} steps applied, {compactions_interrupted} of them inside a compaction");
     assert!(
         compactions_interrupted >= 3,
         "kills landed inside compactions: {compactions_interrupted}"

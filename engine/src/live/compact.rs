@@ -2,7 +2,7 @@
 //! the live set, build, carry the log's tail over, switch, reload).
 
 use super::state::State;
-use super::writer::Writer;
+use super::writer::{Shared, Writer};
 use super::{lock, log_header, read_lock, write_lock, Generation};
 use crate::builder::{IndexBuilder, Staged};
 use crate::dir::gc::remove_generation;
@@ -70,9 +70,9 @@ impl Writer {
     /// accepted, until the switch; operations that arrive meanwhile are
     /// carried into the new generation's log. The switch is the manifest's
     /// atomic replacement; the old files are removed once no search in this
-    /// process uses them.
+    /// process uses them. Waits for a background compaction that is running.
     pub fn compact(&self, options: CompactOptions) -> Result<CompactReport> {
-        self.compact_with(options, || {})
+        self.shared.compact_with(options, || {})
     }
 
     /// [`Writer::compact`] running `during_build` after the live set and
@@ -82,6 +82,17 @@ impl Writer {
     /// Not a stable API.
     #[doc(hidden)]
     pub fn compact_with(
+        &self,
+        options: CompactOptions,
+        during_build: impl FnOnce(),
+    ) -> Result<CompactReport> {
+        self.shared.compact_with(options, during_build)
+    }
+}
+
+impl Shared {
+    /// See [`Writer::compact_with`].
+    pub(super) fn compact_with(
         &self,
         options: CompactOptions,
         during_build: impl FnOnce(),

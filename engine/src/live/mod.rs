@@ -15,15 +15,17 @@
 //! the fold into a new generation. File names, the lock, the MANIFEST and
 //! removing obsolete files are the directory layer's ([`crate::dir`]).
 
+mod auto_compact;
 mod compact;
 mod flusher;
 mod reader;
 mod state;
 mod writer;
 
+pub use auto_compact::{AutoCompact, AutoCompactStats};
 pub use compact::{CompactOptions, CompactReport};
 pub use reader::{LiveIndex, LiveStats};
-pub use writer::{BatchOptions, BatchReport, Durability, Writer};
+pub use writer::{BatchOptions, BatchReport, Durability, Writer, WriterOptions};
 
 use crate::dir::gc::GenerationFiles;
 use crate::error::{Error, FileKind, Result};

@@ -1,6 +1,7 @@
 //! The single writer of an index directory: validates, logs, applies and
 //! syncs every operation.
 
+use super::auto_compact::{AutoCompact, AutoCompactStats, AutoCompactor};
 use super::flusher::spawn_flusher;
 use super::reader::LiveIndex;
 use super::state::State;
@@ -84,7 +85,18 @@ impl WriterInner {
 
 /// The single writer of an index directory: appends every operation to the
 /// log before applying it; searches through [`Writer::live`] see it at once.
+/// By default it also compacts on its own, in the background, once the log
+/// has grown past [`AutoCompact`]'s threshold (see [`WriterOptions`]).
 pub struct Writer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) auto: AutoCompactor,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) flusher: Option<std::thread::JoinHandle<()>>,
+    pub(super) _lock: WriterLock,
+}
+
+/// What a writer shares with its background compaction.
+pub(super) struct Shared {
     pub(super) live: LiveIndex,
     /// Held for a whole compaction: one at a time.
     pub(super) compacting: Mutex<()>,
@@ -92,9 +104,36 @@ pub struct Writer {
     /// in-memory state no longer matches the directory.
     pub(super) poisoned: AtomicBool,
     pub(super) inner: Arc<Mutex<WriterInner>>,
-    pub(super) stop: Arc<AtomicBool>,
-    pub(super) flusher: Option<std::thread::JoinHandle<()>>,
-    pub(super) _lock: WriterLock,
+}
+
+/// How a [`Writer`] works: durability and automatic compaction.
+///
+/// ```
+/// use strata::{AutoCompact, Durability, WriterOptions};
+/// let options = WriterOptions {
+///     auto_compact: Some(AutoCompact { log_fraction: 0.5, ..Default::default() }),
+///     ..WriterOptions::new(Durability::EveryOp)
+/// };
+/// assert!(WriterOptions::new(Durability::EveryOp).auto_compact.is_some());
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriterOptions {
+    /// When operations become durable.
+    pub durability: Durability,
+    /// When to compact in the background; `None`: only on
+    /// [`Writer::compact`].
+    pub auto_compact: Option<AutoCompact>,
+}
+
+impl WriterOptions {
+    /// `durability` with the default automatic compaction.
+    pub fn new(durability: Durability) -> Self {
+        WriterOptions {
+            durability,
+            auto_compact: Some(AutoCompact::default()),
+        }
+    }
 }
 
 impl Writer {
@@ -102,7 +141,16 @@ impl Writer {
     /// [`Error::WriterLocked`] if another writer holds it), replays the log,
     /// truncates a torn tail, and removes files of other generations left
     /// by an interrupted compaction.
+    ///
+    /// Automatic compaction is on, with [`AutoCompact::default`]; see
+    /// [`Writer::open_with`].
     pub fn open(dir: impl AsRef<Path>, durability: Durability) -> Result<Writer> {
+        Self::open_with(dir, &WriterOptions::new(durability))
+    }
+
+    /// [`Writer::open`] with explicit options.
+    pub fn open_with(dir: impl AsRef<Path>, options: &WriterOptions) -> Result<Writer> {
+        let durability = options.durability;
         let dir = dir.as_ref().to_path_buf();
         let lock = lock_dir(&dir)?;
         // Under the lock nobody else switches generations: no retry.
@@ -184,13 +232,16 @@ impl Writer {
             _ => None,
         };
         Ok(Writer {
-            live: LiveIndex {
-                dir,
-                state: Arc::new(RwLock::new(state)),
-            },
-            compacting: Mutex::new(()),
-            poisoned: AtomicBool::new(false),
-            inner,
+            shared: Arc::new(Shared {
+                live: LiveIndex {
+                    dir,
+                    state: Arc::new(RwLock::new(state)),
+                },
+                compacting: Mutex::new(()),
+                poisoned: AtomicBool::new(false),
+                inner,
+            }),
+            auto: AutoCompactor::new(options.auto_compact),
             stop,
             flusher,
             _lock: lock,
@@ -204,27 +255,29 @@ impl Writer {
         crate::dir::lock::is_locked(dir.as_ref())
     }
 
-    /// A searchable view that sees every operation of this writer at once.
-    pub fn live(&self) -> LiveIndex {
-        self.live.clone()
+    /// What the automatic compactions did so far.
+    pub fn auto_compact_stats(&self) -> AutoCompactStats {
+        self.auto.stats()
     }
 
-    pub(super) fn check_poisoned(&self) -> Result<()> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::WriterPoisoned(
-                "a compaction failed after switching generations".into(),
-            ));
-        }
-        Ok(())
+    /// Returns once no automatic compaction is running (one that runs now
+    /// is waited for; none is started).
+    pub fn wait_for_auto_compact(&self) {
+        self.auto.wait();
+    }
+
+    /// A searchable view that sees every operation of this writer at once.
+    pub fn live(&self) -> LiveIndex {
+        self.shared.live.clone()
     }
 
     fn run(&self, op: Op) -> Result<()> {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.shared.inner);
         // Checked under the writer lock: a compaction that fails after its
         // switch holds this lock while it sets the flag.
-        self.check_poisoned()?;
+        self.shared.check_poisoned()?;
         {
-            let mut st = write_lock(&self.live.state);
+            let mut st = write_lock(&self.shared.live.state);
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
             let backlog = st.overlay.has_pending();
@@ -234,7 +287,10 @@ impl Writer {
             st.log.valid_len = inner.log.len();
             st.log.ops += 1;
         }
-        inner.after_append()
+        let durable = inner.after_append();
+        drop(inner);
+        self.auto.after_commit(&self.shared);
+        durable
     }
 
     /// Inserts a new id ([`Error::IdExists`] if it is live).
@@ -281,12 +337,12 @@ impl Writer {
     /// [`Error::CommittedNotDurable`]. Its records are encoded and written in chunks of
     /// about 1 MiB, so the log side needs no memory proportional to it.
     pub fn apply_batch(&self, ops: &[Op], options: BatchOptions) -> Result<BatchReport> {
-        let mut inner = lock(&self.inner);
-        self.check_poisoned()?;
+        let mut inner = lock(&self.shared.inner);
+        self.shared.check_poisoned()?;
         let mut report = BatchReport::default();
         // Validated under the read lock (searches go on): the state cannot
         // change meanwhile, since every change holds the writer lock.
-        let st = read_lock(&self.live.state);
+        let st = read_lock(&self.shared.live.state);
         let p = st.padded();
         let dim = st.gen.index.dim();
         // Ids the batch changed so far: Some(i) live with the i-th prepared
@@ -364,7 +420,7 @@ impl Writer {
         inner
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
-        let mut st = write_lock(&self.live.state);
+        let mut st = write_lock(&self.shared.live.state);
         let backlog = st.overlay.has_pending();
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
@@ -385,6 +441,8 @@ impl Writer {
                 operations: report.committed(),
                 source: Box::new(e),
             })?;
+        drop(inner);
+        self.auto.after_commit(&self.shared);
         Ok(report)
     }
 
@@ -412,7 +470,7 @@ impl Writer {
         options: BatchOptions,
         upsert: bool,
     ) -> Result<BatchReport> {
-        let dim = self.live.dim();
+        let dim = self.shared.live.dim();
         if vectors.len() != ids.len() * dim {
             return Err(Error::InvalidParameter {
                 name: "vectors",
@@ -455,8 +513,8 @@ impl Writer {
     /// replacement (nothing if nothing changed since the last one). Done
     /// by `Writer::open`, every compaction, and when the writer is dropped.
     pub fn checkpoint(&self) -> Result<()> {
-        let mut inner = lock(&self.inner);
-        self.check_poisoned()?;
+        let mut inner = lock(&self.shared.inner);
+        self.shared.check_poisoned()?;
         inner.sync()?;
         let bound = Manifest {
             log: Some(LogBound {
@@ -466,7 +524,7 @@ impl Writer {
             ..inner.manifest
         };
         if bound != inner.manifest {
-            write_manifest(&self.live.dir, &bound)?;
+            write_manifest(&self.shared.live.dir, &bound)?;
             inner.manifest = bound;
         }
         Ok(())
@@ -474,17 +532,28 @@ impl Writer {
 
     /// Returns once every earlier operation is durable.
     pub fn flush(&self) -> Result<()> {
-        self.check_poisoned()?;
-        lock(&self.inner).sync()
+        self.shared.check_poisoned()?;
+        lock(&self.shared.inner).sync()
     }
 
     /// The smallest id above every id the index has ever held in its
     /// current generation or log (for callers that let strata pick ids).
     pub fn next_free_id(&self) -> u64 {
-        let st = read_lock(&self.live.state);
+        let st = read_lock(&self.shared.live.state);
         let base = st.gen.index.max_id().map_or(0, |m| m.saturating_add(1));
         let logged = st.slot_of.keys().max().map_or(0, |m| m.saturating_add(1));
         base.max(logged)
+    }
+}
+
+impl Shared {
+    pub(super) fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::WriterPoisoned(
+                "a compaction failed after switching generations".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -494,8 +563,11 @@ impl Drop for Writer {
         if let Some(h) = self.flusher.take() {
             let _ = h.join();
         }
+        // A background compaction finishes first (its result is in the
+        // directory either way: switched, or removed before the switch).
+        self.auto.wait();
         if self.checkpoint().is_err() {
-            let _ = lock(&self.inner).sync();
+            let _ = lock(&self.shared.inner).sync();
         }
     }
 }

@@ -4,7 +4,10 @@ use super::CliResult;
 use crate::ids::IdList;
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{BatchOptions, BatchReport, CompactOptions, Durability, Error, Writer};
+use strata::{
+    AutoCompact, BatchOptions, BatchReport, CompactOptions, Durability, Error, Writer,
+    WriterOptions,
+};
 
 /// How operations are made durable, as chosen on the command line.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -28,6 +31,65 @@ impl From<DurabilityArg> for Durability {
             DurabilityArg::None => Durability::None,
         }
     }
+}
+
+/// `--auto-compact`: a log fraction, or off.
+#[derive(Clone, Copy, Debug)]
+pub struct AutoCompactArg(Option<f64>);
+
+fn parse_auto_compact(s: &str) -> Result<AutoCompactArg, String> {
+    if s == "off" {
+        return Ok(AutoCompactArg(None));
+    }
+    match s.parse::<f64>() {
+        Ok(f) if f.is_finite() && f > 0.0 => Ok(AutoCompactArg(Some(f))),
+        _ => Err(format!("{s:?} is neither a positive fraction nor `off`")),
+    }
+}
+
+/// Opens the writer with the command line's durability and compaction.
+fn open_writer(
+    dir: &std::path::Path,
+    durability: DurabilityArg,
+    auto: AutoCompactArg,
+) -> strata::Result<Writer> {
+    let options = WriterOptions {
+        durability: durability.into(),
+        auto_compact: auto.0.map(|log_fraction| AutoCompact {
+            log_fraction,
+            ..Default::default()
+        }),
+    };
+    Writer::open_with(dir, &options)
+}
+
+/// Waits for a background compaction the command started.
+fn auto_compacted(writer: &Writer) -> strata::AutoCompactStats {
+    writer.wait_for_auto_compact();
+    writer.auto_compact_stats()
+}
+
+/// Says what a background compaction did.
+fn print_auto_compact(s: &strata::AutoCompactStats) {
+    if let Some(r) = s.last {
+        println!(
+            "compacted in the background: generation {}, {} vectors, {} log records folded, {} carried",
+            r.generation, r.vectors, r.folded_records, r.carried_records
+        );
+    }
+    if let Some(e) = &s.last_error {
+        eprintln!("warning: background compaction failed (the index is unchanged): {e}");
+    }
+}
+
+/// The JSON of a background compaction.
+fn auto_compact_json(s: &strata::AutoCompactStats) -> serde_json::Value {
+    serde_json::json!({
+        "completed": s.completed,
+        "failed": s.failed,
+        "generation": s.last.map(|r| r.generation),
+        "error": s.last_error,
+    })
 }
 
 #[derive(clap::Args)]
@@ -55,6 +117,11 @@ pub struct InsertArgs {
     /// When operations become durable.
     #[arg(long, value_enum, default_value = "group")]
     pub durability: DurabilityArg,
+    /// Compact in the background once the log holds this many operations
+    /// per vector of the generation (and at least 10,000), or `off`; the
+    /// command waits for a compaction it started before it exits.
+    #[arg(long, default_value = "0.25", value_parser = parse_auto_compact)]
+    pub auto_compact: AutoCompactArg,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +141,11 @@ pub struct DeleteArgs {
     /// When operations become durable.
     #[arg(long, value_enum, default_value = "group")]
     pub durability: DurabilityArg,
+    /// Compact in the background once the log holds this many operations
+    /// per vector of the generation (and at least 10,000), or `off`; the
+    /// command waits for a compaction it started before it exits.
+    #[arg(long, default_value = "0.25", value_parser = parse_auto_compact)]
+    pub auto_compact: AutoCompactArg,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -173,7 +245,7 @@ fn ranges(ids: &[u64], max: usize) -> String {
 
 pub fn insert(a: InsertArgs) -> CliResult {
     let data = crate::input::read_vectors(&a.input)?;
-    let writer = Writer::open(&a.dir, a.durability.into())?;
+    let writer = open_writer(&a.dir, a.durability, a.auto_compact)?;
     let assigned = a.ids.is_none();
     let ids = match &a.ids {
         Some(p) => IdList::from_arg(&p.to_string_lossy()).map_err(|e| refused(a.json, e, ""))?,
@@ -204,6 +276,7 @@ pub fn insert(a: InsertArgs) -> CliResult {
     let r = result.map_err(|e| batch_error(a.json, &e, insert_hint(&e)))?;
     checkpoint(&writer, &r)?;
     let s = t.elapsed().as_secs_f64();
+    let auto = auto_compacted(&writer);
     let st = writer.live().stats();
     let skipped: std::collections::HashSet<u64> = r.skipped_existing.iter().copied().collect();
     let committed: Vec<u64> = ids
@@ -226,6 +299,7 @@ pub fn insert(a: InsertArgs) -> CliResult {
                 "log_records": r.log_records,
                 "live": st.live,
                 "seconds": s,
+                "auto_compact": auto_compact_json(&auto),
             })
         );
         return Ok(());
@@ -252,12 +326,13 @@ pub fn insert(a: InsertArgs) -> CliResult {
             "ids were assigned (next free ids): a retry without --ids would insert the vectors again under new ids"
         );
     }
+    print_auto_compact(&auto);
     Ok(())
 }
 
 pub fn delete(a: DeleteArgs) -> CliResult {
     let ids = IdList::from_arg(&a.ids).map_err(|e| refused(a.json, e, ""))?;
-    let writer = Writer::open(&a.dir, a.durability.into())?;
+    let writer = open_writer(&a.dir, a.durability, a.auto_compact)?;
     // Ids are generated lazily from their runs; a list naming more ids than
     // are live cannot succeed, so it is refused before anything is deleted
     // or materialised.
@@ -287,6 +362,7 @@ pub fn delete(a: DeleteArgs) -> CliResult {
         batch_error(a.json, &e, hint)
     })?;
     checkpoint(&writer, &r)?;
+    let auto = auto_compacted(&writer);
     let st = writer.live().stats();
     if a.json {
         println!(
@@ -298,6 +374,7 @@ pub fn delete(a: DeleteArgs) -> CliResult {
                 "skipped_ids": r.skipped_missing,
                 "log_records": r.log_records,
                 "live": st.live,
+                "auto_compact": auto_compact_json(&auto),
             })
         );
         return Ok(());
@@ -313,12 +390,18 @@ pub fn delete(a: DeleteArgs) -> CliResult {
             ranges(&r.skipped_missing, 8)
         );
     }
+    print_auto_compact(&auto);
     Ok(())
 }
 
 pub fn compact(a: CompactArgs) -> CliResult {
     strata::check_threads(a.threads)?;
-    let writer = Writer::open(&a.dir, Durability::EveryOp)?;
+    // This command compacts itself: no background one on top.
+    let options = WriterOptions {
+        auto_compact: None,
+        ..WriterOptions::new(Durability::EveryOp)
+    };
+    let writer = Writer::open_with(&a.dir, &options)?;
     let before = writer.live().stats();
     if before.log_records == 0 && !a.force {
         println!(
