@@ -291,7 +291,7 @@ fn main() {
             let mut row = initial;
             let mut id = base.len() as u64;
             while !stop.load(Ordering::Acquire) {
-                if op > 0 && a.delete_every > 0 && op % a.delete_every == 0 {
+                if op > 0 && a.delete_every > 0 && op.is_multiple_of(a.delete_every) {
                     let victim = {
                         let ins = inserted.lock().unwrap();
                         ins.get((op as usize * 7919) % ins.len().max(1)).copied()
