@@ -189,6 +189,47 @@ impl IndexBuilder {
         Ok(())
     }
 
+    /// Takes rows already at the padded stride, with their ids, into an
+    /// empty builder without copying them (compaction: its snapshot of the
+    /// live vectors becomes the builder's rows). Each row is prepared in
+    /// place as [`add`](Self::add) would prepare it.
+    pub(crate) fn take_padded_rows(&mut self, mut rows: Vec<f32>, ids: Vec<u64>) -> Result<()> {
+        let (dim, p) = (self.dim, self.padded);
+        if !self.ids.is_empty() || rows.len() != ids.len() * p {
+            return Err(Error::InvalidParameter {
+                name: "rows",
+                reason: format!(
+                    "{} floats for {} ids at stride {p}, into a builder holding {}",
+                    rows.len(),
+                    ids.len(),
+                    self.ids.len()
+                ),
+            });
+        }
+        if ids.len() >= u32::MAX as usize - 1 {
+            return Err(Error::InvalidParameter {
+                name: "count",
+                reason: "an index holds at most 4294967294 vectors".into(),
+            });
+        }
+        let mut rows_by_id = HashMap::with_capacity(ids.len());
+        for (row, &id) in ids.iter().enumerate() {
+            if let Some(first_row) = rows_by_id.insert(id, row) {
+                return Err(Error::DuplicateId { id, first_row, row });
+            }
+        }
+        let mut scratch = vec![0f32; dim];
+        for (i, row) in rows.chunks_exact_mut(p).enumerate() {
+            scratch.copy_from_slice(&row[..dim]);
+            row[dim..].fill(0.0);
+            prepare_vector(self.params.metric, dim, &scratch, Some(i), row)?;
+        }
+        self.data = rows;
+        self.ids = ids;
+        self.rows_by_id = rows_by_id;
+        Ok(())
+    }
+
     /// Encodes with `quantizer` instead of training a new one.
     pub(crate) fn reuse_quantizer(&mut self, quantizer: Trained) {
         self.reuse = Some(quantizer);

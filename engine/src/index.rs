@@ -892,14 +892,27 @@ impl Index {
         self.view().ordinal(id)
     }
 
-    /// External id and stored (padded) vector of every ordinal `accept`s,
-    /// in ordinal order.
-    pub(crate) fn rows_accepting(&self, accept: impl Fn(u32) -> bool) -> (Vec<u64>, Vec<f32>) {
+    /// External id and stored vector (at the padded stride) of every
+    /// ordinal `accept`s, in ordinal order, with room for `extra_rows` more.
+    pub(crate) fn rows_accepting(
+        &self,
+        accept: impl Fn(u32) -> bool,
+        extra_rows: usize,
+    ) -> (Vec<u64>, Vec<f32>) {
         let v = self.view();
-        let (mut ids, mut rows) = (Vec::new(), Vec::new());
-        for o in (0..self.layout.n as u32).filter(|&o| accept(o)) {
+        let n = self.layout.n as u32;
+        let p = crate::limits::padded_dim(self.layout.dim);
+        let count = (0..n).filter(|&o| accept(o)).count();
+        // Exact capacities: the snapshot of a compaction is the largest
+        // allocation it makes, and growing it by doubling would need up
+        // to twice the vectors for a moment.
+        let mut ids = Vec::with_capacity(count + extra_rows);
+        let mut rows = Vec::with_capacity((count + extra_rows) * p);
+        for o in (0..n).filter(|&o| accept(o)) {
             ids.push(v.id(o));
-            rows.extend_from_slice(&v.vector(o)[..self.layout.dim]);
+            let row = v.vector(o);
+            rows.extend_from_slice(&row[..self.layout.dim]);
+            rows.resize(rows.len() + p - self.layout.dim, 0.0);
         }
         (ids, rows)
     }

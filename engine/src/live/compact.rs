@@ -47,7 +47,8 @@ pub struct CompactReport {
 struct Snapshot {
     gen: Arc<Generation>,
     ids: Vec<u64>,
-    /// The live vectors, row-major, in `ids` order (dropped once built).
+    /// The live vectors at the padded stride, in `ids` order (moved into
+    /// the builder).
     rows: Vec<f32>,
     /// The log up to here is folded into the new graph; what follows is
     /// carried into the new log.
@@ -144,11 +145,13 @@ impl Shared {
     fn snapshot(&self) -> Result<Snapshot> {
         let inner = lock(&self.inner);
         let st = read_lock(&self.live.state);
-        let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o));
-        let dim = st.gen.index.dim();
+        let logged = st.overlay.live_nodes().count();
+        let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o), logged);
+        let (dim, p) = (st.gen.index.dim(), st.padded());
         for (node, id) in st.overlay.live_nodes() {
             ids.push(id);
             rows.extend_from_slice(&st.overlay.row(node)[..dim]);
+            rows.resize(rows.len() + p - dim, 0.0);
         }
         if ids.is_empty() {
             return Err(Error::EmptyInput);
@@ -178,11 +181,12 @@ fn build_next(dir: &Path, snap: &mut Snapshot, options: CompactOptions) -> Resul
     if !options.retrain {
         builder.reuse_quantizer(index.trained_quantizer());
     }
-    let rows = std::mem::take(&mut snap.rows);
-    for (id, v) in snap.ids.iter().zip(rows.chunks_exact(index.dim())) {
-        builder.add(*id, v)?;
-    }
-    drop(rows);
+    // The snapshot's rows become the builder's, without a copy: the
+    // compaction holds one copy of the live vectors, as a build does.
+    builder.take_padded_rows(
+        std::mem::take(&mut snap.rows),
+        std::mem::take(&mut snap.ids),
+    )?;
     builder.build_staged(dir, &|_| {})
 }
 
