@@ -147,9 +147,8 @@ impl State {
     }
 
     /// Applies a checked operation. An inserted row is pushed into the
-    /// overlay but not linked: the writer links after each operation or
-    /// batch ([`State::link_applied`]), a replay on the first search after
-    /// it ([`State::link`]).
+    /// overlay (searches scan it) but not linked: [`link_pending`] links it,
+    /// under the read lock, after the operation or batch, or the replay.
     fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
         let id = op.id();
         if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
@@ -158,22 +157,6 @@ impl State {
         if let Some(row) = prepared {
             let node = self.overlay.push(id, &row);
             self.slot_of.insert(id, node);
-        }
-    }
-
-    /// Links the overlay's pending nodes into its graph.
-    fn link(&mut self) {
-        self.overlay.link_pending();
-    }
-
-    /// Links what the writer just applied, unless a replay left nodes
-    /// pending before it (a writer opened on a log): those come first, and
-    /// linking a whole log is left to the first search, so that a short
-    /// writer (`strata insert` into a logged index) costs what it writes,
-    /// not what the log holds. Either way the graph is the same.
-    fn link_applied(&mut self, backlog: bool) {
-        if !backlog {
-            self.link();
         }
     }
 
@@ -283,6 +266,16 @@ impl State {
         Ok(base)
     }
 }
+
+// --- issue 11: linking the overlay off the search path (begin) ---
+/// Links the overlay's pending nodes in parallel, a chunk at a time under
+/// the read lock (searches go on; a waiting write waits one chunk at most).
+/// Returns at once if another thread is linking: it links them all.
+fn link_pending(state: &RwLock<State>) {
+    use crate::graph::overlay::{Linking, LINK_CHUNK};
+    while read_lock(state).overlay.link_some(LINK_CHUNK) == Linking::More {}
+}
+// --- issue 11 (end) ---
 
 fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
@@ -485,6 +478,7 @@ impl LiveIndex {
                 continue;
             }
             result?;
+            state.overlay.link_all();
             return Ok(state);
         }
     }
@@ -572,7 +566,10 @@ impl LiveIndex {
             batches: before.batches + report.batches,
             ..report
         };
-        check_bound(&manifest, &path, &st.log)
+        let bound = check_bound(&manifest, &path, &st.log);
+        drop(st);
+        link_pending(&self.state);
+        bound
     }
 
     /// The `k` nearest live vectors: the generation's graph (deleted
@@ -583,17 +580,9 @@ impl LiveIndex {
         self.linked().search(query, k, params, false)
     }
 
-    /// The state, after linking what a replay left pending in the overlay
-    /// (once, under the write lock: the first search after an open or a
-    /// refresh pays for it).
+    /// The state to search: rows still being linked are scanned, so a
+    /// search never waits for linking.
     fn linked(&self) -> RwLockReadGuard<'_, State> {
-        let st = read_lock(&self.state);
-        if !st.overlay.has_pending() {
-            return st;
-        }
-        drop(st);
-        write_lock(&self.state).link();
-        // A refresh in between may leave more pending: those are scanned.
         read_lock(&self.state)
     }
 
@@ -842,6 +831,9 @@ impl Writer {
             }
             _ => None,
         };
+        // Linked here, in parallel, so the writer's own rows never wait
+        // behind a backlog.
+        state.overlay.link_all();
         Ok(Writer {
             live: LiveIndex {
                 dir,
@@ -879,13 +871,12 @@ impl Writer {
             let mut st = write_lock(&self.live.state);
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
-            let backlog = st.overlay.has_pending();
             st.apply(&op, prepared);
-            st.link_applied(backlog);
             st.log.records = inner.log.records();
             st.log.valid_len = inner.log.len();
             st.log.ops += 1;
         }
+        link_pending(&self.live.state);
         inner.after_append()
     }
 
@@ -1017,12 +1008,10 @@ impl Writer {
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
         let mut st = write_lock(&self.live.state);
-        let backlog = st.overlay.has_pending();
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
         }
-        st.link_applied(backlog);
         st.log.records = inner.log.records();
         st.log.valid_len = inner.log.len();
         st.log.ops += keep.len() as u64;
@@ -1031,6 +1020,7 @@ impl Writer {
         }
         report.log_records = inner.log.records() - before;
         drop(st);
+        link_pending(&self.live.state);
         inner
             .after_append()
             .map_err(|e| Error::CommittedNotDurable {
@@ -1272,6 +1262,7 @@ impl Writer {
             let log_bytes = fs::read(new_log.path()).map_err(|e| Error::io(new_log.path(), e))?;
             let report = state.replay(&log_bytes, &log_header(&state.gen))?;
             check_bound(&next, new_log.path(), &report)?;
+            state.overlay.link_all();
             Ok(state)
         })();
         let state = match loaded {
