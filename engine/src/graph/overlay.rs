@@ -22,7 +22,7 @@
 //! the graph depends only on the rows pushed; on more, on the schedule too,
 //! as in the build. It uses the beam search, greedy descent, neighbour
 //! selection and back-link pruning of the build: O(log n · ef_construction)
-//! distances per insert.
+//! distances per insert, at most [`EF_CONSTRUCTION_MAX`].
 //! Below [`SCAN_BELOW`] nodes a search scans the rows exactly instead.
 //!
 //! With the generation's int8 quantizer (and not under inner product, as in
@@ -64,6 +64,15 @@ pub(crate) enum Linking {
     /// Another thread is linking (it links what is pending).
     Busy,
 }
+
+/// The overlay's `ef_construction`: the generation's, at most this. On
+/// npm-minilm (25k built at ef_construction 200, 25k more through the log,
+/// int8, one search thread, a loaded 2-core machine) the overlay linked at
+/// ef_construction 200, 128, 100 and 64 gave recall@10 0.9612, 0.9593,
+/// 0.9552 and 0.9499 at search ef 32 (a fresh build of all 50k: 0.9516),
+/// inserting the 25k in 6.3, 3.7, 3.1 and 2.9 s: 100 keeps recall ≥ 0.95
+/// at the fresh build's ef for half the linking cost; 64 needs ef 40.
+pub(crate) const EF_CONSTRUCTION_MAX: usize = 100;
 
 /// No entry yet, in [`Overlay::published`].
 const NO_ENTRY: u64 = u64::MAX;
@@ -161,7 +170,7 @@ impl Overlay {
             kernels: Kernels::detect(),
             m,
             m0: 2 * m,
-            ef_construction: ef_construction.max(m),
+            ef_construction: ef_construction.min(EF_CONSTRUCTION_MAX).max(m),
             rows: Vec::new(),
             ids: Vec::new(),
             dead: Vec::new(),
