@@ -433,3 +433,51 @@ fn replaying_on_all_threads_keeps_the_recall() {
         "{lost} logged rows not found after replay"
     );
 }
+
+/// Batches inserted from the threads of a rayon pool (a `par_iter` that
+/// writes) while the writer links in parallel: a pool thread that holds the
+/// writer's locks while it links must not pick up another queued insert
+/// (it would wait for itself). Fails by timing out.
+#[test]
+fn inserting_from_a_parallel_iterator_does_not_deadlock() {
+    use rayon::prelude::*;
+    let data = data();
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), &data, Metric::L2, Quantization::Int8);
+    let w = std::sync::Arc::new(Writer::open(dir.path(), Durability::None).unwrap());
+    let rows = std::sync::Arc::new(data.data.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        // Detached: if it deadlocks, the test fails instead of hanging.
+        let (w, rows) = (w.clone(), rows.clone());
+        // More threads than batches in flight, so idle ones steal parts
+        // of a link and the linking thread, waiting for them, looks for
+        // other work.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .unwrap();
+        std::thread::spawn(move || {
+            pool.install(|| {
+                (0..LOGGED / 250).into_par_iter().for_each(|b| {
+                    let start = BASE + b * 250;
+                    let ids: Vec<u64> = (start as u64..(start + 250) as u64).collect();
+                    w.insert_batch(
+                        &ids,
+                        &rows[start * DIM..(start + 250) * DIM],
+                        BatchOptions::default(),
+                    )
+                    .unwrap();
+                })
+            });
+            let _ = tx.send(());
+        });
+    }
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("inserts from a parallel iterator deadlocked");
+    let live = w.live();
+    assert_eq!(live.len(), BASE + LOGGED);
+    let n = BASE + LOGGED;
+    let r = recall(&live, &data, n, Metric::L2, 10, 64);
+    assert!(r >= 0.98, "recall@10 {r:.4} at ef 64");
+}

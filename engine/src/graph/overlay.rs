@@ -74,6 +74,23 @@ pub(crate) enum Linking {
 /// at the fresh build's ef for half the linking cost; 64 needs ef 40.
 pub(crate) const EF_CONSTRUCTION_MAX: usize = 100;
 
+/// The threads that link in parallel: a pool of their own, as many as the
+/// global pool, whose threads only ever run linking jobs (so a thread
+/// waiting inside a link never picks up a job that needs a lock the linker
+/// holds).
+/// `None` if its threads could not be spawned: then linking is sequential.
+fn link_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("strata-link-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
 /// No entry yet, in [`Overlay::published`].
 const NO_ENTRY: u64 = u64::MAX;
 
@@ -358,22 +375,31 @@ impl Overlay {
         self.linked.load(Ordering::Acquire) < self.nodes()
     }
 
-    /// Links up to `max` pending nodes (the next ones in node order) on the
-    /// current rayon pool, unless another thread is linking ([`Linking::Busy`]:
-    /// it links them). Only `&self`: searches run meanwhile.
+    /// Links up to `max` pending nodes (the next ones in node order),
+    /// unless another thread is linking ([`Linking::Busy`]: it links them).
+    /// Only `&self`: searches run meanwhile. In parallel on `link_pool`
+    /// when called from outside any rayon pool; from a pool's thread
+    /// (`pool.install`, a `par_iter` that writes), sequentially on that
+    /// thread: a pool thread waiting for other jobs runs whatever is queued
+    /// in its pool, and one that holds the state's locks (as the writer
+    /// does while it links) and runs a queued write would deadlock. On one
+    /// thread linking is sequential and deterministic.
     pub(crate) fn link_some(&self, max: usize) -> Linking {
         let Ok(_one) = self.linking.try_lock() else {
             return Linking::Busy;
         };
         let from = self.linked.load(Ordering::Acquire);
         let to = self.nodes().min(from.saturating_add(max.max(1)));
-        if to - from > 1 {
+        let pool = link_pool().filter(|_| rayon::current_thread_index().is_none());
+        if let (Some(pool), true) = (pool, to - from > 1) {
             use rayon::prelude::*;
-            (from as u32..to as u32)
-                .into_par_iter()
-                .for_each(|q| self.link(q));
-        } else if to > from {
-            self.link(from as u32);
+            pool.install(|| {
+                (from as u32..to as u32)
+                    .into_par_iter()
+                    .for_each(|q| self.link(q))
+            });
+        } else {
+            (from as u32..to as u32).for_each(|q| self.link(q));
         }
         self.linked.store(to, Ordering::Release);
         if to < self.nodes() {
