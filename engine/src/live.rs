@@ -270,10 +270,37 @@ impl State {
 // --- issue 11: linking the overlay off the search path (begin) ---
 /// Links the overlay's pending nodes in parallel, a chunk at a time under
 /// the read lock (searches go on; a waiting write waits one chunk at most).
-/// Returns at once if another thread is linking: it links them all.
-fn link_pending(state: &RwLock<State>) {
+/// If another thread is linking (it links them all), returns at once, or
+/// with `wait` once it is done.
+fn link_pending(state: &RwLock<State>, parallel: bool, wait: bool) {
     use crate::graph::overlay::{Linking, LINK_CHUNK};
-    while read_lock(state).overlay.link_some(LINK_CHUNK) == Linking::More {}
+    loop {
+        let st = read_lock(state);
+        match st.overlay.link_some(LINK_CHUNK, parallel) {
+            Linking::More => {}
+            Linking::Done => return,
+            Linking::Busy if wait => {
+                st.overlay.wait_linking();
+                if !st.overlay.has_pending() {
+                    return;
+                }
+            }
+            Linking::Busy => return,
+        }
+    }
+}
+
+/// Links what a writer's replay left pending on a background thread, so
+/// that a short writer (`strata insert` into a logged index) costs what it
+/// writes, not what the log holds; the writer's own rows wait behind that
+/// backlog (see `Writer::run`), searches scan them meanwhile. Opened from a
+/// rayon pool's thread, it links sequentially (deterministic on one).
+fn spawn_linker(state: &Arc<RwLock<State>>) {
+    if read_lock(state).overlay.has_pending() {
+        let parallel = rayon::current_thread_index().is_none();
+        let state = state.clone();
+        std::thread::spawn(move || link_pending(&state, parallel, false));
+    }
 }
 // --- issue 11 (end) ---
 
@@ -485,7 +512,9 @@ impl LiveIndex {
 
     /// Picks up what a writer in another process did since this index was
     /// opened or last refreshed: new log records, or a new generation after
-    /// a compaction. A batch whose commit record is not written yet is not
+    /// a compaction, and returns once every logged row is linked into the
+    /// overlay's graph (also those of a writer opened on a log, which links
+    /// them in the background, searches scanning them meanwhile). A batch whose commit record is not written yet is not
     /// applied (it is, whole, by a later refresh).
     pub fn refresh(&self) -> Result<()> {
         let current = Manifest::read(&self.dir)?;
@@ -536,6 +565,8 @@ impl LiveIndex {
             ));
         }
         if bytes.is_empty() {
+            drop(st);
+            link_pending(&self.state, true, true);
             return Ok(());
         }
         let (at, version) = if base == 0 {
@@ -568,7 +599,7 @@ impl LiveIndex {
         };
         let bound = check_bound(&manifest, &path, &st.log);
         drop(st);
-        link_pending(&self.state);
+        link_pending(&self.state, true, true);
         bound
     }
 
@@ -831,14 +862,10 @@ impl Writer {
             }
             _ => None,
         };
-        // Linked here, in parallel, so the writer's own rows never wait
-        // behind a backlog.
-        state.overlay.link_all();
+        let state = Arc::new(RwLock::new(state));
+        spawn_linker(&state);
         Ok(Writer {
-            live: LiveIndex {
-                dir,
-                state: Arc::new(RwLock::new(state)),
-            },
+            live: LiveIndex { dir, state },
             compacting: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             inner,
@@ -867,16 +894,22 @@ impl Writer {
         // Checked under the writer lock: a compaction that fails after its
         // switch holds this lock while it sets the flag.
         self.check_poisoned()?;
-        {
+        let backlog = {
             let mut st = write_lock(&self.live.state);
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
+            let backlog = st.overlay.has_pending();
             st.apply(&op, prepared);
             st.log.records = inner.log.records();
             st.log.valid_len = inner.log.len();
             st.log.ops += 1;
+            backlog
+        };
+        // A backlog is being linked by `spawn_linker`'s thread, which
+        // links this row after it.
+        if !backlog {
+            link_pending(&self.live.state, true, false);
         }
-        link_pending(&self.live.state);
         inner.after_append()
     }
 
@@ -1008,6 +1041,7 @@ impl Writer {
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
         let mut st = write_lock(&self.live.state);
+        let backlog = st.overlay.has_pending();
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
@@ -1020,7 +1054,9 @@ impl Writer {
         }
         report.log_records = inner.log.records() - before;
         drop(st);
-        link_pending(&self.live.state);
+        if !backlog {
+            link_pending(&self.live.state, true, false);
+        }
         inner
             .after_append()
             .map_err(|e| Error::CommittedNotDurable {

@@ -285,15 +285,19 @@ fn replaying_on_this_pool() {
     assert_eq!(answers(&reopened, &data), written, "LiveIndex::open");
     reader.refresh().unwrap();
     assert_eq!(answers(&reader, &data), written, "LiveIndex::refresh");
+    // A writer links its replay in the background (searches scan the rows
+    // meanwhile); a refresh waits for it.
     let w = Writer::open(dir.path(), Durability::None).unwrap();
+    w.live().refresh().unwrap();
     assert_eq!(answers(&w.live(), &data), written, "Writer::open");
-    // A writer opened on a log (linked at open) that writes more.
+    // A writer opened on a log that writes more (behind the backlog).
     drop(w);
     let w = Writer::open(dir.path(), Durability::None).unwrap();
     for i in (BASE..BASE + LOGGED).step_by(4) {
         w.upsert(i as u64, data.row(i)).unwrap();
     }
     w.delete(BASE as u64 + 1).unwrap();
+    w.live().refresh().unwrap();
     let more = answers(&w.live(), &data);
     assert_ne!(more, written);
     w.flush().unwrap();

@@ -384,13 +384,14 @@ impl Overlay {
     /// in its pool, and one that holds the state's locks (as the writer
     /// does while it links) and runs a queued write would deadlock. On one
     /// thread linking is sequential and deterministic.
-    pub(crate) fn link_some(&self, max: usize) -> Linking {
+    /// With `parallel` false, sequentially on the calling thread anyway.
+    pub(crate) fn link_some(&self, max: usize, parallel: bool) -> Linking {
         let Ok(_one) = self.linking.try_lock() else {
             return Linking::Busy;
         };
         let from = self.linked.load(Ordering::Acquire);
         let to = self.nodes().min(from.saturating_add(max.max(1)));
-        let pool = link_pool().filter(|_| rayon::current_thread_index().is_none());
+        let pool = link_pool().filter(|_| parallel && rayon::current_thread_index().is_none());
         if let (Some(pool), true) = (pool, to - from > 1) {
             use rayon::prelude::*;
             pool.install(|| {
@@ -409,12 +410,17 @@ impl Overlay {
         }
     }
 
+    /// Waits until no thread is linking.
+    pub(crate) fn wait_linking(&self) {
+        drop(lock(&self.linking));
+    }
+
     /// Links every pushed node ([`Overlay::link_some`] until done; waits
     /// for another linking thread if there is one).
     pub(crate) fn link_all(&self) {
         while self.has_pending() {
-            if self.link_some(usize::MAX) == Linking::Busy {
-                drop(lock(&self.linking));
+            if self.link_some(usize::MAX, true) == Linking::Busy {
+                self.wait_linking();
             }
         }
     }
