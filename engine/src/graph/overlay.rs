@@ -10,8 +10,9 @@
 //! the state's write lock, so searches see it at once, by an exact scan)
 //! and linked into the graph right after, through `&self` (under the read
 //! lock: searches go on meanwhile): by the writer once it applied an
-//! operation or batch, by a replay at open or refresh. Linking runs on the
-//! current rayon pool, like the generation's build (`build.rs`): link
+//! operation or batch, by a reader's replay at open or refresh, by a
+//! background thread for a writer's replay. Linking runs in parallel (see
+//! [`Overlay::link_some`] for which threads), like the generation's build (`build.rs`): link
 //! lists are blocks of atomics written under a per-node mutex and read
 //! optimistically, nodes that raise the top level hold the entry lock for
 //! their insertion. Nodes `0..linked` are fully linked; a search returns
