@@ -1,13 +1,15 @@
 //! Building an index from vectors: validation, graph construction,
 //! quantizer training, and assembly of the two files.
 
+use crate::dir::names;
 use crate::distance::padded_dim;
 use crate::error::{Error, Result};
 use crate::format::graph_header::GraphHeader;
-use crate::format::manifest::{self, Manifest, TempFile};
+use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
 use crate::format::writer::{GraphWriter, VectorsWriter};
 use crate::format::{ELEMENT_F32, FORMAT_VERSION};
+use crate::fsio::{sync_dir, temp_path, TempFile};
 use crate::graph::build::{build_graph, BuiltGraph, GraphInput, Int8Codes};
 use crate::index::Index;
 use crate::metric::prepare_vector;
@@ -235,13 +237,15 @@ impl IndexBuilder {
     ) -> Result<BuildReport> {
         let dir = dir.as_ref();
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let _lock = manifest::lock_dir(dir)?;
+        let _lock = crate::dir::lock::lock(dir)?;
         let staged = self.build_staged(dir, progress)?;
         let report = BuildReport {
             build_id: staged.build_id,
             repaired: staged.repaired.clone(),
         };
-        manifest::publish_locked(dir, staged.build_id, |dir, m| staged.publish_files(dir, m))?;
+        crate::dir::publish::publish_locked(dir, staged.build_id, |dir, m| {
+            staged.publish_files(dir, m)
+        })?;
         Ok(report)
     }
 
@@ -254,7 +258,7 @@ impl IndexBuilder {
     ) -> Result<Staged> {
         let (b, graph, quantizer, seed) = self.construct(progress)?;
         let create = |name: &str| -> Result<(TempFile, BufWriter<File>)> {
-            let path = manifest::temp_path(dir, name);
+            let path = temp_path(dir, name);
             let f = File::options()
                 .write(true)
                 .create_new(true)
@@ -312,6 +316,19 @@ impl IndexBuilder {
             None => Trained::train(&spec, &self.data, self.dim, self.padded),
         };
         let (dim, padded) = (self.dim, self.padded);
+        // Rows grouped by locality are moved into that order (ids with
+        // them) before encoding: a cluster's codes, rows and links are then
+        // contiguous, which is what keeps insertions in cache (the CPU time
+        // of a 500k build fell by 44 % with the rows moved, by 10 % with
+        // only the insertion order changed; see `locality.rs`).
+        let order = if p.insert_order.groups(n) {
+            let grouped = crate::locality::locality_order(&self.data, padded, n, seed);
+            crate::locality::permute_rows(&mut self.data, padded, &mut self.ids, &grouped);
+            Some(crate::locality::insertion_order(n, seed))
+        } else {
+            None
+        };
+        let p = &self.params;
         // Under inner product the codes' error is large against the small
         // differences between candidates (unnormalised rows): an 8-thread
         // build of the near-duplicate set in tests/reachability.rs fell to
@@ -350,6 +367,7 @@ impl IndexBuilder {
             }),
             _ => None,
         };
+        let (insert_order, barrier) = order.as_ref().map_or((&[][..], 0), |(o, s)| (&o[..], *s));
         let input = GraphInput {
             vectors: &self.data,
             padded: self.padded,
@@ -358,6 +376,8 @@ impl IndexBuilder {
             ef_construction: p.ef_construction,
             seed,
             codes: int8_codes,
+            order: insert_order,
+            order_barrier: barrier,
         };
         let report = |done| {
             progress(BuildProgress {
@@ -618,15 +638,15 @@ impl Staged {
     /// are not current until the manifest names them.
     pub(crate) fn publish_files(self, dir: &Path, m: &Manifest) -> Result<()> {
         for (t, name) in [
-            (self.graph, m.graph_name()),
-            (self.vectors, m.vectors_name()),
+            (self.graph, names::graph(m.generation)),
+            (self.vectors, names::vectors(m.generation)),
         ] {
             let fin = dir.join(name);
             let from = t.0.clone().expect("a staged file has a path");
             fs::rename(&from, &fin).map_err(|e| Error::io(&fin, e))?;
             t.keep();
         }
-        manifest::sync_dir(dir)
+        sync_dir(dir)
     }
 }
 
@@ -649,7 +669,8 @@ impl BuiltIndex {
     /// files under temporary names, fsync, rename, then the manifest swap.
     /// An index already in `dir` is replaced atomically.
     pub fn write(&self, dir: impl AsRef<Path>) -> Result<()> {
-        manifest::publish(dir.as_ref(), self.build_id, &self.graph, &self.vectors).map(|_| ())
+        crate::dir::publish::publish(dir.as_ref(), self.build_id, &self.graph, &self.vectors)
+            .map(|_| ())
     }
 
     /// Opens the in-memory bytes as a searchable [`Index`] (validated like a file).

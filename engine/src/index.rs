@@ -1,12 +1,13 @@
 //! A searchable index over validated, memory-mapped (or owned) files.
 
+use crate::dir::open::{logged_bytes, map, open_current, paths};
 use crate::distance::{prefetch, Kernels};
 use crate::error::{Error, Result};
 use crate::format::bytes::Bytes;
 use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
-use crate::graph::search::{beam, greedy, with_scratch, Cand, Scratch};
+use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Scratch};
 use crate::io::{IoMode, ReadFault, RowPipeline, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
@@ -14,16 +15,6 @@ use crate::quant::{binary, int8, pq, Quantization};
 use crate::queries::Queries;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
-
-fn no_index(dir: &Path) -> Error {
-    Error::io(
-        dir.join(crate::format::manifest::MANIFEST_NAME),
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no strata index here (MANIFEST missing)",
-        ),
-    )
-}
 
 /// At most this many queries per thread have rescoring reads in flight in
 /// [`Index::search_batch`] (see [`PIPELINE_READS`]).
@@ -178,27 +169,12 @@ impl Index {
     /// Opens with options.
     pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
         let dir = dir.as_ref();
-        // A publish may replace the generation between reading the manifest
-        // and opening its files (the old files are then gone): re-read the
-        // manifest and try again, a bounded number of times.
-        let mut attempts = 0;
-        loop {
-            match Self::open_generation(dir, options) {
-                Err(Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 =>
-                {
-                    attempts += 1;
-                    if Manifest::read(dir)?.is_none() {
-                        return Err(no_index(dir));
-                    }
-                }
-                other => return other,
-            }
-        }
+        // A publish may replace the generation while its files are opened
+        // (the old files are then gone): the directory layer retries.
+        open_current(dir, |m| Self::open_generation(dir, m, options)).map(|(index, _)| index)
     }
 
-    fn open_generation(dir: &Path, options: &OpenOptions) -> Result<Index> {
-        let manifest = Manifest::read(dir)?.ok_or_else(|| no_index(dir))?;
+    fn check_options(options: &OpenOptions) -> Result<()> {
         if let Some(z) = options.rescore_cut {
             if !(z.is_finite() && z > 0.0) {
                 return Err(Error::InvalidParameter {
@@ -207,28 +183,29 @@ impl Index {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Opens the generation `manifest` names, once (no retry: see
+    /// [`open_current`]).
+    pub(crate) fn open_generation(
+        dir: &Path,
+        manifest: &Manifest,
+        options: &OpenOptions,
+    ) -> Result<Index> {
+        Self::check_options(options)?;
+        let files = paths(dir, manifest);
         if !options.allow_log {
-            let log = dir.join(manifest.log_name());
-            if let Ok(meta) = std::fs::metadata(&log) {
-                let records_bytes = meta
-                    .len()
-                    .saturating_sub(crate::log::file::LOG_HEADER as u64);
-                if records_bytes > 0 {
-                    return Err(Error::HasLog {
-                        path: log,
-                        records_bytes,
-                    });
-                }
+            let records_bytes = logged_bytes(&files);
+            if records_bytes > 0 {
+                return Err(Error::HasLog {
+                    path: files.log,
+                    records_bytes,
+                });
             }
         }
-        let map = |name: String| -> Result<Bytes> {
-            let path = dir.join(name);
-            let f = crate::regular::open_regular(&path).map_err(|e| Error::io(&path, e))?;
-            Bytes::map(&f, &path)
-        };
-        let graph = map(manifest.graph_name())?;
-        let vectors_path = dir.join(manifest.vectors_name());
-        let vectors = map(manifest.vectors_name())?;
+        let graph = map(&files.graph)?;
+        let vectors = map(&files.vectors)?;
         let layout = Layout::validate(&graph, &vectors, options.verify)?;
         if layout.header.build_id != manifest.build_id {
             return Err(Error::corrupt(
@@ -240,13 +217,11 @@ impl Index {
         }
         vectors.advise_random();
         if options.lock_graph {
-            graph
-                .lock()
-                .map_err(|e| Error::io(dir.join(manifest.graph_name()), e))?;
+            graph.lock().map_err(|e| Error::io(&files.graph, e))?;
         }
         let rows = RowReader::open(
             options.io,
-            Some(&vectors_path),
+            Some(&files.vectors),
             layout.vectors_range.start,
             layout.padded * 4,
             options.row_cache_bytes,
@@ -885,6 +860,27 @@ impl Index {
             max,
             mean: sum as f64 / self.layout.n as f64,
             isolated,
+        }
+    }
+}
+
+/// The graph search walks the mapped adjacency in place: this is the one
+/// place that sees both the byte views (`format`) and the algorithm
+/// (`graph`). Ids out of range for their level are skipped (links are not
+/// checked at open, see [`crate::format::layout`]).
+impl Adjacency for GraphView<'_> {
+    #[inline]
+    fn prefetch_links(&self, level: usize, node: u32) {
+        prefetch(self.block(level, node));
+    }
+
+    #[inline]
+    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
+        let limit = self.level_limit(level);
+        for &nb in self.links(level, node) {
+            if nb < limit {
+                f(nb);
+            }
         }
     }
 }

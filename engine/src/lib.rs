@@ -1,17 +1,21 @@
 //! # strata
 //!
-//! A disk-backed, memory-mapped HNSW vector index with int8 quantization
-//! and full-precision rescoring.
+//! A disk-backed, memory-mapped HNSW vector index traversed on compact codes
+//! (int8, product or binary quantization, or none) with full-precision
+//! rescoring, and an append log for inserts, deletes and upserts.
 //!
 //! * [`IndexBuilder`] validates vectors and builds the HNSW graph in
 //!   parallel (Malkov & Yashunin, with the diverse-neighbour heuristic).
 //! * [`BuiltIndex::write`] writes a directory holding a graph file
-//!   (header, section table, int8 codes, fixed-stride adjacency, id maps)
+//!   (header, section table, codes, fixed-stride adjacency, id maps)
 //!   and a separate float32 vectors file, crash-safely.
 //! * [`Index::open`] maps both files and validates them in constant time;
 //!   searches traverse the mapped bytes in place (no load step, no per-node
-//!   allocation) on int8 codes and rescore the best candidates with the
+//!   allocation) on the codes and rescore the best candidates with the
 //!   float32 vectors.
+//! * [`Writer`] appends inserts, deletes and upserts to the directory's log
+//!   and folds it into a new generation ([`Writer::compact`]);
+//!   [`LiveIndex`] searches a generation together with its log.
 //!
 //! The byte-level format is specified in `format-spec/` at the repository
 //! root; [`mod@format`] implements it.
@@ -32,18 +36,23 @@
 
 mod builder;
 pub mod dataset;
+mod dir;
 pub mod distance;
 pub mod error;
 pub mod format;
+mod fsio;
 mod graph;
 mod hugepages;
 mod index;
 pub mod io;
+mod limits;
 mod live;
+mod locality;
 pub mod log;
 pub mod metric;
 mod params;
 pub mod quant;
+mod quantization;
 mod queries;
 mod regular;
 
@@ -55,10 +64,10 @@ pub use index::{
 pub use io::IoMode;
 pub use live::{
     BatchOptions, BatchReport, CompactOptions, CompactReport, Durability, LiveIndex, LiveStats,
-    Writer, LOCK_NAME,
+    Writer,
 };
 pub use metric::Metric;
-pub use params::{check_threads, max_threads, BuildParams, Neighbor, SearchParams};
+pub use params::{check_threads, max_threads, BuildParams, InsertOrder, Neighbor, SearchParams};
 pub use quant::Quantization;
 pub use queries::Queries;
 

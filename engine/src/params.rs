@@ -1,7 +1,7 @@
 //! Build and search parameters.
 
 use crate::error::{Error, Result};
-use crate::format::{MAX_DIM, MAX_M};
+use crate::limits::{MAX_DIM, MAX_M};
 use crate::metric::Metric;
 use crate::quant::{int8::DEFAULT_CLIP, pq, Quantization};
 
@@ -29,6 +29,62 @@ pub struct BuildParams {
     pub pq_m: Option<usize>,
     /// Product quantization: rows sampled to train the codebooks.
     pub pq_train_size: usize,
+    /// The order rows are inserted in (and nodes laid out in the file).
+    pub insert_order: InsertOrder,
+}
+
+/// The order a build inserts its rows in.
+///
+/// With [`InsertOrder::Locality`] the rows are grouped by a two-level
+/// k-means and, after a random tenth inserted first, inserted group by
+/// group, so consecutive insertions search the same part of the graph while
+/// it is in cache; the nodes of each level are laid out in the same order
+/// in the file, so neighbours sit close together for searches too. Rows
+/// keep their ids either way; only the graph and the file layout differ.
+///
+/// ```
+/// use strata::{BuildParams, InsertOrder};
+/// let params = BuildParams { insert_order: InsertOrder::Locality, ..Default::default() };
+/// assert_eq!(BuildParams::default().insert_order, InsertOrder::Auto);
+/// # let _ = params;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InsertOrder {
+    /// [`InsertOrder::Locality`] from [`InsertOrder::AUTO_MIN_ROWS`] rows
+    /// on, where the rows no longer fit in the caches; input order below.
+    #[default]
+    Auto,
+    /// Input order.
+    Input,
+    /// Grouped by locality (see the type's documentation).
+    Locality,
+}
+
+impl InsertOrder {
+    /// Rows from which [`InsertOrder::Auto`] groups by locality.
+    pub const AUTO_MIN_ROWS: usize = 50_000;
+
+    /// Whether a build of `rows` rows groups them by locality.
+    pub fn groups(self, rows: usize) -> bool {
+        match self {
+            InsertOrder::Auto => rows >= Self::AUTO_MIN_ROWS,
+            InsertOrder::Input => false,
+            InsertOrder::Locality => rows > 1,
+        }
+    }
+
+    /// Parses `auto`, `input` or `locality`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(InsertOrder::Auto),
+            "input" => Ok(InsertOrder::Input),
+            "locality" => Ok(InsertOrder::Locality),
+            _ => Err(Error::InvalidParameter {
+                name: "insert_order",
+                reason: format!("{s:?} is not one of auto, input, locality"),
+            }),
+        }
+    }
 }
 
 impl Default for BuildParams {
@@ -43,6 +99,7 @@ impl Default for BuildParams {
             int8_clip: DEFAULT_CLIP,
             pq_m: None,
             pq_train_size: pq::DEFAULT_TRAIN_SIZE,
+            insert_order: InsertOrder::Auto,
         }
     }
 }
@@ -98,6 +155,13 @@ impl BuildParams {
             );
         }
         Ok(())
+    }
+}
+
+impl std::str::FromStr for InsertOrder {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        InsertOrder::parse(s)
     }
 }
 

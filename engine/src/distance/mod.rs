@@ -13,13 +13,7 @@ mod x86;
 
 use std::sync::OnceLock;
 
-/// Vectors and codes are padded with zeros to a multiple of this many components.
-pub const LANES: usize = 16;
-
-/// Rounds a dimension up to the padded length used in files and kernels.
-pub fn padded_dim(dim: usize) -> usize {
-    dim.div_ceil(LANES) * LANES
-}
+pub use crate::limits::{padded_dim, LANES};
 
 /// A kernel over two f32 slices of equal, padded length.
 pub type F32Kernel = fn(&[f32], &[f32]) -> f32;

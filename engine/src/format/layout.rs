@@ -13,13 +13,13 @@ use super::graph_header::{GraphHeader, MAX_SECTIONS, RESERVED, SECTION_ENTRY, SE
 use super::sections::{SectionEntry, SectionKind, FLAG_OPTIONAL};
 use super::vectors_header::VectorsHeader;
 use super::vectors_header::HEADER_END as VECTORS_HEADER_END;
-use super::{page_align, ELEMENT_F32, MAX_DIM, MAX_M, PAGE};
-use crate::distance::padded_dim;
+use super::{page_align, ELEMENT_F32, PAGE};
 use crate::error::{Error, FileKind, Result};
-use crate::graph::build::MAX_LEVEL;
-use crate::graph::search::Adjacency;
+use crate::limits::{
+    binary_code_stride, padded_dim, pq_code_stride, MAX_DIM, MAX_LEVEL, MAX_M, PQ_CENTROIDS,
+};
 use crate::metric::Metric;
-use crate::quant::{binary, pq, Quantization};
+use crate::quantization::Quantization;
 use std::ops::Range;
 
 /// A validated graph file plus its vectors file: every section range is
@@ -173,8 +173,8 @@ impl Layout {
         let want_stride = match quant {
             Quantization::None => 0,
             Quantization::Int8 => padded,
-            Quantization::Pq => pq::code_stride(pq_m),
-            Quantization::Binary => binary::code_stride(padded),
+            Quantization::Pq => pq_code_stride(pq_m),
+            Quantization::Binary => binary_code_stride(padded),
         };
         if h.code_stride as usize != want_stride {
             return Err(bad("header field code_stride", want_stride, h.code_stride));
@@ -340,7 +340,7 @@ impl Layout {
         let expect = |kind: SectionKind| -> Result<usize> {
             match kind {
                 SectionKind::QuantParams => match quant {
-                    Quantization::Pq => mul(dim, 4 * pq::CENTROIDS, "quant_params size"),
+                    Quantization::Pq => mul(dim, 4 * PQ_CENTROIDS, "quant_params size"),
                     Quantization::Binary => mul(padded, 4, "quant_params size"),
                     _ => mul(padded, 8, "quant_params size"),
                 },
@@ -649,7 +649,7 @@ impl GraphView<'_> {
     /// The whole stored block `[count, ids…, padding]` of `node` on `level`
     /// (empty if the node is not on that level); reads nothing.
     #[inline]
-    fn block(&self, level: usize, node: u32) -> &[u32] {
+    pub(crate) fn block(&self, level: usize, node: u32) -> &[u32] {
         let node = node as usize;
         let (words, cap, base) = if level == 0 {
             (self.l0, self.l.m0, 0)
@@ -672,33 +672,22 @@ impl GraphView<'_> {
             .unwrap_or(u64::MAX)
     }
 
+    /// Nodes on `level`: a neighbour id at or above it is skipped.
+    #[inline]
+    pub(crate) fn level_limit(&self, level: usize) -> u32 {
+        if level == 0 {
+            self.l.n as u32
+        } else {
+            self.l.level_counts.get(level).copied().unwrap_or(0)
+        }
+    }
+
     /// The ordinal of an external id (binary search over sorted pairs).
     pub(crate) fn ordinal(&self, id: u64) -> Option<u32> {
         let pairs: &[[u64; 2]] = bytemuck::try_cast_slice(self.id_to_ord).ok()?;
         let i = pairs.binary_search_by_key(&id, |p| p[0]).ok()?;
         let ord = pairs[i][1];
         (ord < self.l.n as u64).then_some(ord as u32)
-    }
-}
-
-impl Adjacency for GraphView<'_> {
-    #[inline]
-    fn prefetch_links(&self, level: usize, node: u32) {
-        crate::distance::prefetch(self.block(level, node));
-    }
-
-    #[inline]
-    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
-        let limit = if level == 0 {
-            self.l.n as u32
-        } else {
-            self.l.level_counts.get(level).copied().unwrap_or(0)
-        };
-        for &nb in self.links(level, node) {
-            if nb < limit {
-                f(nb);
-            }
-        }
     }
 }
 

@@ -1,17 +1,13 @@
-//! The manifest: a 64-byte file (48 bytes up to directory version 3)
-//! naming the current generation of an index directory and, since version
-//! 4, the least its append log must hold; replaced atomically (temp file, fsync, rename, fsync of the
-//! directory). Layout and crash analysis: `format-spec/manifest.md`.
+//! The manifest's bytes: 64 (48 up to directory version 3) naming the
+//! current generation of an index directory and, since version 4, the
+//! least its append log must hold. Encoding and validation only; reading,
+//! replacing and naming files is the directory layer's
+//! (`dir/manifest.rs`). Layout and crash analysis:
+//! `format-spec/manifest.md`.
 
 use super::{rd_u128, rd_u32, rd_u64, wr_u128, wr_u32, wr_u64};
 use super::{DIRECTORY_VERSION, MANIFEST_MAGIC, OLDEST_SUPPORTED_VERSION};
 use crate::error::{Error, FileKind, Result};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
-/// The manifest's file name inside an index directory.
-pub const MANIFEST_NAME: &str = "MANIFEST";
 /// Length of a version 1–3 MANIFEST.
 const LEN_V3: usize = 48;
 const OFF_CRC_V3: usize = 40;
@@ -42,30 +38,6 @@ pub(crate) struct Manifest {
 }
 
 impl Manifest {
-    pub(crate) fn graph_name(&self) -> String {
-        format!("g{:08}.graph", self.generation)
-    }
-    pub(crate) fn vectors_name(&self) -> String {
-        format!("g{:08}.vectors", self.generation)
-    }
-    pub(crate) fn log_name(&self) -> String {
-        format!("g{:08}.log", self.generation)
-    }
-
-    /// The generation a data or log file name belongs to (`gNNNNNNNN.graph`,
-    /// `.vectors` or `.log`), if it is one.
-    pub(crate) fn generation_of(name: &str) -> Option<u64> {
-        let (stem, ext) = name.split_once('.')?;
-        let digits = stem.strip_prefix('g')?;
-        if !matches!(ext, "graph" | "vectors" | "log")
-            || digits.len() < 8
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
-        digits.parse().ok()
-    }
-
     /// A manifest naming generation `generation` with no log bound.
     pub(crate) fn new(generation: u64, build_id: u128) -> Manifest {
         Manifest {
@@ -163,7 +135,7 @@ impl Manifest {
                 records: rd_u64(b, 48),
             };
             if flags & FLAG_HAS_LOG != 0 {
-                if bound.len < crate::log::file::LOG_HEADER as u64 {
+                if bound.len < crate::limits::LOG_HEADER as u64 {
                     return Err(Error::corrupt(
                         f,
                         "log length bound",
@@ -192,170 +164,4 @@ impl Manifest {
             log,
         })
     }
-
-    /// Reads the manifest of `dir`; `Ok(None)` if there is none.
-    pub(crate) fn read(dir: &Path) -> Result<Option<Manifest>> {
-        let path = dir.join(MANIFEST_NAME);
-        match crate::regular::read_regular(&path) {
-            Ok(b) => Manifest::decode(&b).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, e)),
-        }
-    }
-}
-
-/// Writes `bytes` to `dir/name` crash-safely: a temporary name in the same
-/// directory, fsync, then rename over the final name.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-    let tmp = temp_path(dir, name);
-    let fin = dir.join(name);
-    let guard = TempFile(Some(tmp.clone()));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-    f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, &fin).map_err(|e| Error::io(&fin, e))?;
-    guard.keep();
-    Ok(fin)
-}
-
-/// A temporary name for `name` in `dir`: unique per process and call, so
-/// concurrent writers never share a temp file; left-over ones are removed
-/// when a writer opens the directory.
-pub(crate) fn temp_path(dir: &Path, name: &str) -> PathBuf {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    dir.join(format!(".{name}.tmp-{}-{seq}", std::process::id()))
-}
-
-/// Removes a temporary file when dropped, unless [`TempFile::keep`] was
-/// called: every error path of a write removes what it left behind.
-pub(crate) struct TempFile(pub(crate) Option<PathBuf>);
-
-impl TempFile {
-    /// The file was renamed into place (or is wanted): do not remove it.
-    pub(crate) fn keep(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-/// Fsyncs a directory so renames inside it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))?;
-    Ok(())
-}
-
-/// Takes the directory's writer lock (the `LOCK` file), held until the
-/// returned file is dropped; [`Error::WriterLocked`] if a writer holds it.
-pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(crate::live::LOCK_NAME);
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::WriterLocked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-    }
-}
-
-/// Writes a generation's two data files durably (temp name, fsync, rename,
-/// fsync of the directory). They are not current until [`write_manifest`].
-pub(crate) fn publish_files(dir: &Path, m: &Manifest, graph: &[u8], vectors: &[u8]) -> Result<()> {
-    write_atomic(dir, &m.graph_name(), graph)?;
-    write_atomic(dir, &m.vectors_name(), vectors)?;
-    sync_dir(dir)
-}
-
-/// Makes `m` the current generation: the manifest's atomic replacement.
-pub(crate) fn write_manifest(dir: &Path, m: &Manifest) -> Result<()> {
-    write_atomic(dir, MANIFEST_NAME, &m.encode())?;
-    sync_dir(dir)
-}
-
-/// Publishes a new generation in `dir`: both data files first, then the
-/// manifest that names them; older generations' files are removed after.
-/// A crash at any point leaves either the old or the new generation current.
-pub(crate) fn publish(
-    dir: &Path,
-    build_id: u128,
-    graph: &[u8],
-    vectors: &[u8],
-) -> Result<Manifest> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    // Publishing replaces the index under any writer: take the writer lock.
-    let _lock = lock_dir(dir)?;
-    publish_locked(dir, build_id, |dir, m| {
-        publish_files(dir, m, graph, vectors)
-    })
-}
-
-/// [`publish`] for a caller that holds the writer lock of `dir`:
-/// `write_files` puts the generation's two data files in place durably
-/// (for [`publish_files`] or a rename of files written beforehand).
-pub(crate) fn publish_locked(
-    dir: &Path,
-    build_id: u128,
-    write_files: impl FnOnce(&Path, &Manifest) -> Result<()>,
-) -> Result<Manifest> {
-    let old = Manifest::read(dir)?;
-    let generation = match old {
-        None => 1,
-        Some(o) => o.generation.checked_add(1).ok_or_else(|| {
-            Error::corrupt(
-                FileKind::Manifest,
-                "generation",
-                "below u64::MAX",
-                o.generation,
-            )
-        })?,
-    };
-    let m = Manifest::new(generation, build_id);
-    // A log left under the new generation's number (by a compaction that
-    // died before its switch) must not be paired with these files.
-    let stale = dir.join(m.log_name());
-    if let Err(e) = fs::remove_file(&stale) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(Error::io(stale, e));
-        }
-    }
-    // A failure before the manifest names the new files removes them.
-    let new_files = [m.graph_name(), m.vectors_name()].map(|n| TempFile(Some(dir.join(n))));
-    write_files(dir, &m)?;
-    if let Err(e) = write_manifest(dir, &m) {
-        // Whether the switch happened is what the MANIFEST says now.
-        if Manifest::read(dir).ok().flatten() == Some(m) {
-            new_files.into_iter().for_each(TempFile::keep);
-        }
-        return Err(e);
-    }
-    new_files.into_iter().for_each(TempFile::keep);
-    if let Some(o) = old {
-        // Readers that still map the old files keep their pages (unlinked
-        // files stay alive while mapped); failure to remove is harmless.
-        // The old generation's log goes too: the new build replaced its data.
-        let _ = fs::remove_file(dir.join(o.graph_name()));
-        let _ = fs::remove_file(dir.join(o.vectors_name()));
-        let _ = fs::remove_file(dir.join(o.log_name()));
-    }
-    Ok(m)
 }

@@ -1,4 +1,7 @@
-//! The on-disk format, version 1: the only module that knows byte offsets.
+//! The on-disk format (graph and vectors files version [`FORMAT_VERSION`],
+//! directory version [`DIRECTORY_VERSION`]; versions from
+//! [`OLDEST_SUPPORTED_VERSION`] are read): the only module that knows byte
+//! offsets of those files.
 //!
 //! `format-spec/` is the source of truth; the names here match its tables.
 //! Parsing works on plain byte slices (no filesystem), so fuzz targets can
@@ -40,10 +43,7 @@ pub const OLDEST_LOG_VERSION: u32 = 3;
 /// Element type code for float32 components (the only one defined).
 pub const ELEMENT_F32: u32 = 0;
 
-/// Largest dimension accepted (bounds per-query buffers).
-pub const MAX_DIM: u32 = 65_536;
-/// Largest `m` accepted (bounds per-node link blocks).
-pub const MAX_M: u32 = 2048;
+pub use crate::limits::{MAX_DIM, MAX_M};
 
 pub(crate) fn rd_u32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Levels are capped so a level fits in a byte and the header stays small.
-pub(crate) const MAX_LEVEL: usize = 31;
+pub(crate) use crate::limits::MAX_LEVEL;
 
 /// Inputs of a graph build.
 pub(crate) struct GraphInput<'a> {
@@ -31,6 +31,11 @@ pub(crate) struct GraphInput<'a> {
     /// insertion runs on them, float32 only re-ranks what it found and
     /// selects neighbours.
     pub codes: Option<Int8Codes<'a>>,
+    /// The rows in the order they are inserted; empty: row order. The first
+    /// is the initial entry point, and the rows before `order_barrier` are
+    /// all inserted before any after it (a skeleton phase).
+    pub order: &'a [u32],
+    pub order_barrier: usize,
 }
 
 /// Int8 codes of every row (row order) with what distances over them need.
@@ -484,29 +489,42 @@ pub(crate) fn build_graph(
         upper: zeros(total_upper as usize * (1 + m)),
     };
     crate::hugepages::advise(&links.l0);
+    let at = |pos: usize| -> u32 {
+        match input.order.get(pos) {
+            Some(&row) => row,
+            None => pos as u32,
+        }
+    };
+    let first = if n == 0 { 0 } else { at(0) };
     let builder = Builder {
         input,
         kernels: Kernels::detect(),
         n,
         links,
-        entry: Mutex::new((0, levels.first().copied().unwrap_or(0) as usize)),
+        entry: Mutex::new((
+            first,
+            levels.get(first as usize).copied().unwrap_or(0) as usize,
+        )),
         levels,
         locks: (0..n).map(|_| Mutex::new(())).collect(),
         rewritten: Mutex::new(Vec::new()),
     };
     let done = AtomicUsize::new(1);
-    let step = |q: u32| {
-        builder.insert(q);
+    let step = |pos: usize| {
+        builder.insert(at(pos));
         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
         if d.is_multiple_of(1024) || d == n {
             progress(d);
         }
     };
-    if parallel {
-        use rayon::prelude::*;
-        (1..n as u32).into_par_iter().for_each(step);
-    } else {
-        (1..n as u32).for_each(step);
+    let barrier = input.order_barrier.clamp(1, n.max(1));
+    for phase in [1..barrier, barrier..n] {
+        if parallel {
+            use rayon::prelude::*;
+            phase.into_par_iter().for_each(step);
+        } else {
+            phase.for_each(step);
+        }
     }
     let repaired = builder.repair(parallel);
     let (entry, max_level) = *builder.entry.lock().unwrap_or_else(|e| e.into_inner());

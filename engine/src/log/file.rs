@@ -1,11 +1,12 @@
 //! The log file: a 64-byte header, then records, appended only.
 
-use super::record::{decode, encode_begin, encode_commit, Decoded, Op, Rec};
+use super::record::{encode_begin, encode_commit, Op};
+use super::replay::{replay, ReplayReport};
 use crate::error::{Error, FileKind, Result};
-use crate::format::manifest::sync_dir;
 use crate::format::{
     rd_u128, rd_u32, rd_u64, wr_u128, wr_u32, wr_u64, DIRECTORY_VERSION, OLDEST_LOG_VERSION,
 };
+use crate::fsio::{sync_dir, write_atomic};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// Magic bytes at offset 0 of a log file.
 pub const LOG_MAGIC: [u8; 8] = *b"STRATALG";
 /// Bytes of the log header; records start here.
-pub const LOG_HEADER: usize = 64;
+pub(crate) use crate::limits::LOG_HEADER;
 const OFF_CRC: usize = 60;
 
 /// Which generation a log belongs to; checked when it is opened.
@@ -109,194 +110,6 @@ impl LogHeader {
     }
 }
 
-/// What replaying a log found.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ReplayReport {
-    /// Records up to the end of the last committed one (plain records and
-    /// whole batches, batch-begin and -commit records included): the next
-    /// record gets sequence number `records + 1`.
-    pub records: u64,
-    /// Bytes of header plus committed records: where the next record goes.
-    pub valid_len: u64,
-    /// Bytes after `valid_len`: a torn (partly written) record, or a batch
-    /// whose commit record is missing, left by a crash during an append.
-    /// Dropped whole; a writer truncates them.
-    pub torn_bytes: u64,
-    /// Whole records among the `torn_bytes` (those of an uncommitted batch).
-    pub torn_records: u64,
-    /// Operations applied (batch-begin and -commit records not counted).
-    pub ops: u64,
-    /// Committed batches (begin/commit framed) among them.
-    pub batches: u64,
-    /// The log's format version (3 or 4; 0 before a log was read).
-    pub version: u32,
-}
-
-/// A batch being read: where its begin record is, what it declared.
-struct OpenBatch {
-    start: usize,
-    count: u64,
-    ops: Vec<(u64, Op, u64)>,
-}
-
-/// Replays the records of a log whose bytes are `bytes` (header included),
-/// calling `apply(seq, op, offset)` for each committed operation in order.
-/// A torn tail stops the replay and is reported; a damaged record is an
-/// error naming its offset (operations before it were applied).
-pub(crate) fn replay(
-    bytes: &[u8],
-    header: &LogHeader,
-    apply: impl FnMut(u64, Op, u64) -> Result<()>,
-) -> Result<ReplayReport> {
-    let version = header.check(bytes)?;
-    replay_records(
-        &bytes[LOG_HEADER..],
-        LOG_HEADER as u64,
-        version,
-        header.dim as usize,
-        0,
-        apply,
-    )
-}
-
-/// The one log decoder: replays `bytes`, the records of a log of `version`
-/// from absolute offset `base` (the end of a committed record, or of the
-/// header), after `records_before` records. Every reader uses it: open,
-/// refresh, compaction's carry-over, [`parse_log`].
-///
-/// Operations outside a batch apply at once; those of a batch are held
-/// until its commit record and then applied together. A batch whose commit
-/// is missing at the end of the bytes (the file ends, or a torn record
-/// follows) is torn and dropped whole; a batch followed by anything but
-/// its operations and commit is corruption. The torn/corrupt rule for a
-/// single record: [`decode`].
-pub(crate) fn replay_records(
-    bytes: &[u8],
-    base: u64,
-    version: u32,
-    dim: usize,
-    records_before: u64,
-    mut apply: impl FnMut(u64, Op, u64) -> Result<()>,
-) -> Result<ReplayReport> {
-    let mut at = 0usize;
-    let mut records = records_before;
-    let mut report = ReplayReport {
-        records,
-        valid_len: base,
-        version,
-        ..Default::default()
-    };
-    let mut batch: Option<OpenBatch> = None;
-    let corrupt = |at: usize, records: u64, why: String| {
-        Error::corrupt(
-            FileKind::Log,
-            format!(
-                "record at offset {} (after {records} valid records)",
-                base + at as u64
-            ),
-            "a valid record",
-            why,
-        )
-    };
-    while at < bytes.len() {
-        let (seq, rec, len) = match decode(&bytes[at..], dim, version) {
-            Decoded::Record { seq, rec, len } => (seq, rec, len),
-            Decoded::Torn => break,
-            Decoded::Corrupt(why) => return Err(corrupt(at, records, why)),
-        };
-        if seq != records + 1 {
-            return Err(Error::corrupt(
-                FileKind::Log,
-                format!("record at offset {} sequence number", base + at as u64),
-                records + 1,
-                seq,
-            ));
-        }
-        let offset = base + at as u64;
-        match (rec, batch.as_mut()) {
-            (Rec::Op(op), None) => {
-                apply(seq, op, offset)?;
-                report.ops += 1;
-            }
-            (Rec::Op(op), Some(b)) => {
-                if b.ops.len() as u64 == b.count {
-                    return Err(corrupt(
-                        at,
-                        records,
-                        format!(
-                            "an operation after the {} announced by the batch begun at offset {}, before its commit",
-                            b.count,
-                            base + b.start as u64
-                        ),
-                    ));
-                }
-                b.ops.push((seq, op, offset));
-            }
-            (Rec::Begin { count }, None) => {
-                if count < 2 {
-                    return Err(corrupt(
-                        at,
-                        records,
-                        format!("a batch of {count} operations (batches hold at least 2)"),
-                    ));
-                }
-                batch = Some(OpenBatch {
-                    start: at,
-                    count,
-                    ops: Vec::new(),
-                });
-            }
-            (Rec::Begin { .. }, Some(b)) => {
-                return Err(corrupt(
-                    at,
-                    records,
-                    format!(
-                        "a batch begin inside the uncommitted batch begun at offset {}",
-                        base + b.start as u64
-                    ),
-                ));
-            }
-            (Rec::Commit { count }, None) => {
-                return Err(corrupt(
-                    at,
-                    records,
-                    format!("a commit of {count} operations outside any batch"),
-                ));
-            }
-            (Rec::Commit { count }, Some(b)) => {
-                if count != b.count || b.ops.len() as u64 != b.count {
-                    return Err(corrupt(
-                        at,
-                        records,
-                        format!(
-                            "a commit of {count} operations for the batch begun at offset {} announcing {} and holding {}",
-                            base + b.start as u64,
-                            b.count,
-                            b.ops.len()
-                        ),
-                    ));
-                }
-                let b = batch.take().expect("open batch");
-                report.ops += b.ops.len() as u64;
-                report.batches += 1;
-                for (seq, op, offset) in b.ops {
-                    apply(seq, op, offset)?;
-                }
-            }
-        }
-        records += 1;
-        at += len;
-        if batch.is_none() {
-            report.records = records;
-            report.valid_len = base + at as u64;
-        }
-    }
-    let committed = (report.valid_len - base) as usize;
-    report.torn_bytes = (bytes.len() - committed) as u64;
-    report.torn_records = records - report.records;
-    Ok(report)
-}
-
 /// The log file a writer appends to.
 pub(crate) struct LogWriter {
     file: File,
@@ -325,7 +138,7 @@ impl LogWriter {
     ) -> Result<LogWriter> {
         let mut bytes = header.encode().to_vec();
         bytes.extend_from_slice(records);
-        let path = crate::format::manifest::write_atomic(dir, name, &bytes)?;
+        let path = write_atomic(dir, name, &bytes)?;
         sync_dir(dir)?;
         let file = OpenOptions::new()
             .append(true)
@@ -524,11 +337,11 @@ pub fn parse_log(bytes: &[u8]) -> Result<(LogInfo, Vec<Op>, ReplayReport)> {
         build_id: info.build_id,
         dim: info.dim,
     };
-    if info.dim == 0 || info.dim > crate::format::MAX_DIM {
+    if info.dim == 0 || info.dim > crate::limits::MAX_DIM {
         return Err(Error::corrupt(
             FileKind::Log,
             "header dim",
-            format!("1..={}", crate::format::MAX_DIM),
+            format!("1..={}", crate::limits::MAX_DIM),
             info.dim,
         ));
     }

@@ -5,6 +5,8 @@
 
 pub(crate) mod file;
 pub(crate) mod record;
+pub(crate) mod replay;
 
-pub use file::{parse_log, LogInfo, ReplayReport};
+pub use file::{parse_log, LogInfo};
 pub use record::Op;
+pub use replay::ReplayReport;

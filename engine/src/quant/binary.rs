@@ -17,9 +17,7 @@ pub struct BinaryQuantizer {
 
 /// Code bytes per vector for a padded dimension: one bit per component,
 /// rounded up to the kernel's 16 lanes.
-pub fn code_stride(padded: usize) -> usize {
-    padded.div_ceil(8).div_ceil(16) * 16
-}
+pub use crate::limits::binary_code_stride as code_stride;
 
 impl BinaryQuantizer {
     /// The centre is the mean of all rows (row-major, `padded` floats each).

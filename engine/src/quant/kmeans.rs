@@ -45,6 +45,33 @@ pub(crate) fn argmin(values: &[f32]) -> usize {
     values.iter().position(|&v| v == min).unwrap_or(0)
 }
 
+/// The nearest of `k` centroids (`k × width`, row-major) for each of
+/// `rows`, where `row(r)` gives a row's `width` floats; in parallel on the
+/// current rayon pool, the same answer for any thread count.
+pub(crate) fn assign_rows<'a>(
+    rows: &[u32],
+    row: impl Fn(u32) -> &'a [f32] + Sync,
+    centroids: &[f32],
+    width: usize,
+) -> Vec<u32> {
+    let k = centroids.len() / width.max(1);
+    if k <= 1 {
+        return vec![0; rows.len()];
+    }
+    let mut transposed = vec![0f32; k * width];
+    for (c, centre) in centroids.chunks_exact(width).enumerate() {
+        for (j, x) in centre.iter().enumerate() {
+            transposed[j * k + c] = *x;
+        }
+    }
+    rows.par_iter()
+        .map_init(
+            || vec![0f32; k],
+            |dist, &r| nearest_transposed(row(r), &transposed, k, dist) as u32,
+        )
+        .collect()
+}
+
 /// Clusters `points` (row-major, `width` floats each) into `k` centroids
 /// with k-means++ seeding and at most `iterations` Lloyd steps, seeded and
 /// deterministic for a given thread count's results (assignment is a pure

@@ -12,7 +12,7 @@ use crate::metric::Metric;
 use rayon::prelude::*;
 
 /// Centroids per sub-vector codebook (codes are one byte).
-pub const CENTROIDS: usize = 256;
+pub const CENTROIDS: usize = crate::limits::PQ_CENTROIDS;
 /// Default number of training rows.
 pub const DEFAULT_TRAIN_SIZE: usize = 25_000;
 /// Lloyd iterations per codebook.
@@ -40,9 +40,7 @@ pub fn subspace(dim: usize, m: usize, s: usize) -> (usize, usize) {
 }
 
 /// Code bytes per vector: `m` rounded up to the kernel's 16 lanes.
-pub fn code_stride(m: usize) -> usize {
-    m.div_ceil(16) * 16
-}
+pub use crate::limits::pq_code_stride as code_stride;
 
 /// The default `m` for a dimension: codes of about `dim / 4` bytes.
 pub fn default_m(dim: usize) -> usize {

@@ -5,7 +5,7 @@ use crate::progress::BuildBar;
 use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{BuildParams, Index, IndexBuilder, Metric, Quantization, LOCK_NAME};
+use strata::{BuildParams, Index, IndexBuilder, InsertOrder, Metric, Quantization, Writer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,8 +17,9 @@ pub struct Args {
     /// has locked, is refused before anything is built.
     #[arg(long)]
     pub out: PathBuf,
-    /// Distance metric: l2, ip or cosine.
-    #[arg(long, default_value = "l2")]
+    /// Distance metric: cosine, l2 or ip (the default is the library's,
+    /// `BuildParams::default()`).
+    #[arg(long, default_value = "cosine")]
     pub metric: Metric,
     /// Links per node on upper levels (level 0 keeps 2*M).
     #[arg(long, default_value_t = 16)]
@@ -44,6 +45,10 @@ pub struct Args {
     /// Product quantization: rows sampled to train the codebooks.
     #[arg(long, default_value_t = strata::quant::pq::DEFAULT_TRAIN_SIZE)]
     pub pq_train_size: usize,
+    /// Insertion order: auto (locality from 50,000 rows on), input, or
+    /// locality (rows grouped by k-means so insertions stay in cache).
+    #[arg(long, default_value = "auto")]
+    pub insert_order: InsertOrder,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -65,6 +70,7 @@ pub fn run(a: Args) -> CliResult {
         int8_clip: a.int8_clip,
         pq_m: a.pq_m,
         pq_train_size: a.pq_train_size,
+        insert_order: a.insert_order,
     };
     let mut builder = IndexBuilder::new(data.dim, params)?;
     // By value: the builder prepares the rows in place, no second copy.
@@ -156,17 +162,36 @@ pub fn check_out(out: &Path) -> CliResult {
         .into());
     }
     // An index: it is replaced atomically, unless a writer holds its lock.
-    if let Ok(lock) = std::fs::File::options()
-        .write(true)
-        .open(out.join(LOCK_NAME))
-    {
-        if let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock() {
-            return Err(format!(
-                "--out {} is an index locked by a running writer (insert, delete or compact): refusing to replace it",
-                out.display()
-            )
-            .into());
-        }
+    if Writer::is_locked(out).unwrap_or(false) {
+        return Err(format!(
+            "--out {} is an index locked by a running writer (insert, delete or compact): refusing to replace it",
+            out.display()
+        )
+        .into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Args;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        build: Args,
+    }
+
+    /// The CLI builds what the library builds when no option is given.
+    #[test]
+    fn defaults_are_the_librarys() {
+        let cli = Cli::try_parse_from(["build", "--input", "x.fvecs", "--out", "idx"]).unwrap();
+        let lib = strata::BuildParams::default();
+        assert_eq!(cli.build.metric, lib.metric);
+        assert_eq!(cli.build.quantization, lib.quantization);
+        assert_eq!(cli.build.m, lib.m);
+        assert_eq!(cli.build.ef_construction, lib.ef_construction);
+        assert_eq!(cli.build.insert_order, lib.insert_order);
+    }
 }

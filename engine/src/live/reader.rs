@@ -1,0 +1,209 @@
+//! The index users search: a generation plus its log, reloaded on
+//! [`LiveIndex::refresh`].
+
+use super::state::{link_pending, State};
+use super::{check_bound, missing_log, read_lock, write_lock};
+use crate::dir::manifest::read as read_manifest;
+use crate::dir::open::{open_current, paths};
+use crate::error::Result;
+use crate::index::{Index, OpenOptions};
+use crate::log::replay::Replayed;
+use crate::params::{Neighbor, SearchParams};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+/// Statistics about an index and its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveStats {
+    /// The generation number (from the manifest).
+    pub generation: u64,
+    /// Vectors in the generation's files.
+    pub base_count: usize,
+    /// Of those, deleted or replaced through the log.
+    pub deleted: usize,
+    /// Vectors inserted through the log and not deleted since.
+    pub inserted: usize,
+    /// Live vectors: `base_count − deleted + inserted`.
+    pub live: usize,
+    /// Records in the log.
+    pub log_records: u64,
+    /// Bytes of the log file (header included; 0 if there is none).
+    pub log_bytes: u64,
+    /// Bytes of a torn record found after the last valid one (a crash
+    /// during an append; a writer truncates them at open).
+    pub torn_bytes: u64,
+}
+
+/// A searchable index directory including its append log. Cheap to clone
+/// (clones share state); `Send + Sync`. A `LiveIndex` from
+/// [`Writer::live`](crate::Writer::live) sees every operation as soon as it returns; one opened
+/// with [`LiveIndex::open`] sees the log as of opening and of each
+/// [`LiveIndex::refresh`].
+#[derive(Clone)]
+pub struct LiveIndex {
+    pub(super) dir: PathBuf,
+    pub(super) state: Arc<RwLock<State>>,
+}
+
+impl LiveIndex {
+    /// Opens the current generation of `dir` and replays its log (if any)
+    /// read-only. A torn tail is ignored (and reported in
+    /// [`LiveIndex::stats`]); a corrupt record in the middle is an error
+    /// naming its offset.
+    pub fn open(dir: impl AsRef<Path>) -> Result<LiveIndex> {
+        Self::open_with(dir, &OpenOptions::default())
+    }
+
+    /// [`LiveIndex::open`] with read options: [`OpenOptions::io`],
+    /// [`OpenOptions::lock_graph`] apply to this and every later generation
+    /// [`LiveIndex::refresh`] opens; `verify` and `allow_log` are ignored
+    /// (verify with [`Index::verify`] through [`LiveIndex::with_index`]).
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, IndexBuilder, IoMode, LiveIndex, OpenOptions, SearchParams};
+    /// let data = dataset::clustered(500, 8, 4, 0.05, 3);
+    /// let mut b = IndexBuilder::new(8, BuildParams { seed: Some(3), ..Default::default() })?;
+    /// b.add_rows(&data.data)?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// b.build()?.write(dir.path())?;
+    /// let live = LiveIndex::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
+    /// assert_eq!(live.search(data.row(7), 1, &SearchParams::default())?[0].id, 7);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<LiveIndex> {
+        let dir = dir.as_ref().to_path_buf();
+        let state = Self::load(&dir, options)?;
+        Ok(LiveIndex {
+            dir,
+            state: Arc::new(RwLock::new(state)),
+        })
+    }
+
+    /// The state of the current generation and its log, following a
+    /// generation switch that happens meanwhile.
+    pub(super) fn load(dir: &Path, options: &OpenOptions) -> Result<State> {
+        open_current(dir, |m| State::load(dir, m, options)).map(|(state, _)| state)
+    }
+
+    /// Picks up what a writer in another process did since this index was
+    /// opened or last refreshed: new log records, or a new generation after
+    /// a compaction, and returns once every logged row is linked into the
+    /// overlay's graph (also those of a writer opened on a log, which links
+    /// them in the background, searches scanning them meanwhile). A batch whose commit record is not written yet is not
+    /// applied (it is, whole, by a later refresh).
+    pub fn refresh(&self) -> Result<()> {
+        let current = read_manifest(&self.dir)?;
+        let same_gen = {
+            let st = read_lock(&self.state);
+            current.map(|m| m.generation) == Some(st.gen.number()) && !st.needs_reload
+        };
+        if !same_gen {
+            let options = read_lock(&self.state).gen.index.open_options().clone();
+            let fresh = Self::load(&self.dir, &options)?;
+            *write_lock(&self.state) = fresh;
+            return Ok(());
+        }
+        let manifest = current.expect("same generation");
+        let path = paths(&self.dir, &manifest).log;
+        // Only what follows the records this state has seen is read.
+        let mut st = write_lock(&self.state);
+        match st.replay_more(&path) {
+            Ok(Replayed::Applied(report)) => {
+                drop(st);
+                link_pending(&self.state, true, true);
+                check_bound(&manifest, &path, &report)
+            }
+            Ok(Replayed::Missing) => missing_log(&manifest, &path),
+            Ok(Replayed::Rewritten) => {
+                // A writer rewrote a version-3 log as version 4 (atomically,
+                // same generation): read it from the start.
+                let options = st.gen.index.open_options().clone();
+                drop(st);
+                let fresh = Self::load(&self.dir, &options)?;
+                *write_lock(&self.state) = fresh;
+                Ok(())
+            }
+            Err(e) => {
+                // Operations before the failure may be applied: start over
+                // next time.
+                st.needs_reload = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// The `k` nearest live vectors: the generation's graph (deleted
+    /// ordinals traversed but never returned) merged with the graph of the
+    /// logged inserts, searched with the same `ef` (dead nodes likewise
+    /// traversed, never returned), by exact float32 distance.
+    pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
+        self.linked().search(query, k, params, false)
+    }
+
+    /// The state to search: rows still being linked are scanned, so a
+    /// search never waits for linking.
+    fn linked(&self) -> RwLockReadGuard<'_, State> {
+        read_lock(&self.state)
+    }
+
+    /// [`LiveIndex::search`] over many queries, in parallel
+    /// ([`Error::DimensionMismatch`](crate::Error::DimensionMismatch) naming both dimensions if theirs is
+    /// not the index's).
+    pub fn search_batch<'q>(
+        &self,
+        queries: impl Into<crate::Queries<'q>>,
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        let queries = queries.into();
+        queries.check(self.dim())?;
+        self.linked().search_batch(queries.data(), k, params)
+    }
+
+    /// The exact `k` nearest live vectors, by brute force.
+    pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
+        read_lock(&self.state).search(query, k, &SearchParams::default(), true)
+    }
+
+    /// Whether `id` is live.
+    pub fn contains(&self, id: u64) -> bool {
+        read_lock(&self.state).contains(id)
+    }
+
+    /// Number of live vectors.
+    pub fn len(&self) -> usize {
+        read_lock(&self.state).len()
+    }
+
+    /// Whether no vector is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Dimension of the vectors.
+    pub fn dim(&self) -> usize {
+        read_lock(&self.state).gen.index.dim()
+    }
+
+    /// Counts of the generation and its log.
+    pub fn stats(&self) -> LiveStats {
+        let st = read_lock(&self.state);
+        LiveStats {
+            generation: st.gen.number(),
+            base_count: st.gen.index.len(),
+            deleted: st.deleted_count,
+            inserted: st.overlay.live(),
+            live: st.len(),
+            log_records: st.log.records,
+            log_bytes: st.log.valid_len,
+            torn_bytes: st.log.torn_bytes,
+        }
+    }
+
+    /// Runs `f` with the current generation's [`Index`] (for tools: info,
+    /// degree statistics). The generation stays valid while `f` runs.
+    pub fn with_index<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
+        let gen = read_lock(&self.state).gen.clone();
+        f(&gen.index)
+    }
+}

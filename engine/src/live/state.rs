@@ -1,0 +1,299 @@
+//! The searchable state of a live index: one generation, the bitset of its
+//! deleted ordinals, and the logged inserts in an in-memory graph.
+
+use super::{check_bound, log_header, missing_log, read_lock, Generation};
+use crate::dir::open::paths;
+use crate::distance::padded_dim;
+use crate::error::{Error, FileKind, Result};
+use crate::format::manifest::Manifest;
+use crate::graph::overlay::Overlay;
+use crate::index::OpenOptions;
+use crate::log::replay::{replay_file, replay_file_after, ReplayReport, Replayed};
+use crate::log::Op;
+use crate::metric::prepare_vector;
+use crate::params::{Neighbor, SearchParams};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+/// The searchable state: a generation, its deletions, and logged inserts.
+pub(super) struct State {
+    pub(super) gen: Arc<Generation>,
+    /// One bit per ordinal of the generation: deleted or superseded.
+    pub(super) deleted: Vec<u64>,
+    pub(super) deleted_count: usize,
+    /// Logged inserts: a graph over their prepared (padded, normalised)
+    /// rows, and the node of each live id.
+    pub(super) overlay: Overlay,
+    pub(super) slot_of: HashMap<u64, u32>,
+    /// How much of the log this state reflects.
+    pub(super) log: ReplayReport,
+    /// A refresh failed part-way: the next one reloads from scratch.
+    pub(super) needs_reload: bool,
+}
+
+impl State {
+    pub(super) fn new(gen: Arc<Generation>) -> State {
+        let index = &gen.index;
+        let params = index.build_params();
+        let overlay = Overlay::new(
+            padded_dim(index.dim()),
+            index.metric(),
+            params.m,
+            params.ef_construction,
+            params.seed.unwrap_or(0),
+            match index.trained_quantizer() {
+                crate::quant::trained::Trained::Int8(q) => Some(q),
+                _ => None,
+            },
+        );
+        State {
+            gen,
+            // Grown by `remove` as ordinals are deleted: a file's claimed
+            // count is not trusted to size anything at open.
+            deleted: Vec::new(),
+            deleted_count: 0,
+            overlay,
+            slot_of: HashMap::new(),
+            log: ReplayReport::default(),
+            needs_reload: false,
+        }
+    }
+
+    /// Opens the generation `manifest` names and replays its log (once:
+    /// [`LiveIndex::load`] retries across a switch).
+    pub(super) fn load(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<State> {
+        let mut state = State::new(Generation::open(dir, manifest, options)?);
+        let path = paths(dir, manifest).log;
+        match state.replay(&path)? {
+            Some(report) => check_bound(manifest, &path, &report)?,
+            None => missing_log(manifest, &path)?,
+        }
+        state.overlay.link_all();
+        Ok(state)
+    }
+
+    pub(super) fn padded(&self) -> usize {
+        padded_dim(self.gen.index.dim())
+    }
+
+    pub(super) fn is_deleted(&self, ord: u32) -> bool {
+        self.deleted
+            .get(ord as usize / 64)
+            .is_some_and(|w| w >> (ord % 64) & 1 == 1)
+    }
+
+    pub(super) fn live_ordinal(&self, id: u64) -> Option<u32> {
+        self.gen.index.ordinal(id).filter(|&o| !self.is_deleted(o))
+    }
+
+    pub(super) fn contains(&self, id: u64) -> bool {
+        self.slot_of.contains_key(&id) || self.live_ordinal(id).is_some()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.gen.index.len() - self.deleted_count + self.overlay.live()
+    }
+
+    /// Checks that `op` can apply (ids exist or not, vector valid) and
+    /// returns its prepared vector, without changing anything.
+    pub(super) fn check(&self, op: &Op) -> Result<Option<Vec<f32>>> {
+        let prepare = |v: &[f32]| {
+            let mut out = vec![0f32; self.padded()];
+            prepare_vector(
+                self.gen.index.metric(),
+                self.gen.index.dim(),
+                v,
+                None,
+                &mut out,
+            )
+            .map(|()| out)
+        };
+        match op {
+            Op::Insert { id, vector } => {
+                if self.contains(*id) {
+                    return Err(Error::IdExists(*id));
+                }
+                prepare(vector).map(Some)
+            }
+            Op::Delete { id } => {
+                if !self.contains(*id) {
+                    return Err(Error::UnknownId(*id));
+                }
+                Ok(None)
+            }
+            Op::Upsert { vector, .. } => prepare(vector).map(Some),
+        }
+    }
+
+    /// Applies a checked operation. An inserted row is pushed into the
+    /// overlay (searches scan it) but not linked: [`link_pending`] links it,
+    /// under the read lock, after the operation or batch, or the replay.
+    pub(super) fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
+        let id = op.id();
+        if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
+            self.remove(id);
+        }
+        if let Some(row) = prepared {
+            let node = self.overlay.push(id, &row);
+            self.slot_of.insert(id, node);
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: u64) {
+        if let Some(node) = self.slot_of.remove(&id) {
+            self.overlay.kill(node);
+        } else if let Some(o) = self.live_ordinal(id) {
+            let word = o as usize / 64;
+            if self.deleted.len() <= word {
+                self.deleted.resize(word + 1, 0);
+            }
+            self.deleted[word] |= 1 << (o % 64);
+            self.deleted_count += 1;
+        }
+    }
+
+    /// Applies one replayed operation (the record at `offset`): one that
+    /// is not valid at its point of the log is corruption (L10).
+    pub(super) fn replay_op(&mut self, op: &Op, offset: u64) -> Result<()> {
+        let prepared = self.check(op).map_err(|e| {
+            Error::corrupt(
+                FileKind::Log,
+                format!("record at offset {offset}"),
+                "an operation valid at its point in the log",
+                e,
+            )
+        })?;
+        self.apply(op, prepared);
+        Ok(())
+    }
+
+    /// Replays the generation's whole log at `path` onto this state
+    /// (`None`: there is no log).
+    pub(super) fn replay(&mut self, path: &Path) -> Result<Option<ReplayReport>> {
+        let header = log_header(&self.gen);
+        let report = replay_file(path, &header, |_, op, offset| self.replay_op(&op, offset))?;
+        if let Some(report) = report {
+            self.log = report;
+        }
+        Ok(report)
+    }
+
+    /// Replays what follows the records this state has replayed so far.
+    pub(super) fn replay_more(&mut self, path: &Path) -> Result<Replayed> {
+        let (header, after) = (log_header(&self.gen), self.log);
+        let replayed = replay_file_after(path, &header, &after, |_, op, offset| {
+            self.replay_op(&op, offset)
+        })?;
+        if let Replayed::Applied(report) = replayed {
+            self.log = report;
+        }
+        Ok(replayed)
+    }
+
+    pub(super) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        exact: bool,
+    ) -> Result<Vec<Neighbor>> {
+        let index = &self.gen.index;
+        let accept = |o: u32| !self.is_deleted(o);
+        let base = match (exact, self.deleted_count) {
+            (false, 0) => index.search(query, k, params)?,
+            (false, _) => index.search_accepting(query, k, params, accept)?,
+            (true, 0) => index.exact_search(query, k)?,
+            (true, _) => index.exact_search_accepting(query, k, accept)?,
+        };
+        self.merge_logged(query, k, params.ef, exact, base)
+    }
+
+    /// [`State::search`] (approximate) of every row of `data`: the
+    /// generation's pipelined batch search, each answer merged with the
+    /// logged inserts.
+    pub(super) fn search_batch(
+        &self,
+        data: &[f32],
+        k: usize,
+        params: &SearchParams,
+    ) -> Result<Vec<Vec<Neighbor>>> {
+        use rayon::prelude::*;
+        let index = &self.gen.index;
+        let accept = |o: u32| !self.is_deleted(o);
+        let base = if self.deleted_count == 0 {
+            index.search_batch_accepting(data, k, params, &|_| true)?
+        } else {
+            index.search_batch_accepting(data, k, params, &accept)?
+        };
+        if self.overlay.live() == 0 {
+            return Ok(base);
+        }
+        data.par_chunks_exact(index.dim())
+            .zip(base)
+            .map(|(q, b)| self.merge_logged(q, k, params.ef, false, b))
+            .collect()
+    }
+
+    /// `base` (answers from the generation) merged with the `k` nearest
+    /// logged inserts to `query` (by the overlay's beam of width `ef`, or
+    /// exactly), both by exact float32 distance.
+    pub(super) fn merge_logged(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        exact: bool,
+        mut base: Vec<Neighbor>,
+    ) -> Result<Vec<Neighbor>> {
+        let index = &self.gen.index;
+        if self.overlay.live() == 0 {
+            return Ok(base);
+        }
+        let mut q = vec![0f32; self.padded()];
+        prepare_vector(index.metric(), index.dim(), query, None, &mut q)?;
+        let logged = self.overlay.search(&q, k, ef, exact);
+        base.extend(logged.into_iter().map(|c| Neighbor {
+            id: self.overlay.id(c.id),
+            distance: c.d,
+        }));
+        base.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        base.truncate(k);
+        Ok(base)
+    }
+}
+
+/// Links the overlay's pending nodes in parallel, a chunk at a time under
+/// the read lock (searches go on; a waiting write waits one chunk at most).
+/// If another thread is linking (it links them all), returns at once, or
+/// with `wait` once it is done.
+pub(super) fn link_pending(state: &RwLock<State>, parallel: bool, wait: bool) {
+    use crate::graph::overlay::{Linking, LINK_CHUNK};
+    loop {
+        let st = read_lock(state);
+        match st.overlay.link_some(LINK_CHUNK, parallel) {
+            Linking::More => {}
+            Linking::Done => return,
+            Linking::Busy if wait => {
+                st.overlay.wait_linking();
+                if !st.overlay.has_pending() {
+                    return;
+                }
+            }
+            Linking::Busy => return,
+        }
+    }
+}
+
+/// Links what a writer's replay left pending on a background thread, so
+/// that a short writer (`strata insert` into a logged index) costs what it
+/// writes, not what the log holds; the writer's own rows wait behind that
+/// backlog (see `Writer::run`), searches scan them meanwhile. Opened from a
+/// rayon pool's thread, it links sequentially (deterministic on one).
+pub(super) fn spawn_linker(state: &Arc<RwLock<State>>) {
+    if read_lock(state).overlay.has_pending() {
+        let parallel = rayon::current_thread_index().is_none();
+        let state = state.clone();
+        std::thread::spawn(move || link_pending(&state, parallel, false));
+    }
+}

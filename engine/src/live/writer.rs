@@ -1,0 +1,554 @@
+//! The single writer of an index directory: validates, logs, applies and
+//! syncs every operation.
+
+use super::flusher::spawn_flusher;
+use super::reader::LiveIndex;
+use super::state::{link_pending, spawn_linker, State};
+use super::{check_bound, lock, log_header, missing_log, read_lock, write_lock, Generation};
+use crate::dir::gc::remove_other_generations;
+use crate::dir::lock::{lock as lock_dir, WriterLock};
+use crate::dir::manifest::{read_current, write as write_manifest};
+use crate::dir::names;
+use crate::dir::open::paths;
+use crate::error::{Error, Result};
+use crate::format::manifest::{LogBound, Manifest};
+use crate::format::DIRECTORY_VERSION;
+use crate::index::OpenOptions;
+use crate::log::file::LogWriter;
+use crate::log::replay::{replay_file, ReplayReport};
+use crate::log::Op;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// When a writer makes appended operations durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync after every operation: each one is durable when it returns.
+    EveryOp,
+    /// fsync once `max_ops` operations are pending or the oldest pending one
+    /// is `max_delay` old (checked by every operation and by a background
+    /// flusher); [`Writer::flush`] makes everything durable at once.
+    Group {
+        /// Pending operations that trigger a sync.
+        max_ops: usize,
+        /// Age of the oldest pending operation that triggers a sync.
+        max_delay: Duration,
+    },
+    /// No fsync until [`Writer::flush`] (or compaction): operations survive
+    /// a process crash (the OS has them) but not a power cut.
+    None,
+}
+
+pub(super) struct WriterInner {
+    pub(super) log: LogWriter,
+    pub(super) durability: Durability,
+    pub(super) pending: usize,
+    pub(super) oldest_pending: Option<Instant>,
+    /// The MANIFEST as this writer last wrote or read it.
+    pub(super) manifest: Manifest,
+}
+
+impl WriterInner {
+    pub(super) fn sync(&mut self) -> Result<()> {
+        if self.pending > 0 {
+            self.log.sync()?;
+            self.pending = 0;
+            self.oldest_pending = None;
+        }
+        Ok(())
+    }
+
+    pub(super) fn after_append(&mut self) -> Result<()> {
+        self.pending += 1;
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        match self.durability {
+            Durability::EveryOp => self.sync(),
+            Durability::Group { max_ops, max_delay } => {
+                if self.pending >= max_ops.max(1)
+                    || self
+                        .oldest_pending
+                        .is_some_and(|t| t.elapsed() >= max_delay)
+                {
+                    self.sync()
+                } else {
+                    Ok(())
+                }
+            }
+            Durability::None => Ok(()),
+        }
+    }
+}
+
+/// The single writer of an index directory: appends every operation to the
+/// log before applying it; searches through [`Writer::live`] see it at once.
+pub struct Writer {
+    pub(super) live: LiveIndex,
+    /// Held for a whole compaction: one at a time.
+    pub(super) compacting: Mutex<()>,
+    /// Set when a compaction failed after switching generations: the
+    /// in-memory state no longer matches the directory.
+    pub(super) poisoned: AtomicBool,
+    pub(super) inner: Arc<Mutex<WriterInner>>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) flusher: Option<std::thread::JoinHandle<()>>,
+    pub(super) _lock: WriterLock,
+}
+
+impl Writer {
+    /// Opens `dir` for writing: takes the lock file (failing with
+    /// [`Error::WriterLocked`] if another writer holds it), replays the log,
+    /// truncates a torn tail, and removes files of other generations left
+    /// by an interrupted compaction.
+    pub fn open(dir: impl AsRef<Path>, durability: Durability) -> Result<Writer> {
+        let dir = dir.as_ref().to_path_buf();
+        let lock = lock_dir(&dir)?;
+        // Under the lock nobody else switches generations: no retry.
+        let manifest = read_current(&dir)?;
+        let gen = Generation::open(&dir, &manifest, &OpenOptions::default())?;
+        remove_other_generations(&dir, manifest.generation);
+        let mut state = State::new(gen);
+        let header = log_header(&state.gen);
+        let path = paths(&dir, &manifest).log;
+        let log_name = names::log(manifest.generation);
+        let mut log = match state.replay(&path)? {
+            Some(report) => {
+                check_bound(&manifest, &path, &report)?;
+                if report.version < DIRECTORY_VERSION {
+                    // An older log: rewrite its committed operations as
+                    // current records (atomically: temp file, rename), so
+                    // that appends never mix two framings in one file.
+                    let mut records = Vec::new();
+                    let mut n = 0u64;
+                    replay_file(&path, &header, |_, op, _| {
+                        n += 1;
+                        op.encode(n, &mut records);
+                        Ok(())
+                    })?;
+                    let log = LogWriter::create(&dir, &log_name, &header, &records, n + 1)?;
+                    state.log = ReplayReport {
+                        records: n,
+                        valid_len: log.len(),
+                        version: DIRECTORY_VERSION,
+                        ops: n,
+                        ..ReplayReport::default()
+                    };
+                    log
+                } else {
+                    LogWriter::resume(path, &report)?
+                }
+            }
+            None => {
+                missing_log(&manifest, &path)?;
+                // The log is created (header only) before the MANIFEST
+                // names it: a crash between the two leaves an empty log
+                // that no reader needs.
+                let log = LogWriter::create(&dir, &log_name, &header, &[], 1)?;
+                state.log = ReplayReport {
+                    valid_len: log.len(),
+                    version: DIRECTORY_VERSION,
+                    ..ReplayReport::default()
+                };
+                log
+            }
+        };
+        // Record in the MANIFEST (at this build's directory version, so
+        // older readers refuse the directory from now on) that the log
+        // exists and holds at least what it holds now, once that is durable.
+        let bound = Manifest {
+            log: Some(LogBound {
+                len: log.len(),
+                records: log.records(),
+            }),
+            ..manifest
+        };
+        if bound != manifest {
+            log.sync()?;
+            write_manifest(&dir, &bound)?;
+        }
+        state.log.torn_bytes = 0;
+        let inner = Arc::new(Mutex::new(WriterInner {
+            log,
+            durability,
+            pending: 0,
+            oldest_pending: None,
+            manifest: bound,
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flusher = match durability {
+            Durability::Group { max_delay, .. } => {
+                Some(spawn_flusher(inner.clone(), stop.clone(), max_delay))
+            }
+            _ => None,
+        };
+        let state = Arc::new(RwLock::new(state));
+        spawn_linker(&state);
+        Ok(Writer {
+            live: LiveIndex { dir, state },
+            compacting: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+            inner,
+            stop,
+            flusher,
+            _lock: lock,
+        })
+    }
+
+    /// Whether a writer (in any process) holds the lock of `dir` now, so
+    /// that [`Writer::open`] or a build into `dir` would fail with
+    /// [`Error::WriterLocked`]. A snapshot: it may change right after.
+    pub fn is_locked(dir: impl AsRef<Path>) -> Result<bool> {
+        crate::dir::lock::is_locked(dir.as_ref())
+    }
+
+    /// A searchable view that sees every operation of this writer at once.
+    pub fn live(&self) -> LiveIndex {
+        self.live.clone()
+    }
+
+    pub(super) fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(Error::WriterPoisoned(
+                "a compaction failed after switching generations".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(&self, op: Op) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        // Checked under the writer lock: a compaction that fails after its
+        // switch holds this lock while it sets the flag.
+        self.check_poisoned()?;
+        let backlog = {
+            let mut st = write_lock(&self.live.state);
+            let prepared = st.check(&op)?;
+            inner.log.append(&op)?;
+            let backlog = st.overlay.has_pending();
+            st.apply(&op, prepared);
+            st.log.records = inner.log.records();
+            st.log.valid_len = inner.log.len();
+            st.log.ops += 1;
+            backlog
+        };
+        // A backlog is being linked by `spawn_linker`'s thread, which
+        // links this row after it.
+        if !backlog {
+            link_pending(&self.live.state, true, false);
+        }
+        inner.after_append()
+    }
+
+    /// Inserts a new id ([`Error::IdExists`] if it is live).
+    pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.run(Op::Insert {
+            id,
+            vector: vector.to_vec(),
+        })
+    }
+
+    /// Deletes a live id ([`Error::UnknownId`] otherwise).
+    pub fn delete(&self, id: u64) -> Result<()> {
+        self.run(Op::Delete { id })
+    }
+
+    /// Inserts `id`, replacing its vector if it is live.
+    pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.run(Op::Upsert {
+            id,
+            vector: vector.to_vec(),
+        })
+    }
+
+    /// Applies `ops` as one atomic unit: all of them or none, in the log
+    /// (a batch-begin record, the operations, a batch-commit record: a
+    /// crash before the commit is durable drops the whole batch at replay)
+    /// and in memory (searches see none of it until all of it).
+    ///
+    /// Every operation is validated first, in order, against the current
+    /// contents as changed by the operations before it in the batch, and
+    /// nothing is written if one fails: the error is
+    /// [`Error::BatchRejected`] naming its position and id. With
+    /// [`BatchOptions::skip_existing`], an insert of an id that is live
+    /// with the same vector (bit for bit, after the same preparation as at
+    /// insert) is skipped, and one whose vector differs fails with
+    /// [`Error::IdExistsWithOtherVector`]; with
+    /// [`BatchOptions::ignore_missing`], a delete of an id that is not live
+    /// is skipped. So retrying a batch that was committed (or not) before
+    /// a crash, with both options, commits exactly what is missing.
+    ///
+    /// The batch is durable as one operation of the writer's
+    /// [`Durability`]; if the sync that makes it durable fails, the batch
+    /// is committed all the same and the error is
+    /// [`Error::CommittedNotDurable`]. Its records are encoded and written in chunks of
+    /// about 1 MiB, so the log side needs no memory proportional to it.
+    pub fn apply_batch(&self, ops: &[Op], options: BatchOptions) -> Result<BatchReport> {
+        let mut inner = lock(&self.inner);
+        self.check_poisoned()?;
+        let mut report = BatchReport::default();
+        // Validated under the read lock (searches go on): the state cannot
+        // change meanwhile, since every change holds the writer lock.
+        let st = read_lock(&self.live.state);
+        let p = st.padded();
+        let dim = st.gen.index.dim();
+        // Ids the batch changed so far: Some(i) live with the i-th prepared
+        // row of the batch, None removed.
+        let mut overlay: HashMap<u64, Option<usize>> = HashMap::new();
+        let mut prepared: Vec<f32> = Vec::new();
+        // Per operation kept: its prepared row index, or None (a delete).
+        let mut keep: Vec<(usize, Option<usize>)> = Vec::with_capacity(ops.len());
+        for (position, op) in ops.iter().enumerate() {
+            let id = op.id();
+            let reject = |source: Error| Error::BatchRejected {
+                position,
+                id,
+                source: Box::new(source),
+            };
+            let live = match overlay.get(&id) {
+                Some(slot) => slot.is_some(),
+                None => st.contains(id),
+            };
+            match op {
+                Op::Insert { vector, .. } | Op::Upsert { vector, .. } => {
+                    let row = st
+                        .check(&Op::Upsert {
+                            id,
+                            vector: vector.clone(),
+                        })
+                        .map_err(reject)?
+                        .expect("a prepared row");
+                    if live && matches!(op, Op::Insert { .. }) {
+                        if !options.skip_existing {
+                            return Err(reject(Error::IdExists(id)));
+                        }
+                        let same = match overlay.get(&id) {
+                            Some(Some(i)) => prepared[i * p..i * p + dim] == row[..dim],
+                            _ => match st.slot_of.get(&id) {
+                                Some(&node) => st.overlay.row(node)[..dim] == row[..dim],
+                                None => st.gen.index.get(id).is_ok_and(|v| v[..] == row[..dim]),
+                            },
+                        };
+                        if !same {
+                            return Err(reject(Error::IdExistsWithOtherVector(id)));
+                        }
+                        report.skipped_existing.push(id);
+                        continue;
+                    }
+                    let i = prepared.len() / p;
+                    prepared.extend_from_slice(&row);
+                    overlay.insert(id, Some(i));
+                    keep.push((position, Some(i)));
+                    if matches!(op, Op::Insert { .. }) {
+                        report.inserted += 1;
+                    } else {
+                        report.upserted += 1;
+                    }
+                }
+                Op::Delete { .. } => {
+                    if !live {
+                        if !options.ignore_missing {
+                            return Err(reject(Error::UnknownId(id)));
+                        }
+                        report.skipped_missing.push(id);
+                        continue;
+                    }
+                    overlay.insert(id, None);
+                    keep.push((position, None));
+                    report.deleted += 1;
+                }
+            }
+        }
+        drop(st);
+        if keep.is_empty() {
+            return Ok(report);
+        }
+        let before = inner.log.records();
+        inner
+            .log
+            .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
+        let mut st = write_lock(&self.live.state);
+        let backlog = st.overlay.has_pending();
+        for &(position, row) in &keep {
+            let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
+            st.apply(&ops[position], row);
+        }
+        st.log.records = inner.log.records();
+        st.log.valid_len = inner.log.len();
+        st.log.ops += keep.len() as u64;
+        if keep.len() > 1 {
+            st.log.batches += 1;
+        }
+        report.log_records = inner.log.records() - before;
+        drop(st);
+        if !backlog {
+            link_pending(&self.live.state, true, false);
+        }
+        inner
+            .after_append()
+            .map_err(|e| Error::CommittedNotDurable {
+                operations: report.committed(),
+                source: Box::new(e),
+            })?;
+        Ok(report)
+    }
+
+    /// Inserts `ids` with the row-major `vectors` (one row of `dim` per
+    /// id) as one atomic batch ([`Writer::apply_batch`]). An id repeated
+    /// in `ids` is refused ([`Error::DuplicateId`], positions as rows).
+    pub fn insert_batch(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        options: BatchOptions,
+    ) -> Result<BatchReport> {
+        self.rows_batch(ids, vectors, options, false)
+    }
+
+    /// Upserts `ids` with the row-major `vectors` as one atomic batch.
+    pub fn upsert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<BatchReport> {
+        self.rows_batch(ids, vectors, BatchOptions::default(), true)
+    }
+
+    fn rows_batch(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        options: BatchOptions,
+        upsert: bool,
+    ) -> Result<BatchReport> {
+        let dim = self.live.dim();
+        if vectors.len() != ids.len() * dim {
+            return Err(Error::InvalidParameter {
+                name: "vectors",
+                reason: format!(
+                    "{} floats for {} ids of dimension {dim} (expected {})",
+                    vectors.len(),
+                    ids.len(),
+                    ids.len() * dim
+                ),
+            });
+        }
+        check_unique(ids)?;
+        let ops: Vec<Op> = ids
+            .iter()
+            .zip(vectors.chunks_exact(dim.max(1)))
+            .map(|(&id, v)| {
+                let vector = v.to_vec();
+                if upsert {
+                    Op::Upsert { id, vector }
+                } else {
+                    Op::Insert { id, vector }
+                }
+            })
+            .collect();
+        self.apply_batch(&ops, options)
+    }
+
+    /// Deletes `ids` as one atomic batch ([`Writer::apply_batch`]). An id
+    /// repeated in `ids` is refused ([`Error::DuplicateId`]).
+    pub fn delete_batch(&self, ids: &[u64], options: BatchOptions) -> Result<BatchReport> {
+        check_unique(ids)?;
+        let ops: Vec<Op> = ids.iter().map(|&id| Op::Delete { id }).collect();
+        self.apply_batch(&ops, options)
+    }
+
+    /// Makes every earlier operation durable and records in the MANIFEST
+    /// that the log holds at least what it holds now, so that a log cut
+    /// below this point (or deleted) is an error at open instead of a
+    /// silent loss. Costs one fsync of the log and one MANIFEST
+    /// replacement (nothing if nothing changed since the last one). Done
+    /// by `Writer::open`, every compaction, and when the writer is dropped.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut inner = lock(&self.inner);
+        self.check_poisoned()?;
+        inner.sync()?;
+        let bound = Manifest {
+            log: Some(LogBound {
+                len: inner.log.len(),
+                records: inner.log.records(),
+            }),
+            ..inner.manifest
+        };
+        if bound != inner.manifest {
+            write_manifest(&self.live.dir, &bound)?;
+            inner.manifest = bound;
+        }
+        Ok(())
+    }
+
+    /// Returns once every earlier operation is durable.
+    pub fn flush(&self) -> Result<()> {
+        self.check_poisoned()?;
+        lock(&self.inner).sync()
+    }
+
+    /// The smallest id above every id the index has ever held in its
+    /// current generation or log (for callers that let strata pick ids).
+    pub fn next_free_id(&self) -> u64 {
+        let st = read_lock(&self.live.state);
+        let base = st.gen.index.max_id().map_or(0, |m| m.saturating_add(1));
+        let logged = st.slot_of.keys().max().map_or(0, |m| m.saturating_add(1));
+        base.max(logged)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        if self.checkpoint().is_err() {
+            let _ = lock(&self.inner).sync();
+        }
+    }
+}
+
+/// Refuses an id repeated in a batch of ids.
+fn check_unique(ids: &[u64]) -> Result<()> {
+    let mut first: HashMap<u64, usize> = HashMap::with_capacity(ids.len());
+    for (row, &id) in ids.iter().enumerate() {
+        if let Some(&first_row) = first.get(&id) {
+            return Err(Error::DuplicateId { id, first_row, row });
+        }
+        first.insert(id, row);
+    }
+    Ok(())
+}
+
+/// Policies of [`Writer::apply_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchOptions {
+    /// Skip an insert of an id that is live with the same vector (an
+    /// idempotent retry); one with another vector still fails.
+    pub skip_existing: bool,
+    /// Skip a delete of an id that is not live.
+    pub ignore_missing: bool,
+}
+
+/// What a batch committed: exactly these, all at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Inserts committed.
+    pub inserted: usize,
+    /// Upserts committed.
+    pub upserted: usize,
+    /// Deletes committed.
+    pub deleted: usize,
+    /// Inserts skipped: the id was live with the same vector.
+    pub skipped_existing: Vec<u64>,
+    /// Deletes skipped: the id was not live.
+    pub skipped_missing: Vec<u64>,
+    /// Log records written (0 if everything was skipped; one for a single
+    /// operation; operations + 2 for a begin/commit framed batch).
+    pub log_records: u64,
+}
+
+impl BatchReport {
+    /// Operations committed.
+    pub fn committed(&self) -> usize {
+        self.inserted + self.upserted + self.deleted
+    }
+}

@@ -1,0 +1,69 @@
+//! The kinds of traversal codes: a header field of the graph file and a
+//! build parameter. A leaf (the byte layer reads the kind; the quantizers
+//! in [`crate::quant`] implement each one).
+
+use crate::error::{Error, Result};
+
+/// The quantizer used for graph traversal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quantization {
+    /// No codes: traversal reads the float32 vectors file directly.
+    None,
+    /// Per-dimension int8 scalar quantization (u8 codes, one byte per
+    /// dimension) with float32 rescoring of the final candidates.
+    Int8,
+    /// Product quantization: `m` one-byte codes per vector (see
+    /// [`BuildParams::pq_m`](crate::BuildParams::pq_m)), asymmetric distances.
+    Pq,
+    /// One bit per dimension with a per-vector correction factor.
+    Binary,
+}
+
+impl Quantization {
+    /// The code stored in the graph file header.
+    pub fn code(self) -> u32 {
+        match self {
+            Quantization::None => 0,
+            Quantization::Int8 => 1,
+            Quantization::Pq => 2,
+            Quantization::Binary => 3,
+        }
+    }
+
+    /// The quantization for a header code, if known.
+    pub fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(Quantization::None),
+            1 => Some(Quantization::Int8),
+            2 => Some(Quantization::Pq),
+            3 => Some(Quantization::Binary),
+            _ => None,
+        }
+    }
+
+    /// The command-line name (`none`, `int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantization::None => "none",
+            Quantization::Int8 => "int8",
+            Quantization::Pq => "pq",
+            Quantization::Binary => "binary",
+        }
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "f32" | "float32" => Ok(Quantization::None),
+            "int8" | "sq8" | "i8" => Ok(Quantization::Int8),
+            "pq" => Ok(Quantization::Pq),
+            "binary" | "1bit" | "bq" => Ok(Quantization::Binary),
+            _ => Err(Error::InvalidParameter {
+                name: "quantization",
+                reason: format!("unknown quantization {s:?}; use none, int8, pq or binary"),
+            }),
+        }
+    }
+}
