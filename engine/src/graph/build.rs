@@ -80,6 +80,122 @@ pub(super) struct Links {
 }
 
 impl Links {
+    /// Links for no node yet, grown by [`Links::push`] (the log overlay).
+    pub(super) fn empty(m: usize, m0: usize) -> Links {
+        Links {
+            m,
+            m0,
+            l0: Vec::new(),
+            upper_start: Vec::new(),
+            upper: Vec::new(),
+        }
+    }
+
+    /// Appends empty blocks for one more node of `level`.
+    pub(super) fn push(&mut self, level: usize) {
+        let zero = || AtomicU32::new(0);
+        self.l0
+            .extend(std::iter::repeat_with(zero).take(1 + self.m0));
+        self.upper_start
+            .push((self.upper.len() / (1 + self.m)) as u32);
+        self.upper
+            .extend(std::iter::repeat_with(zero).take(level * (1 + self.m)));
+    }
+
+    /// Link capacity of a node on `level`.
+    pub(super) fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.m
+        }
+    }
+
+    /// Writes `q`'s own list on `level`. A concurrent insertion can reach
+    /// `q` before this (through `q`'s links on the level above, which make
+    /// `q` the entry of its beam on this level) and add its back-link to
+    /// `q`'s still empty list; overwriting that list would leave the other
+    /// node without the in-link its insertion counted on (the cause of
+    /// unreachable nodes in parallel builds). So links already present are
+    /// merged with `chosen`, pruned by the diversity heuristic when over
+    /// capacity. `between` is the float32 distance of two nodes.
+    pub(super) fn write_own(
+        &self,
+        locks: &[Mutex<()>],
+        level: usize,
+        q: u32,
+        chosen: &[u32],
+        scratch: &mut Vec<u32>,
+        between: impl Fn(u32, u32) -> f32,
+    ) {
+        let _g = lock(&locks[q as usize]);
+        self.read(level, q, scratch);
+        scratch.retain(|x| *x != q && !chosen.contains(x));
+        if scratch.is_empty() {
+            self.write(level, q, chosen);
+            return;
+        }
+        let cap = self.cap(level);
+        if chosen.len() + scratch.len() <= cap {
+            scratch.extend_from_slice(chosen);
+            self.write(level, q, scratch);
+            return;
+        }
+        let mut cands: Vec<Cand> = chosen
+            .iter()
+            .chain(scratch.iter())
+            .map(|&id| Cand {
+                d: between(q, id),
+                id,
+            })
+            .collect();
+        cands.sort_unstable();
+        let mut kept = Vec::with_capacity(cap);
+        select_diverse(&cands, cap, &mut kept, &between);
+        self.write(level, q, &kept);
+    }
+
+    /// Adds the back-link `nb → q` on `level` for every `nb` of `chosen`
+    /// (each under its node's lock): into a free slot, or by re-selecting
+    /// `nb`'s list with the diversity heuristic when it is full.
+    pub(super) fn link_back(
+        &self,
+        locks: &[Mutex<()>],
+        level: usize,
+        q: u32,
+        chosen: &[u32],
+        between: impl Fn(u32, u32) -> f32,
+    ) {
+        let cap = self.cap(level);
+        let mut theirs = Vec::with_capacity(cap + 1);
+        let mut cands = Vec::with_capacity(cap + 1);
+        let mut kept = Vec::with_capacity(cap);
+        for &nb in chosen {
+            let _g = lock(&locks[nb as usize]);
+            self.read(level, nb, &mut theirs);
+            if theirs.contains(&q) {
+                continue;
+            }
+            if theirs.len() < cap {
+                theirs.push(q);
+                self.write(level, nb, &theirs);
+            } else {
+                cands.clear();
+                cands.extend(theirs.iter().map(|&id| Cand {
+                    d: between(nb, id),
+                    id,
+                }));
+                cands.push(Cand {
+                    d: between(nb, q),
+                    id: q,
+                });
+                cands.sort_unstable();
+                select_diverse(&cands, cap, &mut kept, &between);
+                self.write(level, nb, &kept);
+            }
+        }
+    }
+
     pub(super) fn block(&self, level: usize, node: u32) -> &[AtomicU32] {
         let node = node as usize;
         if level == 0 {
@@ -265,47 +381,7 @@ impl Builder<'_> {
 
     /// Link capacity of a node on `level`.
     pub(super) fn cap(&self, level: usize) -> usize {
-        if level == 0 {
-            self.links.m0
-        } else {
-            self.links.m
-        }
-    }
-
-    /// Writes `q`'s own list on `level`. A concurrent insertion can reach
-    /// `q` before this (through `q`'s links on the level above, which make
-    /// `q` the entry of its beam on this level) and add its back-link to
-    /// `q`'s still empty list; overwriting that list would leave the other
-    /// node without the in-link its insertion counted on (the cause of
-    /// unreachable nodes in parallel builds). So links already present are
-    /// merged with `chosen`, pruned by the same heuristic when over capacity.
-    fn write_own(&self, level: usize, q: u32, chosen: &[u32], scratch: &mut Vec<u32>) {
-        let _g = lock(&self.locks[q as usize]);
-        self.links.read(level, q, scratch);
-        scratch.retain(|x| *x != q && !chosen.contains(x));
-        if scratch.is_empty() {
-            self.links.write(level, q, chosen);
-            return;
-        }
-        let cap = self.cap(level);
-        if chosen.len() + scratch.len() <= cap {
-            scratch.extend_from_slice(chosen);
-            self.links.write(level, q, scratch);
-            return;
-        }
-        let qv = self.vector(q);
-        let mut cands: Vec<Cand> = chosen
-            .iter()
-            .chain(scratch.iter())
-            .map(|&id| Cand {
-                d: self.dist(qv, id),
-                id,
-            })
-            .collect();
-        cands.sort_unstable();
-        let mut kept = Vec::with_capacity(cap);
-        self.select(&cands, cap, &mut kept);
-        self.links.write(level, q, &kept);
+        self.links.cap(level)
     }
 
     fn insert(&self, q: u32) {
@@ -333,7 +409,6 @@ impl Builder<'_> {
         let ef = self.input.ef_construction;
         let mut chosen = Vec::with_capacity(self.links.m0);
         let mut theirs = Vec::with_capacity(self.links.m0 + 1);
-        let mut cands = Vec::with_capacity(self.links.m0 + 1);
         for l in (0..=level.min(max_level)).rev() {
             let found = with_scratch(|s| {
                 beam(
@@ -370,34 +445,10 @@ impl Builder<'_> {
             // level, so the beam can meet `q` itself: never link to self.
             let found: Vec<Cand> = found.into_iter().filter(|c| c.id != q).collect();
             self.select(&found, self.input.m, &mut chosen);
-            self.write_own(l, q, &chosen, &mut theirs);
-            let cap = self.cap(l);
-            for &nb in &chosen {
-                let _g = lock(&self.locks[nb as usize]);
-                self.links.read(l, nb, &mut theirs);
-                if theirs.contains(&q) {
-                    continue;
-                }
-                if theirs.len() < cap {
-                    theirs.push(q);
-                    self.links.write(l, nb, &theirs);
-                } else {
-                    let nv = self.vector(nb);
-                    cands.clear();
-                    cands.extend(theirs.iter().map(|&id| Cand {
-                        d: self.dist(nv, id),
-                        id,
-                    }));
-                    cands.push(Cand {
-                        d: self.dist(nv, q),
-                        id: q,
-                    });
-                    cands.sort_unstable();
-                    let mut kept = Vec::with_capacity(cap);
-                    self.select(&cands, cap, &mut kept);
-                    self.links.write(l, nb, &kept);
-                }
-            }
+            let between = |a: u32, b: u32| self.dist(self.vector(a), b);
+            self.links
+                .write_own(&self.locks, l, q, &chosen, &mut theirs, between);
+            self.links.link_back(&self.locks, l, q, &chosen, between);
             if let Some(best) = found.first() {
                 cur = Cand {
                     d: tdist(best.id),

@@ -6,16 +6,24 @@
 //! holds the float32 prepared rows, so the distances it returns are exact
 //! and merge directly with the generation's rescored answers.
 //!
-//! A node is pushed (row, codes, level) when its insert is applied and
-//! linked into the graph later, in node order: by the writer right after it
-//! applies an operation or batch, after a replay by the first search (until
-//! then the pending nodes are found by an exact scan). Linking is
-//! sequential and deterministic (levels come from a seeded RNG drawn once
-//! per node, in log order; dead nodes are linked like live ones), so the
-//! graph depends only on the rows pushed: replaying a log builds the same
-//! graph, and gives the same answers, as the writer that wrote it. It uses
-//! the beam search, greedy descent and diverse-neighbour selection of the
-//! generation's build: O(log n · ef_construction) distances per insert.
+//! A node is pushed (row, codes, level) when its insert is applied (under
+//! the state's write lock, so searches see it at once, by an exact scan)
+//! and linked into the graph right after, through `&self` (under the read
+//! lock: searches go on meanwhile): by the writer once it applied an
+//! operation or batch, by a reader's replay at open or refresh, by a
+//! background thread for a writer's replay. Linking runs in parallel (see
+//! [`Overlay::link_some`] for which threads), like the generation's build (`build.rs`): link
+//! lists are blocks of atomics written under a per-node mutex and read
+//! optimistically, nodes that raise the top level hold the entry lock for
+//! their insertion. Nodes `0..linked` are fully linked; a search returns
+//! only those from the graph and scans the others, so a node is never
+//! missed nor returned twice while linking goes on. On one thread linking
+//! is sequential and deterministic (levels come from a seeded RNG drawn
+//! once per node, in log order; dead nodes are linked like live ones), so
+//! the graph depends only on the rows pushed; on more, on the schedule too,
+//! as in the build. It uses the beam search, greedy descent, neighbour
+//! selection and back-link pruning of the build: O(log n · ef_construction)
+//! distances per insert, at most [`EF_CONSTRUCTION_MAX`].
 //! Below [`SCAN_BELOW`] nodes a search scans the rows exactly instead.
 //!
 //! With the generation's int8 quantizer (and not under inner product, as in
@@ -24,7 +32,7 @@
 //! rows), float32 re-ranks what they find, selects neighbours and gives the
 //! distances returned.
 
-use super::build::MAX_LEVEL;
+use super::build::{lock, Links, MAX_LEVEL};
 use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use super::select::select_diverse;
 use crate::distance::{prefetch, Kernels};
@@ -32,6 +40,8 @@ use crate::metric::Metric;
 use crate::quant::Int8Quantizer;
 use rand::{Rng, SeedableRng};
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Overlays with fewer nodes than this are searched by an exact scan: at
 /// dimension 384 (int8 codes, ef 32, uniform random unit rows, the graph's
@@ -39,6 +49,51 @@ use std::collections::BinaryHeap;
 /// and 50-58 at 1024 against the graph's 14, 28-31, 39-45 and 46-49 µs
 /// (`tests::scan_threshold`): below 512 the scan is as fast, and exact.
 pub(crate) const SCAN_BELOW: usize = 512;
+
+/// Nodes linked per [`Overlay::link_some`] call: the read lock is released
+/// between calls, so a writer waiting for the write lock (and the searches
+/// queued behind it) waits for one such chunk at most.
+pub(crate) const LINK_CHUNK: usize = 2048;
+
+/// What [`Overlay::link_some`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Linking {
+    /// Every pushed node is linked.
+    Done,
+    /// It linked a chunk; more nodes are pending.
+    More,
+    /// Another thread is linking (it links what is pending).
+    Busy,
+}
+
+/// The overlay's `ef_construction`: the generation's, at most this. On
+/// npm-minilm (25k built at ef_construction 200, 25k more through the log,
+/// int8, one search thread, a loaded 2-core machine) the overlay linked at
+/// ef_construction 200, 128, 100 and 64 gave recall@10 0.9612, 0.9593,
+/// 0.9552 and 0.9499 at search ef 32 (a fresh build of all 50k: 0.9516),
+/// inserting the 25k in 6.3, 3.7, 3.1 and 2.9 s: 100 keeps recall ≥ 0.95
+/// at the fresh build's ef for half the linking cost; 64 needs ef 40.
+pub(crate) const EF_CONSTRUCTION_MAX: usize = 100;
+
+/// The threads that link in parallel: a pool of their own, as many as the
+/// global pool, whose threads only ever run linking jobs (so a thread
+/// waiting inside a link never picks up a job that needs a lock the linker
+/// holds).
+/// `None` if its threads could not be spawned: then linking is sequential.
+fn link_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("strata-link-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// No entry yet, in [`Overlay::published`].
+const NO_ENTRY: u64 = u64::MAX;
 
 /// Int8 codes of the nodes, with what distances over them need.
 struct Codes {
@@ -74,35 +129,36 @@ pub(crate) struct Overlay {
     /// One bit per node: deleted or superseded.
     dead: Vec<u64>,
     live: usize,
-    /// Level-0 blocks `[count, id × m0]`, node order.
-    l0: Vec<u32>,
-    /// Start (in blocks) of each node's upper-level blocks in `upper`.
-    upper_start: Vec<u32>,
-    /// Upper-level blocks `[count, id × m]`, one per node and level ≥ 1.
-    upper: Vec<u32>,
+    /// Link blocks, node order (as the build's).
+    links: Links,
+    /// One mutex per node: held to write its link lists.
+    locks: Vec<Mutex<()>>,
     /// Level of each node.
     levels: Vec<u8>,
     /// Nodes `0..linked` are linked into the graph; the others are found by
     /// an exact scan.
-    linked: usize,
-    /// Entry node and the top level.
-    entry: Option<(u32, usize)>,
+    linked: AtomicUsize,
+    /// Entry node and the top level, as linking changes them (held for a
+    /// whole insertion by a node that raises the top level).
+    entry: Mutex<Option<(u32, usize)>>,
+    /// The entry for searches, `node << 8 | level` ([`NO_ENTRY`]: none),
+    /// set once the node is linked: a search never waits on `entry`.
+    published: AtomicU64,
+    /// Held by the one thread linking.
+    linking: Mutex<()>,
     rng: rand_chacha::ChaCha8Rng,
     codes: Option<Codes>,
 }
 
 impl Adjacency for Overlay {
     #[inline]
-    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
-        let b = self.block(level, node);
-        for &x in &b[1..=b[0] as usize] {
-            f(x);
-        }
+    fn for_each_neighbor(&self, level: usize, node: u32, f: impl FnMut(u32)) {
+        self.links.for_each_neighbor(level, node, f)
     }
 
     #[inline]
     fn prefetch_links(&self, level: usize, node: u32) {
-        prefetch(self.block(level, node));
+        self.links.prefetch_links(level, node)
     }
 }
 
@@ -132,17 +188,18 @@ impl Overlay {
             kernels: Kernels::detect(),
             m,
             m0: 2 * m,
-            ef_construction: ef_construction.max(m),
+            ef_construction: ef_construction.min(EF_CONSTRUCTION_MAX).max(m),
             rows: Vec::new(),
             ids: Vec::new(),
             dead: Vec::new(),
             live: 0,
-            l0: Vec::new(),
-            upper_start: Vec::new(),
-            upper: Vec::new(),
+            links: Links::empty(m, 2 * m),
+            locks: Vec::new(),
             levels: Vec::new(),
-            linked: 0,
-            entry: None,
+            linked: AtomicUsize::new(0),
+            entry: Mutex::new(None),
+            published: AtomicU64::new(NO_ENTRY),
+            linking: Mutex::new(()),
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
             codes,
         }
@@ -190,38 +247,6 @@ impl Overlay {
             self.dead[w] |= 1 << b;
             self.live -= 1;
         }
-    }
-
-    #[inline]
-    fn block(&self, level: usize, node: u32) -> &[u32] {
-        let node = node as usize;
-        if level == 0 {
-            let s = 1 + self.m0;
-            &self.l0[node * s..(node + 1) * s]
-        } else {
-            let s = 1 + self.m;
-            let b = self.upper_start[node] as usize + level - 1;
-            &self.upper[b * s..(b + 1) * s]
-        }
-    }
-
-    fn write(&mut self, level: usize, node: u32, ids: &[u32]) {
-        let node = node as usize;
-        let (blocks, s, b) = if level == 0 {
-            (&mut self.l0, 1 + self.m0, node)
-        } else {
-            let b = self.upper_start[node] as usize + level - 1;
-            (&mut self.upper, 1 + self.m, b)
-        };
-        let block = &mut blocks[b * s..(b + 1) * s];
-        let count = ids.len().min(s - 1);
-        block[1..=count].copy_from_slice(&ids[..count]);
-        block[0] = count as u32;
-    }
-
-    fn neighbors(&self, level: usize, node: u32, out: &mut Vec<u32>) {
-        out.clear();
-        self.for_each_neighbor(level, node, |x| out.push(x));
     }
 
     /// A level with multiplier `1 / ln(m)`, the distribution of the
@@ -337,31 +362,72 @@ impl Overlay {
     }
 
     fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {
-        select_diverse(sorted, max, out, |c, r| self.dist(self.row(c), r));
+        select_diverse(sorted, max, out, |c, r| self.between(c, r));
+    }
+
+    /// The float32 distance of two nodes.
+    #[inline]
+    fn between(&self, a: u32, b: u32) -> f32 {
+        self.dist(self.row(a), b)
     }
 
     /// Whether some nodes are pushed but not linked yet.
     pub(crate) fn has_pending(&self) -> bool {
-        self.linked < self.nodes()
+        self.linked.load(Ordering::Acquire) < self.nodes()
     }
 
-    /// Links every pushed node into the graph, in node order. The graph
-    /// depends only on the nodes pushed (not on when they are linked, nor
-    /// on deaths: dead nodes are linked like live ones), so linking a
-    /// replayed log in one go builds the graph its writer built node by node.
-    pub(crate) fn link_pending(&mut self) {
-        let mut row = Vec::with_capacity(self.padded);
-        while self.linked < self.nodes() {
-            let q = self.linked as u32;
-            row.clear();
-            row.extend_from_slice(self.row(q));
-            self.link(q, &row);
-            self.linked += 1;
+    /// Links up to `max` pending nodes (the next ones in node order),
+    /// unless another thread is linking ([`Linking::Busy`]: it links them).
+    /// Only `&self`: searches run meanwhile. In parallel on `link_pool`
+    /// when called from outside any rayon pool; from a pool's thread
+    /// (`pool.install`, a `par_iter` that writes), sequentially on that
+    /// thread: a pool thread waiting for other jobs runs whatever is queued
+    /// in its pool, and one that holds the state's locks (as the writer
+    /// does while it links) and runs a queued write would deadlock. On one
+    /// thread linking is sequential and deterministic.
+    /// With `parallel` false, sequentially on the calling thread anyway.
+    pub(crate) fn link_some(&self, max: usize, parallel: bool) -> Linking {
+        let Ok(_one) = self.linking.try_lock() else {
+            return Linking::Busy;
+        };
+        let from = self.linked.load(Ordering::Acquire);
+        let to = self.nodes().min(from.saturating_add(max.max(1)));
+        let pool = link_pool().filter(|_| parallel && rayon::current_thread_index().is_none());
+        if let (Some(pool), true) = (pool, to - from > 1) {
+            use rayon::prelude::*;
+            pool.install(|| {
+                (from as u32..to as u32)
+                    .into_par_iter()
+                    .for_each(|q| self.link(q))
+            });
+        } else {
+            (from as u32..to as u32).for_each(|q| self.link(q));
+        }
+        self.linked.store(to, Ordering::Release);
+        if to < self.nodes() {
+            Linking::More
+        } else {
+            Linking::Done
+        }
+    }
+
+    /// Waits until no thread is linking.
+    pub(crate) fn wait_linking(&self) {
+        drop(lock(&self.linking));
+    }
+
+    /// Links every pushed node ([`Overlay::link_some`] until done; waits
+    /// for another linking thread if there is one).
+    pub(crate) fn link_all(&self) {
+        while self.has_pending() {
+            if self.link_some(usize::MAX, true) == Linking::Busy {
+                self.wait_linking();
+            }
         }
     }
 
     /// Appends `row` as a new live node for `id`, not linked yet (found
-    /// by an exact scan until [`Overlay::link_pending`]); returns the node.
+    /// by an exact scan until it is linked); returns the node.
     pub(crate) fn push(&mut self, id: u64, row: &[f32]) -> u32 {
         assert_eq!(row.len(), self.padded, "a prepared row");
         let q = self.ids.len() as u32;
@@ -378,11 +444,8 @@ impl Overlay {
             self.dead.push(0);
         }
         self.live += 1;
-        self.l0.resize(self.l0.len() + 1 + self.m0, 0);
-        self.upper_start
-            .push((self.upper.len() / (1 + self.m)) as u32);
-        self.upper
-            .resize(self.upper.len() + level * (1 + self.m), 0);
+        self.links.push(level);
+        self.locks.push(Mutex::new(()));
         self.levels.push(level as u8);
         q
     }
@@ -391,14 +454,22 @@ impl Overlay {
         self.levels[node as usize] as usize
     }
 
-    /// Links node `q` (whose prepared row is `row`) into the graph of the
-    /// nodes before it.
-    fn link(&mut self, q: u32, row: &[f32]) {
+    /// Links node `q` into the graph (as `build.rs` inserts a node).
+    fn link(&self, q: u32) {
         let level = self.level(q);
-        let Some((ep, max_level)) = self.entry else {
-            self.entry = Some((q, level));
+        let mut guard = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((ep, max_level)) = *guard else {
+            *guard = Some((q, level));
+            self.publish(q, level);
             return;
         };
+        let held = if level > max_level {
+            Some(guard)
+        } else {
+            drop(guard);
+            None
+        };
+        let row = self.row(q);
         let cq = self.prepare(row);
         let cq = cq.as_ref();
         let mut cur = Cand {
@@ -410,37 +481,15 @@ impl Overlay {
         }
         let mut chosen = Vec::with_capacity(self.m0);
         let mut theirs = Vec::with_capacity(self.m0 + 1);
-        let mut cands = Vec::with_capacity(self.m0 + 1);
-        let mut kept = Vec::with_capacity(self.m0);
+        let between = |a: u32, b: u32| self.between(a, b);
         for l in (0..=level.min(max_level)).rev() {
+            // A concurrent insertion may already have linked `q` on this
+            // level, so the beam can meet `q` itself: never link to self.
             let found = self.beam_exact(l, cur, self.ef_construction, row, cq, |i| i != q);
             self.select(&found, self.m, &mut chosen);
-            self.write(l, q, &chosen);
-            let cap = if l == 0 { self.m0 } else { self.m };
-            for &nb in &chosen {
-                self.neighbors(l, nb, &mut theirs);
-                if theirs.contains(&q) {
-                    continue;
-                }
-                if theirs.len() < cap {
-                    theirs.push(q);
-                    self.write(l, nb, &theirs);
-                } else {
-                    let nv = self.row(nb);
-                    cands.clear();
-                    cands.extend(theirs.iter().map(|&id| Cand {
-                        d: self.dist(nv, id),
-                        id,
-                    }));
-                    cands.push(Cand {
-                        d: self.dist(nv, q),
-                        id: q,
-                    });
-                    cands.sort_unstable();
-                    self.select(&cands, cap, &mut kept);
-                    self.write(l, nb, &kept);
-                }
-            }
+            self.links
+                .write_own(&self.locks, l, q, &chosen, &mut theirs, between);
+            self.links.link_back(&self.locks, l, q, &chosen, between);
             if let Some(best) = found.first() {
                 cur = Cand {
                     d: self.tdist(row, cq, best.id),
@@ -448,9 +497,21 @@ impl Overlay {
                 };
             }
         }
-        if level > max_level {
-            self.entry = Some((q, level));
+        if let Some(mut g) = held {
+            *g = Some((q, level));
+            self.publish(q, level);
         }
+    }
+
+    fn publish(&self, node: u32, level: usize) {
+        self.published
+            .store((node as u64) << 8 | level as u64, Ordering::Release);
+    }
+
+    /// The entry for a search, if any node is linked.
+    fn entry_point(&self) -> Option<(u32, usize)> {
+        let e = self.published.load(Ordering::Acquire);
+        (e != NO_ENTRY).then_some(((e >> 8) as u32, (e & 0xff) as usize))
     }
 
     /// The `k` nearest live nodes to the prepared query `q`, closest first,
@@ -460,16 +521,20 @@ impl Overlay {
         if self.live == 0 || k == 0 {
             return Vec::new();
         }
-        if exact || self.nodes() < SCAN_BELOW || self.linked == 0 {
+        let linked = self.linked.load(Ordering::Acquire);
+        if exact || self.nodes() < SCAN_BELOW || linked == 0 {
             return self.scan(q, k, 0);
         }
         self.graph_search(q, k, ef)
     }
 
-    /// The graph part of [`Overlay::search`] (pending nodes scanned).
+    /// The graph part of [`Overlay::search`]: nodes `0..linked` from the
+    /// graph (later ones, being linked, traversed but not returned), the
+    /// others scanned.
     fn graph_search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
+        let linked = self.linked.load(Ordering::Acquire);
         // A linked overlay has an entry; without one, scan (never panic).
-        let Some((ep, max_level)) = self.entry else {
+        let Some((ep, max_level)) = self.entry_point() else {
             return self.scan(q, k, 0);
         };
         let cq = self.prepare(q);
@@ -481,9 +546,11 @@ impl Overlay {
         for l in (1..=max_level).rev() {
             cur = greedy(self, l, cur, |i| self.tdist(q, cq, i));
         }
-        let mut found = self.beam_exact(0, cur, ef.max(k), q, cq, |i| !self.is_dead(i));
-        if self.has_pending() {
-            found.extend(self.scan(q, k, self.linked));
+        let mut found = self.beam_exact(0, cur, ef.max(k), q, cq, |i| {
+            (i as usize) < linked && !self.is_dead(i)
+        });
+        if linked < self.nodes() {
+            found.extend(self.scan(q, k, linked));
             found.sort_unstable();
         }
         found.truncate(k);
@@ -534,10 +601,32 @@ mod tests {
         Overlay::new(padded, Metric::Cosine, 8, 40, 7, q)
     }
 
+    /// Every link list, node by node and level by level.
+    fn lists(o: &Overlay) -> Vec<Vec<u32>> {
+        let mut out = Vec::new();
+        for n in 0..o.nodes() as u32 {
+            for l in 0..=o.level(n) {
+                let mut v = Vec::new();
+                o.links.read(l, n, &mut v);
+                out.push(v);
+            }
+        }
+        out
+    }
+
     /// Linking node by node (the writer) and all at once (a replay) build
-    /// the same graph, dead nodes included.
+    /// the same graph, dead nodes included, on one thread (linking is
+    /// sequential and deterministic there).
     #[test]
     fn linking_late_builds_the_same_graph() {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .expect("a pool")
+            .install(linking_late_on_this_pool);
+    }
+
+    fn linking_late_on_this_pool() {
         let p = 16;
         let data = rows(700, p, 1);
         for codes in [false, true] {
@@ -545,7 +634,7 @@ mod tests {
             let (mut eager, mut late) = (overlay(p, q.clone()), overlay(p, q));
             for (i, r) in data.chunks_exact(p).enumerate() {
                 eager.push(i as u64, r);
-                eager.link_pending();
+                eager.link_all();
                 late.push(i as u64, r);
                 if i % 3 == 0 {
                     eager.kill(i as u32 / 2);
@@ -553,10 +642,10 @@ mod tests {
                 }
             }
             assert!(late.has_pending());
-            late.link_pending();
-            assert_eq!(eager.l0, late.l0);
-            assert_eq!(eager.upper, late.upper);
-            assert_eq!(eager.entry, late.entry);
+            late.link_all();
+            assert!(!late.has_pending());
+            assert_eq!(lists(&eager), lists(&late));
+            assert_eq!(eager.entry_point(), late.entry_point());
             for r in data.chunks_exact(p).take(50) {
                 assert_eq!(
                     eager.search(r, 10, 32, false),
@@ -575,7 +664,7 @@ mod tests {
         for (i, r) in data.chunks_exact(p).enumerate().take(400) {
             o.push(i as u64, r);
         }
-        o.link_pending();
+        o.link_all();
         for (i, r) in data.chunks_exact(p).enumerate().skip(400) {
             o.push(i as u64, r);
         }
@@ -593,14 +682,11 @@ mod tests {
         let p = 384;
         for n in [64, 128, 256, 512, 1024, 2048] {
             let data = rows(n + 200, p, 3);
-            let mut o = overlay(p, Some(int8(&data, p)));
-            o.m = 16;
-            o.m0 = 32;
-            o.ef_construction = 200;
+            let mut o = Overlay::new(p, Metric::Cosine, 16, 200, 7, Some(int8(&data, p)));
             for (i, r) in data.chunks_exact(p).take(n).enumerate() {
                 o.push(i as u64, r);
             }
-            o.link_pending();
+            o.link_all();
             let queries: Vec<&[f32]> = data.chunks_exact(p).skip(n).collect();
             let time = |f: &dyn Fn(&[f32]) -> Vec<Cand>| {
                 let t = std::time::Instant::now();

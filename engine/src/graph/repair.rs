@@ -3,7 +3,7 @@
 //!
 //! Insertion alone guarantees neither. Back-link pruning may drop the last
 //! in-link of a node (in any build), and before the fix in
-//! [`Builder::write_own`] a race between two parallel insertions could
+//! `Links::write_own` (in `build.rs`) a race between two parallel insertions could
 //! overwrite one. A node nothing links to is never returned by any search,
 //! at any `ef`; a node linked only from far away is missed by searches that
 //! start where its neighbours are. So the builder

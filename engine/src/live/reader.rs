@@ -1,7 +1,7 @@
 //! The index users search: a generation plus its log, reloaded on
 //! [`LiveIndex::refresh`].
 
-use super::state::State;
+use super::state::{link_pending, State};
 use super::{check_bound, missing_log, read_lock, write_lock};
 use crate::dir::manifest::read as read_manifest;
 use crate::dir::open::{open_current, paths};
@@ -87,7 +87,9 @@ impl LiveIndex {
 
     /// Picks up what a writer in another process did since this index was
     /// opened or last refreshed: new log records, or a new generation after
-    /// a compaction. A batch whose commit record is not written yet is not
+    /// a compaction, and returns once every logged row is linked into the
+    /// overlay's graph (also those of a writer opened on a log, which links
+    /// them in the background, searches scanning them meanwhile). A batch whose commit record is not written yet is not
     /// applied (it is, whole, by a later refresh).
     pub fn refresh(&self) -> Result<()> {
         let current = read_manifest(&self.dir)?;
@@ -106,7 +108,11 @@ impl LiveIndex {
         // Only what follows the records this state has seen is read.
         let mut st = write_lock(&self.state);
         match st.replay_more(&path) {
-            Ok(Replayed::Applied(report)) => check_bound(&manifest, &path, &report),
+            Ok(Replayed::Applied(report)) => {
+                drop(st);
+                link_pending(&self.state, true, true);
+                check_bound(&manifest, &path, &report)
+            }
             Ok(Replayed::Missing) => missing_log(&manifest, &path),
             Ok(Replayed::Rewritten) => {
                 // A writer rewrote a version-3 log as version 4 (atomically,
@@ -134,17 +140,9 @@ impl LiveIndex {
         self.linked().search(query, k, params, false)
     }
 
-    /// The state, after linking what a replay left pending in the overlay
-    /// (once, under the write lock: the first search after an open or a
-    /// refresh pays for it).
+    /// The state to search: rows still being linked are scanned, so a
+    /// search never waits for linking.
     fn linked(&self) -> RwLockReadGuard<'_, State> {
-        let st = read_lock(&self.state);
-        if !st.overlay.has_pending() {
-            return st;
-        }
-        drop(st);
-        write_lock(&self.state).link();
-        // A refresh in between may leave more pending: those are scanned.
         read_lock(&self.state)
     }
 

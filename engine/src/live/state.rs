@@ -1,7 +1,7 @@
 //! The searchable state of a live index: one generation, the bitset of its
 //! deleted ordinals, and the logged inserts in an in-memory graph.
 
-use super::{check_bound, log_header, missing_log, Generation};
+use super::{check_bound, log_header, missing_log, read_lock, Generation};
 use crate::dir::open::paths;
 use crate::distance::padded_dim;
 use crate::error::{Error, FileKind, Result};
@@ -14,7 +14,7 @@ use crate::metric::prepare_vector;
 use crate::params::{Neighbor, SearchParams};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// The searchable state: a generation, its deletions, and logged inserts.
 pub(super) struct State {
@@ -69,6 +69,7 @@ impl State {
             Some(report) => check_bound(manifest, &path, &report)?,
             None => missing_log(manifest, &path)?,
         }
+        state.overlay.link_all();
         Ok(state)
     }
 
@@ -126,9 +127,8 @@ impl State {
     }
 
     /// Applies a checked operation. An inserted row is pushed into the
-    /// overlay but not linked: the writer links after each operation or
-    /// batch ([`State::link_applied`]), a replay on the first search after
-    /// it ([`State::link`]).
+    /// overlay (searches scan it) but not linked: [`link_pending`] links it,
+    /// under the read lock, after the operation or batch, or the replay.
     pub(super) fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
         let id = op.id();
         if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
@@ -137,22 +137,6 @@ impl State {
         if let Some(row) = prepared {
             let node = self.overlay.push(id, &row);
             self.slot_of.insert(id, node);
-        }
-    }
-
-    /// Links the overlay's pending nodes into its graph.
-    pub(super) fn link(&mut self) {
-        self.overlay.link_pending();
-    }
-
-    /// Links what the writer just applied, unless a replay left nodes
-    /// pending before it (a writer opened on a log): those come first, and
-    /// linking a whole log is left to the first search, so that a short
-    /// writer (`strata insert` into a logged index) costs what it writes,
-    /// not what the log holds. Either way the graph is the same.
-    pub(super) fn link_applied(&mut self, backlog: bool) {
-        if !backlog {
-            self.link();
         }
     }
 
@@ -276,5 +260,40 @@ impl State {
         base.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
         base.truncate(k);
         Ok(base)
+    }
+}
+
+/// Links the overlay's pending nodes in parallel, a chunk at a time under
+/// the read lock (searches go on; a waiting write waits one chunk at most).
+/// If another thread is linking (it links them all), returns at once, or
+/// with `wait` once it is done.
+pub(super) fn link_pending(state: &RwLock<State>, parallel: bool, wait: bool) {
+    use crate::graph::overlay::{Linking, LINK_CHUNK};
+    loop {
+        let st = read_lock(state);
+        match st.overlay.link_some(LINK_CHUNK, parallel) {
+            Linking::More => {}
+            Linking::Done => return,
+            Linking::Busy if wait => {
+                st.overlay.wait_linking();
+                if !st.overlay.has_pending() {
+                    return;
+                }
+            }
+            Linking::Busy => return,
+        }
+    }
+}
+
+/// Links what a writer's replay left pending on a background thread, so
+/// that a short writer (`strata insert` into a logged index) costs what it
+/// writes, not what the log holds; the writer's own rows wait behind that
+/// backlog (see `Writer::run`), searches scan them meanwhile. Opened from a
+/// rayon pool's thread, it links sequentially (deterministic on one).
+pub(super) fn spawn_linker(state: &Arc<RwLock<State>>) {
+    if read_lock(state).overlay.has_pending() {
+        let parallel = rayon::current_thread_index().is_none();
+        let state = state.clone();
+        std::thread::spawn(move || link_pending(&state, parallel, false));
     }
 }

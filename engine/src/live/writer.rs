@@ -4,7 +4,7 @@
 use super::auto_compact::{AutoCompact, AutoCompactStats, AutoCompactor};
 use super::flusher::spawn_flusher;
 use super::reader::LiveIndex;
-use super::state::State;
+use super::state::{link_pending, spawn_linker, State};
 use super::{check_bound, lock, log_header, missing_log, read_lock, write_lock, Generation};
 use crate::dir::gc::remove_other_generations;
 use crate::dir::lock::{lock as lock_dir, WriterLock};
@@ -231,12 +231,11 @@ impl Writer {
             }
             _ => None,
         };
+        let state = Arc::new(RwLock::new(state));
+        spawn_linker(&state);
         Ok(Writer {
             shared: Arc::new(Shared {
-                live: LiveIndex {
-                    dir,
-                    state: Arc::new(RwLock::new(state)),
-                },
+                live: LiveIndex { dir, state },
                 compacting: Mutex::new(()),
                 poisoned: AtomicBool::new(false),
                 inner,
@@ -276,16 +275,21 @@ impl Writer {
         // Checked under the writer lock: a compaction that fails after its
         // switch holds this lock while it sets the flag.
         self.shared.check_poisoned()?;
-        {
+        let backlog = {
             let mut st = write_lock(&self.shared.live.state);
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
             let backlog = st.overlay.has_pending();
             st.apply(&op, prepared);
-            st.link_applied(backlog);
             st.log.records = inner.log.records();
             st.log.valid_len = inner.log.len();
             st.log.ops += 1;
+            backlog
+        };
+        // A backlog is being linked by `spawn_linker`'s thread, which
+        // links this row after it.
+        if !backlog {
+            link_pending(&self.shared.live.state, true, false);
         }
         let durable = inner.after_append();
         drop(inner);
@@ -426,7 +430,6 @@ impl Writer {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
         }
-        st.link_applied(backlog);
         st.log.records = inner.log.records();
         st.log.valid_len = inner.log.len();
         st.log.ops += keep.len() as u64;
@@ -435,6 +438,9 @@ impl Writer {
         }
         report.log_records = inner.log.records() - before;
         drop(st);
+        if !backlog {
+            link_pending(&self.shared.live.state, true, false);
+        }
         inner
             .after_append()
             .map_err(|e| Error::CommittedNotDurable {
