@@ -22,6 +22,9 @@ log costs search.
 Run from the repo root:
     cargo build --release -p strata-cli
     python3 benches/log_bench.py
+
+Every `strata insert`/`delete` here runs with `--auto-compact off`: the
+logged state is what is measured, and `compact` is run where it is meant.
 """
 from __future__ import annotations
 
@@ -116,7 +119,7 @@ def main(argv=None):
     common.write_vecs(gt_all_path, gt_all.astype(np.int32))
     ov = work / "overlay"
     run([strata, *build, "--input", a_path, "--out", ov])
-    out = run([strata, "insert", ov, "--input", b_path, "--ids", write_ids(work / "ids_b.txt", range(half, n)),
+    out = run([strata, "insert", "--auto-compact", "off", ov, "--input", b_path, "--ids", write_ids(work / "ids_b.txt", range(half, n)),
                "--durability", "group"])
     ov_rate = float(out.split("(")[2].split("/s")[0])
     full = work / "fresh-all"
@@ -154,10 +157,10 @@ def main(argv=None):
     idx = work / "live"
     run([strata, *build, "--input", a_path, "--out", idx])
     t = time.perf_counter()
-    run([strata, "insert", idx, "--input", b_path, "--ids", write_ids(work / "ids_b.txt", range(half, n)), "--durability", "group"])
+    run([strata, "insert", "--auto-compact", "off", idx, "--input", b_path, "--ids", write_ids(work / "ids_b.txt", range(half, n)), "--durability", "group"])
     insert_s = time.perf_counter() - t
     deleted = np.sort(rng.choice(n, size=n // 10, replace=False))
-    run([strata, "delete", idx, "--ids", str(write_ids(work / "deleted.txt", deleted))])
+    run([strata, "delete", "--auto-compact", "off", idx, "--ids", str(write_ids(work / "deleted.txt", deleted))])
     alive = np.setdiff1d(np.arange(n), deleted)
     gt = exact_topk(base[alive], alive, queries, 100)
     gt_path = work / "gt_final.ivecs"
@@ -206,7 +209,7 @@ def throughput(args, strata, work, build, a_path, base, half, report):
         ops = args.throughput_ops
         sub = work / f"tp-{ops}.fvecs"
         common.write_vecs(sub, base[half:half + ops])
-        out = run([strata, "insert", tdir, "--input", sub, "--durability", d])
+        out = run([strata, "insert", "--auto-compact", "off", tdir, "--input", sub, "--durability", d])
         rate = float(out.split("(")[2].split("/s")[0])
         report["throughput"][d] = rate
         print(f"  {d:9} {rate:>10.0f} ops/s   ({ops} inserts)")
@@ -226,7 +229,7 @@ def log_cost(args, strata, work, build, a_path, base, half, queries, queries_pat
         if m:
             sub = work / f"cost-{m}.fvecs"
             common.write_vecs(sub, base[half:half + m])
-            run([strata, "insert", d, "--input", sub, "--durability", "none"])
+            run([strata, "insert", "--auto-compact", "off", d, "--input", sub, "--durability", "none"])
         ids = np.arange(half + m)
         g = exact_topk(base[: half + m], ids, queries, 100)
         gp = work / f"gt-cost-{m}.ivecs"
