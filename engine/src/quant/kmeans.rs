@@ -1,4 +1,5 @@
-//! k-means with k-means++ seeding, used to train product-quantizer codebooks.
+//! k-means with k-means++ seeding: product-quantizer codebooks, and the
+//! locality grouping of a build's rows (`locality.rs`).
 
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
