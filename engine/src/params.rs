@@ -62,7 +62,7 @@ pub enum InsertOrder {
 
 impl InsertOrder {
     /// Rows from which [`InsertOrder::Auto`] groups by locality.
-    pub const AUTO_MIN_ROWS: usize = 50_000;
+    pub const AUTO_MIN_ROWS: usize = 100_000;
 
     /// Whether a build of `rows` rows groups them by locality.
     pub fn groups(self, rows: usize) -> bool {

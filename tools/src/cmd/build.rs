@@ -45,7 +45,7 @@ pub struct Args {
     /// Product quantization: rows sampled to train the codebooks.
     #[arg(long, default_value_t = strata::quant::pq::DEFAULT_TRAIN_SIZE)]
     pub pq_train_size: usize,
-    /// Insertion order: auto (locality from 50,000 rows on), input, or
+    /// Insertion order: auto (locality from 100,000 rows on), input, or
     /// locality (rows grouped by k-means so insertions stay in cache).
     #[arg(long, default_value = "auto")]
     pub insert_order: InsertOrder,
