@@ -3,6 +3,8 @@
 //! on; nothing is lost, no deleted id comes back, recall against exact
 //! brute-force ground truth holds, and `auto_compact: None` never compacts.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,20 +47,9 @@ fn recall(live: &LiveIndex, data: &Vectors, ids: &[u64]) -> f64 {
     let queries: Vec<usize> = (0..200).map(|i| (i * 7919) % (BASE + LOGGED)).collect();
     for &qi in &queries {
         let q = data.row(qi);
-        let mut exact: Vec<(f64, u64)> = ids
-            .iter()
-            .map(|&id| {
-                let d = data
-                    .row(id as usize)
-                    .iter()
-                    .zip(q)
-                    .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-                    .sum::<f64>();
-                (d, id)
-            })
+        let want: HashSet<u64> = common::exact_topk_l2(data, ids, q, 10)
+            .into_iter()
             .collect();
-        exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let want: HashSet<u64> = exact.iter().take(10).map(|e| e.1).collect();
         let got = live.search(q, 10, &SearchParams::with_ef(64)).unwrap();
         hits += got.iter().filter(|h| want.contains(&h.id)).count();
     }

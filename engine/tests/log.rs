@@ -18,23 +18,9 @@ use strata::{
 
 const DIM: usize = 16;
 
-/// Exact top-k ids among `ids` (rows of `data`) by squared L2 in f64, ties by id.
-fn exact_topk(data: &strata::dataset::Vectors, ids: &[u64], q: &[f32], k: usize) -> Vec<u64> {
-    let mut scored: Vec<(f64, u64)> = ids
-        .iter()
-        .map(|&id| {
-            let d = data
-                .row(id as usize)
-                .iter()
-                .zip(q)
-                .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-                .sum::<f64>();
-            (d, id)
-        })
-        .collect();
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    scored.into_iter().take(k).map(|(_, id)| id).collect()
-}
+mod common;
+
+use common::exact_topk_l2 as exact_topk;
 
 fn recall_at(hits: &[strata::Neighbor], truth: &[u64], k: usize) -> f64 {
     let want: HashSet<u64> = truth.iter().take(k).copied().collect();

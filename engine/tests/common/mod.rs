@@ -154,3 +154,22 @@ pub fn rd64(b: &[u8], off: usize) -> u64 {
 pub fn wr32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_le_bytes());
 }
+
+/// Exact top-`k` ids among `ids` (rows of `data`, ids = row numbers) for
+/// `q` by squared L2 in f64, ties by id: ground truth over a live subset.
+pub fn exact_topk_l2(data: &Vectors, ids: &[u64], q: &[f32], k: usize) -> Vec<u64> {
+    let mut scored: Vec<(f64, u64)> = ids
+        .iter()
+        .map(|&id| {
+            let d = data
+                .row(id as usize)
+                .iter()
+                .zip(q)
+                .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                .sum::<f64>();
+            (d, id)
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(k).map(|(_, id)| id).collect()
+}
