@@ -41,13 +41,6 @@ const ITERATIONS: usize = 6;
 /// Rows each k-means trains on, per centroid.
 const SAMPLE_PER_CENTROID: usize = 64;
 
-/// The rows of `data` (`n` rows of `width` floats) grouped by locality:
-/// coarse clusters in chain order, and within each its leaves in chain
-/// order; deterministic for a given `seed`.
-pub(crate) fn locality_order(data: &[f32], width: usize, n: usize, seed: u64) -> Vec<u32> {
-    group(data, width, n, seed)
-}
-
 /// Reorders `data` (rows of `width` floats) and `ids` in place so that new
 /// row `p` is old row `order[p]`; `order` must be a permutation of the rows.
 /// Follows the permutation's cycles: one row of scratch and one bit per row.
@@ -98,9 +91,10 @@ pub(crate) fn insertion_order(n: usize, seed: u64) -> (Vec<u32>, usize) {
     (order, skeleton)
 }
 
-/// All rows, grouped by leaf: coarse clusters in chain order, and within
-/// each its leaves in chain order; rows keep input order within a leaf.
-fn group(data: &[f32], width: usize, n: usize, seed: u64) -> Vec<u32> {
+/// The `n` rows of `width` floats in `data`, grouped by leaf: coarse
+/// clusters in chain order, and within each its leaves in chain order; rows
+/// keep input order within a leaf. Deterministic for a given `seed`.
+pub(crate) fn locality_order(data: &[f32], width: usize, n: usize, seed: u64) -> Vec<u32> {
     let row = |r: u32| &data[r as usize * width..(r as usize + 1) * width];
     let leaves = n.div_ceil(LEAF_ROWS).max(1);
     let k1 = ((leaves as f64).sqrt().ceil() as usize).clamp(1, 1024);
@@ -260,7 +254,7 @@ mod tests {
                 / (n - 1) as f64
         };
         let input: Vec<u32> = (0..n as u32).collect();
-        let grouped = group(&data, width, n, 1);
+        let grouped = locality_order(&data, width, n, 1);
         assert!(same(&input) < 0.2, "{}", same(&input));
         assert!(same(&grouped) > 0.99, "{}", same(&grouped));
     }

@@ -12,6 +12,7 @@ use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use super::select::select_diverse;
 use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
+use crate::quant::int8::CodeQuery;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -46,16 +47,6 @@ pub(crate) struct Int8Codes<'a> {
     pub norms: &'a [f32],
     pub lo: &'a [f32],
     pub scale: &'a [f32],
-}
-
-/// A query prepared against [`Int8Codes`], as `Index::search` prepares one:
-/// `⟨q, x̂⟩ = bias + step · Σ code · w8`, with the weights `q ∘ scale`
-/// quantized to i8 with one step per query (the exact VNNI kernel).
-struct CodeQuery {
-    w8: Vec<i8>,
-    bias: f32,
-    step: f32,
-    q2: f32,
 }
 
 /// The finished graph in insertion order.
@@ -321,20 +312,6 @@ impl Builder<'_> {
         &self.input.vectors[i as usize * p..(i as usize + 1) * p]
     }
 
-    /// Prepares `qv` for distances over the int8 codes.
-    fn code_query(&self, c: &Int8Codes<'_>, qv: &[f32]) -> CodeQuery {
-        let mut w = vec![0f32; qv.len()];
-        let bias = crate::quant::int8::prepare_query(c.lo, c.scale, qv, &mut w);
-        let mut w8 = Vec::with_capacity(w.len());
-        let step = crate::quant::int8::quantize_weights(&w, &mut w8);
-        CodeQuery {
-            w8,
-            bias,
-            step,
-            q2: (self.kernels.dot)(qv, qv),
-        }
-    }
-
     #[inline]
     fn code<'c>(c: &'c Int8Codes<'_>, i: u32) -> &'c [u8] {
         let s = c.stride;
@@ -344,11 +321,12 @@ impl Builder<'_> {
     /// The distance of a prepared query to row `i`'s code, on the metric's scale.
     #[inline]
     fn code_dist(&self, c: &Int8Codes<'_>, q: &CodeQuery, i: u32) -> f32 {
-        let ip = q.bias + q.step * (self.kernels.dot_u8_i8)(Self::code(c, i), &q.w8) as f32;
-        match self.input.metric {
-            Metric::L2 => q.q2 - 2.0 * ip + c.norms[i as usize],
-            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
-        }
+        q.distance(
+            self.kernels,
+            self.input.metric,
+            Self::code(c, i),
+            c.norms[i as usize],
+        )
     }
 
     /// Distances from `qv` for traversing the graph: over the int8 codes
@@ -359,7 +337,7 @@ impl Builder<'_> {
             .input
             .codes
             .as_ref()
-            .map(|c| (c, self.code_query(c, qv)));
+            .map(|c| (c, CodeQuery::new(c.lo, c.scale, qv, self.kernels)));
         Traversal {
             builder: self,
             qv,

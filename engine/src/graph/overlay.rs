@@ -37,6 +37,7 @@ use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use super::select::select_diverse;
 use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
+use crate::quant::int8::CodeQuery;
 use crate::quant::Int8Quantizer;
 use rand::{Rng, SeedableRng};
 use std::collections::BinaryHeap;
@@ -102,16 +103,6 @@ struct Codes {
     codes: Vec<u8>,
     /// `‖x̂‖²` per node (L2 only).
     norms: Vec<f32>,
-}
-
-/// A query prepared against [`Codes`], as the build prepares one (its
-/// `CodeQuery`): `⟨q, x̂⟩ = bias + step · Σ code · w8`, the weights
-/// `q ∘ scale` quantized to i8 with one step per query.
-struct CodeQuery {
-    w8: Vec<i8>,
-    bias: f32,
-    step: f32,
-    q2: f32,
 }
 
 /// The graph of logged inserts.
@@ -262,20 +253,6 @@ impl Overlay {
         self.metric.distance(self.kernels, a, self.row(b))
     }
 
-    /// Prepares the prepared query `qv` for distances over the codes.
-    fn code_query(&self, c: &Codes, qv: &[f32]) -> CodeQuery {
-        let mut w = vec![0f32; qv.len()];
-        let bias = c.quantizer.prepare_query(qv, &mut w);
-        let mut w8 = Vec::with_capacity(w.len());
-        let step = crate::quant::int8::quantize_weights(&w, &mut w8);
-        CodeQuery {
-            w8,
-            bias,
-            step,
-            q2: (self.kernels.dot)(qv, qv),
-        }
-    }
-
     #[inline]
     fn code<'c>(&self, c: &'c Codes, i: u32) -> &'c [u8] {
         let p = self.padded;
@@ -285,11 +262,12 @@ impl Overlay {
     /// The distance of a prepared query to node `i`'s code.
     #[inline]
     fn code_dist(&self, c: &Codes, q: &CodeQuery, i: u32) -> f32 {
-        let ip = q.bias + q.step * (self.kernels.dot_u8_i8)(self.code(c, i), &q.w8) as f32;
-        match self.metric {
-            Metric::L2 => q.q2 - 2.0 * ip + c.norms[i as usize],
-            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
-        }
+        q.distance(
+            self.kernels,
+            self.metric,
+            self.code(c, i),
+            c.norms[i as usize],
+        )
     }
 
     /// A beam of width `ef` on `level` from `entry` towards the prepared
@@ -358,7 +336,9 @@ impl Overlay {
     }
 
     fn prepare(&self, qv: &[f32]) -> Option<CodeQuery> {
-        self.codes.as_ref().map(|c| self.code_query(c, qv))
+        self.codes
+            .as_ref()
+            .map(|c| CodeQuery::new(&c.quantizer.lo, &c.quantizer.scale, qv, self.kernels))
     }
 
     fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {

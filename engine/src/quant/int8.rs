@@ -14,6 +14,10 @@
 
 /// Trained int8 quantizer parameters (arrays of the padded dimension; padding
 /// components have `lo = scale = 0`).
+use crate::distance::Kernels;
+use crate::metric::Metric;
+
+/// Per-dimension ranges of int8 codes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Int8Quantizer {
     /// Lower end of each dimension's range.
@@ -100,6 +104,51 @@ pub(crate) fn quantize_weights(w: &[f32], w8: &mut Vec<i8>) -> f32 {
             .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8),
     );
     step
+}
+
+/// A float32 query prepared against int8 codes, as `Index::search`
+/// prepares one, for the build's code-guided insertion and the log's
+/// overlay: `⟨q, x̂⟩ = bias + step · Σ code · w8`, the weights `q ∘ scale`
+/// quantized to i8 with one step per query (the exact integer kernel).
+pub(crate) struct CodeQuery {
+    w8: Vec<i8>,
+    bias: f32,
+    step: f32,
+    /// `‖q‖²` (L2).
+    q2: f32,
+}
+
+impl CodeQuery {
+    /// Prepares `q` against the ranges `lo`, `scale`.
+    pub(crate) fn new(lo: &[f32], scale: &[f32], q: &[f32], kernels: &Kernels) -> Self {
+        let mut w = vec![0f32; q.len()];
+        let bias = prepare_query(lo, scale, q, &mut w);
+        let mut w8 = Vec::with_capacity(w.len());
+        let step = quantize_weights(&w, &mut w8);
+        CodeQuery {
+            w8,
+            bias,
+            step,
+            q2: (kernels.dot)(q, q),
+        }
+    }
+
+    /// The distance to the row with `code` (and `‖x̂‖²` = `norm`, used
+    /// under L2 only), on `metric`'s scale.
+    #[inline]
+    pub(crate) fn distance(
+        &self,
+        kernels: &Kernels,
+        metric: Metric,
+        code: &[u8],
+        norm: f32,
+    ) -> f32 {
+        let ip = self.bias + self.step * (kernels.dot_u8_i8)(code, &self.w8) as f32;
+        match metric {
+            Metric::L2 => self.q2 - 2.0 * ip + norm,
+            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
+        }
+    }
 }
 
 /// [`Int8Quantizer::prepare_query`] over ranges as stored in the file
