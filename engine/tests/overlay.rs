@@ -433,7 +433,7 @@ fn replaying_on_all_threads_keeps_the_recall() {
         .filter(|&i| reopened.search(data.row(i), 1, &params).unwrap()[0].id != i as u64)
         .count();
     assert!(
-        { eprintln!("lost {lost}"); lost <= LOGGED / 200 },
+        lost <= LOGGED / 200,
         "{lost} logged rows not found after replay"
     );
 }

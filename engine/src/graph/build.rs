@@ -1,20 +1,18 @@
 //! Parallel HNSW construction (Malkov & Yashunin) in RAM.
 //!
-//! Links live in flat arrays of atomics, one fixed-stride block
-//! `[count, id × cap]` per node and level. A writer holds the node's mutex
-//! and publishes the count last with `Release`; readers load the count with
-//! `Acquire` and never lock, as in hnswlib's optimistic reads. Every stored id
-//! is a valid node, so a reader that races a writer sees a slightly stale but
-//! valid list. Nodes that raise the top level hold the global entry lock for
-//! their whole insertion, so the entry point only ever moves up.
+//! Links live in flat arrays of atomics written under per-node mutexes and
+//! read optimistically (`links.rs`). Nodes that raise the top level hold the
+//! global entry lock for their whole insertion, so the entry point only ever
+//! moves up.
 
-use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
+use super::links::{LinkBlocks, Links};
+use super::search::{beam, greedy, with_scratch, Cand};
 use super::select::select_diverse;
 use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
 use crate::quant::int8::CodeQuery;
 use rand::{Rng, SeedableRng};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Levels are capped so a level fits in a byte and the header stays small.
@@ -60,177 +58,6 @@ pub(crate) struct BuiltGraph {
     /// insertion and that the repair pass linked in.
     pub repaired: Vec<usize>,
     links: Links,
-}
-
-pub(super) struct Links {
-    m: usize,
-    m0: usize,
-    l0: Vec<AtomicU32>,
-    upper_start: Vec<u32>,
-    upper: Vec<AtomicU32>,
-}
-
-impl Links {
-    /// Links for no node yet, grown by [`Links::push`] (the log overlay).
-    pub(super) fn empty(m: usize, m0: usize) -> Links {
-        Links {
-            m,
-            m0,
-            l0: Vec::new(),
-            upper_start: Vec::new(),
-            upper: Vec::new(),
-        }
-    }
-
-    /// Appends empty blocks for one more node of `level`.
-    pub(super) fn push(&mut self, level: usize) {
-        let zero = || AtomicU32::new(0);
-        self.l0
-            .extend(std::iter::repeat_with(zero).take(1 + self.m0));
-        self.upper_start
-            .push((self.upper.len() / (1 + self.m)) as u32);
-        self.upper
-            .extend(std::iter::repeat_with(zero).take(level * (1 + self.m)));
-    }
-
-    /// Link capacity of a node on `level`.
-    pub(super) fn cap(&self, level: usize) -> usize {
-        if level == 0 {
-            self.m0
-        } else {
-            self.m
-        }
-    }
-
-    /// Writes `q`'s own list on `level`. A concurrent insertion can reach
-    /// `q` before this (through `q`'s links on the level above, which make
-    /// `q` the entry of its beam on this level) and add its back-link to
-    /// `q`'s still empty list; overwriting that list would leave the other
-    /// node without the in-link its insertion counted on (the cause of
-    /// unreachable nodes in parallel builds). So links already present are
-    /// merged with `chosen`, pruned by the diversity heuristic when over
-    /// capacity. `between` is the float32 distance of two nodes.
-    pub(super) fn write_own(
-        &self,
-        locks: &[Mutex<()>],
-        level: usize,
-        q: u32,
-        chosen: &[u32],
-        scratch: &mut Vec<u32>,
-        between: impl Fn(u32, u32) -> f32,
-    ) {
-        let _g = lock(&locks[q as usize]);
-        self.read(level, q, scratch);
-        scratch.retain(|x| *x != q && !chosen.contains(x));
-        if scratch.is_empty() {
-            self.write(level, q, chosen);
-            return;
-        }
-        let cap = self.cap(level);
-        if chosen.len() + scratch.len() <= cap {
-            scratch.extend_from_slice(chosen);
-            self.write(level, q, scratch);
-            return;
-        }
-        let mut cands: Vec<Cand> = chosen
-            .iter()
-            .chain(scratch.iter())
-            .map(|&id| Cand {
-                d: between(q, id),
-                id,
-            })
-            .collect();
-        cands.sort_unstable();
-        let mut kept = Vec::with_capacity(cap);
-        select_diverse(&cands, cap, &mut kept, &between);
-        self.write(level, q, &kept);
-    }
-
-    /// Adds the back-link `nb → q` on `level` for every `nb` of `chosen`
-    /// (each under its node's lock): into a free slot, or by re-selecting
-    /// `nb`'s list with the diversity heuristic when it is full.
-    pub(super) fn link_back(
-        &self,
-        locks: &[Mutex<()>],
-        level: usize,
-        q: u32,
-        chosen: &[u32],
-        between: impl Fn(u32, u32) -> f32,
-    ) {
-        let cap = self.cap(level);
-        let mut theirs = Vec::with_capacity(cap + 1);
-        let mut cands = Vec::with_capacity(cap + 1);
-        let mut kept = Vec::with_capacity(cap);
-        for &nb in chosen {
-            let _g = lock(&locks[nb as usize]);
-            self.read(level, nb, &mut theirs);
-            if theirs.contains(&q) {
-                continue;
-            }
-            if theirs.len() < cap {
-                theirs.push(q);
-                self.write(level, nb, &theirs);
-            } else {
-                cands.clear();
-                cands.extend(theirs.iter().map(|&id| Cand {
-                    d: between(nb, id),
-                    id,
-                }));
-                cands.push(Cand {
-                    d: between(nb, q),
-                    id: q,
-                });
-                cands.sort_unstable();
-                select_diverse(&cands, cap, &mut kept, &between);
-                self.write(level, nb, &kept);
-            }
-        }
-    }
-
-    pub(super) fn block(&self, level: usize, node: u32) -> &[AtomicU32] {
-        let node = node as usize;
-        if level == 0 {
-            let s = 1 + self.m0;
-            &self.l0[node * s..(node + 1) * s]
-        } else {
-            let s = 1 + self.m;
-            let b = self.upper_start[node] as usize + level - 1;
-            &self.upper[b * s..(b + 1) * s]
-        }
-    }
-
-    pub(super) fn read(&self, level: usize, node: u32, out: &mut Vec<u32>) {
-        let b = self.block(level, node);
-        let count = (b[0].load(Ordering::Acquire) as usize).min(b.len() - 1);
-        out.clear();
-        out.extend(b[1..=count].iter().map(|x| x.load(Ordering::Relaxed)));
-    }
-
-    /// Caller holds the node's lock.
-    pub(super) fn write(&self, level: usize, node: u32, ids: &[u32]) {
-        let b = self.block(level, node);
-        let count = ids.len().min(b.len() - 1);
-        for (slot, id) in b[1..].iter().zip(&ids[..count]) {
-            slot.store(*id, Ordering::Relaxed);
-        }
-        b[0].store(count as u32, Ordering::Release);
-    }
-}
-
-impl Adjacency for Links {
-    #[inline]
-    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
-        let b = self.block(level, node);
-        let count = (b[0].load(Ordering::Acquire) as usize).min(b.len() - 1);
-        for x in &b[1..=count] {
-            f(x.load(Ordering::Relaxed));
-        }
-    }
-
-    #[inline]
-    fn prefetch_links(&self, level: usize, node: u32) {
-        prefetch(self.block(level, node));
-    }
 }
 
 impl BuiltGraph {
@@ -291,7 +118,6 @@ pub(super) struct Builder<'a> {
     pub(super) n: usize,
     pub(super) links: Links,
     pub(super) levels: Vec<u8>,
-    pub(super) locks: Vec<Mutex<()>>,
     pub(super) entry: Mutex<(u32, usize)>,
     /// `(level, node)` of every link list the repair passes rewrote, in
     /// order (see `repair.rs`: a findability check is redone only for nodes
@@ -424,9 +250,8 @@ impl Builder<'_> {
             let found: Vec<Cand> = found.into_iter().filter(|c| c.id != q).collect();
             self.select(&found, self.input.m, &mut chosen);
             let between = |a: u32, b: u32| self.dist(self.vector(a), b);
-            self.links
-                .write_own(&self.locks, l, q, &chosen, &mut theirs, between);
-            self.links.link_back(&self.locks, l, q, &chosen, between);
+            self.links.write_own(l, q, &chosen, &mut theirs, between);
+            self.links.link_back(l, q, &chosen, between);
             if let Some(best) = found.first() {
                 cur = Cand {
                     d: tdist(best.id),
@@ -452,20 +277,7 @@ pub(crate) fn build_graph(
     let m = input.m;
     let m0 = 2 * m;
     let levels = draw_levels(n, m, input.seed);
-    let mut upper_start = Vec::with_capacity(n);
-    let mut total_upper = 0u32;
-    for &l in &levels {
-        upper_start.push(total_upper);
-        total_upper += l as u32;
-    }
-    let zeros = |len: usize| (0..len).map(|_| AtomicU32::new(0)).collect::<Vec<_>>();
-    let links = Links {
-        m,
-        m0,
-        l0: zeros(n * (1 + m0)),
-        upper_start,
-        upper: zeros(total_upper as usize * (1 + m)),
-    };
+    let links = Links::new(m, m0, &levels);
     crate::hugepages::advise(&links.l0);
     let at = |pos: usize| -> u32 {
         match input.order.get(pos) {
@@ -484,7 +296,6 @@ pub(crate) fn build_graph(
             levels.get(first as usize).copied().unwrap_or(0) as usize,
         )),
         levels,
-        locks: (0..n).map(|_| Mutex::new(())).collect(),
         rewritten: Mutex::new(Vec::new()),
     };
     let done = AtomicUsize::new(1);

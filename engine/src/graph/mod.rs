@@ -3,6 +3,7 @@
 //! memory-mapped reader ([`search`]), and reachability walks ([`reach`]).
 
 pub(crate) mod build;
+mod links;
 pub(crate) mod overlay;
 pub(crate) mod reach;
 mod repair;

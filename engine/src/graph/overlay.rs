@@ -1,4 +1,5 @@
-//! A mutable in-memory HNSW over the vectors inserted through the log.
+//! A mutable in-memory HNSW over the vectors inserted through the log,
+//! readable through immutable snapshots.
 //!
 //! Nodes are appended as operations are applied (by the writer, and by log
 //! replay at open or refresh) and never removed: a node whose id was deleted
@@ -6,33 +7,49 @@
 //! holds the float32 prepared rows, so the distances it returns are exact
 //! and merge directly with the generation's rescored answers.
 //!
-//! A node is pushed (row, codes, level) when its insert is applied (under
-//! the state's write lock, so searches see it at once, by an exact scan)
-//! and linked into the graph right after, through `&self` (under the read
-//! lock: searches go on meanwhile): by the writer once it applied an
-//! operation or batch, by a reader's replay at open or refresh, by a
-//! background thread for a writer's replay. Linking runs in parallel (see
-//! [`Overlay::link_some`] for which threads), like the generation's build (`build.rs`): link
-//! lists are blocks of atomics written under a per-node mutex and read
-//! optimistically, nodes that raise the top level hold the entry lock for
-//! their insertion. Nodes `0..linked` are fully linked; a search returns
-//! only those from the graph and scans the others, so a node is never
-//! missed nor returned twice while linking goes on. On one thread linking
-//! is sequential and deterministic (levels come from a seeded RNG drawn
-//! once per node, in log order; dead nodes are linked like live ones), so
-//! the graph depends only on the rows pushed; on more, on the schedule too,
-//! as in the build. It uses the beam search, greedy descent, neighbour
-//! selection and back-link pruning of the build: O(log n · ef_construction)
-//! distances per insert, at most [`EF_CONSTRUCTION_MAX`].
-//! Below [`SCAN_BELOW`] nodes a search scans the rows exactly instead.
+//! **Snapshots.** An [`Overlay`] value is a view: searches run on a clone
+//! (a few `Arc`s) that no later change alters, without any lock. Its parts:
+//! - *Sealed chunks* of [`CHUNK`] nodes, immutable once sealed (rows, int8
+//!   codes, ids, levels), plus what stays mutable through `&self`: link
+//!   blocks (atomics, `links.rs`) and the sequence number at which each node
+//!   was killed. A view holds the list of chunks that existed when it was
+//!   taken; a new chunk makes a new list (the old one is shared by older
+//!   views), one `Arc` clone per chunk every [`CHUNK`] inserts.
+//! - The *tail*: the nodes pushed since the last seal, at most
+//!   `CHUNK − 1`, copied on write (one `Arc` per row) and found by an exact
+//!   scan.
+//! - A sequence number: a kill is stamped with the number of the change
+//!   that made it, and a view sees only kills up to its own, so a batch of
+//!   deletes and inserts becomes visible all at once, when the state
+//!   publishes the view that includes it.
+//!
+//! **Linking.** Sealed nodes are linked into the graph through `&self`
+//! (searches go on): by the writer once it applied an operation or batch,
+//! by a reader's replay at open or refresh, by a background thread for a
+//! writer's replay. Linking runs in parallel (see [`Overlay::link_some`]
+//! for which threads), like the generation's build: link lists are written
+//! under a per-node mutex and read optimistically, nodes that raise the top
+//! level hold the entry lock for their insertion. Nodes `0..linked` are
+//! fully linked; a search returns only those from the graph and scans the
+//! others (and the tail), so a node is never missed nor returned twice
+//! while linking goes on; links to nodes a view does not hold are skipped.
+//! On one thread linking is sequential and deterministic (levels come from
+//! a seeded RNG drawn once per node, in log order; dead nodes are linked
+//! like live ones), so the graph depends only on the rows pushed; on more,
+//! on the schedule too, as in the build. It uses the beam search, greedy
+//! descent, neighbour selection and back-link pruning of the build:
+//! O(log n · ef_construction) distances per insert, at most
+//! [`EF_CONSTRUCTION_MAX`]. Below [`SCAN_BELOW`] nodes a search scans the
+//! rows exactly instead.
 //!
 //! With the generation's int8 quantizer (and not under inner product, as in
-//! the build), nodes also keep int8 codes: beams, at insertion and at
+//! the build), sealed nodes also keep int8 codes: beams, at insertion and at
 //! search, run over the codes (a quarter of the memory traffic of float32
 //! rows), float32 re-ranks what they find, selects neighbours and gives the
 //! distances returned.
 
-use super::build::{lock, Links, MAX_LEVEL};
+use super::build::{lock, MAX_LEVEL};
+use super::links::{for_each_in, LinkBlocks};
 use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use super::select::select_diverse;
 use crate::distance::{prefetch, Kernels};
@@ -41,8 +58,14 @@ use crate::quant::int8::CodeQuery;
 use crate::quant::Int8Quantizer;
 use rand::{Rng, SeedableRng};
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Nodes per sealed chunk. A smaller tail costs less per search (it is
+/// scanned: 64 rows of dimension 384 are ~2 µs) and per insert (its copy),
+/// a larger chunk fewer list copies; linking waits for a chunk to fill, so
+/// at most this many nodes are found by the scan instead of the graph.
+pub(crate) const CHUNK: usize = 64;
 
 /// Overlays with fewer nodes than this are searched by an exact scan: at
 /// dimension 384 (int8 codes, ef 32, uniform random unit rows, the graph's
@@ -51,15 +74,14 @@ use std::sync::Mutex;
 /// (`tests::scan_threshold`): below 512 the scan is as fast, and exact.
 pub(crate) const SCAN_BELOW: usize = 512;
 
-/// Nodes linked per [`Overlay::link_some`] call: the read lock is released
-/// between calls, so a writer waiting for the write lock (and the searches
-/// queued behind it) waits for one such chunk at most.
+/// Nodes linked per [`Overlay::link_some`] call, so that a caller can
+/// interleave other work (the writer's next operation) between chunks.
 pub(crate) const LINK_CHUNK: usize = 2048;
 
 /// What [`Overlay::link_some`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Linking {
-    /// Every pushed node is linked.
+    /// Every sealed node is linked.
     Done,
     /// It linked a chunk; more nodes are pending.
     More,
@@ -93,39 +115,23 @@ fn link_pool() -> Option<&'static rayon::ThreadPool> {
     .as_ref()
 }
 
-/// No entry yet, in [`Overlay::published`].
+/// No entry yet, in [`Common::published`].
 const NO_ENTRY: u64 = u64::MAX;
 
-/// Int8 codes of the nodes, with what distances over them need.
-struct Codes {
-    quantizer: Int8Quantizer,
-    /// `padded` bytes per node.
-    codes: Vec<u8>,
-    /// `‖x̂‖²` per node (L2 only).
-    norms: Vec<f32>,
-}
+/// The kill stamp of a node that is alive.
+const ALIVE: u64 = u64::MAX;
 
-/// The graph of logged inserts.
-pub(crate) struct Overlay {
+/// What every view of one overlay shares: parameters, and the linking
+/// state.
+struct Common {
     padded: usize,
     metric: Metric,
     kernels: &'static Kernels,
     m: usize,
     m0: usize,
     ef_construction: usize,
-    /// Prepared rows, node order.
-    rows: Vec<f32>,
-    /// External id of each node.
-    ids: Vec<u64>,
-    /// One bit per node: deleted or superseded.
-    dead: Vec<u64>,
-    live: usize,
-    /// Link blocks, node order (as the build's).
-    links: Links,
-    /// One mutex per node: held to write its link lists.
-    locks: Vec<Mutex<()>>,
-    /// Level of each node.
-    levels: Vec<u8>,
+    /// The generation's int8 quantizer, if beams run over codes.
+    quantizer: Option<Int8Quantizer>,
     /// Nodes `0..linked` are linked into the graph; the others are found by
     /// an exact scan.
     linked: AtomicUsize,
@@ -137,19 +143,95 @@ pub(crate) struct Overlay {
     published: AtomicU64,
     /// Held by the one thread linking.
     linking: Mutex<()>,
+}
+
+/// [`CHUNK`] sealed nodes.
+struct Chunk {
+    /// Prepared rows, `padded` floats each.
+    rows: Box<[f32]>,
+    /// Int8 codes, `padded` bytes each (empty without a quantizer).
+    codes: Box<[u8]>,
+    /// `‖x̂‖²` per node (L2 with codes only).
+    norms: Box<[f32]>,
+    ids: Box<[u64]>,
+    levels: Box<[u8]>,
+    /// The sequence number of the change that killed each node ([`ALIVE`]).
+    killed: Box<[AtomicU64]>,
+    /// Level-0 blocks at a fixed stride; upper levels of node `i` from
+    /// `upper_start[i]`.
+    l0: Box<[AtomicU32]>,
+    upper_start: Box<[u32]>,
+    upper: Box<[AtomicU32]>,
+    locks: Box<[Mutex<()>]>,
+}
+
+/// A node pushed since the last seal.
+#[derive(Clone)]
+struct TailNode {
+    id: u64,
+    row: Arc<[f32]>,
+    level: u8,
+    /// As [`Chunk::killed`].
+    killed: u64,
+}
+
+/// The graph of logged inserts, as one snapshot sees it (see the module
+/// docs); [`Overlay::push`] and [`Overlay::kill`] change this value only,
+/// never a clone taken before.
+#[derive(Clone)]
+pub(crate) struct Overlay {
+    common: Arc<Common>,
+    chunks: Arc<Vec<Arc<Chunk>>>,
+    tail: Arc<Vec<TailNode>>,
+    live: usize,
+    /// Kills stamped with this number or a lower one are seen.
+    seq: u64,
     rng: rand_chacha::ChaCha8Rng,
-    codes: Option<Codes>,
 }
 
 impl Adjacency for Overlay {
     #[inline]
-    fn for_each_neighbor(&self, level: usize, node: u32, f: impl FnMut(u32)) {
-        self.links.for_each_neighbor(level, node, f)
+    fn for_each_neighbor(&self, level: usize, node: u32, mut f: impl FnMut(u32)) {
+        let held = self.sealed() as u32;
+        for_each_in(self.block(level, node), |x| {
+            // Linked after this view was taken, in a chunk it does not hold.
+            if x < held {
+                f(x)
+            }
+        })
     }
 
     #[inline]
     fn prefetch_links(&self, level: usize, node: u32) {
-        self.links.prefetch_links(level, node)
+        prefetch(self.block(level, node));
+    }
+}
+
+impl LinkBlocks for Overlay {
+    fn cap(&self, level: usize) -> usize {
+        if level == 0 {
+            self.common.m0
+        } else {
+            self.common.m
+        }
+    }
+
+    #[inline]
+    fn block(&self, level: usize, node: u32) -> &[AtomicU32] {
+        let (c, i) = self.chunk(node);
+        if level == 0 {
+            let s = 1 + self.common.m0;
+            &c.l0[i * s..(i + 1) * s]
+        } else {
+            let s = 1 + self.common.m;
+            let b = c.upper_start[i] as usize + level - 1;
+            &c.upper[b * s..(b + 1) * s]
+        }
+    }
+
+    fn node_lock(&self, node: u32) -> &Mutex<()> {
+        let (c, i) = self.chunk(node);
+        &c.locks[i]
     }
 }
 
@@ -165,40 +247,38 @@ impl Overlay {
         seed: u64,
         int8: Option<Int8Quantizer>,
     ) -> Overlay {
-        let codes = int8
-            .filter(|q| metric != Metric::InnerProduct && q.lo.len() == padded)
-            .map(|quantizer| Codes {
-                quantizer,
-                codes: Vec::new(),
-                norms: Vec::new(),
-            });
+        let quantizer = int8.filter(|q| metric != Metric::InnerProduct && q.lo.len() == padded);
         let m = m.max(2);
         Overlay {
-            padded,
-            metric,
-            kernels: Kernels::detect(),
-            m,
-            m0: 2 * m,
-            ef_construction: ef_construction.min(EF_CONSTRUCTION_MAX).max(m),
-            rows: Vec::new(),
-            ids: Vec::new(),
-            dead: Vec::new(),
+            common: Arc::new(Common {
+                padded,
+                metric,
+                kernels: Kernels::detect(),
+                m,
+                m0: 2 * m,
+                ef_construction: ef_construction.min(EF_CONSTRUCTION_MAX).max(m),
+                quantizer,
+                linked: AtomicUsize::new(0),
+                entry: Mutex::new(None),
+                published: AtomicU64::new(NO_ENTRY),
+                linking: Mutex::new(()),
+            }),
+            chunks: Arc::new(Vec::new()),
+            tail: Arc::new(Vec::new()),
             live: 0,
-            links: Links::empty(m, 2 * m),
-            locks: Vec::new(),
-            levels: Vec::new(),
-            linked: AtomicUsize::new(0),
-            entry: Mutex::new(None),
-            published: AtomicU64::new(NO_ENTRY),
-            linking: Mutex::new(()),
+            seq: 0,
             rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
-            codes,
         }
     }
 
     /// Nodes, dead ones included.
     pub(crate) fn nodes(&self) -> usize {
-        self.ids.len()
+        self.sealed() + self.tail.len()
+    }
+
+    /// Nodes in sealed chunks (the ones that can be linked).
+    fn sealed(&self) -> usize {
+        self.chunks.len() * CHUNK
     }
 
     /// Live nodes.
@@ -206,74 +286,178 @@ impl Overlay {
         self.live
     }
 
+    /// This view as a snapshot, and the start of the next change: kills
+    /// from now on are stamped with a number the snapshot does not see.
+    pub(crate) fn publish(&mut self) -> Overlay {
+        let snapshot = self.clone();
+        self.seq += 1;
+        snapshot
+    }
+
+    #[inline]
+    fn chunk(&self, node: u32) -> (&Chunk, usize) {
+        let node = node as usize;
+        (&self.chunks[node / CHUNK], node % CHUNK)
+    }
+
     /// The prepared row of `node`.
     #[inline]
     pub(crate) fn row(&self, node: u32) -> &[f32] {
-        let p = self.padded;
-        &self.rows[node as usize * p..(node as usize + 1) * p]
+        let p = self.common.padded;
+        if (node as usize) < self.sealed() {
+            let (c, i) = self.chunk(node);
+            &c.rows[i * p..(i + 1) * p]
+        } else {
+            &self.tail[node as usize - self.sealed()].row
+        }
     }
 
     /// The external id of `node`.
     pub(crate) fn id(&self, node: u32) -> u64 {
-        self.ids[node as usize]
+        if (node as usize) < self.sealed() {
+            let (c, i) = self.chunk(node);
+            c.ids[i]
+        } else {
+            self.tail[node as usize - self.sealed()].id
+        }
     }
 
-    /// Whether `node` is dead (deleted or superseded).
+    /// Whether `node` is dead (deleted or superseded) in this view.
     #[inline]
     pub(crate) fn is_dead(&self, node: u32) -> bool {
-        self.dead[node as usize / 64] >> (node % 64) & 1 == 1
+        self.killed(node) <= self.seq
+    }
+
+    fn killed(&self, node: u32) -> u64 {
+        if (node as usize) < self.sealed() {
+            let (c, i) = self.chunk(node);
+            c.killed[i].load(Ordering::Acquire)
+        } else {
+            self.tail[node as usize - self.sealed()].killed
+        }
     }
 
     /// Live nodes in node order, with their ids.
     pub(crate) fn live_nodes(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
-        (0..self.ids.len() as u32)
+        (0..self.nodes() as u32)
             .filter(|&n| !self.is_dead(n))
-            .map(|n| (n, self.ids[n as usize]))
+            .map(|n| (n, self.id(n)))
     }
 
-    /// Marks `node` dead: still traversed, never returned.
+    /// Marks `node` dead: still traversed, never returned. Views published
+    /// before see it alive.
     pub(crate) fn kill(&mut self, node: u32) {
-        let (w, b) = (node as usize / 64, node % 64);
-        if self.dead[w] >> b & 1 == 0 {
-            self.dead[w] |= 1 << b;
-            self.live -= 1;
+        if self.is_dead(node) {
+            return;
         }
+        if (node as usize) < self.sealed() {
+            let (c, i) = self.chunk(node);
+            c.killed[i].store(self.seq, Ordering::Release);
+        } else {
+            let at = node as usize - self.sealed();
+            Arc::make_mut(&mut self.tail)[at].killed = self.seq;
+        }
+        self.live -= 1;
     }
 
     /// A level with multiplier `1 / ln(m)`, the distribution of the
     /// generation's build (`build::draw_levels`).
     fn draw_level(&mut self) -> usize {
-        let mult = 1.0 / (self.m as f64).ln();
+        let mult = 1.0 / (self.common.m as f64).ln();
         let u: f64 = 1.0 - self.rng.gen::<f64>(); // (0, 1]
         ((-u.ln() * mult) as usize).min(MAX_LEVEL)
     }
 
+    /// Appends `row` as a new live node for `id`, not linked yet (found
+    /// by an exact scan until it is linked); returns the node.
+    pub(crate) fn push(&mut self, id: u64, row: &[f32]) -> u32 {
+        assert_eq!(row.len(), self.common.padded, "a prepared row");
+        let q = self.nodes() as u32;
+        let level = self.draw_level() as u8;
+        Arc::make_mut(&mut self.tail).push(TailNode {
+            id,
+            row: row.into(),
+            level,
+            killed: ALIVE,
+        });
+        self.live += 1;
+        if self.tail.len() == CHUNK {
+            self.seal();
+        }
+        q
+    }
+
+    /// Moves the full tail into a new chunk (a new chunk list: views
+    /// taken before keep theirs).
+    fn seal(&mut self) {
+        let (p, m, m0) = (self.common.padded, self.common.m, self.common.m0);
+        let tail = std::mem::take(Arc::make_mut(&mut self.tail));
+        let mut rows = Vec::with_capacity(tail.len() * p);
+        let mut upper_start = Vec::with_capacity(tail.len());
+        let mut total_upper = 0u32;
+        for t in &tail {
+            rows.extend_from_slice(&t.row);
+            upper_start.push(total_upper);
+            total_upper += t.level as u32;
+        }
+        let (mut codes, mut norms) = (Vec::new(), Vec::new());
+        if let Some(q) = &self.common.quantizer {
+            codes = vec![0u8; rows.len()];
+            norms = rows
+                .chunks_exact(p)
+                .zip(codes.chunks_exact_mut(p))
+                .map(|(r, c)| q.encode(r, c))
+                .collect();
+        }
+        let zeros = |len: usize| (0..len).map(|_| AtomicU32::new(0)).collect();
+        let chunk = Chunk {
+            rows: rows.into(),
+            codes: codes.into(),
+            norms: norms.into(),
+            ids: tail.iter().map(|t| t.id).collect(),
+            levels: tail.iter().map(|t| t.level).collect(),
+            killed: tail.iter().map(|t| AtomicU64::new(t.killed)).collect(),
+            l0: zeros(tail.len() * (1 + m0)),
+            upper_start: upper_start.into(),
+            upper: zeros(total_upper as usize * (1 + m)),
+            locks: tail.iter().map(|_| Mutex::new(())).collect(),
+        };
+        Arc::make_mut(&mut self.chunks).push(Arc::new(chunk));
+    }
+
+    fn level(&self, node: u32) -> usize {
+        let (c, i) = self.chunk(node);
+        c.levels[i] as usize
+    }
+
     #[inline]
     fn dist(&self, a: &[f32], b: u32) -> f32 {
-        self.metric.distance(self.kernels, a, self.row(b))
+        self.common
+            .metric
+            .distance(self.common.kernels, a, self.row(b))
     }
 
+    /// The int8 code of sealed `node`, and its `‖x̂‖²` (0 off L2).
     #[inline]
-    fn code<'c>(&self, c: &'c Codes, i: u32) -> &'c [u8] {
-        let p = self.padded;
-        &c.codes[i as usize * p..(i as usize + 1) * p]
-    }
-
-    /// The distance of a prepared query to node `i`'s code.
-    #[inline]
-    fn code_dist(&self, c: &Codes, q: &CodeQuery, i: u32) -> f32 {
-        q.distance(
-            self.kernels,
-            self.metric,
-            self.code(c, i),
-            c.norms[i as usize],
+    fn code(&self, node: u32) -> (&[u8], f32) {
+        let p = self.common.padded;
+        let (c, i) = self.chunk(node);
+        (
+            &c.codes[i * p..(i + 1) * p],
+            c.norms.get(i).copied().unwrap_or(0.0),
         )
+    }
+
+    /// The distance of a prepared query to sealed node `i`'s code.
+    #[inline]
+    fn code_dist(&self, q: &CodeQuery, i: u32) -> f32 {
+        let (code, norm) = self.code(i);
+        q.distance(self.common.kernels, self.common.metric, code, norm)
     }
 
     /// A beam of width `ef` on `level` from `entry` towards the prepared
     /// `qv`, over the codes if any; returns what it found re-ranked by
     /// float32 distance, closest first (`cq`: `qv` prepared for the codes).
-    #[allow(clippy::too_many_arguments)]
     fn beam_exact(
         &self,
         level: usize,
@@ -283,9 +467,9 @@ impl Overlay {
         cq: Option<&CodeQuery>,
         accept: impl Fn(u32) -> bool,
     ) -> Vec<Cand> {
-        let n = self.nodes();
-        match (&self.codes, cq) {
-            (Some(c), Some(cq)) => {
+        let n = self.sealed();
+        match cq {
+            Some(cq) => {
                 let mut found = with_scratch(|s| {
                     beam(
                         self,
@@ -294,8 +478,8 @@ impl Overlay {
                         &[entry],
                         ef,
                         s,
-                        |i| self.code_dist(c, cq, i),
-                        |i| prefetch(self.code(c, i)),
+                        |i| self.code_dist(cq, i),
+                        |i| prefetch(self.code(i).0),
                         accept,
                     );
                     s.found.clone()
@@ -309,7 +493,7 @@ impl Overlay {
                 found.sort_unstable();
                 found
             }
-            _ => with_scratch(|s| {
+            None => with_scratch(|s| {
                 beam(
                     self,
                     level,
@@ -329,16 +513,17 @@ impl Overlay {
     /// Traversal distance from `qv` (`cq` over the codes if any) to `i`.
     #[inline]
     fn tdist(&self, qv: &[f32], cq: Option<&CodeQuery>, i: u32) -> f32 {
-        match (&self.codes, cq) {
-            (Some(c), Some(cq)) => self.code_dist(c, cq, i),
-            _ => self.dist(qv, i),
+        match cq {
+            Some(cq) => self.code_dist(cq, i),
+            None => self.dist(qv, i),
         }
     }
 
     fn prepare(&self, qv: &[f32]) -> Option<CodeQuery> {
-        self.codes
+        self.common
+            .quantizer
             .as_ref()
-            .map(|c| CodeQuery::new(&c.quantizer.lo, &c.quantizer.scale, qv, self.kernels))
+            .map(|q| CodeQuery::new(&q.lo, &q.scale, qv, self.common.kernels))
     }
 
     fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {
@@ -351,27 +536,38 @@ impl Overlay {
         self.dist(self.row(a), b)
     }
 
-    /// Whether some nodes are pushed but not linked yet.
-    pub(crate) fn has_pending(&self) -> bool {
-        self.linked.load(Ordering::Acquire) < self.nodes()
+    fn linked(&self) -> usize {
+        self.common
+            .linked
+            .load(Ordering::Acquire)
+            .min(self.sealed())
     }
 
-    /// Links up to `max` pending nodes (the next ones in node order),
-    /// unless another thread is linking ([`Linking::Busy`]: it links them).
-    /// Only `&self`: searches run meanwhile. In parallel on `link_pool`
-    /// when called from outside any rayon pool; from a pool's thread
-    /// (`pool.install`, a `par_iter` that writes), sequentially on that
-    /// thread: a pool thread waiting for other jobs runs whatever is queued
-    /// in its pool, and one that holds the state's locks (as the writer
-    /// does while it links) and runs a queued write would deadlock. On one
-    /// thread linking is sequential and deterministic.
-    /// With `parallel` false, sequentially on the calling thread anyway.
+    /// Whether some sealed nodes of this view are not linked yet.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.linked() < self.sealed()
+    }
+
+    /// Links up to `max` pending nodes of this view (the next ones in node
+    /// order), unless another thread is linking ([`Linking::Busy`]: it
+    /// links them, as far as its view goes). Only `&self`: searches run
+    /// meanwhile. In parallel on `link_pool` when called from outside any
+    /// rayon pool; from a pool's thread (`pool.install`, a `par_iter` that
+    /// writes), sequentially on that thread: a pool thread waiting for
+    /// other jobs runs whatever is queued in its pool, and one that holds
+    /// the writer's lock (as the writer does while it links) and runs a
+    /// queued write would deadlock. On one thread linking is sequential
+    /// and deterministic. With `parallel` false, sequentially on the
+    /// calling thread anyway.
     pub(crate) fn link_some(&self, max: usize, parallel: bool) -> Linking {
-        let Ok(_one) = self.linking.try_lock() else {
+        let Ok(_one) = self.common.linking.try_lock() else {
             return Linking::Busy;
         };
-        let from = self.linked.load(Ordering::Acquire);
-        let to = self.nodes().min(from.saturating_add(max.max(1)));
+        let from = self.common.linked.load(Ordering::Acquire);
+        if from >= self.sealed() {
+            return Linking::Done;
+        }
+        let to = self.sealed().min(from.saturating_add(max.max(1)));
         let pool = link_pool().filter(|_| parallel && rayon::current_thread_index().is_none());
         if let (Some(pool), true) = (pool, to - from > 1) {
             use rayon::prelude::*;
@@ -383,8 +579,8 @@ impl Overlay {
         } else {
             (from as u32..to as u32).for_each(|q| self.link(q));
         }
-        self.linked.store(to, Ordering::Release);
-        if to < self.nodes() {
+        self.common.linked.store(to, Ordering::Release);
+        if to < self.sealed() {
             Linking::More
         } else {
             Linking::Done
@@ -393,11 +589,11 @@ impl Overlay {
 
     /// Waits until no thread is linking.
     pub(crate) fn wait_linking(&self) {
-        drop(lock(&self.linking));
+        drop(lock(&self.common.linking));
     }
 
-    /// Links every pushed node ([`Overlay::link_some`] until done; waits
-    /// for another linking thread if there is one).
+    /// Links every sealed node of this view ([`Overlay::link_some`] until
+    /// done; waits for another linking thread if there is one).
     pub(crate) fn link_all(&self) {
         while self.has_pending() {
             if self.link_some(usize::MAX, true) == Linking::Busy {
@@ -406,41 +602,13 @@ impl Overlay {
         }
     }
 
-    /// Appends `row` as a new live node for `id`, not linked yet (found
-    /// by an exact scan until it is linked); returns the node.
-    pub(crate) fn push(&mut self, id: u64, row: &[f32]) -> u32 {
-        assert_eq!(row.len(), self.padded, "a prepared row");
-        let q = self.ids.len() as u32;
-        let level = self.draw_level();
-        self.rows.extend_from_slice(row);
-        self.ids.push(id);
-        if let Some(c) = &mut self.codes {
-            let at = c.codes.len();
-            c.codes.resize(at + self.padded, 0);
-            let norm = c.quantizer.encode(row, &mut c.codes[at..]);
-            c.norms.push(norm);
-        }
-        if self.dead.len() * 64 <= q as usize {
-            self.dead.push(0);
-        }
-        self.live += 1;
-        self.links.push(level);
-        self.locks.push(Mutex::new(()));
-        self.levels.push(level as u8);
-        q
-    }
-
-    fn level(&self, node: u32) -> usize {
-        self.levels[node as usize] as usize
-    }
-
     /// Links node `q` into the graph (as `build.rs` inserts a node).
     fn link(&self, q: u32) {
         let level = self.level(q);
-        let mut guard = self.entry.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = lock_entry(&self.common.entry);
         let Some((ep, max_level)) = *guard else {
             *guard = Some((q, level));
-            self.publish(q, level);
+            self.publish_entry(q, level);
             return;
         };
         let held = if level > max_level {
@@ -459,17 +627,16 @@ impl Overlay {
         for l in (level + 1..=max_level).rev() {
             cur = greedy(self, l, cur, |i| self.tdist(row, cq, i));
         }
-        let mut chosen = Vec::with_capacity(self.m0);
-        let mut theirs = Vec::with_capacity(self.m0 + 1);
+        let mut chosen = Vec::with_capacity(self.common.m0);
+        let mut theirs = Vec::with_capacity(self.common.m0 + 1);
         let between = |a: u32, b: u32| self.between(a, b);
         for l in (0..=level.min(max_level)).rev() {
             // A concurrent insertion may already have linked `q` on this
             // level, so the beam can meet `q` itself: never link to self.
-            let found = self.beam_exact(l, cur, self.ef_construction, row, cq, |i| i != q);
-            self.select(&found, self.m, &mut chosen);
-            self.links
-                .write_own(&self.locks, l, q, &chosen, &mut theirs, between);
-            self.links.link_back(&self.locks, l, q, &chosen, between);
+            let found = self.beam_exact(l, cur, self.common.ef_construction, row, cq, |i| i != q);
+            self.select(&found, self.common.m, &mut chosen);
+            self.write_own(l, q, &chosen, &mut theirs, between);
+            self.link_back(l, q, &chosen, between);
             if let Some(best) = found.first() {
                 cur = Cand {
                     d: self.tdist(row, cq, best.id),
@@ -479,19 +646,21 @@ impl Overlay {
         }
         if let Some(mut g) = held {
             *g = Some((q, level));
-            self.publish(q, level);
+            self.publish_entry(q, level);
         }
     }
 
-    fn publish(&self, node: u32, level: usize) {
-        self.published
+    fn publish_entry(&self, node: u32, level: usize) {
+        self.common
+            .published
             .store((node as u64) << 8 | level as u64, Ordering::Release);
     }
 
-    /// The entry for a search, if any node is linked.
+    /// The entry for a search, if a node this view holds is linked.
     fn entry_point(&self) -> Option<(u32, usize)> {
-        let e = self.published.load(Ordering::Acquire);
-        (e != NO_ENTRY).then_some(((e >> 8) as u32, (e & 0xff) as usize))
+        let e = self.common.published.load(Ordering::Acquire);
+        let (node, level) = ((e >> 8) as u32, (e & 0xff) as usize);
+        (e != NO_ENTRY && (node as usize) < self.sealed()).then_some((node, level))
     }
 
     /// The `k` nearest live nodes to the prepared query `q`, closest first,
@@ -501,8 +670,7 @@ impl Overlay {
         if self.live == 0 || k == 0 {
             return Vec::new();
         }
-        let linked = self.linked.load(Ordering::Acquire);
-        if exact || self.nodes() < SCAN_BELOW || linked == 0 {
+        if exact || self.nodes() < SCAN_BELOW || self.linked() == 0 {
             return self.scan(q, k, 0);
         }
         self.graph_search(q, k, ef)
@@ -510,10 +678,11 @@ impl Overlay {
 
     /// The graph part of [`Overlay::search`]: nodes `0..linked` from the
     /// graph (later ones, being linked, traversed but not returned), the
-    /// others scanned.
+    /// others and the tail scanned.
     fn graph_search(&self, q: &[f32], k: usize, ef: usize) -> Vec<Cand> {
-        let linked = self.linked.load(Ordering::Acquire);
-        // A linked overlay has an entry; without one, scan (never panic).
+        let linked = self.linked();
+        // The entry is a node linked after this view was taken: scan
+        // (rare, and exact; never panic).
         let Some((ep, max_level)) = self.entry_point() else {
             return self.scan(q, k, 0);
         };
@@ -559,6 +728,10 @@ impl Overlay {
     }
 }
 
+fn lock_entry(m: &Mutex<Option<(u32, usize)>>) -> std::sync::MutexGuard<'_, Option<(u32, usize)>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,17 +757,17 @@ mod tests {
     /// Every link list, node by node and level by level.
     fn lists(o: &Overlay) -> Vec<Vec<u32>> {
         let mut out = Vec::new();
-        for n in 0..o.nodes() as u32 {
+        for n in 0..o.sealed() as u32 {
             for l in 0..=o.level(n) {
                 let mut v = Vec::new();
-                o.links.read(l, n, &mut v);
+                o.read(l, n, &mut v);
                 out.push(v);
             }
         }
         out
     }
 
-    /// Linking node by node (the writer) and all at once (a replay) build
+    /// Linking chunk by chunk (the writer) and all at once (a replay) build
     /// the same graph, dead nodes included, on one thread (linking is
     /// sequential and deterministic there).
     #[test]
@@ -635,7 +808,8 @@ mod tests {
         }
     }
 
-    /// Pending nodes are found (by the scan) before they are linked.
+    /// Pending nodes (sealed but not linked, and the tail) are found by
+    /// the scan before they are linked.
     #[test]
     fn pending_nodes_are_found() {
         let p = 16;
@@ -648,8 +822,53 @@ mod tests {
         for (i, r) in data.chunks_exact(p).enumerate().skip(400) {
             o.push(i as u64, r);
         }
+        assert!(o.has_pending() && !o.tail.is_empty());
         for (i, r) in data.chunks_exact(p).enumerate() {
             assert_eq!(o.search(r, 1, 16, false)[0].id, i as u32);
+        }
+    }
+
+    /// A published view does not change: later pushes, kills and linking
+    /// (into chunks it does not hold) leave its answers as they were.
+    #[test]
+    fn a_published_view_is_a_snapshot() {
+        let p = 16;
+        let data = rows(1500, p, 4);
+        let mut o = overlay(p, Some(int8(&data, p)));
+        for (i, r) in data.chunks_exact(p).enumerate().take(700) {
+            o.push(i as u64, r);
+        }
+        o.link_all();
+        let snap = o.publish();
+        let before: Vec<Vec<Cand>> = data
+            .chunks_exact(p)
+            .take(100)
+            .map(|r| snap.search(r, 5, 32, false))
+            .collect();
+        for n in 0..100 {
+            o.kill(n);
+        }
+        for (i, r) in data.chunks_exact(p).enumerate().skip(700) {
+            o.push(i as u64, r);
+        }
+        o.link_all();
+        assert_eq!(snap.live(), 700);
+        assert_eq!(snap.nodes(), 700);
+        for (i, r) in data.chunks_exact(p).take(100).enumerate() {
+            let now = snap.search(r, 5, 32, false);
+            assert!(now.iter().all(|c| (c.id as usize) < 700));
+            // Its own row is still its nearest live node.
+            assert_eq!(now[0].id, i as u32);
+            assert_eq!(now[0], before[i][0]);
+        }
+        // The current view sees the kills and the new rows.
+        let cur = o.publish();
+        assert_eq!(cur.live(), 1400);
+        for (i, r) in data.chunks_exact(p).enumerate().take(100) {
+            assert!(
+                cur.search(r, 5, 32, false).iter().all(|c| c.id >= 100),
+                "{i}"
+            );
         }
     }
 

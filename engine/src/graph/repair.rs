@@ -24,6 +24,7 @@
 //! seeded single-thread build stays byte-identical.
 
 use super::build::{lock, Builder};
+use super::links::LinkBlocks;
 use super::reach::{extend_reachable, in_degrees, reachable, NodeSet};
 use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use crate::distance::prefetch;
@@ -558,7 +559,7 @@ impl Builder<'_> {
         indeg: &mut [u32],
         displaced: Option<&mut Vec<u32>>,
     ) -> bool {
-        let _g = lock(&self.locks[c as usize]);
+        let _g = lock(self.links.node_lock(c));
         let mut list = Vec::with_capacity(self.cap(level));
         self.links.read(level, c, &mut list);
         if list.contains(&u) {

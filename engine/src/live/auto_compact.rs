@@ -12,8 +12,8 @@
 //! `min_ops` keeps small indexes from compacting every few operations.
 
 use super::compact::{CompactOptions, CompactReport};
+use super::lock;
 use super::writer::Shared;
-use super::{lock, read_lock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -108,7 +108,7 @@ impl AutoCompactor {
             // carried into the new log): if they alone pass the threshold,
             // compact again rather than wait for the next operation.
             loop {
-                let ops = read_lock(&shared.live.state).log.ops;
+                let ops = shared.live.view().log.ops;
                 let result = shared.compact_with(policy.options, || {});
                 let mut s = lock(&stats);
                 let again = match result {
@@ -150,7 +150,7 @@ impl AutoCompactor {
 /// Whether the log is past `policy`'s threshold (and `retry_at`).
 fn due(policy: &AutoCompact, shared: &Shared, retry_at: u64) -> bool {
     let (ops, base) = {
-        let st = read_lock(&shared.live.state);
+        let st = shared.live.view();
         (st.log.ops, st.gen.index.len() as u64)
     };
     ops >= policy.min_ops.max(1).max(retry_at) && ops as f64 >= policy.log_fraction * base as f64

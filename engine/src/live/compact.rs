@@ -3,7 +3,7 @@
 
 use super::state::State;
 use super::writer::{Shared, Writer};
-use super::{lock, log_header, read_lock, write_lock, Generation};
+use super::{lock, log_header, Generation};
 use crate::builder::{IndexBuilder, Staged};
 use crate::dir::gc::remove_generation;
 use crate::dir::names;
@@ -115,7 +115,7 @@ impl Shared {
         // 4. Switched: searches move to the new generation. From here a
         // failure leaves the in-memory state behind the directory, so the
         // writer refuses further work until reopened.
-        let state = match State::load(&dir, &next, &OpenOptions::default()) {
+        let mut state = match State::load(&dir, &next, &OpenOptions::default()) {
             Ok(s) => s,
             Err(e) => {
                 self.poisoned.store(true, Ordering::Release);
@@ -123,8 +123,9 @@ impl Shared {
             }
         };
         {
-            let mut st = write_lock(&self.live.state);
-            st.gen.files.retire();
+            let mut st = self.live.state();
+            st.gen().files.retire();
+            self.live.publish(&mut state);
             *st = state;
         }
         inner.log = new_log;
@@ -144,7 +145,9 @@ impl Shared {
     /// lock so that the two agree.
     fn snapshot(&self) -> Result<Snapshot> {
         let inner = lock(&self.inner);
-        let st = read_lock(&self.live.state);
+        // The snapshot after the last operation: operations wait for the
+        // writer lock held here.
+        let st = self.live.view();
         let logged = st.overlay.live_nodes().count();
         let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o), logged);
         let (dim, p) = (st.gen.index.dim(), st.padded());

@@ -10,13 +10,16 @@
 //! with [`Writer::compact`].
 //!
 //! By concept: [`state`] is the overlay of logged changes over one
-//! generation, [`reader`] the searchable index and its reload, [`writer`]
+//! generation and the snapshots searches take of it, [`deleted`] the
+//! generation's deleted ordinals, [`reader`] the searchable index and its
+//! reload, [`writer`]
 //! the single writer, [`flusher`] its group-commit thread, [`compact`]
 //! the fold into a new generation. File names, the lock, the MANIFEST and
 //! removing obsolete files are the directory layer's ([`crate::dir`]).
 
 mod auto_compact;
 mod compact;
+mod deleted;
 mod flusher;
 mod reader;
 mod state;
@@ -34,7 +37,7 @@ use crate::index::{Index, OpenOptions};
 use crate::log::file::LogHeader;
 use crate::log::replay::ReplayReport;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One open generation: its index, and its files, removed when the
 /// generation is retired and no reader in this process holds it any more.
@@ -66,12 +69,6 @@ impl Generation {
     }
 }
 
-fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

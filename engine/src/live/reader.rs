@@ -1,16 +1,17 @@
 //! The index users search: a generation plus its log, reloaded on
 //! [`LiveIndex::refresh`].
 
-use super::state::{link_pending, State};
-use super::{check_bound, missing_log, read_lock, write_lock};
+use super::state::{link_pending, State, View};
+use super::{check_bound, lock, missing_log};
 use crate::dir::manifest::read as read_manifest;
 use crate::dir::open::{open_current, paths};
 use crate::error::Result;
 use crate::index::{Index, OpenOptions};
 use crate::log::replay::Replayed;
 use crate::params::{Neighbor, SearchParams};
+use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex};
 
 /// Statistics about an index and its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +40,24 @@ pub struct LiveStats {
 /// [`Writer::live`](crate::Writer::live) sees every operation as soon as it returns; one opened
 /// with [`LiveIndex::open`] sees the log as of opening and of each
 /// [`LiveIndex::refresh`].
+///
+/// Searches never lock: each takes the current snapshot (an `Arc` swapped
+/// atomically after every change) and runs on it while writes, linking,
+/// refreshes and compactions go on. The few calls that need the writer's
+/// own map of logged ids ([`LiveIndex::contains`]) take a mutex that
+/// changes hold for microseconds, never for a search or a link.
 #[derive(Clone)]
 pub struct LiveIndex {
     pub(super) dir: PathBuf,
-    pub(super) state: Arc<RwLock<State>>,
+    pub(super) shared: Arc<LiveShared>,
+}
+
+/// What the clones of a [`LiveIndex`] share.
+pub(super) struct LiveShared {
+    /// The copy that operations change.
+    pub(super) state: Mutex<State>,
+    /// The snapshot searches use, replaced after every change.
+    pub(super) current: ArcSwap<View>,
 }
 
 impl LiveIndex {
@@ -73,10 +88,34 @@ impl LiveIndex {
     pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<LiveIndex> {
         let dir = dir.as_ref().to_path_buf();
         let state = Self::load(&dir, options)?;
-        Ok(LiveIndex {
+        Ok(LiveIndex::new(dir, state))
+    }
+
+    pub(super) fn new(dir: PathBuf, mut state: State) -> LiveIndex {
+        let current = ArcSwap::new(state.publish());
+        LiveIndex {
             dir,
-            state: Arc::new(RwLock::new(state)),
-        })
+            shared: Arc::new(LiveShared {
+                state: Mutex::new(state),
+                current,
+            }),
+        }
+    }
+
+    /// The snapshot searches use now.
+    pub(super) fn view(&self) -> Arc<View> {
+        self.shared.current.load_full()
+    }
+
+    /// Makes what `state` holds now the snapshot searches use.
+    pub(super) fn publish(&self, state: &mut State) {
+        self.shared.current.store(state.publish());
+    }
+
+    /// The state operations change (held briefly: never across a search or
+    /// a link).
+    pub(super) fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        lock(&self.shared.state)
     }
 
     /// The state of the current generation and its log, following a
@@ -93,39 +132,42 @@ impl LiveIndex {
     /// applied (it is, whole, by a later refresh).
     pub fn refresh(&self) -> Result<()> {
         let current = read_manifest(&self.dir)?;
-        let same_gen = {
-            let st = read_lock(&self.state);
-            current.map(|m| m.generation) == Some(st.gen.number()) && !st.needs_reload
-        };
+        let mut st = self.state();
+        let same_gen = current.map(|m| m.generation) == Some(st.gen().number()) && !st.needs_reload;
         if !same_gen {
-            let options = read_lock(&self.state).gen.index.open_options().clone();
-            let fresh = Self::load(&self.dir, &options)?;
-            *write_lock(&self.state) = fresh;
+            let options = st.gen().index.open_options().clone();
+            drop(st);
+            let mut fresh = Self::load(&self.dir, &options)?;
+            let mut st = self.state();
+            self.shared.current.store(fresh.publish());
+            *st = fresh;
             return Ok(());
         }
         let manifest = current.expect("same generation");
         let path = paths(&self.dir, &manifest).log;
         // Only what follows the records this state has seen is read.
-        let mut st = write_lock(&self.state);
         match st.replay_more(&path) {
             Ok(Replayed::Applied(report)) => {
+                self.publish(&mut st);
                 drop(st);
-                link_pending(&self.state, true, true);
+                link_pending(self, true, true);
                 check_bound(&manifest, &path, &report)
             }
             Ok(Replayed::Missing) => missing_log(&manifest, &path),
             Ok(Replayed::Rewritten) => {
                 // A writer rewrote a version-3 log as version 4 (atomically,
                 // same generation): read it from the start.
-                let options = st.gen.index.open_options().clone();
+                let options = st.gen().index.open_options().clone();
                 drop(st);
-                let fresh = Self::load(&self.dir, &options)?;
-                *write_lock(&self.state) = fresh;
+                let mut fresh = Self::load(&self.dir, &options)?;
+                let mut st = self.state();
+                self.shared.current.store(fresh.publish());
+                *st = fresh;
                 Ok(())
             }
             Err(e) => {
-                // Operations before the failure may be applied: start over
-                // next time.
+                // Operations before the failure may be applied (not
+                // published): start over next time.
                 st.needs_reload = true;
                 Err(e)
             }
@@ -137,13 +179,7 @@ impl LiveIndex {
     /// logged inserts, searched with the same `ef` (dead nodes likewise
     /// traversed, never returned), by exact float32 distance.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
-        self.linked().search(query, k, params, false)
-    }
-
-    /// The state to search: rows still being linked are scanned, so a
-    /// search never waits for linking.
-    fn linked(&self) -> RwLockReadGuard<'_, State> {
-        read_lock(&self.state)
+        self.shared.current.load().search(query, k, params, false)
     }
 
     /// [`LiveIndex::search`] over many queries, in parallel
@@ -157,22 +193,28 @@ impl LiveIndex {
     ) -> Result<Vec<Vec<Neighbor>>> {
         let queries = queries.into();
         queries.check(self.dim())?;
-        self.linked().search_batch(queries.data(), k, params)
+        self.shared
+            .current
+            .load()
+            .search_batch(queries.data(), k, params)
     }
 
     /// The exact `k` nearest live vectors, by brute force.
     pub fn exact_search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>> {
-        read_lock(&self.state).search(query, k, &SearchParams::default(), true)
+        self.shared
+            .current
+            .load()
+            .search(query, k, &SearchParams::default(), true)
     }
 
-    /// Whether `id` is live.
+    /// Whether `id` is live (after every operation applied so far).
     pub fn contains(&self, id: u64) -> bool {
-        read_lock(&self.state).contains(id)
+        self.state().contains(id)
     }
 
     /// Number of live vectors.
     pub fn len(&self) -> usize {
-        read_lock(&self.state).len()
+        self.shared.current.load().len()
     }
 
     /// Whether no vector is live.
@@ -182,12 +224,12 @@ impl LiveIndex {
 
     /// Dimension of the vectors.
     pub fn dim(&self) -> usize {
-        read_lock(&self.state).gen.index.dim()
+        self.shared.current.load().gen.index.dim()
     }
 
     /// Counts of the generation and its log.
     pub fn stats(&self) -> LiveStats {
-        let st = read_lock(&self.state);
+        let st = self.view();
         LiveStats {
             generation: st.gen.number(),
             base_count: st.gen.index.len(),
@@ -203,7 +245,71 @@ impl LiveIndex {
     /// Runs `f` with the current generation's [`Index`] (for tools: info,
     /// degree statistics). The generation stays valid while `f` runs.
     pub fn with_index<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
-        let gen = read_lock(&self.state).gen.clone();
+        let gen = self.view().gen.clone();
         f(&gen.index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{dataset, BuildParams, Durability, IndexBuilder, SearchParams, Writer};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Searches take no lock that a change holds: with the writer's lock
+    /// and the state's mutex both held (a change in progress), searches of
+    /// every kind still answer, from the snapshot before the change; after
+    /// it is published, they see it. With a read lock (as before
+    /// snapshots) the searching thread would wait until the timeout.
+    #[test]
+    fn searches_answer_while_a_change_holds_every_writer_lock() {
+        let data = dataset::clustered(1_000, 8, 4, 0.05, 5);
+        let mut b = IndexBuilder::new(
+            8,
+            BuildParams {
+                seed: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        b.add_rows(&data.data[..500 * 8]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        b.build().unwrap().write(dir.path()).unwrap();
+        let w = Writer::open(dir.path(), Durability::None).unwrap();
+        for i in 500..800 {
+            w.insert(i as u64, data.row(i)).unwrap();
+        }
+        let live = w.live();
+        let inner = super::lock(&w.shared.inner);
+        let mut st = live.state();
+        // A change in progress: applied to the state, not published.
+        st.remove(3);
+        let (tx, rx) = mpsc::channel();
+        let (reader, queries) = (live.clone(), data.clone());
+        std::thread::spawn(move || {
+            let p = SearchParams::with_ef(32);
+            let one = reader.search(queries.row(3), 1, &p).unwrap();
+            let logged = reader.search(queries.row(700), 1, &p).unwrap();
+            let q16 = crate::Queries::new(&queries.data[..16 * 8], 8).unwrap();
+            let batch = reader.search_batch(q16, 1, &p).unwrap();
+            let exact = reader.exact_search(queries.row(3), 1).unwrap();
+            let _ = tx.send((
+                one[0].id,
+                logged[0].id,
+                batch.len(),
+                exact[0].id,
+                reader.len(),
+            ));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("searches waited for the writer's locks");
+        assert_eq!(got, (3, 700, 16, 3, 800));
+        live.publish(&mut st);
+        drop(st);
+        drop(inner);
+        let p = SearchParams::with_ef(32);
+        assert_ne!(live.search(data.row(3), 1, &p).unwrap()[0].id, 3);
+        assert_eq!(live.len(), 799);
     }
 }

@@ -1,7 +1,14 @@
 //! The searchable state of a live index: one generation, the bitset of its
 //! deleted ordinals, and the logged inserts in an in-memory graph.
+//!
+//! [`State`] is the one copy that operations change (the writer's, or a
+//! reader's replay, under a mutex that searches never take); [`View`] is
+//! what searches use, a snapshot that [`State::publish`] makes after every
+//! change (a few `Arc` clones) and that no later change alters.
 
-use super::{check_bound, log_header, missing_log, read_lock, Generation};
+use super::deleted::DeletedBits;
+use super::reader::LiveIndex;
+use super::{check_bound, log_header, missing_log, Generation};
 use crate::dir::open::paths;
 use crate::distance::padded_dim;
 use crate::error::{Error, FileKind, Result};
@@ -14,20 +21,27 @@ use crate::metric::prepare_vector;
 use crate::params::{Neighbor, SearchParams};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-/// The searchable state: a generation, its deletions, and logged inserts.
-pub(super) struct State {
+/// What one search sees: a generation, its deletions, and logged inserts.
+#[derive(Clone)]
+pub(super) struct View {
     pub(super) gen: Arc<Generation>,
-    /// One bit per ordinal of the generation: deleted or superseded.
-    pub(super) deleted: Vec<u64>,
+    /// The generation's ordinals deleted or superseded.
+    pub(super) deleted: DeletedBits,
     pub(super) deleted_count: usize,
     /// Logged inserts: a graph over their prepared (padded, normalised)
-    /// rows, and the node of each live id.
+    /// rows.
     pub(super) overlay: Overlay,
-    pub(super) slot_of: HashMap<u64, u32>,
-    /// How much of the log this state reflects.
+    /// How much of the log this view reflects.
     pub(super) log: ReplayReport,
+}
+
+/// The state that operations change, and publish as [`View`]s.
+pub(super) struct State {
+    pub(super) view: View,
+    /// The overlay node of each live logged id.
+    pub(super) slot_of: HashMap<u64, u32>,
     /// A refresh failed part-way: the next one reloads from scratch.
     pub(super) needs_reload: bool,
 }
@@ -48,14 +62,16 @@ impl State {
             },
         );
         State {
-            gen,
-            // Grown by `remove` as ordinals are deleted: a file's claimed
-            // count is not trusted to size anything at open.
-            deleted: Vec::new(),
-            deleted_count: 0,
-            overlay,
+            view: View {
+                gen,
+                // Grown by `remove` as ordinals are deleted: a file's claimed
+                // count is not trusted to size anything at open.
+                deleted: DeletedBits::default(),
+                deleted_count: 0,
+                overlay,
+                log: ReplayReport::default(),
+            },
             slot_of: HashMap::new(),
-            log: ReplayReport::default(),
             needs_reload: false,
         }
     }
@@ -69,30 +85,28 @@ impl State {
             Some(report) => check_bound(manifest, &path, &report)?,
             None => missing_log(manifest, &path)?,
         }
-        state.overlay.link_all();
+        state.view.overlay.link_all();
         Ok(state)
     }
 
+    /// A snapshot of this state for searches; changes from now on are
+    /// not seen by it.
+    pub(super) fn publish(&mut self) -> Arc<View> {
+        let mut view = self.view.clone();
+        view.overlay = self.view.overlay.publish();
+        Arc::new(view)
+    }
+
+    pub(super) fn gen(&self) -> &Arc<Generation> {
+        &self.view.gen
+    }
+
     pub(super) fn padded(&self) -> usize {
-        padded_dim(self.gen.index.dim())
-    }
-
-    pub(super) fn is_deleted(&self, ord: u32) -> bool {
-        self.deleted
-            .get(ord as usize / 64)
-            .is_some_and(|w| w >> (ord % 64) & 1 == 1)
-    }
-
-    pub(super) fn live_ordinal(&self, id: u64) -> Option<u32> {
-        self.gen.index.ordinal(id).filter(|&o| !self.is_deleted(o))
+        self.view.padded()
     }
 
     pub(super) fn contains(&self, id: u64) -> bool {
-        self.slot_of.contains_key(&id) || self.live_ordinal(id).is_some()
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.gen.index.len() - self.deleted_count + self.overlay.live()
+        self.slot_of.contains_key(&id) || self.view.live_ordinal(id).is_some()
     }
 
     /// Checks that `op` can apply (ids exist or not, vector valid) and
@@ -101,8 +115,8 @@ impl State {
         let prepare = |v: &[f32]| {
             let mut out = vec![0f32; self.padded()];
             prepare_vector(
-                self.gen.index.metric(),
-                self.gen.index.dim(),
+                self.view.gen.index.metric(),
+                self.view.gen.index.dim(),
                 v,
                 None,
                 &mut out,
@@ -127,29 +141,27 @@ impl State {
     }
 
     /// Applies a checked operation. An inserted row is pushed into the
-    /// overlay (searches scan it) but not linked: [`link_pending`] links it,
-    /// under the read lock, after the operation or batch, or the replay.
+    /// overlay (searches scan it) but not linked: [`link_pending`] links it
+    /// once its chunk is sealed, after the operation or batch, or the
+    /// replay.
     pub(super) fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
         let id = op.id();
         if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
             self.remove(id);
         }
         if let Some(row) = prepared {
-            let node = self.overlay.push(id, &row);
+            let node = self.view.overlay.push(id, &row);
             self.slot_of.insert(id, node);
         }
     }
 
     pub(super) fn remove(&mut self, id: u64) {
         if let Some(node) = self.slot_of.remove(&id) {
-            self.overlay.kill(node);
-        } else if let Some(o) = self.live_ordinal(id) {
-            let word = o as usize / 64;
-            if self.deleted.len() <= word {
-                self.deleted.resize(word + 1, 0);
+            self.view.overlay.kill(node);
+        } else if let Some(o) = self.view.live_ordinal(id) {
+            if self.view.deleted.insert(o) {
+                self.view.deleted_count += 1;
             }
-            self.deleted[word] |= 1 << (o % 64);
-            self.deleted_count += 1;
         }
     }
 
@@ -171,24 +183,43 @@ impl State {
     /// Replays the generation's whole log at `path` onto this state
     /// (`None`: there is no log).
     pub(super) fn replay(&mut self, path: &Path) -> Result<Option<ReplayReport>> {
-        let header = log_header(&self.gen);
+        let header = log_header(&self.view.gen);
         let report = replay_file(path, &header, |_, op, offset| self.replay_op(&op, offset))?;
         if let Some(report) = report {
-            self.log = report;
+            self.view.log = report;
         }
         Ok(report)
     }
 
     /// Replays what follows the records this state has replayed so far.
     pub(super) fn replay_more(&mut self, path: &Path) -> Result<Replayed> {
-        let (header, after) = (log_header(&self.gen), self.log);
+        let (header, after) = (log_header(&self.view.gen), self.view.log);
         let replayed = replay_file_after(path, &header, &after, |_, op, offset| {
             self.replay_op(&op, offset)
         })?;
         if let Replayed::Applied(report) = replayed {
-            self.log = report;
+            self.view.log = report;
         }
         Ok(replayed)
+    }
+}
+
+impl View {
+    pub(super) fn padded(&self) -> usize {
+        padded_dim(self.gen.index.dim())
+    }
+
+    #[inline]
+    pub(super) fn is_deleted(&self, ord: u32) -> bool {
+        self.deleted.contains(ord)
+    }
+
+    pub(super) fn live_ordinal(&self, id: u64) -> Option<u32> {
+        self.gen.index.ordinal(id).filter(|&o| !self.is_deleted(o))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.gen.index.len() - self.deleted_count + self.overlay.live()
     }
 
     pub(super) fn search(
@@ -263,20 +294,20 @@ impl State {
     }
 }
 
-/// Links the overlay's pending nodes in parallel, a chunk at a time under
-/// the read lock (searches go on; a waiting write waits one chunk at most).
-/// If another thread is linking (it links them all), returns at once, or
-/// with `wait` once it is done.
-pub(super) fn link_pending(state: &RwLock<State>, parallel: bool, wait: bool) {
+/// Links the overlay's sealed pending nodes in parallel, a chunk at a time,
+/// on the view searches use (they go on meanwhile; nothing a writer needs
+/// is held). If another thread is linking (it links them all), returns at
+/// once, or with `wait` once it is done.
+pub(super) fn link_pending(live: &LiveIndex, parallel: bool, wait: bool) {
     use crate::graph::overlay::{Linking, LINK_CHUNK};
     loop {
-        let st = read_lock(state);
-        match st.overlay.link_some(LINK_CHUNK, parallel) {
+        let view = live.view();
+        match view.overlay.link_some(LINK_CHUNK, parallel) {
             Linking::More => {}
             Linking::Done => return,
             Linking::Busy if wait => {
-                st.overlay.wait_linking();
-                if !st.overlay.has_pending() {
+                view.overlay.wait_linking();
+                if !live.view().overlay.has_pending() {
                     return;
                 }
             }
@@ -290,10 +321,10 @@ pub(super) fn link_pending(state: &RwLock<State>, parallel: bool, wait: bool) {
 /// writes, not what the log holds; the writer's own rows wait behind that
 /// backlog (see `Writer::run`), searches scan them meanwhile. Opened from a
 /// rayon pool's thread, it links sequentially (deterministic on one).
-pub(super) fn spawn_linker(state: &Arc<RwLock<State>>) {
-    if read_lock(state).overlay.has_pending() {
+pub(super) fn spawn_linker(live: &LiveIndex) {
+    if live.view().overlay.has_pending() {
         let parallel = rayon::current_thread_index().is_none();
-        let state = state.clone();
-        std::thread::spawn(move || link_pending(&state, parallel, false));
+        let live = live.clone();
+        std::thread::spawn(move || link_pending(&live, parallel, false));
     }
 }

@@ -5,7 +5,7 @@ use super::auto_compact::{AutoCompact, AutoCompactStats, AutoCompactor};
 use super::flusher::spawn_flusher;
 use super::reader::LiveIndex;
 use super::state::{link_pending, spawn_linker, State};
-use super::{check_bound, lock, log_header, missing_log, read_lock, write_lock, Generation};
+use super::{check_bound, lock, log_header, missing_log, Generation};
 use crate::dir::gc::remove_other_generations;
 use crate::dir::lock::{lock as lock_dir, WriterLock};
 use crate::dir::manifest::{read_current, write as write_manifest};
@@ -21,7 +21,7 @@ use crate::log::Op;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// When a writer makes appended operations durable.
@@ -158,7 +158,7 @@ impl Writer {
         let gen = Generation::open(&dir, &manifest, &OpenOptions::default())?;
         remove_other_generations(&dir, manifest.generation);
         let mut state = State::new(gen);
-        let header = log_header(&state.gen);
+        let header = log_header(state.gen());
         let path = paths(&dir, &manifest).log;
         let log_name = names::log(manifest.generation);
         let mut log = match state.replay(&path)? {
@@ -176,7 +176,7 @@ impl Writer {
                         Ok(())
                     })?;
                     let log = LogWriter::create(&dir, &log_name, &header, &records, n + 1)?;
-                    state.log = ReplayReport {
+                    state.view.log = ReplayReport {
                         records: n,
                         valid_len: log.len(),
                         version: DIRECTORY_VERSION,
@@ -194,7 +194,7 @@ impl Writer {
                 // names it: a crash between the two leaves an empty log
                 // that no reader needs.
                 let log = LogWriter::create(&dir, &log_name, &header, &[], 1)?;
-                state.log = ReplayReport {
+                state.view.log = ReplayReport {
                     valid_len: log.len(),
                     version: DIRECTORY_VERSION,
                     ..ReplayReport::default()
@@ -216,7 +216,7 @@ impl Writer {
             log.sync()?;
             write_manifest(&dir, &bound)?;
         }
-        state.log.torn_bytes = 0;
+        state.view.log.torn_bytes = 0;
         let inner = Arc::new(Mutex::new(WriterInner {
             log,
             durability,
@@ -231,11 +231,11 @@ impl Writer {
             }
             _ => None,
         };
-        let state = Arc::new(RwLock::new(state));
-        spawn_linker(&state);
+        let live = LiveIndex::new(dir, state);
+        spawn_linker(&live);
         Ok(Writer {
             shared: Arc::new(Shared {
-                live: LiveIndex { dir, state },
+                live,
                 compacting: Mutex::new(()),
                 poisoned: AtomicBool::new(false),
                 inner,
@@ -275,21 +275,23 @@ impl Writer {
         // Checked under the writer lock: a compaction that fails after its
         // switch holds this lock while it sets the flag.
         self.shared.check_poisoned()?;
+        let live = &self.shared.live;
         let backlog = {
-            let mut st = write_lock(&self.shared.live.state);
+            let mut st = live.state();
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
-            let backlog = st.overlay.has_pending();
+            let backlog = st.view.overlay.has_pending();
             st.apply(&op, prepared);
-            st.log.records = inner.log.records();
-            st.log.valid_len = inner.log.len();
-            st.log.ops += 1;
+            st.view.log.records = inner.log.records();
+            st.view.log.valid_len = inner.log.len();
+            st.view.log.ops += 1;
+            live.publish(&mut st);
             backlog
         };
         // A backlog is being linked by `spawn_linker`'s thread, which
         // links this row after it.
         if !backlog {
-            link_pending(&self.shared.live.state, true, false);
+            link_pending(live, true, false);
         }
         let durable = inner.after_append();
         drop(inner);
@@ -344,11 +346,12 @@ impl Writer {
         let mut inner = lock(&self.shared.inner);
         self.shared.check_poisoned()?;
         let mut report = BatchReport::default();
-        // Validated under the read lock (searches go on): the state cannot
-        // change meanwhile, since every change holds the writer lock.
-        let st = read_lock(&self.shared.live.state);
+        // Validated on the state (searches go on, on their snapshot): it
+        // cannot change meanwhile, since every change holds the writer lock.
+        let live = &self.shared.live;
+        let st = live.state();
         let p = st.padded();
-        let dim = st.gen.index.dim();
+        let dim = st.gen().index.dim();
         // Ids the batch changed so far: Some(i) live with the i-th prepared
         // row of the batch, None removed.
         let mut overlay: HashMap<u64, Option<usize>> = HashMap::new();
@@ -382,8 +385,8 @@ impl Writer {
                         let same = match overlay.get(&id) {
                             Some(Some(i)) => prepared[i * p..i * p + dim] == row[..dim],
                             _ => match st.slot_of.get(&id) {
-                                Some(&node) => st.overlay.row(node)[..dim] == row[..dim],
-                                None => st.gen.index.get(id).is_ok_and(|v| v[..] == row[..dim]),
+                                Some(&node) => st.view.overlay.row(node)[..dim] == row[..dim],
+                                None => st.gen().index.get(id).is_ok_and(|v| v[..] == row[..dim]),
                             },
                         };
                         if !same {
@@ -424,22 +427,23 @@ impl Writer {
         inner
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
-        let mut st = write_lock(&self.shared.live.state);
-        let backlog = st.overlay.has_pending();
+        let mut st = live.state();
+        let backlog = st.view.overlay.has_pending();
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
         }
-        st.log.records = inner.log.records();
-        st.log.valid_len = inner.log.len();
-        st.log.ops += keep.len() as u64;
+        st.view.log.records = inner.log.records();
+        st.view.log.valid_len = inner.log.len();
+        st.view.log.ops += keep.len() as u64;
         if keep.len() > 1 {
-            st.log.batches += 1;
+            st.view.log.batches += 1;
         }
         report.log_records = inner.log.records() - before;
+        live.publish(&mut st);
         drop(st);
         if !backlog {
-            link_pending(&self.shared.live.state, true, false);
+            link_pending(live, true, false);
         }
         inner
             .after_append()
@@ -545,8 +549,8 @@ impl Writer {
     /// The smallest id above every id the index has ever held in its
     /// current generation or log (for callers that let strata pick ids).
     pub fn next_free_id(&self) -> u64 {
-        let st = read_lock(&self.shared.live.state);
-        let base = st.gen.index.max_id().map_or(0, |m| m.saturating_add(1));
+        let st = self.shared.live.state();
+        let base = st.gen().index.max_id().map_or(0, |m| m.saturating_add(1));
         let logged = st.slot_of.keys().max().map_or(0, |m| m.saturating_add(1));
         base.max(logged)
     }
