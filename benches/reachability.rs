@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 use strata::dataset::{self, Vectors};
-use strata::{BuildParams, Index, IndexBuilder, Metric, Quantization, SearchParams};
+use strata::{BuildParams, Generation, IndexBuilder, Metric, Quantization, SearchParams};
 
 const EFS: [usize; 4] = [16, 32, 64, 128];
 
@@ -70,7 +70,7 @@ fn report(
     label: &str,
     build_s: Option<f64>,
     repaired: Option<usize>,
-    index: &Index,
+    index: &Generation,
     data: &Vectors,
 ) {
     let r = index.reachability();
@@ -131,7 +131,7 @@ fn main() {
             .collect::<String>()
     );
     for dir in &a.indexes {
-        let index = Index::open(dir).expect("open --index");
+        let index = Generation::open(dir).expect("open --index");
         report(&dir.display().to_string(), None, None, &index, &data);
     }
     for &seed in &a.seeds {

@@ -10,8 +10,8 @@ use crate::format::sections::SectionKind;
 use crate::format::writer::{GraphWriter, VectorsWriter};
 use crate::format::{ELEMENT_F32, FORMAT_VERSION};
 use crate::fsio::{sync_dir, temp_path, TempFile};
+use crate::generation::Generation;
 use crate::graph::build::{build_graph, BuiltGraph, GraphInput, Int8Codes};
-use crate::index::Index;
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
 use crate::quant::pq;
@@ -714,9 +714,9 @@ impl BuiltIndex {
             .map(|_| ())
     }
 
-    /// Opens the in-memory bytes as a searchable [`Index`] (validated like a file).
-    pub fn into_index(self) -> Result<Index> {
-        Index::from_bytes(&self.graph, &self.vectors)
+    /// Opens the in-memory bytes as a searchable [`Generation`] (validated like a file).
+    pub fn into_index(self) -> Result<Generation> {
+        Generation::from_bytes(&self.graph, &self.vectors)
     }
 
     /// The build id shared by both files.
@@ -727,7 +727,7 @@ impl BuiltIndex {
     /// Per level, how many nodes the build's final passes linked in: on
     /// level 0 those a search for their own vector missed or no path from
     /// the entry point reached, above it those no path reached. Every node
-    /// of a built index is reachable (see [`Index::reachability`]).
+    /// of a built index is reachable (see [`Generation::reachability`]).
     pub fn repaired(&self) -> &[usize] {
         &self.repaired
     }

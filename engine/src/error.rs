@@ -165,8 +165,8 @@ pub enum Error {
     )]
     WriterLocked(PathBuf),
 
-    /// The directory has an append log that a plain [`Index`](crate::Index) would ignore.
-    #[error("{path} holds {records_bytes} bytes of logged inserts and deletes that a plain index open would ignore: open the directory with LiveIndex, compact it, or set OpenOptions::allow_log")]
+    /// The directory has an append log that a plain [`Generation`](crate::Generation) would ignore.
+    #[error("{path} holds {records_bytes} bytes of logged inserts and deletes that a plain index open would ignore: open the directory with Index, compact it, or set OpenOptions::allow_log")]
     HasLog {
         /// The log file.
         path: PathBuf,

@@ -9,13 +9,18 @@
 //! * [`BuiltIndex::write`] writes a directory holding a graph file
 //!   (header, section table, codes, fixed-stride adjacency, id maps)
 //!   and a separate float32 vectors file, crash-safely.
-//! * [`Index::open`] maps both files and validates them in constant time;
-//!   searches traverse the mapped bytes in place (no load step, no per-node
-//!   allocation) on the codes and rescore the best candidates with the
-//!   float32 vectors.
+//! * [`Index::open`] opens a directory: it maps the current generation's
+//!   two files, validates them in constant time and replays the log, if
+//!   any; searches traverse the mapped bytes in place (no load step, no
+//!   per-node allocation) on the codes, rescore the best candidates with
+//!   the float32 vectors, and merge the logged inserts (an in-memory graph)
+//!   by exact distance. Searches never lock: they run on a snapshot.
 //! * [`Writer`] appends inserts, deletes and upserts to the directory's log
-//!   and folds it into a new generation ([`Writer::compact`]);
-//!   [`LiveIndex`] searches a generation together with its log.
+//!   and folds it into a new generation ([`Writer::compact`]), on its own
+//!   by policy ([`AutoCompact`]); [`Writer::live`] is an [`Index`] that
+//!   sees each operation at once.
+//! * [`Generation`] is one generation's files alone (no log), for tools and
+//!   verification ([`Generation::verify`], [`Generation::reachability`]).
 //!
 //! The byte-level format is specified in `format-spec/` at the repository
 //! root; [`mod@format`] implements it.
@@ -41,9 +46,9 @@ pub mod distance;
 pub mod error;
 pub mod format;
 mod fsio;
+mod generation;
 mod graph;
 mod hugepages;
-mod index;
 pub mod io;
 mod limits;
 mod live;
@@ -58,13 +63,13 @@ mod regular;
 
 pub use builder::{BuildProgress, BuildReport, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
-pub use index::{
-    DegreeStats, Index, IndexInfo, OpenOptions, Reachability, PIPELINE_DEPTH, PIPELINE_READS,
+pub use generation::{
+    DegreeStats, Generation, IndexInfo, OpenOptions, Reachability, PIPELINE_DEPTH, PIPELINE_READS,
 };
 pub use io::IoMode;
 pub use live::{
     AutoCompact, AutoCompactStats, BatchOptions, BatchReport, CompactOptions, CompactReport,
-    Durability, LiveIndex, LiveStats, Writer, WriterOptions,
+    Durability, Index, IndexStats, Writer, WriterOptions,
 };
 pub use metric::Metric;
 pub use params::{check_threads, max_threads, BuildParams, InsertOrder, Neighbor, SearchParams};

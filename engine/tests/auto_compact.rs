@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use strata::dataset::{clustered, Vectors};
 use strata::{
-    AutoCompact, BuildParams, Durability, IndexBuilder, LiveIndex, Metric, Quantization,
-    SearchParams, Writer, WriterOptions,
+    AutoCompact, BuildParams, Durability, Index, IndexBuilder, Metric, Quantization, SearchParams,
+    Writer, WriterOptions,
 };
 
 const DIM: usize = 16;
@@ -42,7 +42,7 @@ fn options(auto: Option<AutoCompact>) -> WriterOptions {
 }
 
 /// Recall@10 of `live` at ef 64 against exact brute force over `ids`.
-fn recall(live: &LiveIndex, data: &Vectors, ids: &[u64]) -> f64 {
+fn recall(live: &Index, data: &Vectors, ids: &[u64]) -> f64 {
     let mut hits = 0;
     let queries: Vec<usize> = (0..200).map(|i| (i * 7919) % (BASE + LOGGED)).collect();
     for &qi in &queries {
@@ -130,7 +130,7 @@ fn a_writer_compacts_in_the_background_past_its_threshold() {
     );
     drop(live);
     drop(Arc::try_unwrap(w).ok().expect("the only writer handle"));
-    let reopened = LiveIndex::open(dir.path()).unwrap();
+    let reopened = Index::open(dir.path()).unwrap();
     assert_eq!(reopened.len(), ids.len());
 }
 

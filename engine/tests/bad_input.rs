@@ -1,6 +1,6 @@
 //! Pins user-error handling: every bad input to the builder (including the
 //! product-quantization parameters `pq_m` and `pq_train_size`), the search
-//! calls (for every code kind) and `Index::open` is rejected with its typed
+//! calls (for every code kind) and `Generation::open` is rejected with its typed
 //! error and the fields that locate it (row, component, ids, parameter
 //! name), a rejected call leaves the builder unchanged, and the documented
 //! leniencies hold (`ef < k` is raised to `k`).
@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use std::io::ErrorKind;
 use strata::dataset::clustered;
-use strata::{BuildParams, Error, Index, IndexBuilder, Metric, Quantization, SearchParams};
+use strata::{BuildParams, Error, Generation, IndexBuilder, Metric, Quantization, SearchParams};
 
 const DIM: usize = 8;
 
@@ -41,7 +41,7 @@ fn three_rows(metric: Metric) -> IndexBuilder {
     b
 }
 
-fn small_index(metric: Metric, quant: Quantization) -> Index {
+fn small_index(metric: Metric, quant: Quantization) -> Generation {
     let data = clustered(300, DIM, 4, 0.2, 61);
     in_memory(build(&data, params(metric, quant, 1)))
 }
@@ -507,7 +507,7 @@ fn ef_below_k_is_raised_to_k() {
 #[test]
 fn open_without_manifest_is_io_error() {
     let dir = tempfile::tempdir().unwrap();
-    match Index::open(dir.path()) {
+    match Generation::open(dir.path()) {
         Err(Error::Io { path, source }) => {
             assert_eq!(path, dir.path().join("MANIFEST"));
             assert_eq!(source.kind(), ErrorKind::NotFound);
@@ -516,10 +516,13 @@ fn open_without_manifest_is_io_error() {
         Err(e) => panic!("expected Io, got {e:?}"),
     }
     let missing = dir.path().join("does-not-exist");
-    assert!(matches!(Index::open(&missing), Err(Error::Io { .. })));
+    assert!(matches!(Generation::open(&missing), Err(Error::Io { .. })));
     // Stray files are not an index either.
     std::fs::write(dir.path().join("g00000001.graph"), b"junk").unwrap();
-    assert!(matches!(Index::open(dir.path()), Err(Error::Io { .. })));
+    assert!(matches!(
+        Generation::open(dir.path()),
+        Err(Error::Io { .. })
+    ));
 }
 
 #[test]
@@ -533,7 +536,7 @@ fn open_with_missing_data_file_is_io_error_naming_it() {
         let p = dir.path().join(name);
         let saved = std::fs::read(&p).unwrap();
         std::fs::remove_file(&p).unwrap();
-        match Index::open(dir.path()) {
+        match Generation::open(dir.path()) {
             Err(Error::Io { path, source }) => {
                 assert_eq!(path, p);
                 assert_eq!(source.kind(), ErrorKind::NotFound);
@@ -542,7 +545,7 @@ fn open_with_missing_data_file_is_io_error_naming_it() {
             Err(e) => panic!("{name}: expected Io, got {e:?}"),
         }
         std::fs::write(&p, saved).unwrap();
-        Index::open(dir.path()).unwrap();
+        Generation::open(dir.path()).unwrap();
     }
 }
 
@@ -557,7 +560,7 @@ fn empty_data_files_are_errors_not_panics() {
         let p = dir.path().join(name);
         let saved = std::fs::read(&p).unwrap();
         std::fs::write(&p, b"").unwrap();
-        match Index::open(dir.path()) {
+        match Generation::open(dir.path()) {
             Err(Error::Corrupt { what, .. }) => assert!(what.contains("file length"), "{what}"),
             Ok(_) => panic!("opened with empty {name}"),
             Err(e) => panic!("{name}: expected Corrupt, got {e:?}"),

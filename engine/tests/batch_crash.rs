@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use strata::{
-    BatchOptions, BuildParams, CompactOptions, Durability, Error, IndexBuilder, LiveIndex, Metric,
+    BatchOptions, BuildParams, CompactOptions, Durability, Error, Index, IndexBuilder, Metric,
     Quantization, Writer,
 };
 
@@ -101,7 +101,7 @@ fn build_base(dir: &Path) {
 }
 
 /// Which of the pair's ids are live: all, none, or (a failure) some.
-fn presence(live: &LiveIndex, pair: u64) -> Option<bool> {
+fn presence(live: &Index, pair: u64) -> Option<bool> {
     let ids = batch_ids(pair);
     let present = ids.iter().filter(|&&id| live.contains(id)).count();
     match present {
@@ -160,8 +160,8 @@ fn batches_are_whole_after_every_kill() {
         child.kill().unwrap();
         child.wait().unwrap();
         let done = reader.join().unwrap().map_or(next, |a| a + 1);
-        let live = LiveIndex::open(dir.path())
-            .unwrap_or_else(|e| panic!("kill {kill}: reopen failed: {e}"));
+        let live =
+            Index::open(dir.path()).unwrap_or_else(|e| panic!("kill {kill}: reopen failed: {e}"));
         if live.stats().torn_bytes > 0 {
             torn_batches += 1;
         }

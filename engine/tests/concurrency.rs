@@ -1,4 +1,4 @@
-//! Pins thread safety: `Index` is `Send + Sync` (checked at compile time);
+//! Pins thread safety: `Generation` is `Send + Sync` (checked at compile time);
 //! eight threads searching one memory-mapped index at once get exactly the
 //! single-threaded answers, for every code kind (per-thread scratch buffers
 //! never leak state between searches, even with different k and ef per
@@ -10,13 +10,15 @@ mod common;
 
 use common::*;
 use strata::dataset::clustered;
-use strata::{BuildParams, Error, Index, Metric, Neighbor, Quantization, Queries, SearchParams};
+use strata::{
+    BuildParams, Error, Generation, Metric, Neighbor, Quantization, Queries, SearchParams,
+};
 
 const fn assert_send_sync<T: Send + Sync>() {}
-const _: () = assert_send_sync::<Index>();
+const _: () = assert_send_sync::<Generation>();
 const _: () = assert_send_sync::<strata::Error>();
 
-fn setup(quant: Quantization) -> (tempfile::TempDir, Index, strata::dataset::Vectors) {
+fn setup(quant: Quantization) -> (tempfile::TempDir, Generation, strata::dataset::Vectors) {
     let data = clustered(3_000, 32, 15, 0.15, 51);
     let queries = perturbed_queries(&data, 200, 0.1, 52);
     let dir = tempfile::tempdir().unwrap();
@@ -25,7 +27,7 @@ fn setup(quant: Quantization) -> (tempfile::TempDir, Index, strata::dataset::Vec
         ..params(Metric::Cosine, quant, 9)
     };
     build(&data, p).write(dir.path()).unwrap();
-    let index = Index::open(dir.path()).unwrap();
+    let index = Generation::open(dir.path()).unwrap();
     (dir, index, queries)
 }
 

@@ -7,7 +7,9 @@
 
 use rayon::prelude::*;
 use strata::dataset::clustered;
-use strata::{BuildParams, BuiltIndex, Index, IndexBuilder, Metric, Quantization, SearchParams};
+use strata::{
+    BuildParams, BuiltIndex, Generation, IndexBuilder, Metric, Quantization, SearchParams,
+};
 
 fn small(quantization: Quantization) -> BuiltIndex {
     let data = clustered(48, 8, 3, 0.2, 9);
@@ -46,16 +48,16 @@ fn every_bit_flip_is_detected_by_verification() {
     for kind in KINDS {
         let built = small(kind);
         let (g, v) = (built.graph_bytes(), built.vectors_bytes());
-        Index::from_bytes(g, v).expect("the pristine files open");
+        Generation::from_bytes(g, v).expect("the pristine files open");
         let undetected: Vec<String> = (0..g.len() * 8)
             .into_par_iter()
             .filter_map(|bit| {
-                Index::from_bytes(&flip(g, bit), v)
+                Generation::from_bytes(&flip(g, bit), v)
                     .ok()
                     .map(|_| format!("graph bit {bit}"))
             })
             .chain((0..v.len() * 8).into_par_iter().filter_map(|bit| {
-                Index::from_bytes(g, &flip(v, bit))
+                Generation::from_bytes(g, &flip(v, bit))
                     .ok()
                     .map(|_| format!("vectors bit {bit}"))
             }))
@@ -89,7 +91,7 @@ fn flips_without_verification_fail_cleanly_or_search() {
         for byte in 0..g.len() {
             let bad = flip(g, byte * 8 + byte % 8);
             std::fs::write(&graph_path, &bad).unwrap();
-            if let Ok(index) = Index::open(dir.path()) {
+            if let Ok(index) = Generation::open(dir.path()) {
                 for ef in [1, 16] {
                     if let Ok(hits) = index.search(&query, 5, &SearchParams::with_ef(ef)) {
                         assert!(hits.len() <= 5);
@@ -110,13 +112,13 @@ fn every_truncation_fails_at_open() {
         let (g, v) = (built.graph_bytes(), built.vectors_bytes());
         for cut in 0..g.len() {
             assert!(
-                Index::from_bytes(&g[..cut], v).is_err(),
+                Generation::from_bytes(&g[..cut], v).is_err(),
                 "{kind:?}: graph cut at {cut} opened"
             );
         }
         for cut in 0..v.len() {
             assert!(
-                Index::from_bytes(g, &v[..cut]).is_err(),
+                Generation::from_bytes(g, &v[..cut]).is_err(),
                 "{kind:?}: vectors cut at {cut} opened"
             );
         }

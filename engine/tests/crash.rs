@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use strata::{
-    AutoCompact, BuildParams, CompactOptions, Durability, IndexBuilder, LiveIndex, Metric,
+    AutoCompact, BuildParams, CompactOptions, Durability, Index, IndexBuilder, Metric,
     Quantization, Writer, WriterOptions,
 };
 
@@ -84,7 +84,7 @@ fn build_base(dir: &Path) {
 }
 
 /// Does the directory hold exactly the contents of `expected`?
-fn matches(live: &LiveIndex, expected: &BTreeMap<u64, u64>, universe: u64) -> bool {
+fn matches(live: &Index, expected: &BTreeMap<u64, u64>, universe: u64) -> bool {
     if live.len() != expected.len() {
         return false;
     }
@@ -203,8 +203,8 @@ fn kill_loop(kills: usize, auto: bool) {
             compactions_interrupted += 1; // killed inside a compaction
         }
         // Every acknowledged step is there; the one in flight may be too.
-        let live = LiveIndex::open(dir.path())
-            .unwrap_or_else(|e| panic!("kill {kill}: reopen failed: {e}"));
+        let live =
+            Index::open(dir.path()).unwrap_or_else(|e| panic!("kill {kill}: reopen failed: {e}"));
         let universe = done + 2;
         let now = if matches(&live, &model(done), universe) {
             done

@@ -11,7 +11,9 @@ mod common;
 
 use common::*;
 use strata::dataset::clustered;
-use strata::{BuildParams, BuiltIndex, Index, IndexBuilder, Metric, Quantization, SearchParams};
+use strata::{
+    BuildParams, BuiltIndex, Generation, IndexBuilder, Metric, Quantization, SearchParams,
+};
 
 /// Every quantization, PQ with m = 5 (16 dimensions split 4/3/3/3/3) and a
 /// small training sample so debug builds stay quick.
@@ -32,7 +34,7 @@ fn seeded(metric: Metric, quant: Quantization, seed: u64) -> BuildParams {
 
 /// The bytes of a graph section, by name.
 fn section_bytes<'a>(built: &'a BuiltIndex, name: &str) -> &'a [u8] {
-    let info = Index::from_bytes(built.graph_bytes(), built.vectors_bytes())
+    let info = Generation::from_bytes(built.graph_bytes(), built.vectors_bytes())
         .unwrap()
         .info();
     let (_, off, len, _) = info
@@ -109,7 +111,7 @@ fn streamed_build_equals_in_memory_build() {
                     names,
                     ["LOCK", "MANIFEST", "g00000001.graph", "g00000001.vectors"]
                 );
-                Index::open(dir.path()).unwrap();
+                Generation::open(dir.path()).unwrap();
             }
         }
     }

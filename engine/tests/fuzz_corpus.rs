@@ -11,7 +11,7 @@
 mod targets;
 
 use std::path::{Path, PathBuf};
-use strata::{Error, Index};
+use strata::{Error, Generation};
 use targets::Reached;
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -142,7 +142,7 @@ fn seed_indexes_open_and_match_the_fixtures() {
     for seed in targets::SEED_FIXTURES {
         let g = std::fs::read(corpus_dir("graph_file").join(format!("{seed}.graph"))).unwrap();
         let v = std::fs::read(corpus_dir("vectors_file").join(format!("{seed}.vectors"))).unwrap();
-        Index::from_bytes(&g, &v).unwrap_or_else(|e| {
+        Generation::from_bytes(&g, &v).unwrap_or_else(|e| {
             panic!("seed {seed} no longer opens ({e}): regenerate the corpus (see fuzz/README.md)")
         });
         let f = targets::fixtures().iter().find(|f| f.name == seed).unwrap();
@@ -169,7 +169,7 @@ fn resealing_reaches_the_validators() {
             "{}: vectors reseal is not the identity",
             f.name
         );
-        Index::from_bytes(&g, &v).unwrap();
+        Generation::from_bytes(&g, &v).unwrap();
     }
     let f = &targets::fixtures()[3]; // int8-l2
     assert_eq!(f.name, "int8-l2");
@@ -177,11 +177,13 @@ fn resealing_reaches_the_validators() {
     let mut g = f.graph.clone();
     g[44] ^= 1;
     assert!(matches!(
-        Index::from_bytes(&g, &f.vectors),
+        Generation::from_bytes(&g, &f.vectors),
         Err(Error::ChecksumMismatch { .. })
     ));
     targets::reseal_graph(&mut g);
-    let e = Index::from_bytes(&g, &f.vectors).err().expect("bad m0");
+    let e = Generation::from_bytes(&g, &f.vectors)
+        .err()
+        .expect("bad m0");
     assert!(
         matches!(&e, Error::Corrupt { .. }) && e.to_string().contains("m0"),
         "{e}"
@@ -189,9 +191,9 @@ fn resealing_reaches_the_validators() {
     // A vector data edit resealed opens (vector values are not validated).
     let mut v = f.vectors.clone();
     v[4096] ^= 0x40;
-    assert!(Index::from_bytes(&f.graph, &v).is_err());
+    assert!(Generation::from_bytes(&f.graph, &v).is_err());
     targets::reseal_vectors(&mut v);
-    Index::from_bytes(&f.graph, &v).unwrap();
+    Generation::from_bytes(&f.graph, &v).unwrap();
     // A log record edit resealed parses.
     let log = std::fs::read(corpus_dir("log_file").join("insert-delete-upsert.log")).unwrap();
     let mut l = log.clone();
@@ -223,7 +225,7 @@ fn search_case_encoding_round_trips() {
 #[test]
 fn fixtures_answer_exact_row_queries() {
     for f in targets::fixtures() {
-        let index = Index::from_bytes(&f.graph, &f.vectors).unwrap();
+        let index = Generation::from_bytes(&f.graph, &f.vectors).unwrap();
         assert_eq!(index.len(), targets::N, "{}", f.name);
         let hits = index.exact_search(f.data.row(9), 1).unwrap();
         if f.metric != strata::Metric::InnerProduct {

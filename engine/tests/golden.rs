@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use strata::dataset::clustered;
 use strata::{
-    BuildParams, BuiltIndex, Index, IndexBuilder, Metric, Neighbor, OpenOptions, Quantization,
+    BuildParams, BuiltIndex, Generation, IndexBuilder, Metric, Neighbor, OpenOptions, Quantization,
     SearchParams,
 };
 
@@ -287,7 +287,7 @@ fn parse_expected(text: &str) -> Vec<Expected> {
         .collect()
 }
 
-fn search_groups(index: &Index, query: &[f32], settings: &[SearchParams]) -> Vec<Hits> {
+fn search_groups(index: &Generation, query: &[f32], settings: &[SearchParams]) -> Vec<Hits> {
     settings
         .iter()
         .map(|sp| hits_bits(&index.search(query, K, sp).unwrap()))
@@ -349,7 +349,7 @@ fn copy_fixture(dir: &Path) -> tempfile::TempDir {
     tmp
 }
 
-fn check(index: &Index, expected: &[Expected], settings: &[SearchParams], how: &str) {
+fn check(index: &Generation, expected: &[Expected], settings: &[SearchParams], how: &str) {
     for (i, e) in expected.iter().enumerate() {
         let got = search_groups(index, &e.query, settings);
         assert_eq!(got, e.groups, "{how}: query {i} differs from expected.txt");
@@ -360,9 +360,9 @@ fn check(index: &Index, expected: &[Expected], settings: &[SearchParams], how: &
 /// `from_bytes`) and checks each answers as recorded.
 fn check_checked_in(dir: &Path, expected: &[Expected], settings: &[SearchParams], name: &str) {
     let tmp = copy_fixture(dir);
-    let mapped = Index::open(tmp.path()).unwrap();
+    let mapped = Generation::open(tmp.path()).unwrap();
     check(&mapped, expected, settings, &format!("{name}: mmap open"));
-    let verified = Index::open_with(
+    let verified = Generation::open_with(
         tmp.path(),
         &OpenOptions {
             verify: true,
@@ -379,7 +379,7 @@ fn check_checked_in(dir: &Path, expected: &[Expected], settings: &[SearchParams]
     );
     let g = fs::read(tmp.path().join(FILES[1])).unwrap();
     let v = fs::read(tmp.path().join(FILES[2])).unwrap();
-    let owned = Index::from_bytes(&g, &v).unwrap();
+    let owned = Generation::from_bytes(&g, &v).unwrap();
     check(&owned, expected, settings, &format!("{name}: from_bytes"));
 }
 
@@ -438,7 +438,7 @@ fn v1_checked_in_index_answers_as_recorded() {
 #[test]
 fn v1_checked_in_header_is_read_as_written() {
     let dir = copy_fixture(&v1_dir());
-    let index = Index::open(dir.path()).unwrap();
+    let index = Generation::open(dir.path()).unwrap();
     let info = index.info();
     assert_eq!(info.format_version, 1);
     assert_eq!(info.metric, Metric::L2);
@@ -564,7 +564,7 @@ fn v2_checked_in_indexes_answer_as_recorded() {
 fn v2_checked_in_headers_are_read_as_written() {
     for fx in &V2_INDEXES {
         let dir = copy_fixture(&fx.dir());
-        let index = Index::open(dir.path()).unwrap();
+        let index = Generation::open(dir.path()).unwrap();
         let info = index.info();
         let name = fx.name;
         assert_eq!(info.format_version, 2, "{name}");
@@ -816,7 +816,7 @@ fn v4_checked_in_log_replays_as_recorded() {
         (ops.len(), report.records, report.batches, report.torn_bytes),
         (10, 14, 2, 0)
     );
-    let live = strata::LiveIndex::open(tmp.path()).unwrap();
+    let live = strata::Index::open(tmp.path()).unwrap();
     let s = live.stats();
     assert_eq!(
         (s.base_count, s.deleted, s.inserted, s.live, s.log_records),
@@ -841,12 +841,9 @@ fn v4_checked_in_log_replays_as_recorded() {
         wr32(&mut m, 60, crc);
         m
     };
-    assert!(
-        strata::LiveIndex::open(tmp.path()).is_err(),
-        "below the bound"
-    );
+    assert!(strata::Index::open(tmp.path()).is_err(), "below the bound");
     fs::write(tmp.path().join("MANIFEST"), m_old).unwrap();
-    let live = strata::LiveIndex::open(tmp.path()).unwrap();
+    let live = strata::Index::open(tmp.path()).unwrap();
     assert!(
         live.contains(7) && live.contains(8),
         "the torn batch is dropped whole"

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 use strata::dataset::{self, clustered};
 use strata::{
-    BuildParams, CompactOptions, Durability, Error, Index, IndexBuilder, LiveIndex, Metric,
+    BuildParams, CompactOptions, Durability, Error, Generation, Index, IndexBuilder, Metric,
     Quantization, Queries, SearchParams, Writer,
 };
 
@@ -78,8 +78,8 @@ fn written(dir: &Path, n: usize, quant: Quantization) -> dataset::Vectors {
 fn batch_queries_of_another_dimension_are_refused_naming_both() {
     let dir = tempfile::tempdir().unwrap();
     written(dir.path(), 200, Quantization::Int8);
-    let index = Index::open(dir.path()).unwrap();
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let index = Generation::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     // Two 4-d queries are as many floats as one 8-d query: only the
     // queries' own dimension can tell them apart.
     let flat = vec![0.5f32; 2 * 4];
@@ -104,9 +104,12 @@ fn batch_queries_of_another_dimension_are_refused_naming_both() {
         }
         other => panic!("{what}: expected DimensionMismatch, got {other:?}"),
     };
-    check(index.search_batch(q, 10, &sp), "Index::search_batch");
-    check(index.exact_search_batch(q, 10), "Index::exact_search_batch");
-    check(live.search_batch(q, 10, &sp), "LiveIndex::search_batch");
+    check(index.search_batch(q, 10, &sp), "Generation::search_batch");
+    check(
+        index.exact_search_batch(q, 10),
+        "Generation::exact_search_batch",
+    );
+    check(live.search_batch(q, 10, &sp), "Index::search_batch");
     // The right dimension works, from a slice or from `Vectors`.
     let ok = Queries::new(&flat, DIM).unwrap();
     assert_eq!(index.search_batch(ok, 3, &sp).unwrap().len(), 1);
@@ -237,7 +240,7 @@ fn a_sparse_file_claiming_400m_vectors_costs_little_per_search() {
     }
     let q = [1.0f32, 0.0, 0.0, 0.0];
     let (hits, largest) = largest_allocation(|| {
-        let index = Index::open(dir.path()).unwrap();
+        let index = Generation::open(dir.path()).unwrap();
         assert_eq!(index.len(), CLAIMED as usize);
         index.search(&q, 10, &SearchParams::with_ef(64)).unwrap()
     });
@@ -246,7 +249,7 @@ fn a_sparse_file_claiming_400m_vectors_costs_little_per_search() {
     // Again on a thread whose scratch buffers are warm, and through the
     // live index (whose deleted-ordinal set must not be sized by the claim).
     let (hits, largest) = largest_allocation(|| {
-        let live = LiveIndex::open(dir.path()).unwrap();
+        let live = Index::open(dir.path()).unwrap();
         assert_eq!(live.len(), CLAIMED as usize);
         live.search(&q, 10, &SearchParams::with_ef(200)).unwrap()
     });
@@ -299,10 +302,10 @@ fn fifos_in_place_of_index_files_are_refused_not_blocking() {
         written(dir.path(), 100, Quantization::Int8);
         mkfifo(&dir.path().join(name));
         let d = dir.path().to_path_buf();
-        let e = within_time(name, move || Index::open(&d).err()).expect("opened");
+        let e = within_time(name, move || Generation::open(&d).err()).expect("opened");
         assert_not_regular(&e, name);
         let d = dir.path().to_path_buf();
-        let e = within_time(name, move || LiveIndex::open(&d).err()).expect("opened");
+        let e = within_time(name, move || Index::open(&d).err()).expect("opened");
         assert_not_regular(&e, name);
     }
     // The append log.
@@ -310,7 +313,7 @@ fn fifos_in_place_of_index_files_are_refused_not_blocking() {
     written(dir.path(), 100, Quantization::Int8);
     mkfifo(&dir.path().join("g00000001.log"));
     let d = dir.path().to_path_buf();
-    let e = within_time("log", move || LiveIndex::open(&d).err()).expect("opened");
+    let e = within_time("log", move || Index::open(&d).err()).expect("opened");
     assert_not_regular(&e, "g00000001.log");
     // Input files, and a directory named like one.
     let dir = tempfile::tempdir().unwrap();

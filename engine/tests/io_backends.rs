@@ -14,7 +14,7 @@ use common::*;
 use strata::dataset::clustered;
 use strata::io::ReadFault;
 use strata::{
-    Durability, Error, Index, IoMode, LiveIndex, Metric, OpenOptions, Quantization, SearchParams,
+    Durability, Error, Generation, Index, IoMode, Metric, OpenOptions, Quantization, SearchParams,
     Writer,
 };
 
@@ -36,8 +36,8 @@ fn modes() -> Vec<IoMode> {
     m
 }
 
-fn open(dir: &std::path::Path, io: IoMode) -> Index {
-    Index::open_with(
+fn open(dir: &std::path::Path, io: IoMode) -> Generation {
+    Generation::open_with(
         dir,
         &OpenOptions {
             io,
@@ -136,7 +136,7 @@ fn failed_reads_are_typed_errors() {
                 read_fault: Some(fault),
                 ..Default::default()
             };
-            let index = Index::open_with(dir.path(), &options).unwrap();
+            let index = Generation::open_with(dir.path(), &options).unwrap();
             let sp = SearchParams::with_ef(16);
             for r in [
                 index.search(data.row(1), 5, &sp).map(|_| ()),
@@ -159,7 +159,7 @@ fn failed_reads_are_typed_errors() {
                     other => panic!("{io} {fault:?}: expected Error::Io, got {other:?}"),
                 }
             }
-            let live = LiveIndex::open_with(dir.path(), &options).unwrap();
+            let live = Index::open_with(dir.path(), &options).unwrap();
             assert!(matches!(
                 live.search(data.row(2), 5, &sp),
                 Err(Error::Io { .. })
@@ -190,7 +190,7 @@ fn the_live_index_reads_through_the_chosen_mode() {
     }
     let queries = perturbed_queries(&data, 30, 0.05, 9);
     let sp = SearchParams::with_ef(24);
-    let want = LiveIndex::open_with(
+    let want = Index::open_with(
         dir.path(),
         &OpenOptions {
             io: IoMode::Mmap,
@@ -201,7 +201,7 @@ fn the_live_index_reads_through_the_chosen_mode() {
     .search_batch(&queries, 10, &sp)
     .unwrap();
     for io in modes() {
-        let live = LiveIndex::open_with(
+        let live = Index::open_with(
             dir.path(),
             &OpenOptions {
                 io,
@@ -211,7 +211,7 @@ fn the_live_index_reads_through_the_chosen_mode() {
         .unwrap();
         assert_eq!(live.search_batch(&queries, 10, &sp).unwrap(), want, "{io}");
         live.refresh().unwrap();
-        assert_eq!(live.with_index(|i| i.open_options().io), io);
+        assert_eq!(live.with_generation(|i| i.open_options().io), io);
     }
 }
 
@@ -235,7 +235,7 @@ fn the_rescoring_bound_at_z_1_equals_full_rescoring_without_clipping() {
         let dir = tempfile::tempdir().unwrap();
         build(&data, p).write(dir.path()).unwrap();
         let with = |cut| {
-            Index::open_with(
+            Generation::open_with(
                 dir.path(),
                 &OpenOptions {
                     rescore_cut: cut,
@@ -269,7 +269,7 @@ fn the_rescoring_bound_at_z_1_equals_full_rescoring_without_clipping() {
         build(&data, params(Metric::Cosine, Quantization::Int8, 1))
             .write(dir.path())
             .unwrap();
-        let r = Index::open_with(
+        let r = Generation::open_with(
             dir.path(),
             &OpenOptions {
                 rescore_cut: Some(bad),
@@ -338,7 +338,7 @@ fn the_row_cache_serves_repeated_rows_with_identical_answers() {
         .into_iter()
         .chain(strata::io::uring_available().then_some((IoMode::Uring, 24 << 10)))
     {
-        let index = Index::open_with(
+        let index = Generation::open_with(
             dir.path(),
             &OpenOptions {
                 io,
@@ -371,7 +371,7 @@ fn the_row_cache_serves_repeated_rows_with_identical_answers() {
         );
     }
     // Mapped reads have the page cache: no row cache is made.
-    let mapped = Index::open_with(
+    let mapped = Generation::open_with(
         dir.path(),
         &OpenOptions {
             io: IoMode::Mmap,

@@ -31,10 +31,15 @@ fn locality_order_keeps_ids_and_recall() {
         let truth = truth(&data, &queries, K, metric);
         // A narrow beam, so that recall is below 1 and a worse graph shows.
         let sp = SearchParams::with_ef(16);
+        // Recall on one thread, where builds are deterministic: on two, the
+        // L2 locality build here lands at 0.974 or 0.988 from run to run
+        // (input order, one thread: 0.991), which a fixed margin cannot
+        // tell from a defect in CI. The rows and ids are checked on two.
         let input = in_memory(build(&data, with_order(metric, InsertOrder::Input, 1)));
+        let grouped1 = in_memory(build(&data, with_order(metric, InsertOrder::Locality, 1)));
         let grouped = in_memory(build(&data, with_order(metric, InsertOrder::Locality, 2)));
         let r_input = recall(&search_all(&input, &queries, K, &sp), &truth, K);
-        let r_grouped = recall(&search_all(&grouped, &queries, K, &sp), &truth, K);
+        let r_grouped = recall(&search_all(&grouped1, &queries, K, &sp), &truth, K);
         eprintln!("{metric:?}: recall@{K} input order {r_input:.4}, locality order {r_grouped:.4}");
         assert!(
             r_grouped >= r_input - 0.02 && r_grouped >= 0.9,

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use strata::dataset::clustered;
 use strata::{
-    BatchOptions, BuildParams, CompactOptions, Durability, Error, FileKind, IndexBuilder,
-    LiveIndex, Metric, Quantization, SearchParams, Writer,
+    BatchOptions, BuildParams, CompactOptions, Durability, Error, FileKind, Index, IndexBuilder,
+    Metric, Quantization, SearchParams, Writer,
 };
 
 const DIM: usize = 16;
@@ -88,7 +88,7 @@ fn operations_are_visible_at_once_and_after_reopening() {
             Err(Error::DimensionMismatch { .. })
         ));
     }
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     assert_eq!(live.len(), 348);
     assert!(!live.contains(5) && !live.contains(1003) && live.contains(7) && live.contains(1049));
     let s = live.stats();
@@ -149,7 +149,7 @@ fn torn_tail_is_cut_at_every_offset() {
         let copied_log = copy.path().join(log.file_name().unwrap());
         fs::write(&copied_log, &full[..cut]).unwrap();
         let whole = ends.iter().filter(|&&e| e as usize <= cut).count() as u64;
-        let live = LiveIndex::open(copy.path()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        let live = Index::open(copy.path()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         let s = live.stats();
         assert_eq!(s.log_records, whole, "cut {cut}");
         let valid_end = if whole == 0 {
@@ -167,7 +167,7 @@ fn torn_tail_is_cut_at_every_offset() {
         );
         w.insert(9999, extra.row(0)).unwrap();
         drop(w);
-        let again = LiveIndex::open(copy.path()).unwrap();
+        let again = Index::open(copy.path()).unwrap();
         assert_eq!(again.stats().log_records, whole + 1);
         assert!(again.contains(9999));
     }
@@ -192,7 +192,7 @@ fn corrupt_record_in_the_middle_names_its_offset() {
     bytes[second + 30] ^= 0x40; // inside the vector of the second record
     fs::write(&log, &bytes).unwrap();
     for result in [
-        LiveIndex::open(dir.path()).err(),
+        Index::open(dir.path()).err(),
         Writer::open(dir.path(), Durability::EveryOp).err(),
     ] {
         match result {
@@ -252,7 +252,7 @@ fn recall_before_and_after_compaction() {
         .iter()
         .map(|qv| exact_topk(&all, &alive, qv, 10))
         .collect();
-    let measure = |live: &LiveIndex| {
+    let measure = |live: &Index| {
         let mut r = 0.0;
         for (qv, t) in q.iter().zip(&truth) {
             let hits = live.search(qv, 10, &SearchParams::with_ef(16)).unwrap();
@@ -270,7 +270,7 @@ fn recall_before_and_after_compaction() {
     let after = measure(&w.live());
     assert_eq!(w.live().stats().log_records, 0);
     drop(w);
-    let reopened = LiveIndex::open(dir.path()).unwrap();
+    let reopened = Index::open(dir.path()).unwrap();
     assert_eq!(measure(&reopened), after);
     // A fresh build of the same final set.
     let fresh_dir = tempfile::tempdir().unwrap();
@@ -279,7 +279,7 @@ fn recall_before_and_after_compaction() {
         b.add(*id, all.row(*id as usize)).unwrap();
     }
     b.build().unwrap().write(fresh_dir.path()).unwrap();
-    let fresh = measure(&LiveIndex::open(fresh_dir.path()).unwrap());
+    let fresh = measure(&Index::open(fresh_dir.path()).unwrap());
     eprintln!("recall@10 before compaction {before:.4}, after {after:.4}, fresh build {fresh:.4}");
     assert!(after >= fresh - 0.01, "after {after} vs fresh {fresh}");
     assert!(before >= fresh - 0.02, "before {before} vs fresh {fresh}");
@@ -352,7 +352,7 @@ fn searches_during_writes_and_compactions() {
 fn refresh_sees_another_writer() {
     let dir = tempfile::tempdir().unwrap();
     let data = build(dir.path(), 200, Quantization::Binary);
-    let reader = LiveIndex::open(dir.path()).unwrap();
+    let reader = Index::open(dir.path()).unwrap();
     let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
     w.insert(777, data.row(3)).unwrap();
     w.delete(3).unwrap();
@@ -377,14 +377,14 @@ fn plain_index_open_refuses_a_directory_with_logged_records() {
     let data = build(dir.path(), 100, Quantization::Int8);
     // An empty log (a writer that wrote nothing) is no obstacle.
     drop(Writer::open(dir.path(), Durability::EveryOp).unwrap());
-    strata::Index::open(dir.path()).unwrap();
+    strata::Generation::open(dir.path()).unwrap();
     let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
     w.delete(3).unwrap();
     assert!(matches!(
-        strata::Index::open(dir.path()),
+        strata::Generation::open(dir.path()),
         Err(Error::HasLog { .. })
     ));
-    let raw = strata::Index::open_with(
+    let raw = strata::Generation::open_with(
         dir.path(),
         &strata::OpenOptions {
             allow_log: true,
@@ -431,7 +431,7 @@ fn the_first_log_makes_the_manifest_current_version() {
     assert_eq!(version(dir.path()), 4);
     w.delete(0).unwrap();
     drop(w);
-    assert!(!LiveIndex::open(dir.path()).unwrap().contains(0));
+    assert!(!Index::open(dir.path()).unwrap().contains(0));
 }
 
 /// Operations that arrive while a compaction runs are carried into the new
@@ -474,7 +474,7 @@ fn writes_during_a_compaction_are_carried_over() {
     let stats = w.live().stats();
     assert_eq!(stats.live, 5000);
     drop(w);
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     assert_eq!(live.len(), 5000);
     assert!((50_000..53_000u64).all(|id| live.contains(id)));
     eprintln!("records carried across compactions: {carried}");
@@ -531,7 +531,7 @@ fn a_batch_whose_sixth_id_exists_commits_nothing() {
         assert!(!w.live().contains(id), "{id}");
     }
     drop(w);
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     assert_eq!(live.len(), 100);
     // A vector that cannot be inserted refuses the batch the same way.
     let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
@@ -581,7 +581,7 @@ fn a_delete_batch_with_an_unknown_id_in_the_middle_deletes_nothing() {
     assert_eq!((r.deleted, r.skipped_missing.clone()), (3, vec![999_999]));
     assert_eq!(r.log_records, 5, "begin, 3 deletes, commit");
     drop(w);
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     assert_eq!(live.len(), 97);
     assert_eq!(live.stats().log_records, 5);
 }
@@ -650,7 +650,7 @@ fn a_torn_batch_is_dropped_whole() {
         }
         let copied = copy.path().join(log.file_name().unwrap());
         fs::write(&copied, &full[..cut]).unwrap();
-        let live = LiveIndex::open(copy.path()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        let live = Index::open(copy.path()).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
         assert!(live.contains(400));
         assert!(ids.iter().all(|&id| !live.contains(id)), "cut {cut}");
         assert_eq!(live.stats().torn_bytes, (cut - begin) as u64, "cut {cut}");
@@ -658,7 +658,7 @@ fn a_torn_batch_is_dropped_whole() {
         assert_eq!(fs::metadata(&copied).unwrap().len(), begin as u64);
         assert!(ids.iter().all(|&id| !w.live().contains(id)));
     }
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     assert!(ids.iter().all(|&id| live.contains(id)));
     assert_eq!(live.stats().log_records, 1 + 7);
 }
@@ -668,7 +668,7 @@ fn a_missing_log_is_an_error_not_an_empty_log() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), 100, Quantization::None);
     // A fresh build has no log and needs none.
-    assert_eq!(LiveIndex::open(dir.path()).unwrap().len(), 100);
+    assert_eq!(Index::open(dir.path()).unwrap().len(), 100);
     {
         let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
         w.delete(3).unwrap();
@@ -676,7 +676,7 @@ fn a_missing_log_is_an_error_not_an_empty_log() {
     let log = log_path(dir.path());
     fs::remove_file(&log).unwrap();
     for e in [
-        LiveIndex::open(dir.path()).err(),
+        Index::open(dir.path()).err(),
         Writer::open(dir.path(), Durability::EveryOp).err(),
     ] {
         match e {
@@ -709,7 +709,7 @@ fn a_log_cut_below_the_manifest_bound_is_an_error() {
     // Cut at a record boundary (a clean end) and inside a record.
     for cut in [ends[1] as usize, ends[1] as usize + 5, 64] {
         fs::write(&log, &full[..cut]).unwrap();
-        let reader = LiveIndex::open(dir.path()).err();
+        let reader = Index::open(dir.path()).err();
         let writer = Writer::open(dir.path(), Durability::EveryOp).err();
         for e in [reader, writer] {
             match e {
@@ -729,7 +729,7 @@ fn a_log_cut_below_the_manifest_bound_is_an_error() {
         assert_eq!(fs::metadata(&log).unwrap().len(), cut as u64);
     }
     fs::write(&log, &full).unwrap();
-    assert_eq!(LiveIndex::open(dir.path()).unwrap().len(), 97);
+    assert_eq!(Index::open(dir.path()).unwrap().len(), 97);
 }
 
 #[test]
@@ -752,7 +752,7 @@ fn a_bit_flip_in_the_last_record_is_corruption_not_a_torn_tail() {
     let good = fs::read(&log).unwrap();
     // A reader that has seen the first three records, for refresh.
     fs::write(&log, &good[..ends[3] as usize]).unwrap();
-    let early = LiveIndex::open(dir.path()).unwrap();
+    let early = Index::open(dir.path()).unwrap();
     assert_eq!(early.stats().log_records, 3);
     let last = ends[3] as usize;
     // The last record is a delete (12-byte frame, 20-byte body): flip a bit
@@ -762,10 +762,10 @@ fn a_bit_flip_in_the_last_record_is_corruption_not_a_torn_tail() {
         bytes[at] ^= 0x10;
         fs::write(&log, &bytes).unwrap();
         let refreshed = {
-            let r = LiveIndex::open(dir.path());
+            let r = Index::open(dir.path());
             // A fresh reader of the log up to the last record, then refresh.
             fs::write(&log, &good[..last]).unwrap();
-            let reader = LiveIndex::open(dir.path()).unwrap();
+            let reader = Index::open(dir.path()).unwrap();
             fs::write(&log, &bytes).unwrap();
             [r.err(), reader.refresh().err(), early.refresh().err()]
         };
@@ -792,7 +792,7 @@ fn a_bit_flip_in_the_last_record_is_corruption_not_a_torn_tail() {
     // The same record cut short is torn: dropped, and cut by a writer.
     for cut in [last + 3, last + 12, ends[4] as usize - 1] {
         fs::write(&log, &good[..cut]).unwrap();
-        let live = LiveIndex::open(dir.path()).unwrap();
+        let live = Index::open(dir.path()).unwrap();
         assert_eq!(
             (live.stats().log_records, live.stats().torn_bytes),
             (3, (cut - last) as u64)
@@ -838,19 +838,19 @@ fn a_version_3_log_is_read_and_upgraded() {
     m3.extend_from_slice(&crc.to_le_bytes());
     m3.extend_from_slice(&[0; 4]);
     fs::write(dir.path().join("MANIFEST"), &m3).unwrap();
-    let check = |live: &LiveIndex| {
+    let check = |live: &Index| {
         assert!(!live.contains(1) && live.contains(500) && live.contains(2));
         assert_eq!(live.len(), 100);
     };
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     check(&live);
     assert_eq!(live.stats().log_records, 3);
     // A crash tail of a version-3 log keeps its version-3 rule.
     fs::write(&log, &v3[..v3.len() - 3]).unwrap();
-    assert_eq!(LiveIndex::open(dir.path()).unwrap().stats().log_records, 2);
+    assert_eq!(Index::open(dir.path()).unwrap().stats().log_records, 2);
     fs::write(&log, &v3).unwrap();
     // A reader of the version-3 log, refreshed after the upgrade.
-    let reader = LiveIndex::open(dir.path()).unwrap();
+    let reader = Index::open(dir.path()).unwrap();
     {
         let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
         check(&w.live());
@@ -862,14 +862,14 @@ fn a_version_3_log_is_read_and_upgraded() {
     assert_eq!(fs::read(&log).unwrap()[8], 4, "log upgraded");
     let m = fs::read(dir.path().join("MANIFEST")).unwrap();
     assert_eq!((m.len(), m[8]), (64, 4), "MANIFEST upgraded");
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     assert!(!live.contains(3) && !live.contains(4) && live.contains(500));
     assert_eq!(live.stats().log_records, 3 + 4);
 }
 
 /// Compaction decodes the records appended during its build with the same
 /// decoder as every reader: a damaged one fails the compaction (nothing
-/// switched) with the error `LiveIndex::open` gives for the same file.
+/// switched) with the error `Index::open` gives for the same file.
 #[test]
 fn compaction_reports_a_corrupt_record_as_open_does() {
     let dir = tempfile::tempdir().unwrap();
@@ -909,6 +909,6 @@ fn compaction_reports_a_corrupt_record_as_open_does() {
         "nothing switched"
     );
     drop(w);
-    let from_open = what_of(LiveIndex::open(dir.path()).err().unwrap());
+    let from_open = what_of(Index::open(dir.path()).err().unwrap());
     assert_eq!(from_open, from_compaction);
 }

@@ -12,8 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use strata::dataset::clustered;
 use strata::{
-    BuildParams, CompactOptions, Durability, Error, FileKind, IndexBuilder, LiveIndex, Metric,
-    Writer,
+    BuildParams, CompactOptions, Durability, Error, FileKind, Index, IndexBuilder, Metric, Writer,
 };
 
 const DIM: usize = 16;
@@ -57,14 +56,14 @@ fn options() -> CompactOptions {
 
 /// A writer with three committed inserts (ids 1000..1003) in its log, and
 /// a reader that has replayed them.
-fn setup(dir: &Path) -> (Writer, LiveIndex, Vec<f32>) {
+fn setup(dir: &Path) -> (Writer, Index, Vec<f32>) {
     let data = build(dir);
     let w = Writer::open(dir, Durability::EveryOp).unwrap();
     for i in 0..3 {
         w.insert(1000 + i as u64, &data[i * DIM..(i + 1) * DIM])
             .unwrap();
     }
-    let reader = LiveIndex::open(dir).unwrap();
+    let reader = Index::open(dir).unwrap();
     assert_eq!(reader.stats().log_records, 3);
     (w, reader, data)
 }
@@ -100,7 +99,7 @@ fn a_damaged_record_is_the_same_error_from_open_refresh_and_compaction() {
         bytes[at as usize + 40] ^= 0x04;
         fs::write(&log, &bytes).unwrap();
         damaged = bytes;
-        during = Some((LiveIndex::open(dir.path()).err(), reader.refresh().err()));
+        during = Some((Index::open(dir.path()).err(), reader.refresh().err()));
     });
     let (opened, refreshed) = during.expect("the hook ran");
     let from_compaction = corrupt_what("compaction", compacted.err());
@@ -122,7 +121,7 @@ fn a_damaged_record_is_the_same_error_from_open_refresh_and_compaction() {
     assert_eq!(w.live().stats().generation, 1);
     drop(w);
     // Reopened after the writer is gone: still the same error.
-    let reopened = corrupt_what("open after", LiveIndex::open(dir.path()).err());
+    let reopened = corrupt_what("open after", Index::open(dir.path()).err());
     assert_eq!(reopened.1, from_compaction.1);
     // Never repaired by anyone: the flipped bit is still there.
     assert_eq!(fs::read(&log).unwrap(), damaged);
@@ -143,7 +142,7 @@ fn a_torn_tail_is_dropped_by_open_refresh_and_compaction_alike() {
         let mut f = OpenOptions::new().append(true).open(&log).unwrap();
         f.write_all(&record[..30]).unwrap();
         drop(f);
-        let opened = LiveIndex::open(dir.path()).unwrap();
+        let opened = Index::open(dir.path()).unwrap();
         reader.refresh().unwrap();
         during = Some([
             (opened.stats().log_records, opened.stats().torn_bytes),
@@ -159,7 +158,7 @@ fn a_torn_tail_is_dropped_by_open_refresh_and_compaction_alike() {
     assert_eq!((report.generation, report.carried_records), (2, 1));
     assert!(w.live().contains(2000));
     drop(w);
-    let after = LiveIndex::open(dir.path()).unwrap();
+    let after = Index::open(dir.path()).unwrap();
     assert_eq!(after.stats().generation, 2);
     assert_eq!(
         (after.stats().log_records, after.stats().torn_bytes),

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use strata::dataset::clustered;
 use strata::{
-    BuildParams, Error, FileKind, Index, Metric, OpenOptions, Quantization, SearchParams,
+    BuildParams, Error, FileKind, Generation, Metric, OpenOptions, Quantization, SearchParams,
 };
 
 // ---------------------------------------------------------------------------
@@ -195,12 +195,12 @@ fn fix_section_crc(g: &mut [u8], kind: u32) {
     reseal(g);
 }
 
-fn open(g: &[u8], v: &[u8]) -> Result<Index, Error> {
-    Index::from_bytes(g, v)
+fn open(g: &[u8], v: &[u8]) -> Result<Generation, Error> {
+    Generation::from_bytes(g, v)
 }
 
 fn open_err(g: &[u8], v: &[u8], case: &str) -> Error {
-    match Index::from_bytes(g, v) {
+    match Generation::from_bytes(g, v) {
         Ok(_) => panic!("{case}: malformed files were accepted"),
         Err(e) => e,
     }
@@ -383,7 +383,7 @@ fn wide_binary() -> &'static Base {
 
 /// Searches a few queries at several settings; every returned id must be
 /// held by the index, results sorted and distinct.
-fn exercise(index: &Index, queries: &strata::dataset::Vectors) {
+fn exercise(index: &Generation, queries: &strata::dataset::Vectors) {
     for (k, ef) in [(1, 1), (10, 32), (50, 100)] {
         for q in queries.rows() {
             let hits = index.search(q, k, &SearchParams::with_ef(ef)).unwrap();
@@ -1413,7 +1413,7 @@ fn write_dir(b: &Base) -> tempfile::TempDir {
         manifest_bytes(1, build_id, 1, 0),
     )
     .unwrap();
-    Index::open(dir.path()).expect("hand-written directory opens");
+    Generation::open(dir.path()).expect("hand-written directory opens");
     dir
 }
 
@@ -1455,7 +1455,7 @@ fn mmap_open_defers_large_section_crcs_to_verify() {
             let dir = write_dir(b);
             let (off, len) = section(&b.g, kind);
             corrupt_file(dir.path(), "g00000001.graph", off + len / 2);
-            let index = Index::open(dir.path()).unwrap_or_else(|e| {
+            let index = Generation::open(dir.path()).unwrap_or_else(|e| {
                 panic!(
                     "{:?} {name}: plain open should not read large sections: {e}",
                     b.quant
@@ -1467,7 +1467,7 @@ fn mmap_open_defers_large_section_crcs_to_verify() {
                 &format!("section {name}"),
                 name,
             );
-            match Index::open_with(
+            match Generation::open_with(
                 dir.path(),
                 &OpenOptions {
                     verify: true,
@@ -1488,7 +1488,7 @@ fn mmap_open_defers_large_section_crcs_to_verify() {
             for at in [off + 2, off + len - 1] {
                 let dir = write_dir(b);
                 corrupt_file(dir.path(), "g00000001.graph", at);
-                match Index::open(dir.path()) {
+                match Generation::open(dir.path()) {
                     Ok(_) => panic!(
                         "{:?} {name}: plain open accepted a bad small section",
                         b.quant
@@ -1504,14 +1504,14 @@ fn mmap_open_defers_large_section_crcs_to_verify() {
     let b = base();
     let dir = write_dir(b);
     corrupt_file(dir.path(), "g00000001.vectors", PAGE + 40);
-    let index = Index::open(dir.path()).unwrap();
+    let index = Generation::open(dir.path()).unwrap();
     assert_checksum(
         &index.verify().unwrap_err(),
         FileKind::Vectors,
         "vector data",
         "mmap data",
     );
-    assert!(Index::open_with(
+    assert!(Generation::open_with(
         dir.path(),
         &OpenOptions {
             verify: true,
@@ -1734,7 +1734,7 @@ fn corrupt_manifest_is_a_typed_error() {
     let mpath = dir.path().join("MANIFEST");
     let open_with = |bytes: &[u8]| -> Error {
         fs::write(&mpath, bytes).unwrap();
-        match Index::open(dir.path()) {
+        match Generation::open(dir.path()) {
             Ok(_) => panic!("corrupt manifest accepted"),
             Err(e) => e,
         }
@@ -1772,7 +1772,7 @@ fn corrupt_manifest_is_a_typed_error() {
     // Versions 1 to 3 are read (48 bytes); version 4 is 64 bytes.
     for version in [1, 2, 3] {
         fs::write(&mpath, manifest_bytes(1, build_id, version, 0)).unwrap();
-        Index::open(dir.path()).unwrap_or_else(|e| panic!("manifest version {version}: {e}"));
+        Generation::open(dir.path()).unwrap_or_else(|e| panic!("manifest version {version}: {e}"));
     }
     assert_corrupt(
         &open_with(&manifest_bytes(1, build_id, 4, 0)),
@@ -1792,7 +1792,7 @@ fn corrupt_manifest_is_a_typed_error() {
     };
     for ok in [v4(0, 0, 0, 0), v4(1, 64, 0, 0)] {
         fs::write(&mpath, &ok).unwrap();
-        Index::open(dir.path()).unwrap_or_else(|e| panic!("manifest version 4: {e}"));
+        Generation::open(dir.path()).unwrap_or_else(|e| panic!("manifest version 4: {e}"));
     }
     for (bad, what) in [
         (v4(2, 0, 0, 0), "flags"),
@@ -1845,11 +1845,14 @@ fn corrupt_manifest_is_a_typed_error() {
     // MANIFEST that is a directory.
     fs::remove_file(&mpath).unwrap();
     fs::create_dir(&mpath).unwrap();
-    assert!(matches!(Index::open(dir.path()), Err(Error::Io { .. })));
+    assert!(matches!(
+        Generation::open(dir.path()),
+        Err(Error::Io { .. })
+    ));
     fs::remove_dir(&mpath).unwrap();
     // And the good one still opens.
     fs::write(&mpath, &good).unwrap();
-    Index::open(dir.path()).unwrap();
+    Generation::open(dir.path()).unwrap();
 }
 
 #[test]
@@ -2062,11 +2065,11 @@ fn hostile_id_maps_do_not_panic() {
 
 /// Writes `g` and `v` as generation 1 of a directory and opens it without
 /// full verification (the mmap path serving files as they are).
-fn open_unverified(g: &[u8], v: &[u8]) -> (tempfile::TempDir, Index) {
+fn open_unverified(g: &[u8], v: &[u8]) -> (tempfile::TempDir, Generation) {
     let dir = write_dir(base());
     fs::write(dir.path().join("g00000001.graph"), g).unwrap();
     fs::write(dir.path().join("g00000001.vectors"), v).unwrap();
-    let index = Index::open(dir.path()).expect("plain open accepts the file");
+    let index = Generation::open(dir.path()).expect("plain open accepts the file");
     (dir, index)
 }
 
@@ -2371,7 +2374,7 @@ fn reserved_bytes_must_be_zero() {
     let mut m = manifest_bytes(1, build_id, 1, 0);
     wr32(&mut m, 44, 9);
     fs::write(dir.path().join("MANIFEST"), &m).unwrap();
-    match Index::open(dir.path()) {
+    match Generation::open(dir.path()) {
         Err(Error::Corrupt {
             file: FileKind::Manifest,
             what,

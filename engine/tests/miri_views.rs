@@ -9,8 +9,8 @@
 //! (`tests/fixtures/golden-v1`: int8 L2 written by format version 1;
 //! `golden-v2/{int8,pq,binary}`: L2, cosine, inner product), plus one tiny
 //! float32 build for the code-less path. What it covers: opening through
-//! the file path (`Index::open`, as a server does) and through
-//! `Index::from_bytes` at an unaligned start, with full verification once;
+//! the file path (`Generation::open`, as a server does) and through
+//! `Generation::from_bytes` at an unaligned start, with full verification once;
 //! approximate searches (graph traversal with prefetch, quantized scoring,
 //! rescoring against the vectors file) and exact searches answering
 //! identically on both paths; `get` through the vectors file's typed view;
@@ -26,7 +26,7 @@ use common::{rd32, rd64, wr32};
 use std::fs;
 use std::path::{Path, PathBuf};
 use strata::{
-    BuildParams, Durability, Error, Index, IndexBuilder, LiveIndex, Metric, Quantization,
+    BuildParams, Durability, Error, Generation, Index, IndexBuilder, Metric, Quantization,
     SearchParams, Writer,
 };
 
@@ -80,7 +80,7 @@ fn tiny_float_index() -> tempfile::TempDir {
 }
 
 /// Stored rows `ids`, shifted a little: queries with a known nearest row.
-fn queries(index: &Index, ids: &[u64]) -> Vec<(u64, Vec<f32>)> {
+fn queries(index: &Generation, ids: &[u64]) -> Vec<(u64, Vec<f32>)> {
     ids.iter()
         .map(|&id| {
             let row = index.get(id).expect("stored id");
@@ -97,7 +97,7 @@ fn queries(index: &Index, ids: &[u64]) -> Vec<(u64, Vec<f32>)> {
 /// `(id, distance bits)` of approximate (and, with `exact`, exact) results
 /// per query. Exact search scores every row: Miri affords it only on the
 /// small float32 index.
-fn answers(index: &Index, queries: &[(u64, Vec<f32>)], exact: bool) -> Answers {
+fn answers(index: &Generation, queries: &[(u64, Vec<f32>)], exact: bool) -> Answers {
     let p = SearchParams::with_ef(8);
     let mut out = Vec::new();
     for (_, q) in queries {
@@ -122,8 +122,8 @@ fn check_open(
     dir: &Path,
     ids: &[u64],
     exact: bool,
-) -> (Index, Vec<(u64, Vec<f32>)>, Answers) {
-    let opened = Index::open(dir).expect(name);
+) -> (Generation, Vec<(u64, Vec<f32>)>, Answers) {
+    let opened = Generation::open(dir).expect(name);
     let qs = queries(&opened, ids);
     let got = answers(&opened, &qs, exact);
     let per_query = 1 + exact as usize;
@@ -164,13 +164,13 @@ fn unaligned_bytes_verify_and_answer_like_the_file() {
     buf[1..1 + g.len()].copy_from_slice(&g);
     buf[3 + g.len()..3 + g.len() + v.len()].copy_from_slice(&v);
     let (gs, vs) = (&buf[1..1 + g.len()], &buf[3 + g.len()..][..v.len()]);
-    let owned = Index::from_bytes(gs, vs).expect("from_bytes");
+    let owned = Generation::from_bytes(gs, vs).expect("from_bytes");
     assert_eq!(want, answers(&owned, &qs, true), "from_bytes");
     // A flipped bit anywhere is caught by that verification.
     let mut bad = gs.to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    assert!(Index::from_bytes(&bad, vs).is_err());
+    assert!(Generation::from_bytes(&bad, vs).is_err());
 }
 
 // --- hostile graph files ----------------------------------------------------
@@ -285,7 +285,7 @@ fn hostile_graphs_fail_typed_or_answer_without_reading_out_of_bounds() {
         .collect();
     dirs.push(("float32".into(), tiny_float_index()));
     for (fixture, dir) in &dirs {
-        let good_index = Index::open(dir.path()).unwrap();
+        let good_index = Generation::open(dir.path()).unwrap();
         let (n, m0) = (good_index.len(), good_index.info().m0);
         let qs = queries(&good_index, &[5]);
         drop(good_index);
@@ -295,7 +295,7 @@ fn hostile_graphs_fail_typed_or_answer_without_reading_out_of_bounds() {
             fs::write(dir.path().join(GRAPH_FILE), &g).unwrap();
             // Open as a server would: no full verification (which would
             // not object anyway: link contents are checked at traversal).
-            let opened = Index::open(dir.path());
+            let opened = Generation::open(dir.path());
             if name.starts_with("entry point") {
                 assert!(
                     matches!(opened, Err(Error::Corrupt { .. })),
@@ -330,7 +330,7 @@ fn log_replay_with_inserts_deletes_and_a_torn_tail() {
     let (_, fixture) = &fixture_dirs()[1];
     let dir = copy_fixture(fixture);
     let (probe, dim) = {
-        let index = Index::open(dir.path()).unwrap();
+        let index = Generation::open(dir.path()).unwrap();
         (queries(&index, &[5]).swap_remove(0).1, index.dim())
     };
     let extra: Vec<f32> = probe.iter().map(|x| x + 0.0005).collect();
@@ -348,7 +348,7 @@ fn log_replay_with_inserts_deletes_and_a_torn_tail() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "log"))
         .expect("a log file");
-    let check = |live: &LiveIndex, exact: bool| {
+    let check = |live: &Index, exact: bool| {
         assert!(live.contains(1000) && !live.contains(5));
         let r = live.search(&probe, K, &SearchParams::with_ef(8)).unwrap();
         assert_eq!(r[0].id, 1000, "{r:?}");
@@ -359,10 +359,10 @@ fn log_replay_with_inserts_deletes_and_a_torn_tail() {
             assert!(e.iter().all(|x| x.id != 5), "{e:?}");
         }
     };
-    check(&LiveIndex::open(dir.path()).unwrap(), true);
+    check(&Index::open(dir.path()).unwrap(), true);
     // A torn record at the tail (a crash mid-append) is ignored by readers.
     let mut bytes = fs::read(&log).unwrap();
     bytes.extend_from_slice(&[0x44, 0, 0, 0, 1, 2, 3]);
     fs::write(&log, &bytes).unwrap();
-    check(&LiveIndex::open(dir.path()).unwrap(), false);
+    check(&Index::open(dir.path()).unwrap(), false);
 }

@@ -16,23 +16,23 @@ const RULES: &[(&str, &[&str], &str)] = &[
     (
         "format",
         &[
-            "graph", "live", "api", "log", "dir", "index", "builder", "io", "quant",
+            "graph", "live", "api", "log", "dir", "generation", "builder", "io", "quant",
         ],
         "format is pure bytes <-> typed views: it may use only leaves (error, limits, metric, quantization, ...)",
     ),
     (
         "log",
-        &["graph", "live", "api", "dir", "index", "builder", "io"],
+        &["graph", "live", "api", "dir", "generation", "builder", "io"],
         "log is record framing, replay and the appender: it may use only format and leaves",
     ),
     (
         "graph",
-        &["format", "live", "api", "log", "dir", "index", "builder"],
+        &["format", "live", "api", "log", "dir", "generation", "builder"],
         "graph is the HNSW algorithm over an Adjacency trait: it knows no files or formats",
     ),
     (
         "dir",
-        &["graph", "live", "api", "index", "builder"],
+        &["graph", "live", "api", "generation", "builder"],
         "dir owns the index directory: it knows no search and no index type",
     ),
 ];

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use strata::dataset::{clustered, Vectors};
 use strata::{
-    BatchOptions, BuildParams, Durability, IndexBuilder, LiveIndex, Metric, Neighbor, Quantization,
+    BatchOptions, BuildParams, Durability, Index, IndexBuilder, Metric, Neighbor, Quantization,
     SearchParams, Writer,
 };
 
@@ -64,7 +64,7 @@ fn truth(data: &Vectors, n: usize, metric: Metric, q: &[f32], k: usize) -> HashS
 
 /// Recall@k at `ef` over the held-out queries, against brute force over
 /// rows `0..n` (all live).
-fn recall(live: &LiveIndex, data: &Vectors, n: usize, metric: Metric, k: usize, ef: usize) -> f64 {
+fn recall(live: &Index, data: &Vectors, n: usize, metric: Metric, k: usize, ef: usize) -> f64 {
     let params = SearchParams::with_ef(ef);
     let mut hit = 0;
     for q in queries(data) {
@@ -116,7 +116,7 @@ fn a_large_log_keeps_the_recall_of_the_graph() {
         // The same rows all built into one generation, for comparison.
         let fresh_dir = tempfile::tempdir().unwrap();
         build_rows(fresh_dir.path(), &data, BASE + LOGGED, metric, quantization);
-        let fresh = LiveIndex::open(fresh_dir.path()).unwrap();
+        let fresh = Index::open(fresh_dir.path()).unwrap();
         let r_fresh = recall(&fresh, &data, n, metric, 10, 10);
         eprintln!(
             "{metric:?} {quantization:?}: recall@10 {r_narrow:.4} at ef 10 (fresh build {r_fresh:.4}), \
@@ -223,7 +223,7 @@ fn deleted_and_superseded_ids_are_never_returned() {
     }
 }
 
-fn answers(live: &LiveIndex, data: &Vectors) -> Vec<Vec<Neighbor>> {
+fn answers(live: &Index, data: &Vectors) -> Vec<Vec<Neighbor>> {
     let mut out = Vec::new();
     for ef in [16, 64] {
         let params = SearchParams::with_ef(ef);
@@ -255,7 +255,7 @@ fn replaying_on_this_pool() {
     let data = data();
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), &data, Metric::Cosine, Quantization::Int8);
-    let reader = LiveIndex::open(dir.path()).unwrap();
+    let reader = Index::open(dir.path()).unwrap();
     let written = {
         let w = Writer::open(dir.path(), Durability::None).unwrap();
         // Single operations, batches, upserts of logged and base ids, deletes.
@@ -281,10 +281,10 @@ fn replaying_on_this_pool() {
         w.flush().unwrap();
         a
     };
-    let reopened = LiveIndex::open(dir.path()).unwrap();
-    assert_eq!(answers(&reopened, &data), written, "LiveIndex::open");
+    let reopened = Index::open(dir.path()).unwrap();
+    assert_eq!(answers(&reopened, &data), written, "Index::open");
     reader.refresh().unwrap();
-    assert_eq!(answers(&reader, &data), written, "LiveIndex::refresh");
+    assert_eq!(answers(&reader, &data), written, "Index::refresh");
     // A writer links its replay in the background (searches scan the rows
     // meanwhile); a refresh waits for it.
     let w = Writer::open(dir.path(), Durability::None).unwrap();
@@ -302,7 +302,7 @@ fn replaying_on_this_pool() {
     assert_ne!(more, written);
     w.flush().unwrap();
     assert_eq!(
-        answers(&LiveIndex::open(dir.path()).unwrap(), &data),
+        answers(&Index::open(dir.path()).unwrap(), &data),
         more,
         "after a backlog"
     );
@@ -415,7 +415,7 @@ fn replaying_on_all_threads_keeps_the_recall() {
         w.flush().unwrap();
         recall(&w.live(), &data, n, Metric::Cosine, 10, 16)
     };
-    let reopened = LiveIndex::open(dir.path()).unwrap();
+    let reopened = Index::open(dir.path()).unwrap();
     assert_eq!(reopened.stats().inserted, LOGGED);
     let replayed = recall(&reopened, &data, n, Metric::Cosine, 10, 16);
     eprintln!("recall@10 at ef 16: writer {written:.4}, replayed {replayed:.4}");

@@ -13,7 +13,7 @@ use common::{build, in_memory, params, SplitMix};
 use std::path::Path;
 use strata::dataset::{self, Vectors};
 use strata::{
-    BuildParams, CompactOptions, Durability, Index, LiveIndex, Metric, Quantization, SearchParams,
+    BuildParams, CompactOptions, Durability, Generation, Index, Metric, Quantization, SearchParams,
     Writer,
 };
 
@@ -59,7 +59,7 @@ const EF_ALL: usize = 256;
 const MIN_FOUND_AT_64: f64 = 0.99;
 
 /// Rows a search for their own vector misses at `ef` (k = 10).
-fn missed(index: &Index, data: &Vectors, ids: &[u64], ef: usize) -> Vec<u64> {
+fn missed(index: &Generation, data: &Vectors, ids: &[u64], ef: usize) -> Vec<u64> {
     let sp = SearchParams::with_ef(ef);
     ids.iter()
         .zip(data.rows())
@@ -73,7 +73,7 @@ fn missed(index: &Index, data: &Vectors, ids: &[u64], ef: usize) -> Vec<u64> {
 
 /// Asserts every node is reachable on every level, that a search for each
 /// row at [`EF_ALL`] returns that row, and that at ef 64 almost all do.
-fn assert_every_row_found(index: &Index, data: &Vectors, ids: &[u64], what: &str) {
+fn assert_every_row_found(index: &Generation, data: &Vectors, ids: &[u64], what: &str) {
     let r = index.reachability();
     assert!(
         r.unreachable.iter().all(|&u| u == 0),
@@ -105,7 +105,7 @@ fn with_threads(mut p: BuildParams, threads: usize) -> BuildParams {
 
 /// Builds on a pool of `threads` (more threads than cores still interleave
 /// insertions: the race needs only preemption).
-fn build_on(data: &Vectors, p: BuildParams) -> Index {
+fn build_on(data: &Vectors, p: BuildParams) -> Generation {
     in_memory(build(data, p))
 }
 
@@ -227,8 +227,8 @@ fn every_row_reachable_and_found_after_compaction() {
             .unwrap();
         assert_eq!(report.vectors, data.len());
     }
-    let live = LiveIndex::open(dir.path()).unwrap();
+    let live = Index::open(dir.path()).unwrap();
     assert_eq!(live.stats().log_records, 0, "compaction folded the log");
     let ids: Vec<u64> = (0..data.len() as u64).collect();
-    live.with_index(|index| assert_every_row_found(index, &data, &ids, "after compact"));
+    live.with_generation(|index| assert_every_row_found(index, &data, &ids, "after compact"));
 }

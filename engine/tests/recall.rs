@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use std::sync::OnceLock;
 use strata::dataset::{clustered, Vectors};
-use strata::{BuildParams, Error, Index, Metric, Quantization, SearchParams};
+use strata::{BuildParams, Error, Generation, Metric, Quantization, SearchParams};
 
 const N: usize = 4_000;
 const DIM: usize = 32;
@@ -113,7 +113,7 @@ struct Fixture {
     data: Vectors,
     queries: Vectors,
     truth: Vec<Vec<u32>>,
-    index: Index,
+    index: Generation,
 }
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::InnerProduct, Metric::Cosine];

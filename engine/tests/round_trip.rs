@@ -1,8 +1,8 @@
 //! Pins persistence: an index written to a directory and reopened through
-//! the memory map (`Index::open`, with and without full verification) gives
+//! the memory map (`Generation::open`, with and without full verification) gives
 //! exactly the answers of the in-memory index (same ids, bit-identical
 //! distances) for every code kind (none, int8, product quantization,
-//! binary); `Index::info()` (what `inspect` shows) reports each kind's
+//! binary); `Generation::info()` (what `inspect` shows) reports each kind's
 //! quantization, PQ m and code bytes, the same before and after the round
 //! trip; `get`/`contains` return the stored vectors (normalised under
 //! cosine) and `UnknownId` for absent ids; custom u64 ids survive the round
@@ -18,7 +18,7 @@ use std::fs;
 use std::path::Path;
 use strata::dataset::clustered;
 use strata::{
-    BuildParams, Error, Index, IndexBuilder, IndexInfo, Metric, OpenOptions, Quantization,
+    BuildParams, Error, Generation, IndexBuilder, IndexInfo, Metric, OpenOptions, Quantization,
     SearchParams,
 };
 
@@ -81,8 +81,8 @@ fn mmap_reopen_gives_bit_identical_results() {
             let dir = tempfile::tempdir().unwrap();
             built.write(dir.path()).unwrap();
             let memory = in_memory(built);
-            let mapped = Index::open(dir.path()).unwrap();
-            let verified = Index::open_with(
+            let mapped = Generation::open(dir.path()).unwrap();
+            let verified = Generation::open_with(
                 dir.path(),
                 &OpenOptions {
                     verify: true,
@@ -164,7 +164,7 @@ fn from_bytes_of_written_files_equals_in_memory() {
         built.vectors_bytes(),
         "written vectors file = vectors_bytes()"
     );
-    let a = Index::from_bytes(&g, &v).unwrap();
+    let a = Generation::from_bytes(&g, &v).unwrap();
     let b = in_memory(built);
     let queries = perturbed_queries(&data, 50, 0.1, 24);
     let sp = SearchParams::with_ef(40);
@@ -187,7 +187,7 @@ fn summary(info: &IndexInfo) -> (u32, Quantization, usize, usize, usize, usize, 
     )
 }
 
-/// `Index::info()` per kind: quantization, PQ's m (0 for other kinds), code
+/// `Generation::info()` per kind: quantization, PQ's m (0 for other kinds), code
 /// bytes (int8: padded dim; PQ: m rounded up to 16; binary: one bit per
 /// padded component rounded up to 16 bytes), the sections, and the same
 /// answer from the in-memory index and the reopened files.
@@ -305,7 +305,7 @@ fn info_reports_each_kind() {
         let dir = tempfile::tempdir().unwrap();
         built.write(dir.path()).unwrap();
         let memory = in_memory(built);
-        let mapped = Index::open(dir.path()).unwrap();
+        let mapped = Generation::open(dir.path()).unwrap();
         let info = memory.info();
         assert_eq!(summary(&info), summary(&mapped.info()), "{case}");
         assert_eq!(info.format_version, 2, "{case}");
@@ -369,7 +369,7 @@ fn get_returns_stored_vectors_and_unknown_id_for_absent_ones() {
         let dir = tempfile::tempdir().unwrap();
         built.write(dir.path()).unwrap();
         let memory = in_memory(built);
-        let mapped = Index::open(dir.path()).unwrap();
+        let mapped = Generation::open(dir.path()).unwrap();
         for idx in [&memory, &mapped] {
             for (i, row) in data.rows().enumerate() {
                 let got = idx.get(i as u64).unwrap();
@@ -416,7 +416,7 @@ fn custom_ids_round_trip() {
         }
         let dir = tempfile::tempdir().unwrap();
         b.build().unwrap().write(dir.path()).unwrap();
-        let idx = Index::open(dir.path()).unwrap();
+        let idx = Generation::open(dir.path()).unwrap();
         let queries = perturbed_queries(&data, 100, 0.1, 27);
         let truth = truth(&data, &queries, 10, Metric::L2);
         let mut results = search_all(&idx, &queries, 10, &SearchParams::with_ef(64));
@@ -480,7 +480,7 @@ fn rewriting_a_directory_swaps_generations_atomically() {
             .map(String::from)
             .into()
     );
-    let old = Index::open(dir.path()).unwrap();
+    let old = Generation::open(dir.path()).unwrap();
     assert_eq!(old.info().build_id, id_a);
     let old_hits = search_all(&old, &a, 3, &SearchParams::default());
 
@@ -496,7 +496,7 @@ fn rewriting_a_directory_swaps_generations_atomically() {
             .into(),
         "old generation removed, no temporary files left"
     );
-    let new = Index::open(dir.path()).unwrap();
+    let new = Generation::open(dir.path()).unwrap();
     assert_eq!(new.len(), 600);
     assert_eq!(new.quantization(), Quantization::None);
     assert_eq!(new.info().build_id, id_b);
@@ -521,7 +521,7 @@ fn rewriting_a_directory_swaps_generations_atomically() {
             .map(String::from)
             .into()
     );
-    let again = Index::open_with(
+    let again = Generation::open_with(
         dir.path(),
         &OpenOptions {
             verify: true,
@@ -540,6 +540,6 @@ fn write_creates_missing_directories() {
     build(&data, params(Metric::Cosine, Quantization::Int8, 1))
         .write(&dir)
         .unwrap();
-    let idx = Index::open(&dir).unwrap();
+    let idx = Generation::open(&dir).unwrap();
     assert_eq!(idx.len(), 100);
 }

@@ -11,7 +11,7 @@
 //! which check properties every successfully opened index must have) is a
 //! finding.
 //!
-//! Structure-aware mutation: `Index::from_bytes` verifies every CRC, so
+//! Structure-aware mutation: `Generation::from_bytes` verifies every CRC, so
 //! random bytes almost never get past the checksums. The `graph_file`,
 //! `vectors_file` and `log_file` targets therefore run each input twice: as
 //! given, and *resealed* (every checksum recomputed over the mutated bytes,
@@ -27,7 +27,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 use strata::dataset::{self, Vectors};
-use strata::{BuildParams, Index, IndexBuilder, Metric, Quantization, SearchParams};
+use strata::{BuildParams, Generation, IndexBuilder, Metric, Quantization, SearchParams};
 
 /// Dimension of the fixture indexes (padded to 32: exercises the padding).
 pub const DIM: usize = 20;
@@ -321,7 +321,7 @@ pub fn default_queries() -> Vec<Query> {
 
 /// Checks a result list: at most `k` entries, no repeated id, every id held
 /// by the index, sorted by distance (total order, as the engine sorts).
-fn check_results(index: &Index, hits: &[strata::Neighbor], k: usize, what: &str) {
+fn check_results(index: &Generation, hits: &[strata::Neighbor], k: usize, what: &str) {
     assert!(
         hits.len() <= k,
         "{what}: {} results for k = {k}",
@@ -348,7 +348,7 @@ fn check_results(index: &Index, hits: &[strata::Neighbor], k: usize, what: &str)
 
 /// Runs every read-side operation on an opened index and asserts what any
 /// index that passed full verification must satisfy.
-pub fn exercise(index: &Index, fx: &Fixture, queries: &[Query], probe_ids: &[u64]) -> Reached {
+pub fn exercise(index: &Generation, fx: &Fixture, queries: &[Query], probe_ids: &[u64]) -> Reached {
     let mut reached = Reached {
         opened: 1,
         searches: 0,
@@ -407,7 +407,7 @@ pub fn exercise(index: &Index, fx: &Fixture, queries: &[Query], probe_ids: &[u64
 // ---------------------------------------------------------------------------
 
 fn open_and_exercise(graph: &[u8], vectors: &[u8], fx: &Fixture) -> Reached {
-    match Index::from_bytes(graph, vectors) {
+    match Generation::from_bytes(graph, vectors) {
         Ok(index) => exercise(&index, fx, &default_queries(), &[0, u64::MAX]),
         Err(_) => Reached::default(),
     }
@@ -626,7 +626,7 @@ impl Value {
 /// A decoded `index_search` input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchCase {
-    /// Index into [`fixtures`] (modulo their number).
+    /// Generation into [`fixtures`] (modulo their number).
     pub fixture: usize,
     /// Mutations, applied in order; then every checksum is recomputed.
     pub edits: Vec<Edit>,
@@ -1017,7 +1017,7 @@ pub fn run_search_case(case: &SearchCase) -> Reached {
     }
     reseal_graph(&mut g);
     reseal_vectors(&mut v);
-    match Index::from_bytes(&g, &v) {
+    match Generation::from_bytes(&g, &v) {
         Ok(index) => exercise(&index, fx, &case.queries, &case.probe_ids),
         Err(_) => Reached::default(),
     }

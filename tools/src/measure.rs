@@ -4,7 +4,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::time::Instant;
-use strata::{Index, LiveIndex, Neighbor, SearchParams};
+use strata::{Generation, Index, Neighbor, SearchParams};
 
 /// What `eval` and `demo` measure: a plain index, or one with its log.
 pub trait Searcher: Sync {
@@ -24,6 +24,29 @@ pub trait Searcher: Sync {
     ) -> strata::Result<Vec<Vec<Neighbor>>>;
     /// Exact search (ground truth).
     fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>>;
+}
+
+impl Searcher for Generation {
+    fn dim(&self) -> usize {
+        Generation::dim(self)
+    }
+    fn len(&self) -> usize {
+        Generation::len(self)
+    }
+    fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
+        Generation::search(self, q, k, p)
+    }
+    fn search_batch(
+        &self,
+        qs: &[f32],
+        k: usize,
+        p: &SearchParams,
+    ) -> strata::Result<Vec<Vec<Neighbor>>> {
+        Generation::search_batch(self, strata::Queries::new(qs, self.dim())?, k, p)
+    }
+    fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>> {
+        Generation::exact_search(self, q, k)
+    }
 }
 
 impl Searcher for Index {
@@ -46,29 +69,6 @@ impl Searcher for Index {
     }
     fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>> {
         Index::exact_search(self, q, k)
-    }
-}
-
-impl Searcher for LiveIndex {
-    fn dim(&self) -> usize {
-        LiveIndex::dim(self)
-    }
-    fn len(&self) -> usize {
-        LiveIndex::len(self)
-    }
-    fn search(&self, q: &[f32], k: usize, p: &SearchParams) -> strata::Result<Vec<Neighbor>> {
-        LiveIndex::search(self, q, k, p)
-    }
-    fn search_batch(
-        &self,
-        qs: &[f32],
-        k: usize,
-        p: &SearchParams,
-    ) -> strata::Result<Vec<Vec<Neighbor>>> {
-        LiveIndex::search_batch(self, strata::Queries::new(qs, self.dim())?, k, p)
-    }
-    fn exact(&self, q: &[f32], k: usize) -> strata::Result<Vec<Neighbor>> {
-        LiveIndex::exact_search(self, q, k)
     }
 }
 

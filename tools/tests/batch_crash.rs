@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use strata::LiveIndex;
+use strata::Index;
 
 /// The expected contents: id → vector seed.
 type Model = BTreeMap<u64, u64>;
@@ -202,7 +202,7 @@ fn with_retry_flags(b: &Batch) -> Batch {
 /// The directory's contents, checked against `candidates`: returns the
 /// index of the one it equals.
 fn which(idx: &Path, candidates: &[&Model], universe: u64, what: &str) -> usize {
-    let live = LiveIndex::open(idx).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let live = Index::open(idx).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
     let found = candidates.iter().position(|m| {
         live.len() == m.len()
             && (0..universe).all(|id| live.contains(id) == m.contains_key(&id))
@@ -305,7 +305,7 @@ fn batches_survive_kills_whole_or_not_at_all() {
             kills += 1;
             let candidates: Vec<&Model> = std::iter::once(&model).chain(after).collect();
             let i = which(&idx, &candidates, universe, &what);
-            if LiveIndex::open(&idx).unwrap().stats().torn_bytes > 0 {
+            if Index::open(&idx).unwrap().stats().torn_bytes > 0 {
                 torn_seen += 1;
             }
             if i == 0 {

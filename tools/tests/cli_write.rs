@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use strata::LiveIndex;
+use strata::Index;
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -23,7 +23,7 @@ fn an_insert_whose_sixth_id_exists_commits_nothing() {
     let o = run(&["insert", p(&idx), "--input", p(&vecs), "--ids", p(&ids)]);
     assert!(!o.status.success());
     // Nothing of the batch is there (before atomic batches, 500..=504 were).
-    let live = LiveIndex::open(&idx).unwrap();
+    let live = Index::open(&idx).unwrap();
     let present: Vec<u64> = (500..507).filter(|&id| live.contains(id)).collect();
     assert_eq!(
         present,
@@ -57,7 +57,7 @@ fn a_delete_with_an_unknown_id_in_the_middle_deletes_nothing() {
     let o = run(&["delete", p(&idx), "--ids", "1,2,999999,3"]);
     assert!(!o.status.success());
     // Nothing was deleted (before atomic batches, 1 and 2 were).
-    let live = LiveIndex::open(&idx).unwrap();
+    let live = Index::open(&idx).unwrap();
     let gone: Vec<u64> = [1, 2, 3]
         .into_iter()
         .filter(|&id| !live.contains(id))
@@ -93,7 +93,7 @@ fn a_delete_with_an_unknown_id_in_the_middle_deletes_nothing() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("deleted 0 ids"), "{}", stdout(&o));
     assert!(stdout(&o).contains("skipped 4 ids that are not in the index: 1..=2, 999999, 3"));
-    assert_eq!(LiveIndex::open(&idx).unwrap().len(), BASE as usize - 3);
+    assert_eq!(Index::open(&idx).unwrap().len(), BASE as usize - 3);
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn a_retried_insert_with_skip_existing_commits_exactly_the_rest() {
         out.contains("skipped 10 ids that exist with the same vector: 500..=509"),
         "{out}"
     );
-    let live = LiveIndex::open(&idx).unwrap();
+    let live = Index::open(&idx).unwrap();
     assert_eq!(live.len(), BASE as usize + 10);
     // A present id with another vector is an error even with --skip-existing.
     write_vectors(&vecs, &[500, 501, 9999]);

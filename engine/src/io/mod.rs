@@ -32,7 +32,7 @@
 //!
 //! Two more things make direct reads fast beyond RAM:
 //!
-//! * [`Index::search_batch`](crate::Index::search_batch) *pipelines* its
+//! * [`Generation::search_batch`](crate::Generation::search_batch) *pipelines* its
 //!   queries on each thread (`pipeline.rs`): the reads of up to
 //!   [`PIPELINE_DEPTH`](crate::PIPELINE_DEPTH) queries are in flight while
 //!   the next query traverses, so one thread keeps the disk's queue full;
@@ -59,15 +59,15 @@ pub(crate) use pipeline::RowPipeline;
 /// How rescoring reads full-precision rows (see the [module docs](self)).
 ///
 /// ```
-/// use strata::{dataset, BuildParams, Index, IndexBuilder, IoMode, OpenOptions, SearchParams};
+/// use strata::{dataset, BuildParams, Generation, IndexBuilder, IoMode, OpenOptions, SearchParams};
 /// let data = dataset::clustered(1_000, 16, 8, 0.05, 1);
 /// let mut b = IndexBuilder::new(16, BuildParams { seed: Some(1), ..Default::default() })?;
 /// b.add_rows(&data.data)?;
 /// let dir = tempfile::tempdir().unwrap();
 /// b.build()?.write(dir.path())?;
 /// let params = SearchParams::with_ef(32);
-/// let mapped = Index::open_with(dir.path(), &OpenOptions { io: IoMode::Mmap, ..Default::default() })?;
-/// let direct = Index::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
+/// let mapped = Generation::open_with(dir.path(), &OpenOptions { io: IoMode::Mmap, ..Default::default() })?;
+/// let direct = Generation::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
 /// assert_eq!(mapped.search(data.row(3), 10, &params)?, direct.search(data.row(3), 10, &params)?);
 /// assert_eq!("uring".parse::<IoMode>(), Ok(IoMode::Uring));
 /// # Ok::<(), strata::Error>(())

@@ -3,7 +3,7 @@
 
 use super::state::State;
 use super::writer::{Shared, Writer};
-use super::{lock, log_header, Generation};
+use super::{lock, log_header, OpenGeneration};
 use crate::builder::{IndexBuilder, Staged};
 use crate::dir::gc::remove_generation;
 use crate::dir::names;
@@ -11,7 +11,7 @@ use crate::dir::publish::{next_generation, switch};
 use crate::error::{Error, Result};
 use crate::format::manifest::{LogBound, Manifest};
 use crate::format::DIRECTORY_VERSION;
-use crate::index::OpenOptions;
+use crate::generation::OpenOptions;
 use crate::log::file::{LogHeader, LogWriter};
 use crate::log::replay::{replay_file_after, ReplayReport, Replayed};
 use crate::log::Op;
@@ -45,7 +45,7 @@ pub struct CompactReport {
 /// Step 1's result: the generation compacted, its live set, and where the
 /// log stood (what the live set holds of it).
 struct Snapshot {
-    gen: Arc<Generation>,
+    gen: Arc<OpenGeneration>,
     ids: Vec<u64>,
     /// The live vectors at the padded stride, in `ids` order (moved into
     /// the builder).
@@ -224,7 +224,7 @@ fn carry_tail(path: &Path, snap: &Snapshot) -> Result<Carried> {
 /// generation current.
 fn switch_to_next(
     dir: &Path,
-    gen: &Generation,
+    gen: &OpenGeneration,
     staged: Staged,
     carried: &Carried,
 ) -> Result<(Manifest, LogWriter)> {

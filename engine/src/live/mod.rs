@@ -1,7 +1,7 @@
 //! A prebuilt index plus its append log: inserts, deletes and upserts that
 //! searches see at once, and compaction into a new generation.
 //!
-//! [`LiveIndex`] is what searches use: the memory-mapped generation, a
+//! [`Index`] is what searches use: the memory-mapped generation, a
 //! bitset of its deleted ordinals, and the vectors inserted through the log
 //! (an in-memory HNSW over their float32 rows, [`crate::graph::overlay`]).
 //! [`Writer`] is the one process that may change a directory (a lock file
@@ -27,13 +27,13 @@ mod writer;
 
 pub use auto_compact::{AutoCompact, AutoCompactStats};
 pub use compact::{CompactOptions, CompactReport};
-pub use reader::{LiveIndex, LiveStats};
+pub use reader::{Index, IndexStats};
 pub use writer::{BatchOptions, BatchReport, Durability, Writer, WriterOptions};
 
 use crate::dir::gc::GenerationFiles;
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::Manifest;
-use crate::index::{Index, OpenOptions};
+use crate::generation::{Generation, OpenOptions};
 use crate::log::file::LogHeader;
 use crate::log::replay::ReplayReport;
 use std::path::Path;
@@ -41,24 +41,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// One open generation: its index, and its files, removed when the
 /// generation is retired and no reader in this process holds it any more.
-struct Generation {
-    index: Index,
+struct OpenGeneration {
+    index: Generation,
     files: GenerationFiles,
 }
 
-impl Generation {
+impl OpenGeneration {
     /// Opens the generation `manifest` names (once: callers that may race
     /// a switch go through [`open_current`]), with the caller's read
     /// options (`verify` and `allow_log` are overridden: no full check,
     /// the log is replayed).
-    fn open(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<Arc<Generation>> {
+    fn open(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<Arc<OpenGeneration>> {
         let options = OpenOptions {
             verify: false,
             allow_log: true,
             ..options.clone()
         };
-        let index = Index::open_generation(dir, manifest, &options)?;
-        Ok(Arc::new(Generation {
+        let index = Generation::open_generation(dir, manifest, &options)?;
+        Ok(Arc::new(OpenGeneration {
             index,
             files: GenerationFiles::new(dir, manifest.generation),
         }))
@@ -108,7 +108,7 @@ fn missing_log(manifest: &Manifest, path: &Path) -> Result<()> {
     }
 }
 
-fn log_header(gen: &Generation) -> LogHeader {
+fn log_header(gen: &OpenGeneration) -> LogHeader {
     LogHeader {
         generation: gen.number(),
         build_id: gen.index.build_id(),

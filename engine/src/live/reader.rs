@@ -1,12 +1,12 @@
 //! The index users search: a generation plus its log, reloaded on
-//! [`LiveIndex::refresh`].
+//! [`Index::refresh`].
 
 use super::state::{link_pending, State, View};
 use super::{check_bound, lock, missing_log};
 use crate::dir::manifest::read as read_manifest;
 use crate::dir::open::{open_current, paths};
 use crate::error::Result;
-use crate::index::{Index, OpenOptions};
+use crate::generation::{Generation, OpenOptions};
 use crate::log::replay::Replayed;
 use crate::params::{Neighbor, SearchParams};
 use arc_swap::ArcSwap;
@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 /// Statistics about an index and its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LiveStats {
+pub struct IndexStats {
     /// The generation number (from the manifest).
     pub generation: u64,
     /// Vectors in the generation's files.
@@ -36,23 +36,23 @@ pub struct LiveStats {
 }
 
 /// A searchable index directory including its append log. Cheap to clone
-/// (clones share state); `Send + Sync`. A `LiveIndex` from
+/// (clones share state); `Send + Sync`. A `Index` from
 /// [`Writer::live`](crate::Writer::live) sees every operation as soon as it returns; one opened
-/// with [`LiveIndex::open`] sees the log as of opening and of each
-/// [`LiveIndex::refresh`].
+/// with [`Index::open`] sees the log as of opening and of each
+/// [`Index::refresh`].
 ///
 /// Searches never lock: each takes the current snapshot (an `Arc` swapped
 /// atomically after every change) and runs on it while writes, linking,
 /// refreshes and compactions go on. The few calls that need the writer's
-/// own map of logged ids ([`LiveIndex::contains`]) take a mutex that
+/// own map of logged ids ([`Index::contains`]) take a mutex that
 /// changes hold for microseconds, never for a search or a link.
 #[derive(Clone)]
-pub struct LiveIndex {
+pub struct Index {
     pub(super) dir: PathBuf,
     pub(super) shared: Arc<LiveShared>,
 }
 
-/// What the clones of a [`LiveIndex`] share.
+/// What the clones of a [`Index`] share.
 pub(super) struct LiveShared {
     /// The copy that operations change.
     pub(super) state: Mutex<State>,
@@ -60,40 +60,40 @@ pub(super) struct LiveShared {
     pub(super) current: ArcSwap<View>,
 }
 
-impl LiveIndex {
+impl Index {
     /// Opens the current generation of `dir` and replays its log (if any)
     /// read-only. A torn tail is ignored (and reported in
-    /// [`LiveIndex::stats`]); a corrupt record in the middle is an error
+    /// [`Index::stats`]); a corrupt record in the middle is an error
     /// naming its offset.
-    pub fn open(dir: impl AsRef<Path>) -> Result<LiveIndex> {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
         Self::open_with(dir, &OpenOptions::default())
     }
 
-    /// [`LiveIndex::open`] with read options: [`OpenOptions::io`],
+    /// [`Index::open`] with read options: [`OpenOptions::io`],
     /// [`OpenOptions::lock_graph`] apply to this and every later generation
-    /// [`LiveIndex::refresh`] opens; `verify` and `allow_log` are ignored
-    /// (verify with [`Index::verify`] through [`LiveIndex::with_index`]).
+    /// [`Index::refresh`] opens; `verify` and `allow_log` are ignored
+    /// (verify with [`Generation::verify`] through [`Index::with_generation`]).
     ///
     /// ```
-    /// use strata::{dataset, BuildParams, IndexBuilder, IoMode, LiveIndex, OpenOptions, SearchParams};
+    /// use strata::{dataset, BuildParams, IndexBuilder, IoMode, Index, OpenOptions, SearchParams};
     /// let data = dataset::clustered(500, 8, 4, 0.05, 3);
     /// let mut b = IndexBuilder::new(8, BuildParams { seed: Some(3), ..Default::default() })?;
     /// b.add_rows(&data.data)?;
     /// let dir = tempfile::tempdir().unwrap();
     /// b.build()?.write(dir.path())?;
-    /// let live = LiveIndex::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
+    /// let live = Index::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
     /// assert_eq!(live.search(data.row(7), 1, &SearchParams::default())?[0].id, 7);
     /// # Ok::<(), strata::Error>(())
     /// ```
-    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<LiveIndex> {
+    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
         let dir = dir.as_ref().to_path_buf();
         let state = Self::load(&dir, options)?;
-        Ok(LiveIndex::new(dir, state))
+        Ok(Index::new(dir, state))
     }
 
-    pub(super) fn new(dir: PathBuf, mut state: State) -> LiveIndex {
+    pub(super) fn new(dir: PathBuf, mut state: State) -> Index {
         let current = ArcSwap::new(state.publish());
-        LiveIndex {
+        Index {
             dir,
             shared: Arc::new(LiveShared {
                 state: Mutex::new(state),
@@ -182,7 +182,7 @@ impl LiveIndex {
         self.shared.current.load().search(query, k, params, false)
     }
 
-    /// [`LiveIndex::search`] over many queries, in parallel
+    /// [`Index::search`] over many queries, in parallel
     /// ([`Error::DimensionMismatch`](crate::Error::DimensionMismatch) naming both dimensions if theirs is
     /// not the index's).
     pub fn search_batch<'q>(
@@ -228,9 +228,9 @@ impl LiveIndex {
     }
 
     /// Counts of the generation and its log.
-    pub fn stats(&self) -> LiveStats {
+    pub fn stats(&self) -> IndexStats {
         let st = self.view();
-        LiveStats {
+        IndexStats {
             generation: st.gen.number(),
             base_count: st.gen.index.len(),
             deleted: st.deleted_count,
@@ -242,9 +242,9 @@ impl LiveIndex {
         }
     }
 
-    /// Runs `f` with the current generation's [`Index`] (for tools: info,
+    /// Runs `f` with the current generation's [`Generation`] (for tools: info,
     /// degree statistics). The generation stays valid while `f` runs.
-    pub fn with_index<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
+    pub fn with_generation<R>(&self, f: impl FnOnce(&Generation) -> R) -> R {
         let gen = self.view().gen.clone();
         f(&gen.index)
     }

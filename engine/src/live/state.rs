@@ -7,14 +7,14 @@
 //! change (a few `Arc` clones) and that no later change alters.
 
 use super::deleted::DeletedBits;
-use super::reader::LiveIndex;
-use super::{check_bound, log_header, missing_log, Generation};
+use super::reader::Index;
+use super::{check_bound, log_header, missing_log, OpenGeneration};
 use crate::dir::open::paths;
 use crate::distance::padded_dim;
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::Manifest;
+use crate::generation::OpenOptions;
 use crate::graph::overlay::Overlay;
-use crate::index::OpenOptions;
 use crate::log::replay::{replay_file, replay_file_after, ReplayReport, Replayed};
 use crate::log::Op;
 use crate::metric::prepare_vector;
@@ -26,7 +26,7 @@ use std::sync::Arc;
 /// What one search sees: a generation, its deletions, and logged inserts.
 #[derive(Clone)]
 pub(super) struct View {
-    pub(super) gen: Arc<Generation>,
+    pub(super) gen: Arc<OpenGeneration>,
     /// The generation's ordinals deleted or superseded.
     pub(super) deleted: DeletedBits,
     pub(super) deleted_count: usize,
@@ -47,7 +47,7 @@ pub(super) struct State {
 }
 
 impl State {
-    pub(super) fn new(gen: Arc<Generation>) -> State {
+    pub(super) fn new(gen: Arc<OpenGeneration>) -> State {
         let index = &gen.index;
         let params = index.build_params();
         let overlay = Overlay::new(
@@ -77,9 +77,9 @@ impl State {
     }
 
     /// Opens the generation `manifest` names and replays its log (once:
-    /// [`LiveIndex::load`] retries across a switch).
+    /// [`Index::load`] retries across a switch).
     pub(super) fn load(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<State> {
-        let mut state = State::new(Generation::open(dir, manifest, options)?);
+        let mut state = State::new(OpenGeneration::open(dir, manifest, options)?);
         let path = paths(dir, manifest).log;
         match state.replay(&path)? {
             Some(report) => check_bound(manifest, &path, &report)?,
@@ -97,7 +97,7 @@ impl State {
         Arc::new(view)
     }
 
-    pub(super) fn gen(&self) -> &Arc<Generation> {
+    pub(super) fn gen(&self) -> &Arc<OpenGeneration> {
         &self.view.gen
     }
 
@@ -298,7 +298,7 @@ impl View {
 /// on the view searches use (they go on meanwhile; nothing a writer needs
 /// is held). If another thread is linking (it links them all), returns at
 /// once, or with `wait` once it is done.
-pub(super) fn link_pending(live: &LiveIndex, parallel: bool, wait: bool) {
+pub(super) fn link_pending(live: &Index, parallel: bool, wait: bool) {
     use crate::graph::overlay::{Linking, LINK_CHUNK};
     loop {
         let view = live.view();
@@ -321,7 +321,7 @@ pub(super) fn link_pending(live: &LiveIndex, parallel: bool, wait: bool) {
 /// writes, not what the log holds; the writer's own rows wait behind that
 /// backlog (see `Writer::run`), searches scan them meanwhile. Opened from a
 /// rayon pool's thread, it links sequentially (deterministic on one).
-pub(super) fn spawn_linker(live: &LiveIndex) {
+pub(super) fn spawn_linker(live: &Index) {
     if live.view().overlay.has_pending() {
         let parallel = rayon::current_thread_index().is_none();
         let live = live.clone();

@@ -3,9 +3,9 @@
 
 use super::auto_compact::{AutoCompact, AutoCompactStats, AutoCompactor};
 use super::flusher::spawn_flusher;
-use super::reader::LiveIndex;
+use super::reader::Index;
 use super::state::{link_pending, spawn_linker, State};
-use super::{check_bound, lock, log_header, missing_log, Generation};
+use super::{check_bound, lock, log_header, missing_log, OpenGeneration};
 use crate::dir::gc::remove_other_generations;
 use crate::dir::lock::{lock as lock_dir, WriterLock};
 use crate::dir::manifest::{read_current, write as write_manifest};
@@ -14,7 +14,7 @@ use crate::dir::open::paths;
 use crate::error::{Error, Result};
 use crate::format::manifest::{LogBound, Manifest};
 use crate::format::DIRECTORY_VERSION;
-use crate::index::OpenOptions;
+use crate::generation::OpenOptions;
 use crate::log::file::LogWriter;
 use crate::log::replay::{replay_file, ReplayReport};
 use crate::log::Op;
@@ -97,7 +97,7 @@ pub struct Writer {
 
 /// What a writer shares with its background compaction.
 pub(super) struct Shared {
-    pub(super) live: LiveIndex,
+    pub(super) live: Index,
     /// Held for a whole compaction: one at a time.
     pub(super) compacting: Mutex<()>,
     /// Set when a compaction failed after switching generations: the
@@ -155,7 +155,7 @@ impl Writer {
         let lock = lock_dir(&dir)?;
         // Under the lock nobody else switches generations: no retry.
         let manifest = read_current(&dir)?;
-        let gen = Generation::open(&dir, &manifest, &OpenOptions::default())?;
+        let gen = OpenGeneration::open(&dir, &manifest, &OpenOptions::default())?;
         remove_other_generations(&dir, manifest.generation);
         let mut state = State::new(gen);
         let header = log_header(state.gen());
@@ -231,7 +231,7 @@ impl Writer {
             }
             _ => None,
         };
-        let live = LiveIndex::new(dir, state);
+        let live = Index::new(dir, state);
         spawn_linker(&live);
         Ok(Writer {
             shared: Arc::new(Shared {
@@ -266,7 +266,7 @@ impl Writer {
     }
 
     /// A searchable view that sees every operation of this writer at once.
-    pub fn live(&self) -> LiveIndex {
+    pub fn live(&self) -> Index {
         self.shared.live.clone()
     }
 

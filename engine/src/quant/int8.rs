@@ -106,7 +106,7 @@ pub(crate) fn quantize_weights(w: &[f32], w8: &mut Vec<i8>) -> f32 {
     step
 }
 
-/// A float32 query prepared against int8 codes, as `Index::search`
+/// A float32 query prepared against int8 codes, as `Generation::search`
 /// prepares one, for the build's code-guided insertion and the log's
 /// overlay: `⟨q, x̂⟩ = bias + step · Σ code · w8`, the weights `q ∘ scale`
 /// quantized to i8 with one step per query (the exact integer kernel).

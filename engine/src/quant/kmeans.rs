@@ -12,7 +12,7 @@ fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-/// Index and distance of the centroid closest to `p` (the test oracle).
+/// Generation and distance of the centroid closest to `p` (the test oracle).
 #[cfg(test)]
 fn nearest(p: &[f32], centroids: &[f32], width: usize) -> (usize, f32) {
     let mut best = (0, f32::INFINITY);
@@ -38,7 +38,7 @@ fn nearest_transposed(p: &[f32], transposed: &[f32], k: usize, dist: &mut [f32])
     argmin(dist)
 }
 
-/// Index of the smallest value (the first of equals); 0 for an empty or
+/// Generation of the smallest value (the first of equals); 0 for an empty or
 /// all-NaN slice. The minimum is found first with a branch-free reduction
 /// that vectorises, then located.
 pub(crate) fn argmin(values: &[f32]) -> usize {

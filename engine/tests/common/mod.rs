@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use strata::dataset::{brute_force_knn, Vectors};
-use strata::{BuildParams, BuiltIndex, Index, IndexBuilder, Metric, Neighbor, Quantization};
+use strata::{BuildParams, BuiltIndex, Generation, IndexBuilder, Metric, Neighbor, Quantization};
 
 /// Squared Euclidean distance, accumulated in f64.
 pub fn l2_f64(a: &[f32], b: &[f32]) -> f32 {
@@ -103,7 +103,7 @@ pub fn build(data: &Vectors, params: BuildParams) -> BuiltIndex {
 }
 
 /// Opens built bytes in memory.
-pub fn in_memory(built: BuiltIndex) -> Index {
+pub fn in_memory(built: BuiltIndex) -> Generation {
     built.into_index().expect("a freshly built index opens")
 }
 
@@ -124,7 +124,7 @@ pub fn recall(results: &[Vec<Neighbor>], truth: &[Vec<u32>], k: usize) -> f64 {
 
 /// Searches every query of `queries` one by one.
 pub fn search_all(
-    index: &Index,
+    index: &Generation,
     queries: &Vectors,
     k: usize,
     params: &strata::SearchParams,

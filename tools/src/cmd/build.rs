@@ -5,7 +5,7 @@ use crate::progress::BuildBar;
 use std::path::Path;
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{BuildParams, Index, IndexBuilder, InsertOrder, Metric, Quantization, Writer};
+use strata::{BuildParams, Generation, IndexBuilder, InsertOrder, Metric, Quantization, Writer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -82,7 +82,7 @@ pub fn run(a: Args) -> CliResult {
     let built = builder.build_into(&a.out, &|p| bar.update(p))?;
     let total_s = t1.elapsed().as_secs_f64();
     bar.finish();
-    let info = Index::open(&a.out)?.info();
+    let info = Generation::open(&a.out)?.info();
     println!(
         "built {} vectors of dim {} ({}, {}{}, {} code bytes, M={}, ef_construction={})",
         info.count,

@@ -5,7 +5,7 @@ use crate::measure::{exact_truth, measure, print_table};
 use crate::progress::BuildBar;
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{dataset, BuildParams, Index, IndexBuilder, Metric, Quantization, SearchParams};
+use strata::{dataset, BuildParams, Generation, IndexBuilder, Metric, Quantization, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,7 +71,7 @@ pub fn run(a: Args) -> CliResult {
     built.write(&dir)?;
     drop(built);
     let t = Instant::now();
-    let index = Index::open(&dir)?;
+    let index = Generation::open(&dir)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let info = index.info();
     println!(

@@ -4,11 +4,11 @@ use super::CliResult;
 use crate::measure::{exact_truth, mapped_rss_kb, measure, print_table, rss_kb};
 use std::path::PathBuf;
 use std::time::Instant;
-use strata::{dataset, Index, LiveIndex, OpenOptions, SearchParams};
+use strata::{dataset, Generation, Index, OpenOptions, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index directory.
+    /// Generation directory.
     pub dir: PathBuf,
     /// Queries (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
     #[arg(long)]
@@ -58,7 +58,7 @@ pub fn run(a: Args) -> CliResult {
     strata::check_threads(a.threads)?;
     let t = Instant::now();
     if a.verify {
-        Index::open_with(
+        Generation::open_with(
             &a.dir,
             &OpenOptions {
                 verify: true,
@@ -67,7 +67,7 @@ pub fn run(a: Args) -> CliResult {
             },
         )?;
     }
-    let index = LiveIndex::open_with(&a.dir, &a.read.open_options()?)?;
+    let index = Index::open_with(&a.dir, &a.read.open_options()?)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_open = rss_kb();
     let mut queries = crate::input::read_vectors(&a.query)?;
@@ -128,7 +128,7 @@ pub fn run(a: Args) -> CliResult {
             mapped_rss_kb(".graph"),
             mapped_rss_kb(".vectors"),
             strata::io::io_stats(),
-            index.with_index(|i| i.row_cache_bytes().1),
+            index.with_generation(|i| i.row_cache_bytes().1),
         ));
     }
     let mut rows = Vec::new();
@@ -154,8 +154,8 @@ pub fn run(a: Args) -> CliResult {
             rows.push(row);
         }
     }
-    let info = index.with_index(|i| i.info());
-    let cache = index.with_index(|i| i.row_cache_bytes());
+    let info = index.with_generation(|i| i.info());
+    let cache = index.with_generation(|i| i.row_cache_bytes());
     let log = index.stats();
     if !a.json {
         println!(
@@ -239,7 +239,7 @@ pub fn run(a: Args) -> CliResult {
 /// Warns when ground-truth ids (the first `k` of each row) are not in the
 /// index: recall then cannot reach 1, and the file likely belongs to
 /// another index or id scheme.
-fn warn_unknown_truth(index: &LiveIndex, truth: &[Vec<u64>], k: usize, path: &std::path::Path) {
+fn warn_unknown_truth(index: &Index, truth: &[Vec<u64>], k: usize, path: &std::path::Path) {
     let (mut missing, mut total, mut example) = (0usize, 0usize, None);
     for id in truth.iter().flat_map(|r| r.iter().take(k)) {
         total += 1;

@@ -2,11 +2,11 @@
 
 use super::{human_bytes, CliResult};
 use std::path::PathBuf;
-use strata::{Index, LiveIndex, OpenOptions};
+use strata::{Generation, Index, OpenOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index directory.
+    /// Generation directory.
     pub dir: PathBuf,
     /// Verify every checksum.
     #[arg(long)]
@@ -25,7 +25,7 @@ pub struct Args {
 const DEGREE_WALK_LIMIT: usize = 50_000_000;
 
 pub fn run(a: Args) -> CliResult {
-    let index = Index::open_with(
+    let index = Generation::open_with(
         &a.dir,
         &OpenOptions {
             verify: a.verify,
@@ -37,7 +37,7 @@ pub fn run(a: Args) -> CliResult {
     let walk = a.degrees || i.count <= DEGREE_WALK_LIMIT;
     let d = walk.then(|| index.degree_stats());
     let r = walk.then(|| index.reachability());
-    let log = LiveIndex::open(&a.dir)?.stats();
+    let log = Index::open(&a.dir)?.stats();
     let n = i.count as f64;
     if a.json {
         let sections: Vec<_> = i

@@ -3,11 +3,11 @@
 use super::CliResult;
 use std::io::Write;
 use std::path::PathBuf;
-use strata::{dataset, LiveIndex, SearchParams};
+use strata::{dataset, Index, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index directory.
+    /// Generation directory.
     pub dir: PathBuf,
     /// Queries (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
     #[arg(long)]
@@ -29,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = LiveIndex::open_with(&a.dir, &a.read.open_options()?)?;
+    let index = Index::open_with(&a.dir, &a.read.open_options()?)?;
     let queries = crate::input::read_vectors(&a.query)?;
     crate::input::check_query_dim(&a.query, &queries, index.dim())?;
     let params = SearchParams {

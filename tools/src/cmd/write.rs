@@ -94,7 +94,7 @@ fn auto_compact_json(s: &strata::AutoCompactStats) -> serde_json::Value {
 
 #[derive(clap::Args)]
 pub struct InsertArgs {
-    /// Index directory.
+    /// Generation directory.
     pub dir: PathBuf,
     /// Vectors to insert (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
     #[arg(long)]
@@ -129,7 +129,7 @@ pub struct InsertArgs {
 
 #[derive(clap::Args)]
 pub struct DeleteArgs {
-    /// Index directory.
+    /// Generation directory.
     pub dir: PathBuf,
     /// Ids to delete: a file of integers, or a list such as `3,17,40-49`.
     #[arg(long)]
@@ -153,7 +153,7 @@ pub struct DeleteArgs {
 
 #[derive(clap::Args)]
 pub struct CompactArgs {
-    /// Index directory.
+    /// Generation directory.
     pub dir: PathBuf,
     /// Train a new quantizer on the live vectors instead of reusing the current one.
     #[arg(long)]

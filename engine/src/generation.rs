@@ -1,4 +1,5 @@
-//! A searchable index over validated, memory-mapped (or owned) files.
+//! One generation of an index directory: its graph and vectors files,
+//! validated and memory-mapped (or owned), searchable alone (no log).
 
 use crate::dir::open::{logged_bytes, map, open_current, paths};
 use crate::distance::{prefetch, Kernels};
@@ -17,16 +18,16 @@ use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
 
 /// At most this many queries per thread have rescoring reads in flight in
-/// [`Index::search_batch`] (see [`PIPELINE_READS`]).
+/// [`Generation::search_batch`] (see [`PIPELINE_READS`]).
 pub const PIPELINE_DEPTH: usize = 16;
 
-/// [`Index::search_batch`] begins another query's reads while fewer than
+/// [`Generation::search_batch`] begins another query's reads while fewer than
 /// this many disk reads of the thread's earlier queries are in flight (and
 /// fewer than [`PIPELINE_DEPTH`] queries): enough to keep an SSD's queue
 /// deep (`benches/beyond_ram.py`), whatever the reads per query.
 pub const PIPELINE_READS: usize = 64;
 
-/// Options for [`Index::open_with`].
+/// Options for [`Generation::open_with`].
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct OpenOptions {
     /// Verify the CRC32 of every section and of the vector data at open
@@ -36,7 +37,7 @@ pub struct OpenOptions {
     /// Open the generation's files even when the directory's append log
     /// holds records. Searches then ignore the logged inserts and deletes
     /// (a deleted id can be returned); without this flag such a directory
-    /// is an [`Error::HasLog`]. [`LiveIndex`](crate::LiveIndex) replays the log.
+    /// is an [`Error::HasLog`]. [`Index`](crate::Index) replays the log.
     pub allow_log: bool,
     /// How rescoring reads full-precision rows ([`IoMode`]; default
     /// [`IoMode::Auto`]). Results are the same in every mode.
@@ -49,7 +50,7 @@ pub struct OpenOptions {
     /// Int8 codes under cosine or inner product only: rescore only the candidates whose quantized distance
     /// is within `2 · z · e` of the `k`-th best quantized distance, where `e`
     /// is the query's worst-case bound on the quantized distance's error
-    /// (see [`Index::search`]); `None` (the default) rescores every
+    /// (see [`Generation::search`]); `None` (the default) rescores every
     /// candidate [`SearchParams::oversample`] selects. With `z = 1` and an
     /// index built without clipping (`int8_clip = 0`) the results equal
     /// full rescoring exactly; smaller `z` reads fewer rows at a measured
@@ -62,7 +63,7 @@ pub struct OpenOptions {
     /// reads bypass the page cache, so without it (the default, 0) every
     /// rescored row is a disk read however much RAM is free; give it the
     /// RAM the process may use beyond the graph file. Mapped reads ignore
-    /// it (the page cache serves them). [`Index::row_cache_bytes`] reports
+    /// it (the page cache serves them). [`Generation::row_cache_bytes`] reports
     /// its use.
     pub row_cache_bytes: usize,
     /// Fault injection into direct reads, for tests (not a stable API).
@@ -70,25 +71,30 @@ pub struct OpenOptions {
     pub read_fault: Option<ReadFault>,
 }
 
-/// An open, immutable index. `Send + Sync`: any number of threads can
-/// search it at once without locks; each thread reuses its own scratch
-/// buffers (visited set, heaps, query buffers).
+/// One generation's files, open and immutable: what [`Index`](crate::Index)
+/// searches under its log, and what tools inspect ([`Generation::verify`],
+/// [`Generation::reachability`], [`Generation::info`]). Opening a directory
+/// whose log holds records is an [`Error::HasLog`] (the log would be
+/// ignored) unless [`OpenOptions::allow_log`]: most users want
+/// [`Index::open`](crate::Index::open). `Send + Sync`: any number of
+/// threads can search it at once without locks; each thread reuses its own
+/// scratch buffers (visited set, heaps, query buffers).
 ///
 /// ```
-/// use strata::{dataset, BuildParams, Index, IndexBuilder, Metric, SearchParams};
+/// use strata::{dataset, BuildParams, Generation, IndexBuilder, Metric, SearchParams};
 /// let data = dataset::clustered(2_000, 32, 10, 0.1, 7);
 /// let mut b = IndexBuilder::new(32, BuildParams { metric: Metric::L2, seed: Some(7), ..Default::default() })?;
 /// b.add_rows(&data.data)?;
 /// let dir = tempfile::tempdir().unwrap();
 /// b.build()?.write(dir.path())?;
 ///
-/// let index = Index::open(dir.path())?;
+/// let index = Generation::open(dir.path())?;
 /// let hits = index.search(data.row(42), 5, &SearchParams::with_ef(32))?;
 /// assert_eq!(hits[0].id, 42);
 /// assert_eq!(hits.len(), 5);
 /// # Ok::<(), strata::Error>(())
 /// ```
-pub struct Index {
+pub struct Generation {
     graph: Bytes,
     vectors: Bytes,
     layout: Layout,
@@ -157,17 +163,17 @@ pub struct DegreeStats {
     pub isolated: usize,
 }
 
-impl Index {
+impl Generation {
     /// Opens the current generation of the index in `dir` (see
     /// [`OpenOptions`] for what is checked). Cost: reads the manifest, maps
     /// both files and validates page 0 and the small sections; no per-node
     /// work, no allocation proportional to the index.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Index> {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Generation> {
         Self::open_with(dir, &OpenOptions::default())
     }
 
     /// Opens with options.
-    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Index> {
+    pub fn open_with(dir: impl AsRef<Path>, options: &OpenOptions) -> Result<Generation> {
         let dir = dir.as_ref();
         // A publish may replace the generation while its files are opened
         // (the old files are then gone): the directory layer retries.
@@ -192,7 +198,7 @@ impl Index {
         dir: &Path,
         manifest: &Manifest,
         options: &OpenOptions,
-    ) -> Result<Index> {
+    ) -> Result<Generation> {
         Self::check_options(options)?;
         let files = paths(dir, manifest);
         if !options.allow_log {
@@ -227,7 +233,7 @@ impl Index {
             options.row_cache_bytes,
             options.read_fault,
         )?;
-        Ok(Index {
+        Ok(Generation {
             graph,
             vectors,
             layout,
@@ -239,9 +245,9 @@ impl Index {
     }
 
     /// Opens an index from the bytes of its two files (copied into aligned
-    /// buffers), validated exactly as [`Index::open`] does, with full CRC
+    /// buffers), validated exactly as [`Generation::open`] does, with full CRC
     /// verification. Needs no filesystem: fuzz targets and in-memory use.
-    pub fn from_bytes(graph: &[u8], vectors: &[u8]) -> Result<Index> {
+    pub fn from_bytes(graph: &[u8], vectors: &[u8]) -> Result<Generation> {
         let graph = Bytes::copy_from(graph);
         let vectors = Bytes::copy_from(vectors);
         let layout = Layout::validate(&graph, &vectors, true)?;
@@ -253,7 +259,7 @@ impl Index {
             0,
             None,
         )?;
-        Ok(Index {
+        Ok(Generation {
             graph,
             vectors,
             layout,
@@ -299,7 +305,7 @@ impl Index {
     }
 
     /// The options the index was opened with (an index from
-    /// [`Index::from_bytes`] reports [`IoMode::Mmap`]: its rows are in memory).
+    /// [`Generation::from_bytes`] reports [`IoMode::Mmap`]: its rows are in memory).
     pub fn open_options(&self) -> &OpenOptions {
         &self.options
     }
@@ -370,7 +376,7 @@ impl Index {
         self.search_accepting(query, k, params, |_| true)
     }
 
-    /// [`Index::search`] returning only ordinals for which `accept` is true
+    /// [`Generation::search`] returning only ordinals for which `accept` is true
     /// (the others are still traversed, so the graph stays navigable).
     pub(crate) fn search_accepting(
         &self,
@@ -540,7 +546,7 @@ impl Index {
 
     /// Keeps in `s.found` the candidates to rescore: the best `rescore`,
     /// and with `cut` only those whose approximate distance exceeds the
-    /// `k`-th one's by at most `cut` (see [`Index::search`]).
+    /// `k`-th one's by at most `cut` (see [`Generation::search`]).
     fn select_for_rescore(s: &mut Scratch, rescore: usize, k: usize, cut: Option<f32>) {
         s.found.truncate(rescore);
         if let (Some(cut), Some(kth)) = (cut, s.found.get(k.saturating_sub(1))) {
@@ -587,7 +593,7 @@ impl Index {
     }
 
     /// Searches many queries in parallel on the current rayon pool; the
-    /// answers are those of [`Index::search`], query by query.
+    /// answers are those of [`Generation::search`], query by query.
     /// [`Error::DimensionMismatch`] (naming both dimensions) if the
     /// queries' dimension is not the index's.
     ///
@@ -600,13 +606,13 @@ impl Index {
     /// parallelism is used even by one thread.
     ///
     /// ```
-    /// use strata::{dataset, BuildParams, Index, IndexBuilder, IoMode, OpenOptions, Queries, SearchParams};
+    /// use strata::{dataset, BuildParams, Generation, IndexBuilder, IoMode, OpenOptions, Queries, SearchParams};
     /// let data = dataset::clustered(500, 16, 4, 0.05, 3);
     /// let mut b = IndexBuilder::new(16, BuildParams { seed: Some(3), ..Default::default() })?;
     /// b.add_rows(&data.data)?;
     /// let dir = tempfile::tempdir().unwrap();
     /// b.build()?.write(dir.path())?;
-    /// let index = Index::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
+    /// let index = Generation::open_with(dir.path(), &OpenOptions { io: IoMode::Pread, ..Default::default() })?;
     /// let params = SearchParams::with_ef(32);
     /// let rows = &data.data[..10 * 16];
     /// let batch = index.search_batch(Queries::new(rows, 16)?, 5, &params)?;
@@ -626,7 +632,7 @@ impl Index {
         self.search_batch_accepting(queries.data(), k, params, &|_| true)
     }
 
-    /// [`Index::search_batch`] over rows of `data` (dimension already
+    /// [`Generation::search_batch`] over rows of `data` (dimension already
     /// checked) returning only ordinals for which `accept` is true.
     pub(crate) fn search_batch_accepting(
         &self,
@@ -750,7 +756,7 @@ impl Index {
         self.exact_search_accepting(query, k, |_| true)
     }
 
-    /// [`Index::exact_search`] over the ordinals for which `accept` is true.
+    /// [`Generation::exact_search`] over the ordinals for which `accept` is true.
     pub(crate) fn exact_search_accepting(
         &self,
         query: &[f32],
@@ -782,8 +788,8 @@ impl Index {
             .collect())
     }
 
-    /// [`Index::exact_search`] over many queries in parallel (dimension
-    /// checked as in [`Index::search_batch`]).
+    /// [`Generation::exact_search`] over many queries in parallel (dimension
+    /// checked as in [`Generation::search_batch`]).
     pub fn exact_search_batch<'q>(
         &self,
         queries: impl Into<Queries<'q>>,
@@ -886,7 +892,7 @@ impl Adjacency for GraphView<'_> {
 }
 
 /// Crate-internal access used by the live (logged) index and compaction.
-impl Index {
+impl Generation {
     /// The ordinal of an external id.
     pub(crate) fn ordinal(&self, id: u64) -> Option<u32> {
         self.view().ordinal(id)
@@ -985,7 +991,7 @@ pub struct Reachability {
     pub no_in_links: usize,
 }
 
-impl Index {
+impl Generation {
     /// Walks every level from the entry point and counts in-degrees on
     /// level 0: reads every link once, O(n · M) time and O(n) memory.
     /// A well-built index has no unreachable node (the builder repairs
