@@ -154,6 +154,7 @@ fn main() {
             }
         }
         w.flush().unwrap();
+        w.wait_for_linking();
         let s = t.elapsed().as_secs_f64();
         println!(
             "  {mode:9} {:>8.0} vectors/s  ({} in {s:.2} s)",

@@ -561,6 +561,16 @@ impl Overlay {
             .min(self.sealed())
     }
 
+    /// Sealed nodes of this view from node `from` on not linked yet.
+    pub(crate) fn pending_links_from(&self, from: usize) -> usize {
+        self.sealed().saturating_sub(self.linked().max(from))
+    }
+
+    /// Nodes in sealed chunks.
+    pub(crate) fn sealed_nodes(&self) -> usize {
+        self.sealed()
+    }
+
     /// Whether some sealed nodes of this view are not linked yet.
     pub(crate) fn has_pending(&self) -> bool {
         self.linked() < self.sealed()

@@ -132,6 +132,7 @@ impl Shared {
         inner.manifest = next;
         inner.pending = 0;
         inner.oldest_pending = None;
+        inner.sync_epoch += 1;
         Ok(CompactReport {
             generation: next.generation,
             vectors,

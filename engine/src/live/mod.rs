@@ -13,7 +13,8 @@
 //! generation and the snapshots searches take of it, [`deleted`] the
 //! generation's deleted ordinals, [`reader`] the searchable index and its
 //! reload, [`writer`]
-//! the single writer, [`flusher`] its group-commit thread, [`compact`]
+//! the single writer, [`flusher`] its group-commit thread, [`linker`] its
+//! linking thread, [`compact`]
 //! the fold into a new generation. File names, the lock, the MANIFEST and
 //! removing obsolete files are the directory layer's ([`crate::dir`]).
 
@@ -21,6 +22,7 @@ mod auto_compact;
 mod compact;
 mod deleted;
 mod flusher;
+mod linker;
 mod reader;
 mod state;
 mod writer;

@@ -1,7 +1,8 @@
 //! The index users search: a generation plus its log, reloaded on
 //! [`Index::refresh`].
 
-use super::state::{link_pending, State, View};
+use super::linker::link_pending;
+use super::state::{State, View};
 use super::{check_bound, lock, missing_log};
 use crate::dir::manifest::read as read_manifest;
 use crate::dir::open::{open_current, paths};

@@ -7,7 +7,6 @@
 //! change (a few `Arc` clones) and that no later change alters.
 
 use super::deleted::DeletedBits;
-use super::reader::Index;
 use super::{check_bound, log_header, missing_log, OpenGeneration};
 use crate::dir::open::paths;
 use crate::distance::padded_dim;
@@ -141,9 +140,8 @@ impl State {
     }
 
     /// Applies a checked operation. An inserted row is pushed into the
-    /// overlay (searches scan it) but not linked: [`link_pending`] links it
-    /// once its chunk is sealed, after the operation or batch, or the
-    /// replay.
+    /// overlay (searches scan it) but not linked: the linker
+    /// (`linker.rs`) links it once its chunk is sealed.
     pub(super) fn apply(&mut self, op: &Op, prepared: Option<Vec<f32>>) {
         let id = op.id();
         if matches!(op, Op::Delete { .. } | Op::Upsert { .. }) {
@@ -291,40 +289,5 @@ impl View {
         base.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
         base.truncate(k);
         Ok(base)
-    }
-}
-
-/// Links the overlay's sealed pending nodes in parallel, a chunk at a time,
-/// on the view searches use (they go on meanwhile; nothing a writer needs
-/// is held). If another thread is linking (it links them all), returns at
-/// once, or with `wait` once it is done.
-pub(super) fn link_pending(live: &Index, parallel: bool, wait: bool) {
-    use crate::graph::overlay::{Linking, LINK_CHUNK};
-    loop {
-        let view = live.view();
-        match view.overlay.link_some(LINK_CHUNK, parallel) {
-            Linking::More => {}
-            Linking::Done => return,
-            Linking::Busy if wait => {
-                view.overlay.wait_linking();
-                if !live.view().overlay.has_pending() {
-                    return;
-                }
-            }
-            Linking::Busy => return,
-        }
-    }
-}
-
-/// Links what a writer's replay left pending on a background thread, so
-/// that a short writer (`strata insert` into a logged index) costs what it
-/// writes, not what the log holds; the writer's own rows wait behind that
-/// backlog (see `Writer::run`), searches scan them meanwhile. Opened from a
-/// rayon pool's thread, it links sequentially (deterministic on one).
-pub(super) fn spawn_linker(live: &Index) {
-    if live.view().overlay.has_pending() {
-        let parallel = rayon::current_thread_index().is_none();
-        let live = live.clone();
-        std::thread::spawn(move || link_pending(&live, parallel, false));
     }
 }

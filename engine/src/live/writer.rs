@@ -2,9 +2,10 @@
 //! syncs every operation.
 
 use super::auto_compact::{AutoCompact, AutoCompactStats, AutoCompactor};
-use super::flusher::spawn_flusher;
+use super::flusher::{spawn_flusher, Wake};
+use super::linker::Linker;
 use super::reader::Index;
-use super::state::{link_pending, spawn_linker, State};
+use super::state::State;
 use super::{check_bound, lock, log_header, missing_log, OpenGeneration};
 use crate::dir::gc::remove_other_generations;
 use crate::dir::lock::{lock as lock_dir, WriterLock};
@@ -30,8 +31,9 @@ pub enum Durability {
     /// fsync after every operation: each one is durable when it returns.
     EveryOp,
     /// fsync once `max_ops` operations are pending or the oldest pending one
-    /// is `max_delay` old (checked by every operation and by a background
-    /// flusher); [`Writer::flush`] makes everything durable at once.
+    /// is `max_delay` old, on a background flusher thread (an operation
+    /// never waits for a sync; a failed sync is the error of the next
+    /// operation); [`Writer::flush`] makes everything durable at once.
     Group {
         /// Pending operations that trigger a sync.
         max_ops: usize,
@@ -48,16 +50,25 @@ pub(super) struct WriterInner {
     pub(super) durability: Durability,
     pub(super) pending: usize,
     pub(super) oldest_pending: Option<Instant>,
+    /// Changed by every sync of the writer's own and every new log, so
+    /// that the flusher's sync, begun before, does not count for it.
+    pub(super) sync_epoch: u64,
+    /// A sync of the flusher's that failed, reported by the next operation.
+    pub(super) flush_error: Option<Error>,
+    /// Wakes the flusher (group mode).
+    pub(super) wake: Option<Wake>,
     /// The MANIFEST as this writer last wrote or read it.
     pub(super) manifest: Manifest,
 }
 
 impl WriterInner {
     pub(super) fn sync(&mut self) -> Result<()> {
+        self.flush_error = None;
         if self.pending > 0 {
             self.log.sync()?;
             self.pending = 0;
             self.oldest_pending = None;
+            self.sync_epoch += 1;
         }
         Ok(())
     }
@@ -67,16 +78,16 @@ impl WriterInner {
         self.oldest_pending.get_or_insert_with(Instant::now);
         match self.durability {
             Durability::EveryOp => self.sync(),
-            Durability::Group { max_ops, max_delay } => {
-                if self.pending >= max_ops.max(1)
-                    || self
-                        .oldest_pending
-                        .is_some_and(|t| t.elapsed() >= max_delay)
-                {
-                    self.sync()
-                } else {
-                    Ok(())
+            Durability::Group { max_ops, .. } => {
+                if let Some(e) = self.flush_error.take() {
+                    return Err(e);
                 }
+                if self.pending >= max_ops.max(1) {
+                    if let Some(w) = &self.wake {
+                        w.notify_one();
+                    }
+                }
+                Ok(())
             }
             Durability::None => Ok(()),
         }
@@ -90,6 +101,7 @@ impl WriterInner {
 pub struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) auto: AutoCompactor,
+    pub(super) linker: Linker,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) flusher: Option<std::thread::JoinHandle<()>>,
     pub(super) _lock: WriterLock,
@@ -222,17 +234,28 @@ impl Writer {
             durability,
             pending: 0,
             oldest_pending: None,
+            sync_epoch: 0,
+            flush_error: None,
+            wake: None,
             manifest: bound,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let flusher = match durability {
-            Durability::Group { max_delay, .. } => {
-                Some(spawn_flusher(inner.clone(), stop.clone(), max_delay))
+            Durability::Group { max_ops, max_delay } => {
+                let wake = Wake::default();
+                super::lock(&inner).wake = Some(wake.clone());
+                Some(spawn_flusher(
+                    inner.clone(),
+                    wake,
+                    stop.clone(),
+                    max_ops,
+                    max_delay,
+                ))
             }
             _ => None,
         };
         let live = Index::new(dir, state);
-        spawn_linker(&live);
+        let linker = Linker::spawn(&live);
         Ok(Writer {
             shared: Arc::new(Shared {
                 live,
@@ -241,6 +264,7 @@ impl Writer {
                 inner,
             }),
             auto: AutoCompactor::new(options.auto_compact),
+            linker,
             stop,
             flusher,
             _lock: lock,
@@ -265,6 +289,14 @@ impl Writer {
         self.auto.wait();
     }
 
+    /// Returns once every logged row is linked into the overlay's graph
+    /// (but those of a last, partly filled chunk of 64, which searches find
+    /// by an exact scan until it fills). Operations return with at most a
+    /// few chunks left to a background thread; this waits for them.
+    pub fn wait_for_linking(&self) {
+        self.linker.wait(&self.shared.live);
+    }
+
     /// A searchable view that sees every operation of this writer at once.
     pub fn live(&self) -> Index {
         self.shared.live.clone()
@@ -276,23 +308,17 @@ impl Writer {
         // switch holds this lock while it sets the flag.
         self.shared.check_poisoned()?;
         let live = &self.shared.live;
-        let backlog = {
+        {
             let mut st = live.state();
             let prepared = st.check(&op)?;
             inner.log.append(&op)?;
-            let backlog = st.view.overlay.has_pending();
             st.apply(&op, prepared);
             st.view.log.records = inner.log.records();
             st.view.log.valid_len = inner.log.len();
             st.view.log.ops += 1;
             live.publish(&mut st);
-            backlog
-        };
-        // A backlog is being linked by `spawn_linker`'s thread, which
-        // links this row after it.
-        if !backlog {
-            link_pending(live, true, false);
         }
+        self.linker.after_change(live);
         let durable = inner.after_append();
         drop(inner);
         self.auto.after_commit(&self.shared);
@@ -428,7 +454,6 @@ impl Writer {
             .log
             .append_batch(keep.iter().map(|&(position, _)| &ops[position]))?;
         let mut st = live.state();
-        let backlog = st.view.overlay.has_pending();
         for &(position, row) in &keep {
             let row = row.map(|i| prepared[i * p..(i + 1) * p].to_vec());
             st.apply(&ops[position], row);
@@ -442,9 +467,7 @@ impl Writer {
         report.log_records = inner.log.records() - before;
         live.publish(&mut st);
         drop(st);
-        if !backlog {
-            link_pending(live, true, false);
-        }
+        self.linker.after_change(live);
         inner
             .after_append()
             .map_err(|e| Error::CommittedNotDurable {
@@ -570,6 +593,9 @@ impl Shared {
 impl Drop for Writer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some(w) = &lock(&self.shared.inner).wake {
+            w.notify_one();
+        }
         if let Some(h) = self.flusher.take() {
             let _ = h.join();
         }
@@ -626,5 +652,74 @@ impl BatchReport {
     /// Operations committed.
     pub fn committed(&self) -> usize {
         self.inserted + self.upserted + self.deleted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{dataset, BuildParams, IndexBuilder};
+
+    fn index_dir(n: usize) -> (tempfile::TempDir, dataset::Vectors) {
+        let data = dataset::clustered(n, 8, 4, 0.05, 9);
+        let mut b = IndexBuilder::new(
+            8,
+            BuildParams {
+                seed: Some(9),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        b.add_rows(&data.data).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        b.build().unwrap().write(dir.path()).unwrap();
+        (dir, data)
+    }
+
+    fn pending(w: &Writer) -> usize {
+        lock(&w.shared.inner).pending
+    }
+
+    /// In group mode the flusher, not the writer, syncs: by age (one
+    /// operation, far below `max_ops`) and by count (woken at `max_ops`,
+    /// long before `max_delay`), while the writer never synced itself.
+    #[test]
+    fn the_group_flusher_syncs_by_age_and_by_count() {
+        let (dir, data) = index_dir(300);
+        let open = |max_ops, max_delay| {
+            Writer::open_with(
+                dir.path(),
+                &WriterOptions {
+                    durability: Durability::Group { max_ops, max_delay },
+                    auto_compact: None,
+                },
+            )
+            .unwrap()
+        };
+        let settle = |w: &Writer| {
+            let t = Instant::now();
+            while pending(w) != 0 && t.elapsed() < Duration::from_secs(20) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            pending(w)
+        };
+        let w = open(1_000, Duration::from_millis(30));
+        w.insert(1_000, data.row(0)).unwrap();
+        assert_eq!(pending(&w), 1, "the writer did not sync");
+        assert_eq!(settle(&w), 0, "synced by age");
+        drop(w);
+        let w = open(50, Duration::from_secs(3_600));
+        let epoch = lock(&w.shared.inner).sync_epoch;
+        for i in 0..49 {
+            w.insert(2_000 + i, data.row(i as usize)).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(pending(&w), 49, "below max_ops and max_delay: not synced");
+        w.insert(3_000, data.row(60)).unwrap();
+        assert_eq!(settle(&w), 0, "synced by count");
+        // Only the flusher synced: the writer's own syncs change the epoch.
+        assert_eq!(lock(&w.shared.inner).sync_epoch, epoch);
+        w.flush().unwrap();
+        assert_eq!(pending(&w), 0);
     }
 }

@@ -122,6 +122,19 @@ pub(crate) struct LogWriter {
     broken: bool,
 }
 
+/// See [`LogWriter::sync_handle`].
+pub(crate) struct SyncHandle {
+    file: File,
+    path: PathBuf,
+}
+
+impl SyncHandle {
+    /// Makes every record written to the log before the call durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
 /// Bytes of encoded records a batch append buffers before writing them.
 const BATCH_CHUNK: usize = 1 << 20;
 
@@ -284,6 +297,18 @@ impl LogWriter {
     /// Makes every appended record durable.
     pub(crate) fn sync(&mut self) -> Result<()> {
         self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// A duplicate of the file handle, to sync from another thread while
+    /// appends go on (a sync covers at least what was written before it).
+    pub(crate) fn sync_handle(&self) -> Result<SyncHandle> {
+        Ok(SyncHandle {
+            file: self
+                .file
+                .try_clone()
+                .map_err(|e| Error::io(&self.path, e))?,
+            path: self.path.clone(),
+        })
     }
 
     /// Bytes in the log (header included).
