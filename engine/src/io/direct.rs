@@ -168,17 +168,18 @@ impl Auto {
             (true, _) => (&mut self.direct_ns, if explore { 0.5 } else { 0.125 }),
             (false, _) => (&mut self.mapped_ns, if explore { 0.5 } else { 0.125 }),
         };
-        // Outside exploration one sample moves the running cost by at most
-        // a factor of 1 + 3·alpha: a query descheduled by a busy machine
-        // must not flip the choice, a file gone cold (a 100-fold cost)
-        // still does within a dozen queries. Exploring samples count fully.
-        let sample = if explore {
-            ns_per_row
-        } else {
-            ns_per_row.min(4.0 * *cost)
-        };
+        // One sample moves the running cost up by at most a factor of
+        // 1 + 3·alpha: a query descheduled by a busy machine must not flip
+        // the choice, a file gone cold (a 100-fold cost) still does within
+        // a dozen queries. An exploring sample lower than the running cost
+        // replaces it: the other way's cost is stale by then (one measured
+        // while the caches were cold, at open, once kept a warm index on
+        // direct reads for thousands of queries, each halving it only).
+        let sample = ns_per_row.min(4.0 * *cost);
         *cost = if cost.is_nan() {
             ns_per_row
+        } else if explore && sample < *cost {
+            sample
         } else {
             *cost + alpha * (sample - *cost)
         };
@@ -701,5 +702,22 @@ mod tests {
         }
         assert!(a.direct);
         assert!(mapped_calls < 40, "{mapped_calls}");
+    }
+
+    /// A cold start (the first mapped rows fault: 50 µs each) makes mapped
+    /// reads look dear and moves a warm file to direct reads; the first
+    /// exploring mapped sample (100 ns) brings it back, and then it stays.
+    #[test]
+    fn auto_recovers_from_a_cold_start_at_the_first_exploration() {
+        let mut a = Auto::new();
+        let mut direct_calls = 0;
+        for q in 0..2_000 {
+            let (direct, explore) = a.choose();
+            direct_calls += direct as usize;
+            let mapped = if q < 8 { 50_000.0 } else { 100.0 };
+            a.record(direct, explore, if direct { 1_500.0 } else { mapped });
+        }
+        assert!(!a.direct);
+        assert!(direct_calls <= 70, "{direct_calls}");
     }
 }
