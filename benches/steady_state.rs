@@ -276,13 +276,18 @@ fn main() {
     // ones, cycling with fresh ids if the file runs out), and every
     // `delete_every`-th operation a delete of a row it inserted earlier.
     let inserted: Arc<Mutex<Vec<u64>>> = Arc::default();
+    // The longest writer operation of each second, in µs (a compaction
+    // must block operations for its switch only).
+    let op_max: Arc<Vec<AtomicU64>> =
+        Arc::new((0..a.seconds + 2).map(|_| AtomicU64::new(0)).collect());
     let writer_thread = {
-        let (writer, base, deleted, stop, inserted) = (
+        let (writer, base, deleted, stop, inserted, op_max) = (
             writer.clone(),
             base.clone(),
             deleted.clone(),
             stop.clone(),
             inserted.clone(),
+            op_max.clone(),
         );
         std::thread::spawn(move || {
             let interval = Duration::from_secs_f64(1.0 / a.rate.max(1e-3));
@@ -291,6 +296,7 @@ fn main() {
             let mut row = initial;
             let mut id = base.len() as u64;
             while !stop.load(Ordering::Acquire) {
+                let began = Instant::now();
                 if op > 0 && a.delete_every > 0 && op.is_multiple_of(a.delete_every) {
                     let victim = {
                         let ins = inserted.lock().unwrap();
@@ -317,6 +323,10 @@ fn main() {
                     inserted.lock().unwrap().push(this);
                     row += 1;
                 }
+                let sec = (began - start).as_secs() as usize;
+                if let Some(m) = op_max.get(sec) {
+                    m.fetch_max(began.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
                 op += 1;
                 next += interval;
                 let now = Instant::now();
@@ -329,19 +339,20 @@ fn main() {
     };
 
     println!(
-        "{:>4} {:>8} {:>8} {:>8} {:>4} {:>9} {:>8} {:>6} {:>9}",
-        "t_s", "qps", "p50_us", "p99_us", "gen", "live", "log_rec", "compct", "rss_mib"
+        "{:>4} {:>8} {:>8} {:>8} {:>4} {:>9} {:>8} {:>6} {:>9} {:>9}",
+        "t_s", "qps", "p50_us", "p99_us", "gen", "live", "log_rec", "compct", "rss_mib", "w_max_us"
     );
     let mut csv = a.csv.as_ref().map(|p| {
         let mut f = std::fs::File::create(p).expect("csv file");
         writeln!(
             f,
-            "t_s,qps,p50_us,p99_us,generation,live,log_records,compactions,rss_mib"
+            "t_s,qps,p50_us,p99_us,generation,live,log_records,compactions,rss_mib,writer_max_us"
         )
         .unwrap();
         f
     });
     let mut rss_max = 0u64;
+    let mut w_max_all = 0u64;
     for sec in 1..=a.seconds {
         let wake = start + Duration::from_secs(sec);
         let now = Instant::now();
@@ -371,8 +382,10 @@ fn main() {
             ac.completed,
             rss,
         );
+        let w_max = op_max[(sec - 1) as usize].load(Ordering::Relaxed);
+        w_max_all = w_max_all.max(w_max);
         println!(
-            "{:>4} {:>8} {:>8} {:>8} {:>4} {:>9} {:>8} {:>6} {:>9}{}",
+            "{:>4} {:>8} {:>8} {:>8} {:>4} {:>9} {:>8} {:>6} {:>9} {:>9}{}",
             row.0,
             row.1,
             row.2,
@@ -382,13 +395,14 @@ fn main() {
             row.6,
             row.7,
             row.8,
+            w_max,
             if ac.running { "  (compacting)" } else { "" }
         );
         if let Some(f) = csv.as_mut() {
             writeln!(
                 f,
-                "{},{},{},{},{},{},{},{},{}",
-                row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8
+                "{},{},{},{},{},{},{},{},{},{}",
+                row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, w_max
             )
             .unwrap();
         }
@@ -461,6 +475,7 @@ fn main() {
         st.log_records,
         rss_max
     );
+    println!("longest writer operation: {:.1} ms", w_max_all as f64 / 1000.0);
     println!(
         "recall@10 at ef {} against brute force over the live set ({nq} queries): {recall:.4}",
         a.ef

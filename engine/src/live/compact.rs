@@ -115,7 +115,10 @@ impl Shared {
         // 4. Switched: searches move to the new generation. From here a
         // failure leaves the in-memory state behind the directory, so the
         // writer refuses further work until reopened.
-        let mut state = match State::load(&dir, &next, &OpenOptions::default()) {
+        // The carried records are replayed, not linked, under the writer
+        // lock: the linker links them after the switch (searches scan them
+        // meanwhile), so that operations wait for the switch only.
+        let mut state = match State::load(&dir, &next, &OpenOptions::default(), false) {
             Ok(s) => s,
             Err(e) => {
                 self.poisoned.store(true, Ordering::Release);
@@ -128,6 +131,7 @@ impl Shared {
             self.live.publish(&mut state);
             *st = state;
         }
+        self.linker.rebase(&self.live);
         inner.log = new_log;
         inner.manifest = next;
         inner.pending = 0;

@@ -12,6 +12,7 @@
 
 use super::reader::Index;
 use crate::graph::overlay::{Linking, CHUNK, LINK_CHUNK};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -58,10 +59,12 @@ struct Signal {
 pub(super) struct Linker {
     signal: Arc<Signal>,
     thread: Option<JoinHandle<()>>,
-    /// Sealed rows when the writer opened (its replay's): the writer does
-    /// not wait for those, only for its own past [`MAX_BACKLOG`], so that
-    /// a short writer into a logged index costs what it writes.
-    replayed: usize,
+    /// Sealed rows when the writer opened (its replay's) or when a
+    /// compaction switched (the records it carried): the writer does not
+    /// wait for those, only for its own past [`MAX_BACKLOG`], so that a
+    /// short writer into a logged index costs what it writes and a switch
+    /// costs what it switches.
+    replayed: AtomicUsize,
 }
 
 impl Linker {
@@ -104,7 +107,7 @@ impl Linker {
         let linker = Linker {
             signal,
             thread,
-            replayed,
+            replayed: AtomicUsize::new(replayed),
         };
         linker.wake();
         linker
@@ -126,7 +129,9 @@ impl Linker {
         if !view.overlay.has_pending() {
             return;
         }
-        let own = view.overlay.pending_links_from(self.replayed);
+        let own = view
+            .overlay
+            .pending_links_from(self.replayed.load(Ordering::Acquire));
         if own > MAX_BACKLOG || self.thread.is_none() {
             link_pending(live, true, true);
         } else if rayon::current_thread_index().is_some() {
@@ -134,6 +139,14 @@ impl Linker {
         } else {
             self.wake();
         }
+    }
+
+    /// After a compaction switched `live` to a new generation (and
+    /// overlay): its replayed rows are the thread's, not the writer's.
+    pub(super) fn rebase(&self, live: &Index) {
+        let sealed = live.view().overlay.sealed_nodes();
+        self.replayed.store(sealed, Ordering::Release);
+        self.wake();
     }
 
     /// Returns once every sealed row is linked.

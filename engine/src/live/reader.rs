@@ -122,7 +122,7 @@ impl Index {
     /// The state of the current generation and its log, following a
     /// generation switch that happens meanwhile.
     pub(super) fn load(dir: &Path, options: &OpenOptions) -> Result<State> {
-        open_current(dir, |m| State::load(dir, m, options)).map(|(state, _)| state)
+        open_current(dir, |m| State::load(dir, m, options, true)).map(|(state, _)| state)
     }
 
     /// Picks up what a writer in another process did since this index was

@@ -76,15 +76,23 @@ impl State {
     }
 
     /// Opens the generation `manifest` names and replays its log (once:
-    /// [`Index::load`] retries across a switch).
-    pub(super) fn load(dir: &Path, manifest: &Manifest, options: &OpenOptions) -> Result<State> {
+    /// [`Index::load`] retries across a switch); with `link`, links every
+    /// sealed replayed row before returning (else a linker does).
+    pub(super) fn load(
+        dir: &Path,
+        manifest: &Manifest,
+        options: &OpenOptions,
+        link: bool,
+    ) -> Result<State> {
         let mut state = State::new(OpenGeneration::open(dir, manifest, options)?);
         let path = paths(dir, manifest).log;
         match state.replay(&path)? {
             Some(report) => check_bound(manifest, &path, &report)?,
             None => missing_log(manifest, &path)?,
         }
-        state.view.overlay.link_all();
+        if link {
+            state.view.overlay.link_all();
+        }
         Ok(state)
     }
 

@@ -101,7 +101,6 @@ impl WriterInner {
 pub struct Writer {
     pub(super) shared: Arc<Shared>,
     pub(super) auto: AutoCompactor,
-    pub(super) linker: Linker,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) flusher: Option<std::thread::JoinHandle<()>>,
     pub(super) _lock: WriterLock,
@@ -116,6 +115,8 @@ pub(super) struct Shared {
     /// in-memory state no longer matches the directory.
     pub(super) poisoned: AtomicBool,
     pub(super) inner: Arc<Mutex<WriterInner>>,
+    /// Links sealed chunks off the operations' path.
+    pub(super) linker: Linker,
 }
 
 /// How a [`Writer`] works: durability and automatic compaction.
@@ -262,9 +263,9 @@ impl Writer {
                 compacting: Mutex::new(()),
                 poisoned: AtomicBool::new(false),
                 inner,
+                linker,
             }),
             auto: AutoCompactor::new(options.auto_compact),
-            linker,
             stop,
             flusher,
             _lock: lock,
@@ -294,7 +295,7 @@ impl Writer {
     /// by an exact scan until it fills). Operations return with at most a
     /// few chunks left to a background thread; this waits for them.
     pub fn wait_for_linking(&self) {
-        self.linker.wait(&self.shared.live);
+        self.shared.linker.wait(&self.shared.live);
     }
 
     /// A searchable view that sees every operation of this writer at once.
@@ -318,7 +319,7 @@ impl Writer {
             st.view.log.ops += 1;
             live.publish(&mut st);
         }
-        self.linker.after_change(live);
+        self.shared.linker.after_change(live);
         let durable = inner.after_append();
         drop(inner);
         self.auto.after_commit(&self.shared);
@@ -467,7 +468,7 @@ impl Writer {
         report.log_records = inner.log.records() - before;
         live.publish(&mut st);
         drop(st);
-        self.linker.after_change(live);
+        self.shared.linker.after_change(live);
         inner
             .after_append()
             .map_err(|e| Error::CommittedNotDurable {
