@@ -475,7 +475,10 @@ fn main() {
         st.log_records,
         rss_max
     );
-    println!("longest writer operation: {:.1} ms", w_max_all as f64 / 1000.0);
+    println!(
+        "longest writer operation: {:.1} ms",
+        w_max_all as f64 / 1000.0
+    );
     println!(
         "recall@10 at ef {} against brute force over the live set ({nq} queries): {recall:.4}",
         a.ef

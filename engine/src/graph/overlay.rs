@@ -566,6 +566,11 @@ impl Overlay {
         self.sealed().saturating_sub(self.linked().max(from))
     }
 
+    /// Nodes `0..linked_nodes()` are linked.
+    pub(crate) fn linked_nodes(&self) -> usize {
+        self.linked()
+    }
+
     /// Nodes in sealed chunks.
     pub(crate) fn sealed_nodes(&self) -> usize {
         self.sealed()

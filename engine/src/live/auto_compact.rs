@@ -48,8 +48,8 @@ pub struct AutoCompactStats {
     pub running: bool,
     /// Compactions that switched to a new generation.
     pub completed: u64,
-    /// Compactions that failed (the index stayed as it was, unless the
-    /// writer is poisoned: then every operation reports it).
+    /// Compactions that failed (the index stayed as it was: every step
+    /// that can fail comes before the switch).
     pub failed: u64,
     /// The last successful one.
     pub last: Option<CompactReport>,

@@ -16,7 +16,6 @@ use crate::log::file::{LogHeader, LogWriter};
 use crate::log::replay::{replay_file_after, ReplayReport, Replayed};
 use crate::log::Op;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Options of [`Writer::compact`].
@@ -53,13 +52,6 @@ struct Snapshot {
     /// The log up to here is folded into the new graph; what follows is
     /// carried into the new log.
     mark: ReplayReport,
-}
-
-/// Step 3's carry-over: the records appended during the build, renumbered
-/// from 1 for the new log.
-struct Carried {
-    bytes: Vec<u8>,
-    records: u64,
 }
 
 impl Writer {
@@ -99,32 +91,55 @@ impl Shared {
         during_build: impl FnOnce(),
     ) -> Result<CompactReport> {
         let _one_at_a_time = lock(&self.compacting);
-        self.check_poisoned()?;
         let dir = self.live.dir.clone();
-        // 1. The live set and the log's mark, briefly under the locks.
+        // 1. The live set and the log's mark, from the searches' snapshot.
         let mut snap = self.snapshot()?;
         during_build();
         // 2. The next generation's files, staged, without holding any lock.
         let vectors = snap.ids.len();
         let staged = build_next(&dir, &mut snap, options)?;
-        // 3. Under the writer lock: carry the log's tail over, switch.
-        let mut inner = lock(&self.inner);
-        inner.sync()?;
-        let carried = carry_tail(inner.log.path(), &snap)?;
-        let (next, new_log) = switch_to_next(&dir, &snap.gen, staged, &carried)?;
-        // 4. Switched: searches move to the new generation. From here a
-        // failure leaves the in-memory state behind the directory, so the
-        // writer refuses further work until reopened.
-        // The carried records are replayed, not linked, under the writer
-        // lock: the linker links them after the switch (searches scan them
-        // meanwhile), so that operations wait for the switch only.
-        let mut state = match State::load(&dir, &next, &OpenOptions::default(), false) {
-            Ok(s) => s,
+        // 3. The next generation's files in place and its log holding what
+        // was appended meanwhile, replayed into its state, still without
+        // the writer lock (searches and operations go on: nothing names
+        // these files until the MANIFEST switch; a crash leaves them to the
+        // next writer's cleanup).
+        let mut next = Manifest::new(next_generation(snap.gen.number())?, staged.build_id);
+        let prepared = prepare_next(&dir, &snap, staged, &mut next);
+        let (mut state, mut new_log, carried_before) = match prepared {
+            Ok(p) => p,
             Err(e) => {
-                self.poisoned.store(true, Ordering::Release);
+                remove_generation(&dir, next.generation);
                 return Err(e);
             }
         };
+        // 4. Under the writer lock: carry what arrived since step 3, switch.
+        let mut inner = lock(&self.inner);
+        let switched = (|| -> Result<u64> {
+            inner.sync()?;
+            let carried = carry_rest(
+                inner.log.path(),
+                &snap,
+                &carried_before,
+                &mut state,
+                &mut new_log,
+            )?;
+            new_log.sync()?;
+            next.log = Some(LogBound {
+                len: new_log.len(),
+                records: new_log.records(),
+            });
+            switch(&dir, &next)?;
+            Ok(carried)
+        })();
+        let carried_late = match switched {
+            Ok(n) => n,
+            Err(e) => {
+                remove_generation(&dir, next.generation);
+                return Err(e);
+            }
+        };
+        // 5. Switched: searches move to the new generation; its logged rows
+        // are linked by the linker after the lock is released.
         {
             let mut st = self.live.state();
             st.gen().files.retire();
@@ -141,17 +156,15 @@ impl Shared {
             generation: next.generation,
             vectors,
             folded_records: snap.mark.records,
-            carried_records: carried.records,
+            carried_records: carried_before.records + carried_late,
         })
     }
 
     /// Step 1: every live vector (the generation's not deleted, then the
-    /// logged inserts) and where the log stands, taken under the writer
-    /// lock so that the two agree.
+    /// logged inserts) and where the log stands, from the snapshot
+    /// searches use: it was published with the log position it reflects,
+    /// so the two agree without any lock.
     fn snapshot(&self) -> Result<Snapshot> {
-        let inner = lock(&self.inner);
-        // The snapshot after the last operation: operations wait for the
-        // writer lock held here.
         let st = self.live.view();
         let logged = st.overlay.live_nodes().count();
         let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o), logged);
@@ -170,7 +183,7 @@ impl Shared {
             rows,
             mark: ReplayReport {
                 records: st.log.records,
-                valid_len: inner.log.len(),
+                valid_len: st.log.valid_len,
                 version: DIRECTORY_VERSION,
                 ..ReplayReport::default()
             },
@@ -198,24 +211,25 @@ fn build_next(dir: &Path, snap: &mut Snapshot, options: CompactOptions) -> Resul
     builder.build_staged(dir, &|_| {})
 }
 
-/// Step 3a: the records appended to the log at `path` since the mark, read
-/// by the same replayer as every reader: a damaged record is the error an
-/// open gives; a torn tail (never committed) is not carried, as a writer's
-/// open cuts it. Batches committed during the build are carried as plain
-/// records: the new log appears whole (it is created atomically), so they
-/// stay all-or-nothing.
-fn carry_tail(path: &Path, snap: &Snapshot) -> Result<Carried> {
-    let mut carried = Carried {
-        bytes: Vec::new(),
-        records: 0,
-    };
-    let carry = |_, op: Op, _| {
-        carried.records += 1;
-        op.encode(carried.records, &mut carried.bytes);
-        Ok(())
-    };
-    match replay_file_after(path, &log_header(&snap.gen), &snap.mark, carry)? {
-        Replayed::Applied(_) => Ok(carried),
+/// What step 3 carried: up to where in the current log, and how many
+/// records.
+struct Carried {
+    end: ReplayReport,
+    records: u64,
+}
+
+/// The records of the log at `path` after `after`, read by the same
+/// replayer as every reader (a damaged record is the error an open gives;
+/// a torn tail, never committed, is not carried, as a writer's open cuts
+/// it), each passed to `f`; returns where they end.
+fn carry(
+    path: &Path,
+    gen: &OpenGeneration,
+    after: &ReplayReport,
+    mut f: impl FnMut(Op) -> Result<()>,
+) -> Result<ReplayReport> {
+    match replay_file_after(path, &log_header(gen), after, |_, op, _| f(op))? {
+        Replayed::Applied(end) => Ok(end),
         Replayed::Missing | Replayed::Rewritten => Err(Error::io(
             path,
             std::io::Error::other("the writer's log was removed or replaced"),
@@ -223,39 +237,65 @@ fn carry_tail(path: &Path, snap: &Snapshot) -> Result<Carried> {
     }
 }
 
-/// Step 3b: puts the staged files and a log holding `carried` in place
-/// under the next generation's names, then switches the MANIFEST to it.
-/// Before the switch a failure removes the new files and leaves the old
-/// generation current.
-fn switch_to_next(
+/// Step 3: puts the staged files in place under `next`'s names, creates
+/// its log holding the records appended to the current log since the
+/// snapshot's mark (renumbered from 1), and opens the new generation's
+/// state with them replayed (not linked). Batches committed meanwhile are
+/// carried as plain records: the new log becomes visible whole, at the
+/// switch, so they stay all-or-nothing.
+fn prepare_next(
     dir: &Path,
-    gen: &OpenGeneration,
+    snap: &Snapshot,
     staged: Staged,
-    carried: &Carried,
-) -> Result<(Manifest, LogWriter)> {
-    let mut next = Manifest::new(next_generation(gen.number())?, staged.build_id);
-    let put = || -> Result<LogWriter> {
-        staged.publish_files(dir, &next)?;
-        let header = LogHeader {
-            generation: next.generation,
-            build_id: next.build_id,
-            dim: gen.index.dim() as u32,
-        };
-        let name = names::log(next.generation);
-        LogWriter::create(dir, &name, &header, &carried.bytes, carried.records + 1)
+    next: &mut Manifest,
+) -> Result<(State, LogWriter, Carried)> {
+    let path = dir.join(names::log(snap.gen.number()));
+    let (mut bytes, mut records) = (Vec::new(), 0u64);
+    let end = carry(&path, &snap.gen, &snap.mark, |op| {
+        records += 1;
+        op.encode(records, &mut bytes);
+        Ok(())
+    })?;
+    staged.publish_files(dir, next)?;
+    let header = LogHeader {
+        generation: next.generation,
+        build_id: next.build_id,
+        dim: snap.gen.index.dim() as u32,
     };
-    let switched = put().and_then(|log| {
-        next.log = Some(LogBound {
-            len: log.len(),
-            records: log.records(),
-        });
-        switch(dir, &next).map(|()| log)
+    let log = LogWriter::create(
+        dir,
+        &names::log(next.generation),
+        &header,
+        &bytes,
+        records + 1,
+    )?;
+    next.log = Some(LogBound {
+        len: log.len(),
+        records: log.records(),
     });
-    match switched {
-        Ok(log) => Ok((next, log)),
-        Err(e) => {
-            remove_generation(dir, next.generation);
-            Err(e)
-        }
-    }
+    let state = State::load(dir, next, &OpenOptions::default(), false)?;
+    Ok((state, log, Carried { end, records }))
+}
+
+/// Step 4a (under the writer lock): the records appended since step 3,
+/// appended to the new log and applied to its state; returns how many.
+fn carry_rest(
+    path: &Path,
+    snap: &Snapshot,
+    before: &Carried,
+    state: &mut State,
+    log: &mut LogWriter,
+) -> Result<u64> {
+    let mut n = 0u64;
+    carry(path, &snap.gen, &before.end, |op| {
+        log.append(&op)?;
+        let offset = log.len();
+        state.replay_op(&op, offset)?;
+        n += 1;
+        Ok(())
+    })?;
+    state.view.log.records = log.records();
+    state.view.log.valid_len = log.len();
+    state.view.log.ops += n;
+    Ok(n)
 }

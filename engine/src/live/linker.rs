@@ -129,10 +129,14 @@ impl Linker {
         if !view.overlay.has_pending() {
             return;
         }
-        let own = view
-            .overlay
-            .pending_links_from(self.replayed.load(Ordering::Acquire));
-        if own > MAX_BACKLOG || self.thread.is_none() {
+        // Rows link in node order, so the writer's own wait behind the
+        // replay's: no back-pressure until those are linked (the writer's
+        // rows are scanned meanwhile), or the writer would wait for the
+        // replay's backlog after all.
+        let replayed = self.replayed.load(Ordering::Acquire);
+        let own = view.overlay.pending_links_from(replayed);
+        let behind_replay = view.overlay.linked_nodes() < replayed;
+        if (own > MAX_BACKLOG && !behind_replay) || self.thread.is_none() {
             link_pending(live, true, true);
         } else if rayon::current_thread_index().is_some() {
             link_pending(live, true, false);

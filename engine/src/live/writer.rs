@@ -111,9 +111,6 @@ pub(super) struct Shared {
     pub(super) live: Index,
     /// Held for a whole compaction: one at a time.
     pub(super) compacting: Mutex<()>,
-    /// Set when a compaction failed after switching generations: the
-    /// in-memory state no longer matches the directory.
-    pub(super) poisoned: AtomicBool,
     pub(super) inner: Arc<Mutex<WriterInner>>,
     /// Links sealed chunks off the operations' path.
     pub(super) linker: Linker,
@@ -261,7 +258,6 @@ impl Writer {
             shared: Arc::new(Shared {
                 live,
                 compacting: Mutex::new(()),
-                poisoned: AtomicBool::new(false),
                 inner,
                 linker,
             }),
@@ -305,9 +301,6 @@ impl Writer {
 
     fn run(&self, op: Op) -> Result<()> {
         let mut inner = lock(&self.shared.inner);
-        // Checked under the writer lock: a compaction that fails after its
-        // switch holds this lock while it sets the flag.
-        self.shared.check_poisoned()?;
         let live = &self.shared.live;
         {
             let mut st = live.state();
@@ -371,7 +364,6 @@ impl Writer {
     /// about 1 MiB, so the log side needs no memory proportional to it.
     pub fn apply_batch(&self, ops: &[Op], options: BatchOptions) -> Result<BatchReport> {
         let mut inner = lock(&self.shared.inner);
-        self.shared.check_poisoned()?;
         let mut report = BatchReport::default();
         // Validated on the state (searches go on, on their snapshot): it
         // cannot change meanwhile, since every change holds the writer lock.
@@ -548,7 +540,6 @@ impl Writer {
     /// by `Writer::open`, every compaction, and when the writer is dropped.
     pub fn checkpoint(&self) -> Result<()> {
         let mut inner = lock(&self.shared.inner);
-        self.shared.check_poisoned()?;
         inner.sync()?;
         let bound = Manifest {
             log: Some(LogBound {
@@ -566,7 +557,6 @@ impl Writer {
 
     /// Returns once every earlier operation is durable.
     pub fn flush(&self) -> Result<()> {
-        self.shared.check_poisoned()?;
         lock(&self.shared.inner).sync()
     }
 
@@ -577,17 +567,6 @@ impl Writer {
         let base = st.gen().index.max_id().map_or(0, |m| m.saturating_add(1));
         let logged = st.slot_of.keys().max().map_or(0, |m| m.saturating_add(1));
         base.max(logged)
-    }
-}
-
-impl Shared {
-    pub(super) fn check_poisoned(&self) -> Result<()> {
-        if self.poisoned.load(Ordering::Acquire) {
-            return Err(Error::WriterPoisoned(
-                "a compaction failed after switching generations".into(),
-            ));
-        }
-        Ok(())
     }
 }
 
