@@ -15,6 +15,9 @@
 //!     [--initial 25000] [--ops 25000] [--batch 0] [--modes every-op,group,none]
 //! ```
 
+#[path = "bench_args.rs"]
+mod bench_args;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use strata::dataset;
@@ -39,33 +42,17 @@ fn args() -> Args {
         batch: 0,
         modes: vec!["every-op".into(), "group".into(), "none".into()],
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let v = argv.get(i + 1).cloned().unwrap_or_default();
-        let num = |s: &str| -> usize {
-            s.parse().unwrap_or_else(|_| {
-                eprintln!("{} needs a number, got {s:?}", argv[i]);
-                std::process::exit(2)
-            })
-        };
-        match argv[i].as_str() {
+    bench_args::parse(|flag, v| {
+        match flag {
             "--base" => a.base = v.into(),
-            "--initial" => a.initial = num(&v),
-            "--ops" => a.ops = num(&v),
-            "--batch" => a.batch = num(&v),
+            "--initial" => a.initial = bench_args::num(flag, v),
+            "--ops" => a.ops = bench_args::num(flag, v),
+            "--batch" => a.batch = bench_args::num(flag, v),
             "--modes" => a.modes = v.split(',').map(str::to_string).collect(),
-            "--bench" => {
-                i += 1;
-                continue;
-            }
-            other => {
-                eprintln!("unknown argument {other}");
-                std::process::exit(2)
-            }
+            _ => return false,
         }
-        i += 2;
-    }
+        true
+    });
     if a.base.as_os_str().is_empty() {
         eprintln!("--base FILE (.fvecs/.npy) is required");
         std::process::exit(2)

@@ -15,6 +15,9 @@
 //!     [--min-ops 5000] [--log-fraction 0.25] [--compact-threads 1] [--csv FILE]
 //! ```
 
+#[path = "bench_args.rs"]
+mod bench_args;
+
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,41 +60,25 @@ fn args() -> Args {
         delete_every: 10,
         csv: None,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let v = argv.get(i + 1).cloned().unwrap_or_default();
-        let num = |s: &str| -> f64 {
-            s.parse().unwrap_or_else(|_| {
-                eprintln!("{} needs a number, got {s:?}", argv[i]);
-                std::process::exit(2)
-            })
-        };
-        match argv[i].as_str() {
+    bench_args::parse(|flag, v| {
+        let n = |v: &str| bench_args::num::<f64>(flag, v);
+        match flag {
             "--base" => a.base = v.into(),
             "--query" => a.query = Some(v.into()),
-            "--initial" => a.initial = num(&v) as usize,
-            "--rate" => a.rate = num(&v),
-            "--seconds" => a.seconds = num(&v) as u64,
-            "--searchers" => a.searchers = num(&v) as usize,
-            "--ef" => a.ef = num(&v) as usize,
-            "--min-ops" => a.min_ops = num(&v) as u64,
-            "--log-fraction" => a.log_fraction = num(&v),
-            "--compact-threads" => a.compact_threads = num(&v) as usize,
-            "--delete-every" => a.delete_every = num(&v) as u64,
+            "--initial" => a.initial = n(v) as usize,
+            "--rate" => a.rate = n(v),
+            "--seconds" => a.seconds = n(v) as u64,
+            "--searchers" => a.searchers = n(v) as usize,
+            "--ef" => a.ef = n(v) as usize,
+            "--min-ops" => a.min_ops = n(v) as u64,
+            "--log-fraction" => a.log_fraction = n(v),
+            "--compact-threads" => a.compact_threads = n(v) as usize,
+            "--delete-every" => a.delete_every = n(v) as u64,
             "--csv" => a.csv = Some(v.into()),
-            // `cargo bench` passes --bench.
-            "--bench" => {
-                i += 1;
-                continue;
-            }
-            other => {
-                eprintln!("unknown argument {other}");
-                std::process::exit(2)
-            }
+            _ => return false,
         }
-        i += 2;
-    }
+        true
+    });
     if a.base.as_os_str().is_empty() {
         eprintln!("--base FILE.fvecs is required (e.g. ../shared/datasets/npm-minilm/npm-minilm_base.fvecs)");
         std::process::exit(2)
