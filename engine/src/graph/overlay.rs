@@ -288,7 +288,7 @@ impl Overlay {
     }
 
     /// Nodes in sealed chunks (the ones that can be linked).
-    fn sealed(&self) -> usize {
+    pub(crate) fn sealed(&self) -> usize {
         self.chunks.len() * CHUNK
     }
 
@@ -554,26 +554,12 @@ impl Overlay {
         self.dist(self.row(a), b)
     }
 
-    fn linked(&self) -> usize {
+    /// Nodes `0..linked()` of this view are linked into the graph.
+    pub(crate) fn linked(&self) -> usize {
         self.common
             .linked
             .load(Ordering::Acquire)
             .min(self.sealed())
-    }
-
-    /// Sealed nodes of this view from node `from` on not linked yet.
-    pub(crate) fn pending_links_from(&self, from: usize) -> usize {
-        self.sealed().saturating_sub(self.linked().max(from))
-    }
-
-    /// Nodes `0..linked_nodes()` are linked.
-    pub(crate) fn linked_nodes(&self) -> usize {
-        self.linked()
-    }
-
-    /// Nodes in sealed chunks.
-    pub(crate) fn sealed_nodes(&self) -> usize {
-        self.sealed()
     }
 
     /// Whether some sealed nodes of this view are not linked yet.

@@ -104,14 +104,11 @@ impl Shared {
         // these files until the MANIFEST switch; a crash leaves them to the
         // next writer's cleanup).
         let mut next = Manifest::new(next_generation(snap.gen.number())?, staged.build_id);
-        let prepared = prepare_next(&dir, &snap, staged, &mut next);
-        let (mut state, mut new_log, carried_before) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                remove_generation(&dir, next.generation);
-                return Err(e);
-            }
-        };
+        let (mut state, mut new_log, carried_before) = or_remove(
+            &dir,
+            next.generation,
+            prepare_next(&dir, &snap, staged, &mut next),
+        )?;
         // 4. Under the writer lock: carry what arrived since step 3, switch.
         let mut inner = lock(&self.inner);
         let switched = (|| -> Result<u64> {
@@ -131,13 +128,7 @@ impl Shared {
             switch(&dir, &next)?;
             Ok(carried)
         })();
-        let carried_late = match switched {
-            Ok(n) => n,
-            Err(e) => {
-                remove_generation(&dir, next.generation);
-                return Err(e);
-            }
-        };
+        let carried_late = or_remove(&dir, next.generation, switched)?;
         // 5. Switched: searches move to the new generation; its logged rows
         // are linked by the linker after the lock is released.
         {
@@ -221,14 +212,14 @@ struct Carried {
 /// The records of the log at `path` after `after`, read by the same
 /// replayer as every reader (a damaged record is the error an open gives;
 /// a torn tail, never committed, is not carried, as a writer's open cuts
-/// it), each passed to `f`; returns where they end.
+/// it), each passed to `f` with its offset there; returns where they end.
 fn carry(
     path: &Path,
     gen: &OpenGeneration,
     after: &ReplayReport,
-    mut f: impl FnMut(Op) -> Result<()>,
+    mut f: impl FnMut(Op, u64) -> Result<()>,
 ) -> Result<ReplayReport> {
-    match replay_file_after(path, &log_header(gen), after, |_, op, _| f(op))? {
+    match replay_file_after(path, &log_header(gen), after, |_, op, offset| f(op, offset))? {
         Replayed::Applied(end) => Ok(end),
         Replayed::Missing | Replayed::Rewritten => Err(Error::io(
             path,
@@ -251,7 +242,7 @@ fn prepare_next(
 ) -> Result<(State, LogWriter, Carried)> {
     let path = dir.join(names::log(snap.gen.number()));
     let (mut bytes, mut records) = (Vec::new(), 0u64);
-    let end = carry(&path, &snap.gen, &snap.mark, |op| {
+    let end = carry(&path, &snap.gen, &snap.mark, |op, _| {
         records += 1;
         op.encode(records, &mut bytes);
         Ok(())
@@ -287,9 +278,8 @@ fn carry_rest(
     log: &mut LogWriter,
 ) -> Result<u64> {
     let mut n = 0u64;
-    carry(path, &snap.gen, &before.end, |op| {
+    carry(path, &snap.gen, &before.end, |op, offset| {
         log.append(&op)?;
-        let offset = log.len();
         state.replay_op(&op, offset)?;
         n += 1;
         Ok(())
@@ -298,4 +288,10 @@ fn carry_rest(
     state.view.log.valid_len = log.len();
     state.view.log.ops += n;
     Ok(n)
+}
+
+/// `result`, after removing the next generation's files if it is an
+/// error: before the switch nothing names them.
+fn or_remove<T>(dir: &Path, generation: u64, result: Result<T>) -> Result<T> {
+    result.inspect_err(|_| remove_generation(dir, generation))
 }

@@ -26,7 +26,12 @@ pub(super) const MAX_BACKLOG: usize = 4 * CHUNK;
 /// is pending, and what is sealed before it lets go), or with `wait` once
 /// nothing is pending.
 pub(super) fn link_pending(live: &Index, parallel: bool, wait: bool) {
-    loop {
+    link_until(live, parallel, wait, || false)
+}
+
+/// [`link_pending`], also returning between parts once `stop` says so.
+fn link_until(live: &Index, parallel: bool, wait: bool, stop: impl Fn() -> bool) {
+    while !stop() {
         let view = live.view();
         match view.overlay.link_some(LINK_CHUNK, parallel) {
             Linking::More => {}
@@ -75,7 +80,7 @@ impl Linker {
     pub(super) fn spawn(live: &Index) -> Linker {
         let signal = Arc::new(Signal::default());
         let parallel = rayon::current_thread_index().is_none();
-        let replayed = live.view().overlay.sealed_nodes();
+        let replayed = live.view().overlay.sealed();
         let (s, live) = (signal.clone(), live.clone());
         let thread = std::thread::Builder::new()
             .name("strata-linker".into())
@@ -89,19 +94,11 @@ impl Linker {
                 }
                 g.0 = false;
                 drop(g);
-                // As `link_pending`, but stopping between parts (a writer
-                // dropped while a replay's backlog is linked returns
-                // after one part, not after the backlog).
-                while !super::lock(&s.state).1 {
-                    match live.view().overlay.link_some(LINK_CHUNK, parallel) {
-                        Linking::More => {}
-                        // Another thread links (the writer, under
-                        // back-pressure): it links everything pending.
-                        Linking::Busy => break,
-                        Linking::Done if !live.view().overlay.has_pending() => break,
-                        Linking::Done => {}
-                    }
-                }
+                // Stopping between parts: a writer dropped while a replay's
+                // backlog is linked returns after one part, not after the
+                // backlog. Busy: another thread links (the writer, under
+                // back-pressure), and it links everything pending.
+                link_until(&live, parallel, false, || super::lock(&s.state).1);
             })
             .ok();
         let linker = Linker {
@@ -133,10 +130,9 @@ impl Linker {
         // replay's: no back-pressure until those are linked (the writer's
         // rows are scanned meanwhile), or the writer would wait for the
         // replay's backlog after all.
-        let replayed = self.replayed.load(Ordering::Acquire);
-        let own = view.overlay.pending_links_from(replayed);
-        let behind_replay = view.overlay.linked_nodes() < replayed;
-        if (own > MAX_BACKLOG && !behind_replay) || self.thread.is_none() {
+        let (linked, replayed) = (view.overlay.linked(), self.replayed.load(Ordering::Acquire));
+        let own_backlog = linked >= replayed && view.overlay.sealed() - linked > MAX_BACKLOG;
+        if own_backlog || self.thread.is_none() {
             link_pending(live, true, true);
         } else if rayon::current_thread_index().is_some() {
             link_pending(live, true, false);
@@ -148,7 +144,7 @@ impl Linker {
     /// After a compaction switched `live` to a new generation (and
     /// overlay): its replayed rows are the thread's, not the writer's.
     pub(super) fn rebase(&self, live: &Index) {
-        let sealed = live.view().overlay.sealed_nodes();
+        let sealed = live.view().overlay.sealed();
         self.replayed.store(sealed, Ordering::Release);
         self.wake();
     }
