@@ -137,6 +137,10 @@ fn crash_child() {
             }
         }
         writeln!(out, "STRATA-ACK {i}").unwrap();
+        if auto && writer.auto_compact_stats().running {
+            // Tells the parent when to aim a kill (see `kill_loop`).
+            writeln!(out, "STRATA-COMPACTING").unwrap();
+        }
         out.flush().unwrap();
     }
 }
@@ -181,6 +185,7 @@ fn kill_loop(kills: usize, auto: bool) {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (compacting_tx, compacting) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut last: Option<u64> = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -188,18 +193,30 @@ fn kill_loop(kills: usize, auto: bool) {
                 if let Some((_, n)) = line.rsplit_once("STRATA-ACK ") {
                     last = Some(n.trim().parse().unwrap());
                 }
+                if line.contains("STRATA-COMPACTING") {
+                    let _ = compacting_tx.send(());
+                }
             }
             last
         });
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_micros(2_000 + rng % 40_000));
+        if auto && kill % 2 == 1 {
+            // Every other kill is aimed: a few milliseconds after the child
+            // saw a background compaction running (or after two seconds
+            // without one), so that kills inside compactions do not depend
+            // on how fast this machine compacts.
+            let _ = compacting.recv_timeout(Duration::from_secs(2));
+            std::thread::sleep(Duration::from_micros(rng % 4_000));
+        } else {
+            std::thread::sleep(Duration::from_micros(2_000 + rng % 40_000));
+        }
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
         let acked = reader.join().unwrap();
         let done = acked.map_or(next, |a| a + 1); // steps surely applied: 0..done
-        if files_of_two_generations(dir.path()) {
+        if killed_inside_a_compaction(dir.path()) {
             compactions_interrupted += 1; // killed inside a compaction
         }
         // Every acknowledged step is there; the one in flight may be too.
@@ -238,6 +255,10 @@ fn kill_loop(kills: usize, auto: bool) {
     // A writer can still open (truncating any torn tail) and the state holds.
     let writer = Writer::open(dir.path(), Durability::EveryOp).unwrap();
     assert!(matches(&writer.live(), &model(next), next + 2));
+    assert!(
+        !killed_inside_a_compaction(dir.path()),
+        "a writer's open removes what an interrupted compaction left"
+    );
     eprintln!("{kill} kills (background compaction: {auto}), {next} steps applied, {compactions_interrupted} of them inside a compaction");
     assert!(
         compactions_interrupted >= 3,
@@ -245,23 +266,29 @@ fn kill_loop(kills: usize, auto: bool) {
     );
 }
 
-/// Whether data files of more than one generation are present: a
-/// compaction was between writing the next generation and removing the
-/// previous one when the process died.
-fn files_of_two_generations(dir: &Path) -> bool {
-    let mut gens: Vec<String> = std::fs::read_dir(dir)
+/// Whether the process died inside a compaction: data files of more than
+/// one generation are present (it was between publishing the next
+/// generation's files and removing the previous one), or a staged file
+/// (`.NAME.tmp-PID-SEQ`: the next generation's graph or vectors being
+/// written, or a manifest being replaced).
+fn killed_inside_a_compaction(dir: &Path) -> bool {
+    let names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let is_data = name.starts_with('g')
-                && (name.ends_with(".graph")
-                    || name.ends_with(".vectors")
-                    || name.ends_with(".log"));
-            is_data.then(|| name[..9].to_string())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let staged = names
+        .iter()
+        .any(|n| n.starts_with('.') && n.contains(".tmp-"));
+    let mut gens: Vec<&str> = names
+        .iter()
+        .filter(|n| {
+            n.starts_with('g')
+                && (n.ends_with(".graph") || n.ends_with(".vectors") || n.ends_with(".log"))
         })
+        .map(|n| &n[..9])
         .collect();
     gens.sort();
     gens.dedup();
-    gens.len() > 1
+    staged || gens.len() > 1
 }
