@@ -275,6 +275,17 @@ impl View {
     /// `base` (answers from the generation) merged with the `k` nearest
     /// logged inserts to `query` (by the overlay's beam of width `ef`, or
     /// exactly), both by exact float32 distance.
+    ///
+    /// Each graph gets a beam of the full `ef`. One beam of width `ef` over
+    /// the union of both graphs (entered from each one's descent, both on
+    /// the generation's int8 codes) was measured and is worse: on
+    /// npm-minilm (25k built + 25k logged, one thread) it reached recall@10
+    /// 0.57 at ef 32 and 0.63 at ef 48, because the first graph's
+    /// neighbourhood fills the beam and the other's entry never gets
+    /// expanded; descending level 0 greedily in both first gave 0.74 and
+    /// 0.79, and seeding it with a beam of 16 in each gave 0.90 at ef 16 and
+    /// 0.94 at ef 64, no better than two beams of 16 (0.90) or 32 (0.95). A
+    /// shared budget needs links between the graphs, not a shared beam.
     pub(super) fn merge_logged(
         &self,
         query: &[f32],
