@@ -197,7 +197,8 @@ def main():
     ap.add_argument("--io", default="mmap,auto,uring,pread,willneed,auto+cut,uring+cut",
                     help="I/O modes; MODE+cut adds --rescore-cut (int8 only), MODE+lock "
                          "--lock-graph, MODE+cache a row cache of the cap's share of the vectors")
-    ap.add_argument("--cut", type=float, default=0.1, help="Z of --rescore-cut for MODE+cut")
+    ap.add_argument("--cut", type=float, default=0.05,
+                    help="Z of --rescore-cut for MODE+cut (0.05: the README's recommendation)")
     ap.add_argument("--caps", default="50,25,10", help="percent of the vectors file above the graph")
     ap.add_argument("--queries", type=int, default=5000)
     ap.add_argument("--noise", type=float, default=0.02)
