@@ -204,6 +204,9 @@ def main():
     ap.add_argument("--noise", type=float, default=0.02)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--ef", default="32", help="ef per quantization: one value or q=ef,q=ef")
+    ap.add_argument("--oversample", default="",
+                    help="oversampling per quantization (eval --oversample): one value or q=f,q=f; "
+                         "default: rescore all ef candidates")
     ap.add_argument("--threads", type=int, default=2, help="threads of eval's multi-thread pass")
     ap.add_argument("--fio-seconds", type=int, default=10)
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start runs")
@@ -226,6 +229,10 @@ def main():
     for part in a.ef.split(","):
         k, _, v = part.rpartition("=")
         efs[k or "*"] = int(v)
+    oversamples = {}
+    for part in filter(None, a.oversample.split(",")):
+        k, _, v = part.rpartition("=")
+        oversamples[k or "*"] = v
     cg = Cgroup(f"strata-beyond-ram-{os.getpid()}")
     report = {"queries": a.queries, "noise": a.noise, "threads_mt": a.threads, "runs": []}
     warm_ref = {}
@@ -245,6 +252,10 @@ def main():
                 if cut and quant != "int8":
                     continue
                 opts = ("--rescore-cut", str(a.cut)) if cut else ()
+                over = oversamples.get(quant, oversamples.get("*"))
+                # The warm reference runs at the same operating point.
+                ref_opts = ("--oversample", over) if over else ()
+                opts = (*opts, *ref_opts)
                 if "lock" in flags:
                     opts = (*opts, "--lock-graph")
 
@@ -266,7 +277,8 @@ def main():
                     # The reference, interleaved: warm mapped reads right
                     # before this mode's runs (the shared machine drifts).
                     warm_up_files()
-                    rows, mem, _ = run_eval(strata, index, q, gt, [ef], "mmap", cg, 0, a.threads)
+                    rows, mem, _ = run_eval(strata, index, q, gt, [ef], "mmap", cg, 0, a.threads,
+                                            ref_opts)
                     table.append(("mmap", "warm (ref)", 0, rows[0], mem))
                     warm_ref[quant] = rows[0]["qps_1t"]
                 # Warm: the whole index in the page cache, no cap.
