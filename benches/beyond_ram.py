@@ -196,7 +196,8 @@ def main():
     ap.add_argument("--quant", default="int8,pq,binary")
     ap.add_argument("--io", default="mmap,auto,uring,pread,willneed,auto+cut,uring+cut",
                     help="I/O modes; MODE+cut adds --rescore-cut (int8 only), MODE+lock "
-                         "--lock-graph, MODE+cache a row cache of the cap's share of the vectors")
+                         "--lock-graph, MODE+cache a row cache of the cap's share of the vectors, "
+                         "MODE+codes --no-rescore (answers from the codes alone, no row read)")
     ap.add_argument("--cut", type=float, default=0.05,
                     help="Z of --rescore-cut for MODE+cut (0.05: the README's recommendation)")
     ap.add_argument("--caps", default="50,25,10", help="percent of the vectors file above the graph")
@@ -258,6 +259,8 @@ def main():
                 opts = (*opts, *ref_opts)
                 if "lock" in flags:
                     opts = (*opts, "--lock-graph")
+                if "codes" in flags:
+                    opts = (*opts, "--no-rescore")
 
                 def cache_opts(pct):
                     # The row cache takes the cap's share of the vectors file

@@ -423,7 +423,8 @@ impl Generation {
 
     /// Validates `query`, prepares it into `s.query` and traverses the
     /// graph. `Ok(false)`: `s.found` holds the final answer (no codes, so
-    /// distances are exact). `Ok(true)`: `s.found` holds the candidates to
+    /// distances are exact; or [`SearchParams::rescore`] false, so they are
+    /// the codes' estimates). `Ok(true)`: `s.found` holds the candidates to
     /// rescore (their rows still to be read), closest first by
     /// approximate distance.
     fn traverse_query(
@@ -436,10 +437,14 @@ impl Generation {
     ) -> Result<bool> {
         Self::check_k(k)?;
         let rescore = self.rescore_count(k, params)?;
-        let ef = params.ef.max(k).max(rescore);
+        let ef = if params.rescore {
+            params.ef.max(k).max(rescore)
+        } else {
+            params.ef.max(k)
+        };
         let v = self.view();
         let l = &self.layout;
-        {
+        let traversed = {
             let mut q = std::mem::take(&mut s.query);
             let mut w = std::mem::take(&mut s.weights);
             let mut w8 = std::mem::take(&mut s.weights_i8);
@@ -541,6 +546,26 @@ impl Generation {
             s.weights = w;
             s.weights_i8 = w8;
             result
+        }?;
+        if traversed && !params.rescore {
+            self.answer_from_codes(s, k);
+            return Ok(false);
+        }
+        Ok(traversed)
+    }
+
+    /// Turns the candidates of a traversal on codes into the final answer
+    /// without rescoring ([`SearchParams::rescore`] false): the `k` best
+    /// by code distance, in the metric's units. Only product quantization
+    /// under cosine ranks by another quantity, `‖q − x̂‖²` (see
+    /// [`Generation::traverse_query`]), which is `2 (1 − cos)` for unit
+    /// vectors: halved.
+    fn answer_from_codes(&self, s: &mut Scratch, k: usize) {
+        s.found.truncate(k);
+        if self.layout.quant == Quantization::Pq && self.layout.metric == Metric::Cosine {
+            for c in &mut s.found {
+                c.d *= 0.5;
+            }
         }
     }
 

@@ -166,6 +166,23 @@ impl std::str::FromStr for InsertOrder {
 }
 
 /// Parameters of one search.
+///
+/// ```
+/// use strata::{dataset, BuildParams, Generation, IndexBuilder, SearchParams};
+/// let data = dataset::clustered(1_000, 32, 8, 0.05, 2);
+/// let mut b = IndexBuilder::new(32, BuildParams { seed: Some(2), ..Default::default() })?;
+/// b.add_rows(&data.data)?;
+/// let dir = tempfile::tempdir().unwrap();
+/// b.build()?.write(dir.path())?;
+/// let index = Generation::open(dir.path())?;
+/// // Rescored by the float32 vectors (exact distances) ...
+/// let exact = index.search(data.row(3), 5, &SearchParams { ef: 32, oversample: Some(2.0), ..Default::default() })?;
+/// // ... or from the int8 codes alone: the vectors file is never read.
+/// let codes = index.search(data.row(3), 5, &SearchParams { ef: 32, rescore: false, ..Default::default() })?;
+/// assert_eq!((exact[0].id, codes[0].id), (3, 3));
+/// assert!((codes[0].distance - exact[0].distance).abs() < 0.01);
+/// # Ok::<(), strata::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchParams {
     /// Beam width on level 0. Values below `k` are raised to `k`
@@ -174,8 +191,22 @@ pub struct SearchParams {
     /// How many candidates to rescore with full-precision vectors, as a
     /// multiple of `k` (`ceil(k * oversample)`, and the beam is widened to at
     /// least that). `None` rescores all `max(k, ef)` beam results. Ignored
-    /// when the index has no codes (its distances are already exact).
+    /// when the index has no codes (its distances are already exact), and
+    /// when [`SearchParams::rescore`] is false.
     pub oversample: Option<f32>,
+    /// Whether the beam's candidates are re-ranked by full-precision
+    /// distance, read from the vectors file (the default, `true`). `false`
+    /// answers from the codes alone: the `k` best by code distance, with
+    /// the codes' estimate of the metric's distance (not exact), and the
+    /// vectors file is never read, so nothing of it needs to be cached and
+    /// no disk read is made however little RAM there is. Recall is then
+    /// what the codes give: on npm-minilm int8 codes lose about 0.004
+    /// recall@10 at ef 32 (0.9466 against 0.9508 with `oversample` 2, see
+    /// README), product quantization and one-bit codes far more (0.85 and
+    /// 0.72). Ignored without codes (distances are exact). Through an
+    /// [`Index`](crate::Index) with logged inserts, those are still
+    /// ranked by exact distance (their rows are in memory).
+    pub rescore: bool,
 }
 
 impl Default for SearchParams {
@@ -183,6 +214,7 @@ impl Default for SearchParams {
         SearchParams {
             ef: 64,
             oversample: None,
+            rescore: true,
         }
     }
 }

@@ -37,6 +37,7 @@ fn per_thread_params(t: usize) -> (usize, SearchParams) {
         SearchParams {
             ef: 16 * (t + 1),
             oversample: [None, Some(1.5)][t % 2],
+            ..Default::default()
         },
     )
 }
@@ -154,6 +155,7 @@ fn one_thread_alternating_between_every_kind_of_index() {
         let sp = SearchParams {
             ef: [16, 64, 40][i % 3],
             oversample: [None, Some(1.0), Some(3.0)][i % 3],
+            ..Default::default()
         };
         (k, sp)
     };
@@ -207,6 +209,7 @@ fn search_batch_equals_per_query_search() {
                 SearchParams {
                     ef: 10,
                     oversample: Some(2.0),
+                    ..Default::default()
                 },
             ),
         ] {

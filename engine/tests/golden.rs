@@ -73,6 +73,7 @@ const V1_CRCS: [(&str, usize, u32); 4] = [
 const V1_SETTINGS: [SearchParams; 1] = [SearchParams {
     ef: EF,
     oversample: None,
+    rescore: true,
 }];
 
 /// Search settings recorded for golden-v2: rescoring the whole beam, then
@@ -81,10 +82,12 @@ const V2_SETTINGS: [SearchParams; 2] = [
     SearchParams {
         ef: EF,
         oversample: None,
+        rescore: true,
     },
     SearchParams {
         ef: EF,
         oversample: Some(1.0),
+        rescore: true,
     },
 ];
 

@@ -2085,6 +2085,7 @@ fn hostile_numbers_do_not_panic() {
                 SearchParams {
                     ef: 16,
                     oversample: Some(1.0),
+                    ..Default::default()
                 },
             ] {
                 let hits = index.search(q, 10, &sp).unwrap();
@@ -2149,10 +2150,12 @@ fn hostile_pq_and_binary_numbers_do_not_panic() {
                 SearchParams {
                     ef: 16,
                     oversample: Some(1.0),
+                    ..Default::default()
                 },
                 SearchParams {
                     ef: 64,
                     oversample: Some(3.0),
+                    ..Default::default()
                 },
             ] {
                 let r = catch_unwind(AssertUnwindSafe(|| index.search(q, 10, &sp)));
@@ -2305,6 +2308,7 @@ fn resealed_random_mutations_of_sections_never_panic() {
                                 &SearchParams {
                                     ef: 32,
                                     oversample: Some(1.0),
+                                    ..Default::default()
                                 },
                             );
                         }

@@ -63,6 +63,7 @@ impl Codes {
                 Codes::Binary => Some(8.0),
                 _ => None,
             },
+            ..Default::default()
         }
     }
 }
@@ -187,6 +188,7 @@ fn check_coarse_recall(metric: Metric, codes: Codes) {
         &SearchParams {
             ef: EF,
             oversample: Some(1.0),
+            ..Default::default()
         },
     );
     eprintln!(
@@ -323,6 +325,7 @@ fn distances_follow_the_documented_convention_exactly() {
                 SearchParams {
                     ef: EF,
                     oversample: Some(1.0),
+                    ..Default::default()
                 },
             ] {
                 for q in f.queries.rows().step_by(2) {
@@ -441,6 +444,7 @@ fn more_oversampling_never_lowers_recall() {
             let sp = SearchParams {
                 ef: EF,
                 oversample: Some(o),
+                ..Default::default()
             };
             recall(&search_all(&f.index, &f.queries, K, &sp), &f.truth, K)
         };
@@ -458,6 +462,7 @@ fn more_oversampling_never_lowers_recall() {
         let sp = SearchParams {
             ef: 8,
             oversample: Some(20.0),
+            ..Default::default()
         };
         let hits = f.index.search(f.queries.row(0), K, &sp).unwrap();
         assert_eq!(hits.len(), K);
@@ -481,10 +486,12 @@ fn oversample_one_rescores_only_k_candidates() {
             let narrow = SearchParams {
                 ef: EF,
                 oversample: Some(1.0),
+                ..Default::default()
             };
             let wide = SearchParams {
                 ef: EF,
                 oversample: Some(6.4),
+                ..Default::default()
             };
             for q in f.queries.rows() {
                 let a = f.index.search(q, K, &narrow).unwrap();
@@ -510,6 +517,7 @@ fn invalid_oversample_is_an_error() {
             let sp = SearchParams {
                 ef: EF,
                 oversample: Some(bad),
+                ..Default::default()
             };
             match f.index.search(f.queries.row(0), K, &sp) {
                 Err(Error::InvalidParameter { name, .. }) => assert_eq!(name, "oversample"),

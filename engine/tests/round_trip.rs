@@ -114,6 +114,7 @@ fn mmap_reopen_gives_bit_identical_results() {
                     SearchParams {
                         ef: 32,
                         oversample: Some(2.0),
+                        ..Default::default()
                     },
                     &queries,
                 ),
@@ -121,6 +122,7 @@ fn mmap_reopen_gives_bit_identical_results() {
                     SearchParams {
                         ef: 64,
                         oversample: Some(1.0),
+                        ..Default::default()
                     },
                     &half,
                 ),
@@ -128,6 +130,7 @@ fn mmap_reopen_gives_bit_identical_results() {
                     SearchParams {
                         ef: 64,
                         oversample: Some(8.0),
+                        ..Default::default()
                     },
                     &half,
                 ),
@@ -350,6 +353,7 @@ fn info_reports_each_kind() {
         let sp = SearchParams {
             ef: 40,
             oversample: None,
+            ..Default::default()
         };
         for i in (0..40).step_by(9) {
             let hits = mapped.search(data.row(i), 3, &sp).unwrap();

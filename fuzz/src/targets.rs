@@ -273,6 +273,8 @@ pub struct Query {
     pub ef: usize,
     /// Rescoring factor (values below 1 or non-finite must be rejected).
     pub oversample: Option<f32>,
+    /// Re-rank by the vectors file (false: answer from the codes alone).
+    pub rescore: bool,
 }
 
 /// The vector of a [`Query`].
@@ -304,18 +306,20 @@ fn query_vector(src: &QuerySource, fx: &Fixture, dim: usize) -> Vec<f32> {
 
 /// The queries the `graph_file` and `vectors_file` targets run on any file
 /// that opens: exact and perturbed fixture rows, with and without
-/// rescoring, and `k` above the index size.
+/// rescoring, from the codes alone, and `k` above the index size.
 pub fn default_queries() -> Vec<Query> {
-    let q = |row, noise, k, ef, oversample| Query {
+    let q = |row, noise, k, ef, oversample, rescore| Query {
         source: QuerySource::Row { row, noise },
         k,
         ef,
         oversample,
+        rescore,
     };
     vec![
-        q(0, 0, 5, 16, None),
-        q(7, 20, 3, 0, Some(2.0)),
-        q(13, -50, N + 3, 64, Some(1.0)),
+        q(0, 0, 5, 16, None, true),
+        q(7, 20, 3, 0, Some(2.0), true),
+        q(13, -50, N + 3, 64, Some(1.0), true),
+        q(21, 5, 4, 24, None, false),
     ]
 }
 
@@ -368,6 +372,7 @@ pub fn exercise(index: &Generation, fx: &Fixture, queries: &[Query], probe_ids: 
         let params = SearchParams {
             ef: query.ef,
             oversample: query.oversample,
+            rescore: query.rescore,
         };
         if let Ok(hits) = index.search(&v, query.k, &params) {
             check_results(index, &hits, query.k, &format!("search {qi}"));
@@ -709,6 +714,7 @@ impl SearchCase {
                     q[4] as usize
                 },
                 oversample: OVERSAMPLE[q[5] as usize % OVERSAMPLE.len()],
+                rescore: q[5] & 0x80 == 0,
             });
         }
         let probe_ids =
@@ -754,7 +760,8 @@ impl SearchCase {
                     (None, None) => true,
                     _ => false,
                 })
-                .expect("an oversample value of the table") as u8;
+                .expect("an oversample value of the table") as u8
+                | if q.rescore { 0 } else { 0x80 };
             out.extend_from_slice(&b);
         }
         for q in &self.queries {
@@ -1152,18 +1159,21 @@ pub fn search_seed_cases() -> Vec<(String, SearchCase)> {
             k: 5,
             ef: 16,
             oversample: None,
+            rescore: true,
         },
         Query {
             source: QuerySource::Row { row: 11, noise: 40 },
             k: 10,
             ef: 4,
             oversample: Some(2.0),
+            rescore: false,
         },
         Query {
             source: QuerySource::Raw((0..DIM).map(|j| j as f32 * 0.1 - 1.0).collect()),
             k: 50,
             ef: 64,
             oversample: Some(1.5),
+            rescore: true,
         },
     ];
     let probe_ids = vec![Fixture::id(5), 7, u64::MAX];

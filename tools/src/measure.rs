@@ -78,6 +78,8 @@ pub struct EvalRow {
     pub k: usize,
     pub ef: usize,
     pub oversample: Option<f32>,
+    /// False: answered from the codes alone (`--no-rescore`).
+    pub rescore: bool,
     pub recall: f64,
     /// Queries one at a time, one thread (per-query latency measured).
     pub qps_1t: f64,
@@ -184,6 +186,7 @@ pub fn measure<S: Searcher>(
         k,
         ef: params.ef,
         oversample: params.oversample,
+        rescore: params.rescore,
         recall: recall(&results, truth, k.min(index.len())),
         qps_1t: nq as f64 / single,
         qps_batch_1t: nq as f64 / batch_single,
@@ -209,7 +212,10 @@ pub fn print_table(rows: &[EvalRow]) {
         "k", "ef", "oversample", "recall", "qps_1t", "qps_batch_1t", "qps_mt", "p50_us", "p99_us"
     );
     for r in rows {
-        let os = r.oversample.map_or("-".to_string(), |o| format!("{o}"));
+        let os = match (r.rescore, r.oversample) {
+            (false, _) => "codes".to_string(),
+            (true, o) => o.map_or("-".to_string(), |o| format!("{o}")),
+        };
         println!(
             "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>12.0} {:>10.0} {:>9.1} {:>9.1}",
             r.k, r.ef, os, r.recall, r.qps_1t, r.qps_batch_1t, r.qps_mt, r.p50_us, r.p99_us

@@ -25,6 +25,10 @@ pub struct Args {
     /// Oversampling factors to sweep (default: rescore all max(k, ef) candidates).
     #[arg(long, value_delimiter = ',')]
     pub oversample: Vec<f32>,
+    /// Answer from the codes alone: the vectors file is never read, and
+    /// distances are the codes' estimates (see `SearchParams::rescore`).
+    #[arg(long)]
+    pub no_rescore: bool,
     /// Threads for the multi-thread pass (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -119,6 +123,7 @@ pub fn run(a: Args) -> CliResult {
         let params = SearchParams {
             ef: a.ef.first().copied().unwrap_or(64),
             oversample: oversamples[0],
+            rescore: !a.no_rescore,
         };
         for q in queries.rows() {
             index.search(q, a.k, &params)?;
@@ -139,7 +144,11 @@ pub fn run(a: Args) -> CliResult {
                 &queries.data,
                 &truth,
                 a.k,
-                &SearchParams { ef, oversample },
+                &SearchParams {
+                    ef,
+                    oversample,
+                    rescore: !a.no_rescore,
+                },
                 &pool,
                 !a.no_warmup,
             )?;

@@ -21,6 +21,10 @@ pub struct Args {
     /// Rescore ceil(k * oversample) candidates (default: all max(k, ef)).
     #[arg(long)]
     pub oversample: Option<f32>,
+    /// Answer from the codes alone: the vectors file is never read, and
+    /// distances are the codes' estimates (see `SearchParams::rescore`).
+    #[arg(long)]
+    pub no_rescore: bool,
     /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default or `-`: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -35,6 +39,7 @@ pub fn run(a: Args) -> CliResult {
     let params = SearchParams {
         ef: a.ef,
         oversample: a.oversample,
+        rescore: !a.no_rescore,
     };
     let results = index.search_batch(&queries, a.k, &params)?;
     let output = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
