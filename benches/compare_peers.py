@@ -46,7 +46,7 @@ try:
 except ImportError:  # pragma: no cover
     die("numpy is missing: pip install -r benches/requirements.txt")
 
-KNOWN_PEERS = ("hnswlib", "faiss", "faiss-pq", "usearch")
+KNOWN_PEERS = ("hnswlib", "faiss", "faiss-pq", "usearch", "svs-lvq8", "svs-lvq4x8", "svs-f16")
 KNOWN_QUANT = ("int8", "none", "f16", "pq", "binary")
 
 
@@ -80,6 +80,11 @@ class Peer:
     def search(self, q, k: int, ef: int):
         """Return an (nq, k) int64 label array; the caller times this call."""
         raise NotImplementedError
+
+    @classmethod
+    def unavailable(cls):
+        """Why this peer cannot run on this machine, or None."""
+        return None
 
     def path(self, work_dir: Path) -> Path:
         return work_dir / f"{self.stem}_M{self.args.m}_efc{self.args.ef_construction}.{self.file_ext}"
@@ -213,7 +218,112 @@ class UsearchPeer(Peer):
         return self.index.search(q, k, threads=1).keys
 
 
-PEER_CLASSES = {c.name: c for c in (HnswlibPeer, FaissPeer, FaissPQRefinePeer, UsearchPeer)}
+class SvsPeer(Peer):
+    """Intel SVS (pip `scalable-vs`): a Vamana graph over LVQ codes, no float32 copy.
+
+    Built as the strongest configuration found for npm-minilm (issue 12): alpha 0.95
+    (SVS's choice for inner product), max degree 2 M, window ef_construction, LVQ with
+    32-byte padding, inner product (the vectors are unit norm, so it ranks as cosine).
+    `ef` is SVS's search window size. SVS refuses LVQ on non-Intel CPUs
+    ("LVQ and Leanvec functionality of SVS is not supported on non-Intel hardware"):
+    `unavailable` probes that with a tiny build, and the run then skips the peer.
+    """
+
+    name, stem, file_ext = "svs-lvq8", "svs_lvq8", "svs"
+    primary, residual = 8, 0
+
+    def _loader(self, raw, d):
+        import svs
+
+        return svs.LVQLoader(svs.VectorDataLoader(str(raw), svs.DataType.float32, dims=d),
+                             primary=self.primary, residual=self.residual, padding=32)
+
+    @classmethod
+    def unavailable(cls):
+        # SVS ends the process (it does not raise) when LVQ is unsupported, so
+        # the probe, a tiny LVQ build, runs in a child process.
+        probe = f"""
+import numpy as np, svs, tempfile, os
+with tempfile.TemporaryDirectory() as tmp:
+    raw = os.path.join(tmp, "probe.fvecs")
+    svs.write_vecs(np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32), raw)
+    loader = svs.LVQLoader(svs.VectorDataLoader(raw, svs.DataType.float32, dims=32),
+                           primary={cls.primary}, residual={cls.residual}, padding=32)
+    svs.Vamana.build(svs.VamanaBuildParameters(graph_max_degree=8, window_size=16), loader,
+                     svs.DistanceType.MIP, num_threads=1)
+print("ok")
+"""
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+        if r.returncode == 0 and r.stdout.strip().endswith("ok"):
+            return None
+        text = (r.stdout + r.stderr).strip().splitlines()
+        return text[-1] if text else f"the LVQ probe exited with {r.returncode}"
+
+    def build(self):
+        import svs
+
+        n, d = self.base.shape
+        raw = self.path(resolve(self.args.work_dir)).with_suffix(".fvecs")
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        svs.write_vecs(np.ascontiguousarray(self.base), str(raw))
+        params = svs.VamanaBuildParameters(alpha=0.95, graph_max_degree=2 * self.args.m,
+                                           window_size=self.args.ef_construction)
+        t0 = time.perf_counter()
+        self.index = svs.Vamana.build(params, self._loader(raw, d), svs.DistanceType.MIP,
+                                      num_threads=self.args.build_threads)
+        dt = time.perf_counter() - t0
+        raw.unlink()
+        return {"build_s": dt}
+
+    def save(self, path):
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        self.index.save(str(path / "config"), str(path / "graph"), str(path / "data"))
+
+    def set_search_threads(self):
+        self.index.num_threads = 1
+
+    def search(self, q, k, ef):
+        self.index.search_window_size = max(ef, k)
+        labels, _ = self.index.search(q, k)
+        return labels
+
+
+class SvsLvq4x8Peer(SvsPeer):
+    """SVS with two-level LVQ: 4-bit primary codes traversed, 8-bit residuals re-rank."""
+
+    name, stem = "svs-lvq4x8", "svs_lvq4x8"
+    primary, residual = 4, 8
+
+
+class SvsF16Peer(SvsPeer):
+    """SVS's Vamana graph over float16 vectors (runs on any x86 CPU, unlike LVQ)."""
+
+    name, stem = "svs-f16", "svs_f16"
+
+    @classmethod
+    def unavailable(cls):
+        try:
+            import svs  # noqa: F401
+        except ImportError:
+            return "svs is not installed (pip install scalable-vs)"
+        return None
+
+    def build(self):
+        import svs
+
+        params = svs.VamanaBuildParameters(alpha=0.95, graph_max_degree=2 * self.args.m,
+                                           window_size=self.args.ef_construction)
+        data = np.ascontiguousarray(self.base.astype(np.float16))
+        t0 = time.perf_counter()
+        self.index = svs.Vamana.build(params, data, svs.DistanceType.MIP,
+                                      num_threads=self.args.build_threads)
+        return {"build_s": time.perf_counter() - t0}
+
+
+PEER_CLASSES = {c.name: c for c in (HnswlibPeer, FaissPeer, FaissPQRefinePeer, UsearchPeer,
+                                    SvsPeer, SvsLvq4x8Peer, SvsF16Peer)}
 
 
 # --------------------------------------------------------------------------- strata
@@ -275,11 +385,14 @@ def main(argv=None):
                     help="interleaved builds per engine (median reported; last one is searched)")
     ap.add_argument("--build-threads", type=int, default=os.cpu_count() or 2,
                     help="threads for every engine's build (all cores)")
-    ap.add_argument("--target-recall", type=float, default=0.95)
+    ap.add_argument("--target-recall", default="0.95",
+                    help="recall@k targets, comma-separated (QPS ratios are reported at each)")
     ap.add_argument("--work-dir", default=common.DEFAULT_WORK_DIR)
     ap.add_argument("--peers", default="hnswlib,faiss",
                     help=f"comma list from {','.join(KNOWN_PEERS)} ('' for none)")
-    ap.add_argument("--quantization", default="int8,none", help="strata variants (--quantization of strata build)")
+    ap.add_argument("--quantization", default="int8,none",
+                    help="strata variants: a --quantization of strata build, optionally +codes "
+                         "(the same index searched with --no-rescore: answers from the codes alone)")
     ap.add_argument("--oversample", type=float, default=None,
                     help="strata: rescore ceil(k * oversample) candidates (default: the engine's, max(k, ef))")
     ap.add_argument("--pq-m", type=int, default=96, help="faiss-pq: PQ sub-quantizers (8 bits each)")
@@ -308,9 +421,17 @@ def main(argv=None):
     for p in peers:
         if p not in PEER_CLASSES:
             die(f"unknown peer {p!r}; choose from {','.join(KNOWN_PEERS)}")
+    skipped = {}
+    for p in list(peers):
+        why = PEER_CLASSES[p].unavailable()
+        if why:
+            print(f"warning: peer {p} skipped: {why}", file=sys.stderr, flush=True)
+            skipped[p] = why
+            peers.remove(p)
+    targets = parse_list(args.target_recall, float)
     quants = [] if args.peers_only else parse_list(args.quantization)
     for qz in quants:
-        if qz not in KNOWN_QUANT:
+        if qz.split("+")[0] not in KNOWN_QUANT:
             print(f"warning: quantization {qz!r} is not one of {KNOWN_QUANT}; passing it through", file=sys.stderr)
 
     paths = common.dataset_paths(args.data_dir)
@@ -335,9 +456,16 @@ def main(argv=None):
 
     # ---------------------------------------------------------------- builds
     peer_objs = {p: PEER_CLASSES[p](args, base) for p in peers}
-    strata_dirs = {f"strata-{qz}": work_dir / f"strata-{qz}" for qz in quants}
-    strata_quant = {f"strata-{qz}": qz for qz in quants}
-    builders = peers[:1] + list(strata_dirs) + peers[1:]  # hnswlib, strata..., other peers
+    # A variant QUANT+codes searches the QUANT index with --no-rescore: built once.
+    strata_dirs = {f"strata-{qz}": work_dir / f"strata-{qz.split('+')[0]}" for qz in quants}
+    strata_quant = {f"strata-{qz}": qz.split("+")[0] for qz in quants}
+    strata_extra = {f"strata-{qz}": (["--no-rescore"] if "codes" in qz.split("+")[1:] else [])
+                    for qz in quants}
+    built_dirs = {}
+    for e, d in strata_dirs.items():
+        built_dirs.setdefault(d, e)
+    strata_builders = list(built_dirs.values())
+    builders = peers[:1] + strata_builders + peers[1:]  # hnswlib, strata..., other peers
     builds = {e: [] for e in builders}
     for r in range(args.build_rounds):
         order = builders if r % 2 == 0 else builders[::-1]
@@ -397,8 +525,9 @@ def main(argv=None):
                         row["p99_us"] = float(np.percentile(lat, 99) * 1e6)
                     raw[e][ef].append(row)
             else:
+                extra = (["--oversample", str(args.oversample)] if args.oversample else []) + strata_extra[e]
                 res = common.run_strata_eval(strata, strata_dirs[e], dp["query"], gt_arg, args.k, efs, threads=1,
-                                              extra_args=(["--oversample", str(args.oversample)] if args.oversample else []))
+                                              extra_args=extra)
                 strata_calls.append({"engine": e, "round": r, "wall_s": res["wall_s"], "cmd": res["cmd"],
                                      "other": res["other"], "non_json": res["non_json"][:20]})
                 for ef in efs:
@@ -406,7 +535,7 @@ def main(argv=None):
                     row["round"] = r
                     raw[e][ef].append(row)
             summary = ", ".join(f"{ef}:{raw[e][ef][-1]['qps_1t']:.0f}" for ef in efs)
-            print(f"  {e:<14} qps by ef {summary}", flush=True)
+            print(f"  {e:<18} qps by ef {summary}", flush=True)
 
     # ---------------------------------------------------------------- aggregate
     base_engine = "hnswlib" if "hnswlib" in engines else None
@@ -432,31 +561,33 @@ def main(argv=None):
                 per_round = [x["qps_1t"] / y["qps_1t"] for x, y in zip(raw[e][ef], raw[base_engine][ef])]
                 a["qps_ratio_vs_hnswlib_median_of_rounds"] = median(per_round)
 
-    at_target = {}
-    for e in engines:
-        hit = next((ef for ef in efs if agg[e][ef]["recall"] is not None
-                    and agg[e][ef]["recall"] >= args.target_recall), None)
-        if hit is None:
-            best = max(efs, key=lambda ef: agg[e][ef]["recall"] or 0)
-            at_target[e] = {"reached": False, "max_recall": agg[e][best]["recall"], "at_ef": best}
-        else:
-            at_target[e] = {"reached": True, "ef": hit, "recall": agg[e][hit]["recall"],
-                            "qps_median": agg[e][hit]["qps_median"],
-                            "qps_rounds": [x["qps_1t"] for x in raw[e][hit]]}
-
-    target_ratios = {}
-    for s in strata_dirs:
-        for p in peers:
-            ts, tp = at_target.get(s), at_target.get(p)
-            if ts and tp and ts["reached"] and tp["reached"]:
-                per_round = [a / b for a, b in zip(ts["qps_rounds"], tp["qps_rounds"])]
-                target_ratios[f"{s}/{p}"] = {
-                    "ratio_of_medians": ts["qps_median"] / tp["qps_median"],
-                    "median_of_round_ratios": median(per_round),
-                    "ef": {s: ts["ef"], p: tp["ef"]},
-                }
+    at_targets, ratios_at = {}, {}
+    for target in targets:
+        at_target = {}
+        for e in engines:
+            hit = next((ef for ef in efs if agg[e][ef]["recall"] is not None
+                        and agg[e][ef]["recall"] >= target), None)
+            if hit is None:
+                best = max(efs, key=lambda ef: agg[e][ef]["recall"] or 0)
+                at_target[e] = {"reached": False, "max_recall": agg[e][best]["recall"], "at_ef": best}
             else:
-                target_ratios[f"{s}/{p}"] = None
+                at_target[e] = {"reached": True, "ef": hit, "recall": agg[e][hit]["recall"],
+                                "qps_median": agg[e][hit]["qps_median"],
+                                "qps_rounds": [x["qps_1t"] for x in raw[e][hit]]}
+        target_ratios = {}
+        for s in strata_dirs:
+            for p in peers:
+                ts, tp = at_target.get(s), at_target.get(p)
+                if ts and tp and ts["reached"] and tp["reached"]:
+                    per_round = [a / b for a, b in zip(ts["qps_rounds"], tp["qps_rounds"])]
+                    target_ratios[f"{s}/{p}"] = {
+                        "ratio_of_medians": ts["qps_median"] / tp["qps_median"],
+                        "median_of_round_ratios": median(per_round),
+                        "ef": {s: ts["ef"], p: tp["ef"]},
+                    }
+                else:
+                    target_ratios[f"{s}/{p}"] = None
+        at_targets[target], ratios_at[target] = at_target, target_ratios
 
     # ---------------------------------------------------------------- memory (fresh processes)
     memory = {}
@@ -468,7 +599,8 @@ def main(argv=None):
             except Exception as ex:  # memory is a side measurement; do not lose the run
                 print(f"  warning: {p} RSS measurement failed: {ex}", file=sys.stderr)
         for s, d in strata_dirs.items():
-            memory[s] = common.measure_strata_rss(strata, d, dp["query"], gt_arg, args.k, args.memory_ef)
+            memory[s] = common.measure_strata_rss(strata, d, dp["query"], gt_arg, args.k, args.memory_ef,
+                                                  extra_args=strata_extra[s])
             memory[s]["engine"] = s
 
     # ---------------------------------------------------------------- report
@@ -484,11 +616,11 @@ def main(argv=None):
         extra = ""
         if "train_s" in builds[e][-1]:
             extra = f" (train {builds[e][-1]['train_s']:.1f}s)"
-        print(f"  {e:<14} {build_median[e]:8.1f} s{extra}{ratio}")
+        print(f"  {e:<18} {build_median[e]:8.1f} s{extra}{ratio}")
 
     print(f"\nSearch, single thread: recall@{args.k}, median QPS over rounds, QPS ratio vs hnswlib at the same ef")
     has_lat = any(agg[e][efs[0]]["p50_us"] is not None for e in engines)
-    hdr = f"  {'engine':<14}{'ef':>5}{'recall':>9}{'QPS':>10}{'spread':>8}{'vs hnswlib':>12}"
+    hdr = f"  {'engine':<18}{'ef':>5}{'recall':>9}{'QPS':>10}{'spread':>8}{'vs hnswlib':>12}"
     if has_lat:
         hdr += f"{'p50 us':>9}{'p99 us':>9}"
     print(hdr)
@@ -498,7 +630,7 @@ def main(argv=None):
             a = agg[e][ef]
             spread = (a["qps_max"] - a["qps_min"]) / a["qps_median"] * 100
             ratio = a.get("qps_ratio_vs_hnswlib")
-            line = (f"  {e:<14}{ef:>5}{a['recall']:>9.4f}{a['qps_median']:>10.0f}{spread:>7.0f}%"
+            line = (f"  {e:<18}{ef:>5}{a['recall']:>9.4f}{a['qps_median']:>10.0f}{spread:>7.0f}%"
                     f"{'-' if ratio is None else f'x{ratio:.2f}':>12}")
             if has_lat:
                 p50, p99 = a["p50_us"], a["p99_us"]
@@ -507,19 +639,21 @@ def main(argv=None):
     if args.peer_latency:
         print("  (peer p50/p99 are one-query-at-a-time calls from Python: they include call overhead)")
 
-    print(f"\nAt recall@{args.k} >= {args.target_recall} (smallest ef in --efs reaching it):")
-    for e in engines:
-        t = at_target[e]
-        if t["reached"]:
-            print(f"  {e:<14} ef={t['ef']:<4} recall {t['recall']:.4f}  {t['qps_median']:.0f} QPS")
-        else:
-            print(f"  {e:<14} not reached (max recall {t['max_recall']:.4f} at ef={t['at_ef']})")
-    for key, v in target_ratios.items():
-        if v is None:
-            print(f"  {key}: n/a (target not reached by both)")
-        else:
-            print(f"  QPS ratio {key}: x{v['ratio_of_medians']:.2f} "
-                  f"(median of per-round ratios x{v['median_of_round_ratios']:.2f})")
+    for target in targets:
+        at_target, target_ratios = at_targets[target], ratios_at[target]
+        print(f"\nAt recall@{args.k} >= {target} (smallest ef in --efs reaching it):")
+        for e in engines:
+            t = at_target[e]
+            if t["reached"]:
+                print(f"  {e:<18} ef={t['ef']:<4} recall {t['recall']:.4f}  {t['qps_median']:.0f} QPS")
+            else:
+                print(f"  {e:<18} not reached (max recall {t['max_recall']:.4f} at ef={t['at_ef']})")
+        for key, v in target_ratios.items():
+            if v is None:
+                print(f"  {key}: n/a (target not reached by both)")
+            else:
+                print(f"  QPS ratio {key}: x{v['ratio_of_medians']:.2f} "
+                      f"(median of per-round ratios x{v['median_of_round_ratios']:.2f})")
 
     if memory:
         summ = {}
@@ -542,12 +676,13 @@ def main(argv=None):
                                    if base_engine else None),
         "search_raw": {e: {str(ef): v for ef, v in d.items()} for e, d in raw.items()},
         "search": {e: {str(ef): v for ef, v in d.items()} for e, d in agg.items()},
-        "target_recall": args.target_recall,
-        "at_target": at_target,
-        "target_qps_ratios": target_ratios,
+        "target_recall": targets,
+        "at_target": {str(t): v for t, v in at_targets.items()},
+        "target_qps_ratios": {str(t): v for t, v in ratios_at.items()},
         "strata_calls": strata_calls,
         "round_loadavg": round_load,
         "memory": memory,
+        "skipped_peers": skipped,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))

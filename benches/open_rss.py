@@ -48,7 +48,8 @@ DEFAULT_STRATA = "target/release/strata"
 DEFAULT_WORK_DIR = "bench-out"
 BUILD_HINT = "run `cargo build --release -p strata-cli` from the repo root first"
 
-PEER_ENGINES_WITH_RSS = ("hnswlib", "faiss", "faiss-pq", "usearch", "usearch-view")
+PEER_ENGINES_WITH_RSS = ("hnswlib", "faiss", "faiss-pq", "usearch", "usearch-view", "svs-lvq8", "svs-lvq4x8",
+                         "svs-f16")
 
 
 # --------------------------------------------------------------------------- paths / data
@@ -452,6 +453,9 @@ if engine == "hnswlib":
 elif engine.startswith("faiss"):
     import faiss
     faiss.omp_set_num_threads(1)
+elif engine.startswith("svs"):
+    import os as _os
+    import svs
 else:
     from usearch.index import Index
 before = status()
@@ -461,6 +465,14 @@ if engine == "hnswlib":
     idx.load_index(args["path"])
 elif engine.startswith("faiss"):
     idx = faiss.read_index(args["path"])
+elif engine.startswith("svs"):
+    # compare_peers.py saves config/, graph/ and data/ under one directory.
+    root = args["path"]
+    data_dir = _os.path.join(root, "data")
+    data = (svs.VectorDataLoader(data_dir, svs.DataType.float16) if engine == "svs-f16"
+            else svs.LVQLoader(data_dir, padding=32))
+    idx = svs.Vamana(_os.path.join(root, "config"), svs.GraphLoader(_os.path.join(root, "graph")),
+                     data, svs.DistanceType.MIP, num_threads=1)
 else:
     idx = Index.restore(args["path"], view=(engine == "usearch-view"))
 load_ms = (time.perf_counter() - t0) * 1e3
@@ -478,6 +490,10 @@ elif engine.startswith("faiss"):
     else:
         faiss.downcast_index(idx).hnsw.efSearch = ef
         _, labels = idx.search(q, k)
+elif engine.startswith("svs"):
+    idx.num_threads = 1
+    idx.search_window_size = ef
+    labels, _ = idx.search(q, k)
 else:
     idx.expansion_search = ef
     labels = idx.search(q, k, threads=1).keys
@@ -646,7 +662,7 @@ def _summarise(runs: list[dict]) -> dict:
 def print_memory_table(summaries: dict, title: str):
     """summaries: {(engine, cache): summary}"""
     print(f"\n{title}")
-    hdr = (f"{'engine':<16}{'cache':<6}{'n':>3}{'open ms':>10}{'RSS open':>13}{'RSS queries':>13}"
+    hdr = (f"{'engine':<19}{'cache':<6}{'n':>3}{'open ms':>10}{'RSS open':>13}{'RSS queries':>13}"
            f"{'file/anon':>22}{'index files':>13}{'RSS/size':>10}")
     print(hdr)
     print("-" * len(hdr))
@@ -659,7 +675,7 @@ def print_memory_table(summaries: dict, title: str):
         else:
             fa = f"{fmt_kb(s.get('rss_file_after_queries_kb'))}/{fmt_kb(s.get('rss_anon_after_queries_kb'))}"
         ratio = s.get("rss_queries_over_file_size")
-        print(f"{engine:<16}{cache:<6}{s['n']:>3}{s.get('open_ms', float('nan')):>10.1f}{fmt_kb(ro):>13}"
+        print(f"{engine:<19}{cache:<6}{s['n']:>3}{s.get('open_ms', float('nan')):>10.1f}{fmt_kb(ro):>13}"
               f"{fmt_kb(rq):>13}{fa:>22}{fmt_bytes(s.get('index_file_bytes')):>13}"
               f"{'-' if ratio is None else f'{ratio:.2f}':>10}")
     print("  peers: RSS is the delta over a Python process that already imported numpy + the library "
