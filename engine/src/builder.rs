@@ -11,7 +11,7 @@ use crate::format::writer::{GraphWriter, VectorsWriter};
 use crate::format::{ELEMENT_F32, FORMAT_VERSION};
 use crate::fsio::{sync_dir, temp_path, TempFile};
 use crate::generation::Generation;
-use crate::graph::build::{build_graph, BuiltGraph, GraphInput, Int8Codes};
+use crate::graph::build::{build_graph, BuiltGraph, GraphInput, Int8Codes, Pass};
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
 use crate::quant::pq;
@@ -27,6 +27,9 @@ use std::path::Path;
 pub enum BuildStage {
     /// Inserting nodes into the graph (`done` of `total` nodes).
     Insert,
+    /// Re-selecting level-0 neighbours in the finished graph
+    /// ([`BuildParams::refine`](crate::BuildParams::refine); `done` of `total` nodes).
+    Refine,
     /// Training the quantizer and encoding codes.
     Quantize,
     /// Laying out the files.
@@ -419,10 +422,15 @@ impl IndexBuilder {
             codes: int8_codes,
             order: insert_order,
             order_barrier: barrier,
+            refine: p.refine,
         };
-        let report = |done| {
+        let report = |pass, done| {
+            let stage = match pass {
+                Pass::Insert => BuildStage::Insert,
+                Pass::Refine => BuildStage::Refine,
+            };
             progress(BuildProgress {
-                stage: BuildStage::Insert,
+                stage,
                 done,
                 total: n,
             })
@@ -475,6 +483,15 @@ impl IndexBuilder {
         h.update(&(self.params.pq_m.unwrap_or(0) as u64).to_le_bytes());
         h.update(&(self.params.pq_train_size as u64).to_le_bytes());
         h.update(&self.params.int8_clip.to_le_bytes());
+        // Choices that change the graph of the same rows change the id;
+        // each is hashed only when it is not the default's graph, so that
+        // ids of earlier builds (and the golden files) stay as they were.
+        if self.params.insert_order.groups(self.ids.len()) {
+            h.update(b"insert order: locality");
+        }
+        if self.params.refine {
+            h.update(b"refine");
+        }
         let mix = seed ^ ((h.finalize() as u64) << 29);
         rand_chacha::ChaCha8Rng::seed_from_u64(mix).gen()
     }

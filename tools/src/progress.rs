@@ -29,6 +29,10 @@ impl BuildBar {
     pub fn update(&self, p: BuildProgress) {
         match p.stage {
             BuildStage::Insert => self.bar.set_position(p.done as u64),
+            BuildStage::Refine => {
+                self.bar.set_message("refining");
+                self.bar.set_position(p.done as u64)
+            }
             BuildStage::Quantize => self.bar.set_message("quantizing"),
             BuildStage::Assemble => self.bar.set_message("writing"),
         }
