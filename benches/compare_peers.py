@@ -329,12 +329,12 @@ PEER_CLASSES = {c.name: c for c in (HnswlibPeer, FaissPeer, FaissPQRefinePeer, U
 # --------------------------------------------------------------------------- strata
 
 
-def strata_build(args, strata: Path, base: Path, out_dir: Path, quant: str) -> dict:
+def strata_build(args, strata: Path, base: Path, out_dir: Path, quant: str, extra=()) -> dict:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     cmd = [str(strata), "build", "--input", str(base), "--out", str(out_dir), "--metric", "cosine",
            "--m", str(args.m), "--ef-construction", str(args.ef_construction), "--quantization", quant,
-           "--threads", str(args.build_threads), "--seed", "1"]
+           "--threads", str(args.build_threads), "--seed", "1", *extra]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -391,8 +391,9 @@ def main(argv=None):
     ap.add_argument("--peers", default="hnswlib,faiss",
                     help=f"comma list from {','.join(KNOWN_PEERS)} ('' for none)")
     ap.add_argument("--quantization", default="int8,none",
-                    help="strata variants: a --quantization of strata build, optionally +codes "
-                         "(the same index searched with --no-rescore: answers from the codes alone)")
+                    help="strata variants: a --quantization of strata build, optionally +refine "
+                         "(built with --refine) and +codes (searched with --no-rescore: answers "
+                         "from the codes alone), e.g. int8+refine+codes")
     ap.add_argument("--oversample", type=float, default=None,
                     help="strata: rescore ceil(k * oversample) candidates (default: the engine's, max(k, ef))")
     ap.add_argument("--pq-m", type=int, default=96, help="faiss-pq: PQ sub-quantizers (8 bits each)")
@@ -456,10 +457,19 @@ def main(argv=None):
 
     # ---------------------------------------------------------------- builds
     peer_objs = {p: PEER_CLASSES[p](args, base) for p in peers}
-    # A variant QUANT+codes searches the QUANT index with --no-rescore: built once.
-    strata_dirs = {f"strata-{qz}": work_dir / f"strata-{qz.split('+')[0]}" for qz in quants}
+    # A variant QUANT+refine builds with --refine; QUANT[+refine]+codes searches
+    # that index with --no-rescore (each index is built once).
+    def flags(qz):
+        return qz.split("+")[1:]
+
+    def index_name(qz):
+        return "-".join([qz.split("+")[0]] + (["refine"] if "refine" in flags(qz) else []))
+
+    strata_dirs = {f"strata-{qz}": work_dir / f"strata-{index_name(qz)}" for qz in quants}
     strata_quant = {f"strata-{qz}": qz.split("+")[0] for qz in quants}
-    strata_extra = {f"strata-{qz}": (["--no-rescore"] if "codes" in qz.split("+")[1:] else [])
+    strata_build_extra = {f"strata-{qz}": (["--refine"] if "refine" in flags(qz) else [])
+                          for qz in quants}
+    strata_extra = {f"strata-{qz}": (["--no-rescore"] if "codes" in flags(qz) else [])
                     for qz in quants}
     built_dirs = {}
     for e, d in strata_dirs.items():
@@ -474,7 +484,8 @@ def main(argv=None):
             if e in peer_objs:
                 info = peer_objs[e].build()
             else:
-                info = strata_build(args, strata, paths["base"], strata_dirs[e], strata_quant[e])
+                info = strata_build(args, strata, paths["base"], strata_dirs[e], strata_quant[e],
+                                    strata_build_extra[e])
             builds[e].append(info)
             print(f"{info['build_s']:.1f}s", flush=True)
     index_paths = {}
