@@ -253,8 +253,12 @@ impl Builder<'_> {
             );
         });
         let mut pool = seen.into_inner();
-        pool.sort_unstable();
-        pool.truncate(REFINE_POOL * self.input.ef_construction);
+        let keep = REFINE_POOL * self.input.ef_construction;
+        if pool.len() > keep {
+            // The closest `keep`, in no order (all are re-ranked below).
+            pool.select_nth_unstable(keep);
+            pool.truncate(keep);
+        }
         let mut ids: Vec<u32> = pool.iter().map(|c| c.id).collect();
         let mut mine = Vec::with_capacity(self.links.m0);
         self.links.read(0, q, &mut mine);

@@ -38,13 +38,24 @@ pub(crate) fn select_robust(
     between: impl Fn(u32, u32) -> f32,
 ) {
     out.clear();
+    // Per candidate, how many of the first kept neighbours it is known to
+    // pass: passing at one factor passes at every larger one, and `out`
+    // only grows, so a later pass resumes there instead of recomputing.
+    let mut passed = vec![0usize; sorted.len()];
     for &alpha in alphas {
-        for c in sorted {
+        for (c, done) in sorted.iter().zip(passed.iter_mut()) {
             if out.len() >= max {
                 return;
             }
-            if !out.contains(&c.id) && out.iter().all(|&r| alpha * between(c.id, r) >= c.d) {
+            if *done == usize::MAX {
+                continue;
+            }
+            while *done < out.len() && alpha * between(c.id, out[*done]) >= c.d {
+                *done += 1;
+            }
+            if *done == out.len() && !out.contains(&c.id) {
                 out.push(c.id);
+                *done = usize::MAX;
             }
         }
     }
