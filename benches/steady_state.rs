@@ -164,6 +164,7 @@ fn main() {
         options: CompactOptions {
             retrain: false,
             threads: a.compact_threads,
+            ..Default::default()
         },
     };
     let writer = Arc::new(

@@ -48,8 +48,8 @@ pub struct BuildParams {
     /// (10.8-11.7k against 9.6-10.0k, +15 %). The build takes 2.4-2.8× as
     /// long (13.8 s against 5.5 s at 50k, 2 threads). Re-applying
     /// the insertion's own heuristic (factor 1 only) instead lost recall
-    /// on clustered data. Off by default; compaction does not apply it (a
-    /// compacted generation is built with the defaults).
+    /// on clustered data. Off by default. The files do not record it:
+    /// compaction applies it only with `CompactOptions::refine`.
     pub refine: bool,
 }
 

@@ -207,6 +207,7 @@ fn batches_are_whole_after_every_kill() {
             w.compact(CompactOptions {
                 retrain: false,
                 threads: 1,
+                ..Default::default()
             })
             .unwrap();
         }

@@ -115,6 +115,7 @@ fn crash_child() {
             options: CompactOptions {
                 retrain: false,
                 threads: 1,
+                ..Default::default()
             },
         }),
     };
@@ -132,6 +133,7 @@ fn crash_child() {
                     .compact(CompactOptions {
                         retrain: false,
                         threads: 1,
+                        ..Default::default()
                     })
                     .unwrap();
             }

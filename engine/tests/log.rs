@@ -362,6 +362,7 @@ fn refresh_sees_another_writer() {
     w.compact(CompactOptions {
         retrain: true,
         threads: 1,
+        ..Default::default()
     })
     .unwrap();
     w.insert(778, data.row(4)).unwrap();
@@ -466,6 +467,7 @@ fn writes_during_a_compaction_are_carried_over() {
             .compact(CompactOptions {
                 retrain: false,
                 threads: 1,
+                ..Default::default()
             })
             .unwrap()
             .carried_records;
@@ -881,6 +883,7 @@ fn compaction_reports_a_corrupt_record_as_open_does() {
         CompactOptions {
             retrain: false,
             threads: 1,
+            ..Default::default()
         },
         || {
             // During the build (C2): append a record, then damage it on disk.

@@ -51,6 +51,7 @@ fn options() -> CompactOptions {
     CompactOptions {
         retrain: false,
         threads: 1,
+        refine: false,
     }
 }
 

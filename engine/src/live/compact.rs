@@ -26,6 +26,10 @@ pub struct CompactOptions {
     pub retrain: bool,
     /// Build threads (0 = all cores).
     pub threads: usize,
+    /// Build the new generation with [`BuildParams::refine`](crate::BuildParams::refine)
+    /// (the generation's files do not record whether it was refined, so
+    /// a compaction applies it only when asked).
+    pub refine: bool,
 }
 
 /// What a compaction did.
@@ -189,6 +193,7 @@ fn build_next(dir: &Path, snap: &mut Snapshot, options: CompactOptions) -> Resul
     let index = &snap.gen.index;
     let mut params = index.build_params();
     params.threads = options.threads;
+    params.refine = options.refine;
     let mut builder = IndexBuilder::new(index.dim(), params)?;
     if !options.retrain {
         builder.reuse_quantizer(index.trained_quantizer());

@@ -161,6 +161,10 @@ pub struct CompactArgs {
     /// Build threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Build the new generation with `build --refine`'s second pass (the
+    /// files do not record a refined build: give it at every compaction).
+    #[arg(long)]
+    pub refine: bool,
     /// Rebuild even when the log holds no records.
     #[arg(long)]
     pub force: bool,
@@ -414,6 +418,7 @@ pub fn compact(a: CompactArgs) -> CliResult {
     let r = writer.compact(CompactOptions {
         retrain: a.retrain,
         threads: a.threads,
+        refine: a.refine,
     })?;
     println!(
         "compacted generation {} ({} base, {} deleted, {} inserted, {} log records) into generation {}: {} vectors in {:.2} s",
