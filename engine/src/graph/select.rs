@@ -12,22 +12,14 @@ pub(crate) fn select_diverse(
     out: &mut Vec<u32>,
     between: impl Fn(u32, u32) -> f32,
 ) {
-    out.clear();
-    for c in sorted {
-        if out.len() >= max {
-            break;
-        }
-        if out.iter().all(|&r| between(c.id, r) >= c.d) {
-            out.push(c.id);
-        }
-    }
+    select_robust(sorted, max, &[1.0], out, between);
 }
 
 /// Vamana's robust prune with one pass per factor of `alphas` (each at
 /// least 1 keeps more than the one before): candidates closest first
 /// (`sorted` by distance to the base), one is kept if for every neighbour
 /// `r` already kept `alpha · between(c, r) ≥ d(c)`, until `max` are kept.
-/// With `alphas = [1.0]` this is [`select_diverse`]; a later factor above 1
+/// [`select_diverse`] is the one pass at factor 1; a later factor above 1
 /// adds candidates the first pass pruned that are not much closer to a
 /// kept neighbour than to the base (longer edges).
 pub(crate) fn select_robust(
@@ -41,19 +33,23 @@ pub(crate) fn select_robust(
     // Per candidate, how many of the first kept neighbours it is known to
     // pass: passing at one factor passes at every larger one, and `out`
     // only grows, so a later pass resumes there instead of recomputing.
-    let mut passed = vec![0usize; sorted.len()];
+    // One pass needs no memory of it (no allocation on the build's hot
+    // path, where `select_diverse` runs for every link list it writes).
+    let mut passed = vec![0usize; if alphas.len() > 1 { sorted.len() } else { 0 }];
     for &alpha in alphas {
-        for (c, done) in sorted.iter().zip(passed.iter_mut()) {
+        for (i, c) in sorted.iter().enumerate() {
             if out.len() >= max {
                 return;
             }
+            let mut first_pass = 0;
+            let done = passed.get_mut(i).unwrap_or(&mut first_pass);
             if *done == usize::MAX {
                 continue;
             }
             while *done < out.len() && alpha * between(c.id, out[*done]) >= c.d {
                 *done += 1;
             }
-            if *done == out.len() && !out.contains(&c.id) {
+            if *done == out.len() {
                 out.push(c.id);
                 *done = usize::MAX;
             }
