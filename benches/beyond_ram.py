@@ -188,6 +188,15 @@ def ensure_index(strata, base, quant, work):
     return d, g, v
 
 
+def per_quant(arg, cast):
+    """`v` or `q=v,q=v` as {quantization or "*": cast(v)} ("" gives {})."""
+    out = {}
+    for part in filter(None, arg.split(",")):
+        k, _, v = part.rpartition("=")
+        out[k or "*"] = cast(v)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--strata", default="target/release/strata")
@@ -226,14 +235,8 @@ def main():
     work = resolve(a.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     q, gt = make_queries(base, work, a.queries, a.noise, a.seed)
-    efs = {}
-    for part in a.ef.split(","):
-        k, _, v = part.rpartition("=")
-        efs[k or "*"] = int(v)
-    oversamples = {}
-    for part in filter(None, a.oversample.split(",")):
-        k, _, v = part.rpartition("=")
-        oversamples[k or "*"] = v
+    efs = per_quant(a.ef, int)
+    oversamples = per_quant(a.oversample, str)
     cg = Cgroup(f"strata-beyond-ram-{os.getpid()}")
     report = {"queries": a.queries, "noise": a.noise, "threads_mt": a.threads, "runs": []}
     warm_ref = {}
