@@ -1,6 +1,8 @@
 //! One generation of an index directory: its graph and vectors files,
 //! validated and memory-mapped (or owned), searchable alone (no log).
 
+mod attached;
+
 use crate::dir::open::{logged_bytes, map, open_current, paths};
 use crate::distance::{prefetch, Kernels};
 use crate::error::{Error, Result};

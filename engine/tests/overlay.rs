@@ -122,9 +122,12 @@ fn a_large_log_keeps_the_recall_of_the_graph() {
             "{metric:?} {quantization:?}: recall@10 {r_narrow:.4} at ef 10 (fresh build {r_fresh:.4}), \
              {r:.4} at ef 64, {r_wide:.4} at ef 200"
         );
-        // Calibrated: 0.968-0.970 at ef 10 (fresh builds 0.91-0.92).
+        // Calibrated: int8 logged rows are linked into the generation's
+        // graph and searched with it by one beam: 0.935-0.950 at ef 10
+        // (fresh builds 0.91-0.92); without codes two beams of ef 10 each,
+        // 0.968.
         assert!(
-            r_narrow >= 0.93 && r_narrow >= r_fresh - 0.02,
+            r_narrow >= 0.90 && r_narrow >= r_fresh - 0.02,
             "{metric:?} {quantization:?}: recall@10 {r_narrow:.4} at ef 10, fresh build {r_fresh:.4}"
         );
         assert!(r_wide >= r, "{metric:?}: ef 200 {r_wide:.4} < ef 64 {r:.4}");
@@ -484,4 +487,81 @@ fn inserting_from_a_parallel_iterator_does_not_deadlock() {
     let n = BASE + LOGGED;
     let r = recall(&live, &data, n, Metric::L2, 10, 64);
     assert!(r >= 0.98, "recall@10 {r:.4} at ef 64");
+}
+
+/// Logged int8 rows are searched with the generation as one graph: its
+/// answers are the same whichever way rows are read (mapped, or read
+/// directly, where the generation's rows come back through the row reader
+/// and the overlay's from memory) and batched or not; answered from the
+/// codes alone (no row read) they still reach the recall of the graph
+/// against brute force, with the codes' distances.
+#[test]
+fn the_union_answers_alike_in_every_io_mode_and_from_the_codes() {
+    let data = data();
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), &data, Metric::Cosine, Quantization::Int8);
+    {
+        let w = Writer::open(dir.path(), Durability::None).unwrap();
+        insert_logged(&w, &data);
+        // Some deletions on both sides.
+        for id in (0..(BASE + LOGGED) as u64).step_by(11) {
+            w.delete(id).unwrap();
+        }
+    }
+    let open = |io| {
+        let options = strata::OpenOptions {
+            io,
+            ..Default::default()
+        };
+        Index::open_with(dir.path(), &options).unwrap()
+    };
+    let (mapped, direct) = (open(strata::IoMode::Mmap), open(strata::IoMode::Pread));
+    let params = SearchParams::with_ef(32);
+    let qs: Vec<f32> = queries(&data).flatten().copied().collect();
+    let batch = direct
+        .search_batch(strata::Queries::new(&qs, DIM).unwrap(), 10, &params)
+        .unwrap();
+    let codes_only = SearchParams {
+        rescore: false,
+        ..SearchParams::with_ef(64)
+    };
+    let (mut hit, mut total) = (0, 0);
+    for (q, b) in queries(&data).zip(&batch) {
+        let m = mapped.search(q, 10, &params).unwrap();
+        assert_eq!(m, direct.search(q, 10, &params).unwrap());
+        assert_eq!(&m, b);
+        assert!(m.windows(2).all(|p| p[0].distance <= p[1].distance));
+        let got = mapped.search(q, 10, &codes_only).unwrap();
+        assert!(got.iter().all(|n| n.id % 11 != 0), "a deleted id returned");
+        let truth: HashSet<u64> = {
+            let live_rows: Vec<u64> = (0..(BASE + LOGGED) as u64)
+                .filter(|i| i % 11 != 0)
+                .collect();
+            let dist = |i: u64| {
+                let r = data.row(i as usize);
+                let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+                1.0 - dot(r, q) / (dot(r, r) * dot(q, q)).sqrt()
+            };
+            let mut all: Vec<(f32, u64)> = live_rows.iter().map(|&i| (dist(i), i)).collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0));
+            all.iter().take(10).map(|p| p.1).collect()
+        };
+        hit += got.iter().filter(|n| truth.contains(&n.id)).count();
+        total += 10;
+        // The codes' estimate of a cosine distance is close to the exact one.
+        for n in &got {
+            let exact = m.iter().find(|e| e.id == n.id);
+            if let Some(e) = exact {
+                assert!(
+                    (e.distance - n.distance).abs() < 0.05,
+                    "{} vs {}",
+                    e.distance,
+                    n.distance
+                );
+            }
+        }
+    }
+    let r = hit as f64 / total as f64;
+    // Calibrated: 0.962 from the codes alone at ef 64.
+    assert!(r >= 0.93, "recall@10 from the codes alone {r:.4}");
 }

@@ -42,11 +42,23 @@
 //! [`EF_CONSTRUCTION_MAX`]. Below [`SCAN_BELOW`] nodes a search scans the
 //! rows exactly instead.
 //!
+//! **Attached.** Over an int8 generation the overlay does not keep a graph
+//! of its own: its nodes are linked into the generation's level 0 and
+//! searched with it (`overlay/attach.rs`, which says why); `link` and
+//! `graph_search` below are for the other generations.
+//!
 //! With the generation's int8 quantizer (and not under inner product, as in
 //! the build), sealed nodes also keep int8 codes: beams, at insertion and at
 //! search, run over the codes (a quarter of the memory traffic of float32
 //! rows), float32 re-ranks what they find, selects neighbours and gives the
 //! distances returned.
+
+mod attach;
+mod overrides;
+
+pub(crate) use attach::Base;
+#[cfg(test)]
+pub(crate) use attach::NoBase;
 
 use super::build::{lock, MAX_LEVEL};
 use super::links::{for_each_in, LinkBlocks};
@@ -143,6 +155,9 @@ struct Common {
     ef_construction: usize,
     /// The generation's int8 quantizer, if beams run over codes.
     quantizer: Option<Int8Quantizer>,
+    /// Attached to a generation (`attach.rs`): its nodes' replaced
+    /// level-0 lists.
+    attached: Option<overrides::Overrides>,
     /// Nodes `0..linked` are linked into the graph; the others are found by
     /// an exact scan.
     linked: AtomicUsize,
@@ -249,7 +264,10 @@ impl LinkBlocks for Overlay {
 impl Overlay {
     /// An empty overlay for prepared rows of `padded` floats, linked like
     /// the generation's graph (`m`, `ef_construction`); `seed` seeds levels.
-    /// With `int8` (the generation's quantizer), beams run over int8 codes.
+    /// With `int8` (the generation's quantizer), beams run over int8 codes;
+    /// with `attach_to` as well (the generation's node count), the overlay
+    /// links into the generation's graph (`attach.rs`), whose level-0
+    /// capacity must be `2 m`.
     pub(crate) fn new(
         padded: usize,
         metric: Metric,
@@ -257,9 +275,13 @@ impl Overlay {
         ef_construction: usize,
         seed: u64,
         int8: Option<Int8Quantizer>,
+        attach_to: Option<usize>,
     ) -> Overlay {
         let quantizer = int8.filter(|q| metric != Metric::InnerProduct && q.lo.len() == padded);
         let m = m.max(2);
+        let attached = attach_to
+            .filter(|&g| g > 0 && quantizer.is_some())
+            .map(|g| overrides::Overrides::new(g, 2 * m));
         Overlay {
             common: Arc::new(Common {
                 padded,
@@ -269,6 +291,7 @@ impl Overlay {
                 m0: 2 * m,
                 ef_construction: ef_construction.min(EF_CONSTRUCTION_MAX).max(m),
                 quantizer,
+                attached,
                 linked: AtomicUsize::new(0),
                 entry: Mutex::new(None),
                 published: AtomicU64::new(NO_ENTRY),
@@ -384,7 +407,12 @@ impl Overlay {
     pub(crate) fn push(&mut self, id: u64, row: &[f32]) -> u32 {
         assert_eq!(row.len(), self.common.padded, "a prepared row");
         let q = self.nodes() as u32;
-        let level = self.draw_level() as u8;
+        // An attached overlay's nodes are on level 0 only (`attach.rs`).
+        let level = if self.is_attached() {
+            0
+        } else {
+            self.draw_level() as u8
+        };
         Arc::make_mut(&mut self.tail).push(TailNode {
             id,
             row: row.into(),
@@ -577,8 +605,9 @@ impl Overlay {
     /// the writer's lock (as the writer does while it links) and runs a
     /// queued write would deadlock. On one thread linking is sequential
     /// and deterministic. With `parallel` false, sequentially on the
-    /// calling thread anyway.
-    pub(crate) fn link_some(&self, max: usize, parallel: bool) -> Linking {
+    /// calling thread anyway. An attached overlay links into `base`, the
+    /// generation it was made for; another ignores it ([`NoBase`]).
+    pub(crate) fn link_some<B: Base>(&self, max: usize, parallel: bool, base: &B) -> Linking {
         let Ok(_one) = self.common.linking.try_lock() else {
             return Linking::Busy;
         };
@@ -588,15 +617,18 @@ impl Overlay {
         }
         let to = self.sealed().min(from.saturating_add(max.max(1)));
         let pool = link_pool().filter(|_| parallel && rayon::current_thread_index().is_none());
+        let link = |q: u32| {
+            if self.is_attached() {
+                self.link_attached(q, base)
+            } else {
+                self.link(q)
+            }
+        };
         if let (Some(pool), true) = (pool, to - from > 1) {
             use rayon::prelude::*;
-            pool.install(|| {
-                (from as u32..to as u32)
-                    .into_par_iter()
-                    .for_each(|q| self.link(q))
-            });
+            pool.install(|| (from as u32..to as u32).into_par_iter().for_each(link));
         } else {
-            (from as u32..to as u32).for_each(|q| self.link(q));
+            (from as u32..to as u32).for_each(link);
         }
         self.common.linked.store(to, Ordering::Release);
         if to < self.sealed() {
@@ -613,9 +645,9 @@ impl Overlay {
 
     /// Links every sealed node of this view ([`Overlay::link_some`] until
     /// done; waits for another linking thread if there is one).
-    pub(crate) fn link_all(&self) {
+    pub(crate) fn link_all<B: Base>(&self, base: &B) {
         while self.has_pending() {
-            if self.link_some(usize::MAX, true) == Linking::Busy {
+            if self.link_some(usize::MAX, true, base) == Linking::Busy {
                 self.wait_linking();
             }
         }
@@ -697,7 +729,9 @@ impl Overlay {
         if self.live == 0 || k == 0 {
             return Vec::new();
         }
-        if exact || self.nodes() < SCAN_BELOW || self.linked() == 0 {
+        // An attached overlay is searched with its generation
+        // (`union_candidates`); alone, only by a scan.
+        if exact || self.nodes() < SCAN_BELOW || self.linked() == 0 || self.is_attached() {
             return self.scan(q, k, 0);
         }
         self.graph_search(q, k, ef)
@@ -784,7 +818,7 @@ mod tests {
     }
 
     fn overlay(padded: usize, q: Option<Int8Quantizer>) -> Overlay {
-        Overlay::new(padded, Metric::Cosine, 8, 40, 7, q)
+        Overlay::new(padded, Metric::Cosine, 8, 40, 7, q, None)
     }
 
     /// Every link list, node by node and level by level.
@@ -820,7 +854,7 @@ mod tests {
             let (mut eager, mut late) = (overlay(p, q.clone()), overlay(p, q));
             for (i, r) in data.chunks_exact(p).enumerate() {
                 eager.push(i as u64, r);
-                eager.link_all();
+                eager.link_all(&NoBase);
                 late.push(i as u64, r);
                 if i % 3 == 0 {
                     eager.kill(i as u32 / 2);
@@ -828,7 +862,7 @@ mod tests {
                 }
             }
             assert!(late.has_pending());
-            late.link_all();
+            late.link_all(&NoBase);
             assert!(!late.has_pending());
             assert_eq!(lists(&eager), lists(&late));
             assert_eq!(eager.entry_point(), late.entry_point());
@@ -853,7 +887,7 @@ mod tests {
         }
         // Sequential linking: the same graph every run (parallel linking
         // made a linked row's self-search at ef 16 miss now and then).
-        while o.link_some(usize::MAX, false) == Linking::More {}
+        while o.link_some(usize::MAX, false, &NoBase) == Linking::More {}
         for (i, r) in data.chunks_exact(p).enumerate().skip(400) {
             o.push(i as u64, r);
         }
@@ -873,7 +907,7 @@ mod tests {
         for (i, r) in data.chunks_exact(p).enumerate().take(700) {
             o.push(i as u64, r);
         }
-        o.link_all();
+        o.link_all(&NoBase);
         let snap = o.publish();
         let before: Vec<Vec<Cand>> = data
             .chunks_exact(p)
@@ -886,7 +920,7 @@ mod tests {
         for (i, r) in data.chunks_exact(p).enumerate().skip(700) {
             o.push(i as u64, r);
         }
-        o.link_all();
+        o.link_all(&NoBase);
         assert_eq!(snap.live(), 700);
         assert_eq!(snap.nodes(), 700);
         for (i, r) in data.chunks_exact(p).take(100).enumerate() {
@@ -916,11 +950,11 @@ mod tests {
         let p = 384;
         for n in [64, 128, 256, 512, 1024, 2048] {
             let data = rows(n + 200, p, 3);
-            let mut o = Overlay::new(p, Metric::Cosine, 16, 200, 7, Some(int8(&data, p)));
+            let mut o = Overlay::new(p, Metric::Cosine, 16, 200, 7, Some(int8(&data, p)), None);
             for (i, r) in data.chunks_exact(p).take(n).enumerate() {
                 o.push(i as u64, r);
             }
-            o.link_all();
+            o.link_all(&NoBase);
             let queries: Vec<&[f32]> = data.chunks_exact(p).skip(n).collect();
             let time = |f: &dyn Fn(&[f32]) -> Vec<Cand>| {
                 let t = std::time::Instant::now();

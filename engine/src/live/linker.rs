@@ -33,7 +33,11 @@ pub(super) fn link_pending(live: &Index, parallel: bool, wait: bool) {
 fn link_until(live: &Index, parallel: bool, wait: bool, stop: impl Fn() -> bool) {
     while !stop() {
         let view = live.view();
-        match view.overlay.link_some(LINK_CHUNK, parallel) {
+        match view
+            .gen
+            .index
+            .link_overlay(&view.overlay, LINK_CHUNK, parallel)
+        {
             Linking::More => {}
             Linking::Done => {
                 // Rows sealed while this thread linked, by a writer whose

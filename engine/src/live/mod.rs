@@ -3,7 +3,8 @@
 //!
 //! [`Index`] is what searches use: the memory-mapped generation, a
 //! bitset of its deleted ordinals, and the vectors inserted through the log
-//! (an in-memory HNSW over their float32 rows, [`crate::graph::overlay`]).
+//! (an in-memory graph over their float32 rows, [`crate::graph::overlay`],
+//! linked into the generation's graph when the generation has int8 codes).
 //! [`Writer`] is the one process that may change a directory (a lock file
 //! enforces it): it appends every operation to the log before applying it,
 //! syncs by its [`Durability`], and folds the log into a new generation

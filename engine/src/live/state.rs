@@ -13,7 +13,7 @@ use crate::distance::padded_dim;
 use crate::error::{Error, FileKind, Result};
 use crate::format::manifest::Manifest;
 use crate::generation::OpenOptions;
-use crate::graph::overlay::Overlay;
+use crate::graph::overlay::{Overlay, SCAN_BELOW};
 use crate::log::replay::{replay_file, replay_file_after, ReplayReport, Replayed};
 use crate::log::Op;
 use crate::metric::prepare_vector;
@@ -59,6 +59,7 @@ impl State {
                 crate::quant::trained::Trained::Int8(q) => Some(q),
                 _ => None,
             },
+            index.attach_point(),
         );
         State {
             view: View {
@@ -91,7 +92,7 @@ impl State {
             None => missing_log(manifest, &path)?,
         }
         if link {
-            state.view.overlay.link_all();
+            state.view.gen.index.link_overlay_all(&state.view.overlay);
         }
         Ok(state)
     }
@@ -237,6 +238,9 @@ impl View {
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
+        if self.attached_search(exact) {
+            return index.search_attached(query, k, params, accept, &self.overlay);
+        }
         let base = match (exact, self.deleted_count) {
             (false, 0) => index.search(query, k, params)?,
             (false, _) => index.search_accepting(query, k, params, accept)?,
@@ -258,6 +262,12 @@ impl View {
         use rayon::prelude::*;
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
+        if self.attached_search(false) {
+            return data
+                .par_chunks_exact(index.dim())
+                .map(|q| index.search_attached(q, k, params, accept, &self.overlay))
+                .collect();
+        }
         let base = if self.deleted_count == 0 {
             index.search_batch_accepting(data, k, params, &|_| true)?
         } else {
@@ -270,6 +280,18 @@ impl View {
             .zip(base)
             .map(|(q, b)| self.merge_logged(q, k, params.ef, false, b))
             .collect()
+    }
+
+    /// Whether an approximate search runs over the union of the generation
+    /// and the overlay attached to it (`graph/overlay/attach.rs`): when the
+    /// overlay is attached and too large for its exact scan to be as fast
+    /// ([`SCAN_BELOW`]: below, the generation's answer is merged with the
+    /// scan, as for an overlay of its own).
+    fn attached_search(&self, exact: bool) -> bool {
+        !exact
+            && self.overlay.is_attached()
+            && self.overlay.live() > 0
+            && self.overlay.nodes() >= SCAN_BELOW
     }
 
     /// `base` (answers from the generation) merged with the `k` nearest
@@ -285,7 +307,11 @@ impl View {
     /// expanded; descending level 0 greedily in both first gave 0.74 and
     /// 0.79, and seeding it with a beam of 16 in each gave 0.90 at ef 16 and
     /// 0.94 at ef 64, no better than two beams of 16 (0.90) or 32 (0.95). A
-    /// shared budget needs links between the graphs, not a shared beam.
+    /// shared budget needs links between the graphs, not a shared beam:
+    /// that is the attached overlay (`graph/overlay/attach.rs`), used
+    /// where the generation's codes allow it ([`View::attached_search`]);
+    /// this merge is for the others (no codes, product or binary codes,
+    /// inner product) and for small overlays.
     pub(super) fn merge_logged(
         &self,
         query: &[f32],
