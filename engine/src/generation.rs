@@ -437,13 +437,7 @@ impl Generation {
         accept: &impl Fn(u32) -> bool,
         s: &mut Scratch,
     ) -> Result<bool> {
-        Self::check_k(k)?;
-        let rescore = self.rescore_count(k, params)?;
-        let ef = if params.rescore {
-            params.ef.max(k).max(rescore)
-        } else {
-            params.ef.max(k)
-        };
+        let (rescore, ef) = self.widths(k, params)?;
         let v = self.view();
         let l = &self.layout;
         let traversed = {
@@ -604,6 +598,20 @@ impl Generation {
             cur = greedy(v, level, cur, &dist);
         }
         beam(v, 0, l.n, &[cur], ef, s, &dist, prefetch, accept);
+    }
+
+    /// Checks `k` and `params`; returns how many candidates to rescore and
+    /// the beam's width (at least `k`, and the rescored count when
+    /// rescoring).
+    fn widths(&self, k: usize, params: &SearchParams) -> Result<(usize, usize)> {
+        Self::check_k(k)?;
+        let rescore = self.rescore_count(k, params)?;
+        let ef = if params.rescore {
+            params.ef.max(k).max(rescore)
+        } else {
+            params.ef.max(k)
+        };
+        Ok((rescore, ef))
     }
 
     fn rescore_count(&self, k: usize, params: &SearchParams) -> Result<usize> {

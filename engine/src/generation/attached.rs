@@ -79,13 +79,7 @@ impl Generation {
         accept: impl Fn(u32) -> bool,
         ov: &Overlay,
     ) -> Result<Vec<Neighbor>> {
-        Self::check_k(k)?;
-        let rescore = self.rescore_count(k, params)?;
-        let ef = if params.rescore {
-            params.ef.max(k).max(rescore)
-        } else {
-            params.ef.max(k)
-        };
+        let (rescore, ef) = self.widths(k, params)?;
         let l = &self.layout;
         let v = self.view();
         let g = l.n as u32;
