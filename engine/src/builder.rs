@@ -11,7 +11,7 @@ use crate::format::writer::{GraphWriter, VectorsWriter};
 use crate::format::{ELEMENT_F32, FORMAT_VERSION};
 use crate::fsio::{sync_dir, temp_path, TempFile};
 use crate::generation::Generation;
-use crate::graph::build::{build_graph, BuiltGraph, GraphInput, Int8Codes, Pass};
+use crate::graph::build::{build_graph, BuiltGraph, CodeScheme, GraphInput, Int8Codes, Pass};
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
 use crate::quant::pq;
@@ -379,35 +379,47 @@ impl IndexBuilder {
         // recall@10 0.911 at ef 64 with code-guided insertion, so inner
         // product inserts on float32 as before.
         let code_guided = p.metric != crate::metric::Metric::InnerProduct;
-        let (codes, norms) = match &quantizer {
-            Trained::Int8(_) if code_guided => {
-                let mut codes = vec![0u8; n * padded];
-                crate::hugepages::advise(&codes);
-                let norms = quantizer
-                    .encode_rows(
-                        n,
-                        |i| &self.data[i * padded..(i + 1) * padded],
-                        dim,
-                        padded,
-                        &mut codes,
-                    )
-                    .into_iter()
-                    .map(|s| match s {
-                        Side::Norm(x) => x,
-                        _ => 0.0,
-                    })
-                    .collect();
-                (codes, norms)
+        let guided = code_guided && matches!(quantizer, Trained::Int8(_) | Trained::Lvq8(_));
+        let (mut codes, mut norms, mut factors) = (Vec::new(), Vec::new(), Vec::new());
+        if guided {
+            codes = vec![0u8; n * padded];
+            crate::hugepages::advise(&codes);
+            let sides = quantizer.encode_rows(
+                n,
+                |i| &self.data[i * padded..(i + 1) * padded],
+                dim,
+                padded,
+                &mut codes,
+            );
+            for side in sides {
+                match side {
+                    Side::Norm(x) => norms.push(x),
+                    Side::Lvq8(l) => {
+                        norms.push(l.norm);
+                        factors.push(l.factors);
+                    }
+                    _ => norms.push(0.0),
+                }
             }
-            _ => (Vec::new(), Vec::new()),
-        };
+        }
         let int8_codes = match &quantizer {
-            Trained::Int8(q) if code_guided => Some(Int8Codes {
+            Trained::Int8(q) if guided => Some(Int8Codes {
                 codes: &codes,
                 stride: padded,
                 norms: &norms,
-                lo: &q.lo,
-                scale: &q.scale,
+                scheme: CodeScheme::Int8 {
+                    lo: &q.lo,
+                    scale: &q.scale,
+                },
+            }),
+            Trained::Lvq8(q) if guided => Some(Int8Codes {
+                codes: &codes,
+                stride: padded,
+                norms: &norms,
+                scheme: CodeScheme::Lvq8 {
+                    mean: &q.mean,
+                    factors: &factors,
+                },
             }),
             _ => None,
         };
@@ -531,8 +543,10 @@ impl IndexBuilder {
         let layout = quantizer.layout(p);
         let stride = layout.stride;
         let build_id = self.build_id(seed);
+        let version = self.params.quantization.format_version();
+        debug_assert!(version <= FORMAT_VERSION);
         let header = GraphHeader {
-            version: FORMAT_VERSION,
+            version,
             flags: 0,
             dim: self.dim as u32,
             padded_dim: p as u32,
@@ -557,7 +571,10 @@ impl IndexBuilder {
         // codes are encoded again chunk by chunk as they are written.
         let mut codes = vec![0u8; CHUNK_ROWS.min(n) * stride];
         let mut sides = Vec::new();
-        if matches!(quantizer, Trained::Int8(_) | Trained::Binary(_)) {
+        if matches!(
+            quantizer,
+            Trained::Int8(_) | Trained::Binary(_) | Trained::Lvq8(_)
+        ) {
             sides.reserve(n);
             for s in (0..n).step_by(CHUNK_ROWS) {
                 let c = CHUNK_ROWS.min(n - s);
@@ -593,6 +610,25 @@ impl IndexBuilder {
                     if let Side::Factors([a, b]) = side {
                         w.write(&a.to_le_bytes())?;
                         w.write(&b.to_le_bytes())?;
+                    }
+                }
+                w.end()?;
+            }
+            Trained::Lvq8(_) => {
+                if self.params.metric == crate::metric::Metric::L2 {
+                    w.begin(SectionKind::CodeNorms);
+                    for side in &sides {
+                        if let Side::Lvq8(l) = side {
+                            w.write(&l.norm.to_le_bytes())?;
+                        }
+                    }
+                    w.end()?;
+                }
+                w.begin(SectionKind::BinaryFactors);
+                for side in &sides {
+                    if let Side::Lvq8(l) = side {
+                        w.write(&l.factors[0].to_le_bytes())?;
+                        w.write(&l.factors[1].to_le_bytes())?;
                     }
                 }
                 w.end()?;
@@ -659,7 +695,7 @@ impl IndexBuilder {
         for o in 0..n {
             v.write(bytemuck::cast_slice(row(o)))?;
         }
-        let vectors = v.finish(self.dim as u32, p as u32, n as u64, build_id)?;
+        let vectors = v.finish(version, self.dim as u32, p as u32, n as u64, build_id)?;
         Ok((build_id, graph, vectors))
     }
 }

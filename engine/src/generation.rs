@@ -14,7 +14,7 @@ use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Scratch}
 use crate::io::{IoMode, ReadFault, RowPipeline, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
-use crate::quant::{binary, int8, pq, Quantization};
+use crate::quant::{binary, int8, lvq, pq, Quantization};
 use crate::queries::Queries;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
@@ -513,6 +513,24 @@ impl Generation {
                         Self::select_for_rescore(s, rescore, k, None);
                         true
                     }
+                    Quantization::Lvq8 => {
+                        let lq =
+                            lvq::Lvq8Query::new(v.quant_params, &q, k8, std::mem::take(&mut w8));
+                        let factors = |o: u32| {
+                            v.factors
+                                .get(o as usize)
+                                .copied()
+                                .unwrap_or([0.0, f32::INFINITY])
+                        };
+                        let norm =
+                            |o: u32| v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
+                        let dist =
+                            |o: u32| lq.distance(k8, l.metric, v.code(o), factors(o), norm(o));
+                        self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
+                        w8 = lq.into_weights();
+                        Self::select_for_rescore(s, rescore, k, None);
+                        true
+                    }
                     Quantization::Binary => {
                         let qc = binary::query_table(v.quant_params, &q, l.dim, &mut w);
                         let (table, q2) = (&w, (k8.dot)(&q, &q));
@@ -989,6 +1007,7 @@ impl Generation {
                 codebooks: p.to_vec(),
             }),
             Quantization::Binary => Trained::Binary(BinaryQuantizer { centre: p.to_vec() }),
+            Quantization::Lvq8 => Trained::Lvq8(crate::quant::Lvq8Quantizer { mean: p.to_vec() }),
         }
     }
 

@@ -17,6 +17,11 @@ pub enum Quantization {
     Pq,
     /// One bit per dimension with a per-vector correction factor.
     Binary,
+    /// Locally-adaptive 8-bit codes (LVQ-8): the dataset mean removed, then
+    /// one range per vector (`lo`, `step`, 8 bytes beside the one byte per
+    /// dimension), with float32 rescoring of the final candidates. Files
+    /// with these codes are format version 5.
+    Lvq8,
 }
 
 impl Quantization {
@@ -27,6 +32,7 @@ impl Quantization {
             Quantization::Int8 => 1,
             Quantization::Pq => 2,
             Quantization::Binary => 3,
+            Quantization::Lvq8 => 4,
         }
     }
 
@@ -37,6 +43,7 @@ impl Quantization {
             1 => Some(Quantization::Int8),
             2 => Some(Quantization::Pq),
             3 => Some(Quantization::Binary),
+            4 => Some(Quantization::Lvq8),
             _ => None,
         }
     }
@@ -48,6 +55,17 @@ impl Quantization {
             Quantization::Int8 => "int8",
             Quantization::Pq => "pq",
             Quantization::Binary => "binary",
+            Quantization::Lvq8 => "lvq8",
+        }
+    }
+
+    /// The format version of the files a build with these codes writes:
+    /// the oldest that can hold them (2 for the kinds of version 2, so that
+    /// readers of version 2 still read those files; 5 for LVQ-8).
+    pub fn format_version(self) -> u32 {
+        match self {
+            Quantization::Lvq8 => 5,
+            _ => 2,
         }
     }
 }
@@ -60,9 +78,10 @@ impl std::str::FromStr for Quantization {
             "int8" | "sq8" | "i8" => Ok(Quantization::Int8),
             "pq" => Ok(Quantization::Pq),
             "binary" | "1bit" | "bq" => Ok(Quantization::Binary),
+            "lvq8" | "lvq" => Ok(Quantization::Lvq8),
             _ => Err(Error::InvalidParameter {
                 name: "quantization",
-                reason: format!("unknown quantization {s:?}; use none, int8, pq or binary"),
+                reason: format!("unknown quantization {s:?}; use none, int8, pq, binary or lvq8"),
             }),
         }
     }

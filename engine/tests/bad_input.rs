@@ -15,11 +15,12 @@ use strata::{BuildParams, Error, Generation, IndexBuilder, Metric, Quantization,
 const DIM: usize = 8;
 
 /// Every code kind.
-const QUANTS: [Quantization; 4] = [
+const QUANTS: [Quantization; 5] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
+    Quantization::Lvq8,
 ];
 
 fn builder(metric: Metric) -> IndexBuilder {

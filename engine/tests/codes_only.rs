@@ -14,7 +14,12 @@ use strata::io::ReadFault;
 use strata::{Error, Generation, Index, IoMode, Metric, OpenOptions, Quantization, SearchParams};
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::Cosine, Metric::InnerProduct];
-const CODES: [Quantization; 3] = [Quantization::Int8, Quantization::Pq, Quantization::Binary];
+const CODES: [Quantization; 4] = [
+    Quantization::Int8,
+    Quantization::Pq,
+    Quantization::Binary,
+    Quantization::Lvq8,
+];
 const K: usize = 10;
 
 fn codes_only(ef: usize) -> SearchParams {

@@ -49,6 +49,7 @@ fn eight_threads_get_single_thread_results() {
         Quantization::Int8,
         Quantization::Pq,
         Quantization::Binary,
+        Quantization::Lvq8,
     ] {
         let (_dir, index, queries) = setup(quant);
         let sp = SearchParams::with_ef(64);
@@ -140,6 +141,8 @@ fn one_thread_alternating_between_every_kind_of_index() {
         (100, Metric::L2, Quantization::Pq, Some(50)),
         (20, Metric::Cosine, Quantization::None, None),
         (20, Metric::L2, Quantization::Binary, None),
+        (24, Metric::Cosine, Quantization::Lvq8, None),
+        (40, Metric::L2, Quantization::Lvq8, None),
     ] {
         let data = clustered(400, dim, 5, 0.15, 54);
         let queries = perturbed_queries(&data, 40, 0.1, 55);

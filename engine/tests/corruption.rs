@@ -29,11 +29,12 @@ fn small(quantization: Quantization) -> BuiltIndex {
     b.build().unwrap()
 }
 
-const KINDS: [Quantization; 4] = [
+const KINDS: [Quantization; 5] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
+    Quantization::Lvq8,
 ];
 
 fn flip(bytes: &[u8], bit: usize) -> Vec<u8> {

@@ -17,11 +17,12 @@ use strata::{
 
 /// Every quantization, PQ with m = 5 (16 dimensions split 4/3/3/3/3) and a
 /// small training sample so debug builds stay quick.
-const QUANTS: [Quantization; 4] = [
+const QUANTS: [Quantization; 5] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
+    Quantization::Lvq8,
 ];
 
 fn seeded(metric: Metric, quant: Quantization, seed: u64) -> BuildParams {
@@ -182,7 +183,12 @@ fn different_seed_gives_different_files() {
 #[test]
 fn quantizer_parameters_do_not_depend_on_the_thread_count() {
     let data = clustered(1_500, 16, 10, 0.15, 45);
-    for quant in [Quantization::Int8, Quantization::Pq, Quantization::Binary] {
+    for quant in [
+        Quantization::Int8,
+        Quantization::Pq,
+        Quantization::Binary,
+        Quantization::Lvq8,
+    ] {
         let one = build(&data, seeded(Metric::Cosine, quant, 7));
         let mut p = seeded(Metric::Cosine, quant, 7);
         p.threads = 2;

@@ -25,6 +25,12 @@
 //!   the append log and changed no data-file byte); manifest versions 1
 //!   and 2 stay readable, pinned by golden-v1 and by `malformed.rs`.
 //!
+//! * **Version 5 = LVQ-8 codes.** `tests/fixtures/golden-v5/lvq8/` is the
+//!   same data as golden-v2, L2, lvq8 codes; the checks of golden-v2 apply
+//!   to it (recorded answers, byte-for-byte reproduction; its MANIFEST is
+//!   directory version 3 like theirs). The writer still writes version 2
+//!   for the other kinds, so golden-v2 keeps reproducing.
+//!
 //! * **Directory version 4 = the log.** `tests/fixtures/golden-v4/` holds
 //!   the MANIFEST (64 bytes, log flag and bound) and the log (plain records
 //!   and two begin/commit batches) that a fixed script of writes leaves on
@@ -113,7 +119,7 @@ struct V2 {
 }
 
 /// Section lengths for 300 × 8 (padded 16), M = 8 (m0 = 16).
-const V2_INDEXES: [V2; 3] = [
+const V2_INDEXES: [V2; 4] = [
     V2 {
         name: "int8",
         metric: Metric::L2,
@@ -164,11 +170,34 @@ const V2_INDEXES: [V2; 3] = [
             ("id_to_ordinal", 300 * 16),
         ],
     },
+    // Format version 5, in golden-v5/: the first kind of that version.
+    V2 {
+        name: "lvq8",
+        metric: Metric::L2,
+        quantization: Quantization::Lvq8,
+        pq_m: None,
+        stored_pq_m: 0,
+        sections: &[
+            ("quant_params", 16 * 4), // the mean, padded
+            ("code_norms", 300 * 4),
+            ("binary_factors", 300 * 2 * 4), // (lo, step) per vector
+            ("level_counts", 0),
+            ("links_upper", 0),
+            ("codes", 300 * 16),
+            ("links_level0", 300 * 17 * 4),
+            ("ordinal_to_id", 300 * 8),
+            ("id_to_ordinal", 300 * 16),
+        ],
+    },
 ];
 
 impl V2 {
+    /// `golden-v2/NAME`, or `golden-v5/NAME` for the kinds of version 5.
     fn dir(&self) -> PathBuf {
-        fixtures_root().join("golden-v2").join(self.name)
+        let version = self.quantization.format_version();
+        fixtures_root()
+            .join(format!("golden-v{version}"))
+            .join(self.name)
     }
 
     fn params(&self) -> BuildParams {
@@ -188,8 +217,9 @@ impl V2 {
     fn header_comment(&self) -> String {
         let p = self.params();
         format!(
-            "# strata golden-v2/{}: clustered(300, 8, 4, 0.1, 42), {:?}, {}{}, M=8, ef_construction=50, seed 42, threads 1\n\
+            "# strata golden-v{}/{}: clustered(300, 8, 4, 0.1, 42), {:?}, {}{}, M=8, ef_construction=50, seed 42, threads 1\n\
              # search k={K} ef={EF}: <query f32 bits> => <id>:<distance bits> (rescoring the beam) | <id>:<distance bits> (oversample 1)\n",
+            self.quantization.format_version(),
             self.name,
             p.metric,
             p.quantization.name(),
@@ -570,7 +600,11 @@ fn v2_checked_in_headers_are_read_as_written() {
         let index = Generation::open(dir.path()).unwrap();
         let info = index.info();
         let name = fx.name;
-        assert_eq!(info.format_version, 2, "{name}");
+        assert_eq!(
+            info.format_version,
+            fx.quantization.format_version(),
+            "{name}"
+        );
         assert_eq!(info.metric, fx.metric, "{name}");
         assert_eq!(info.quantization, fx.quantization, "{name}");
         assert_eq!(index.quantization(), fx.quantization, "{name}");

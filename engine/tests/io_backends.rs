@@ -18,11 +18,12 @@ use strata::{
     Writer,
 };
 
-const KINDS: [Quantization; 4] = [
+const KINDS: [Quantization; 5] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
+    Quantization::Lvq8,
 ];
 
 /// The direct modes this machine can run (io_uring only if available).

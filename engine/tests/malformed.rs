@@ -353,9 +353,14 @@ fn base_binary() -> &'static Base {
     B.get_or_init(|| make_base(Quantization::Binary))
 }
 
-/// Every base index: none, int8, pq, binary.
-fn all_bases() -> [&'static Base; 4] {
-    [base_none(), base(), base_pq(), base_binary()]
+fn base_lvq8() -> &'static Base {
+    static B: OnceLock<Base> = OnceLock::new();
+    B.get_or_init(|| make_base(Quantization::Lvq8))
+}
+
+/// Every base index: none, int8, pq, binary, lvq8.
+fn all_bases() -> [&'static Base; 5] {
+    [base_none(), base(), base_pq(), base_binary(), base_lvq8()]
 }
 
 /// 60 × 40 vectors, PQ with m = 20: code stride 32 (m rounded up to 16).
@@ -429,8 +434,10 @@ fn base_is_valid_and_helpers_reproduce_its_checksums() {
         index.verify().unwrap();
         assert_eq!(index.quantization(), b.quant);
         assert_eq!(rd64(&b.g, G_FILE_LEN) as usize, b.g.len());
-        assert_eq!(rd32(&b.g, G_VERSION), 2, "the writer writes version 2");
-        assert_eq!(rd32(&b.v, V_VERSION), 2, "the writer writes version 2");
+        // The oldest version that holds the codes.
+        let version = if b.quant == Quantization::Lvq8 { 5 } else { 2 };
+        assert_eq!(rd32(&b.g, G_VERSION), version, "{:?}", b.quant);
+        assert_eq!(rd32(&b.v, V_VERSION), version, "{:?}", b.quant);
         assert_eq!(rd32(&b.g, G_QUANT), b.quant.code());
         assert!(b.g[G_RESERVED..G_CRC].iter().all(|x| *x == 0));
     }
@@ -444,12 +451,17 @@ fn base_is_valid_and_helpers_reproduce_its_checksums() {
     assert!(!names(base_pq()).contains(&"binary_factors"));
     assert!(names(base_binary()).contains(&"binary_factors"));
     assert!(!names(base_binary()).contains(&"code_norms"));
+    // LVQ-8 under L2: `(lo, step)` per vector and `‖x̂‖²`.
+    assert_eq!(section_count(&base_lvq8().g), 9);
+    assert!(names(base_lvq8()).contains(&"binary_factors"));
+    assert!(names(base_lvq8()).contains(&"code_norms"));
     // The quantizer parameter and the code strides.
     for (b, param, stride) in [
         (base_none(), 0, 0),
         (base(), 0, 16),
         (base_pq(), 3, 16),
         (base_binary(), 0, 16),
+        (base_lvq8(), 0, 16),
         (wide_pq(), 20, 32),
         (wide_binary(), 0, 32),
     ] {
@@ -497,12 +509,33 @@ fn bad_magic() {
     ));
 }
 
+/// LVQ-8 codes first appeared in version 5: a file that claims an older
+/// version with them is refused, naming the field, never read as another
+/// layout.
+#[test]
+fn lvq8_codes_in_an_older_version_are_refused() {
+    let b = base_lvq8();
+    for version in [1, 2, 3, 4] {
+        let mut g = b.g.clone();
+        wr32(&mut g, G_VERSION, version);
+        reseal(&mut g);
+        match open_err(&g, &b.v, "lvq8 in an older version") {
+            Error::Corrupt { what, .. } => {
+                assert!(what.contains("quantization"), "version {version}: {what}")
+            }
+            e => panic!("version {version}: expected Corrupt, got {e:?}"),
+        }
+    }
+}
+
 #[test]
 fn unsupported_version() {
-    // Versions 1 (read compatibility) and 2 (current) are read; every other
-    // version is refused before anything else is looked at.
+    // Versions 1..=5 are read (1 and 2 for compatibility, 3 and 4 as
+    // version 2: they were directory versions, see format-spec/versions.md;
+    // 5 is current); every other version is refused before anything else
+    // is looked at.
     for b in [base(), base_pq(), base_binary()] {
-        for version in [0, 3, 4, 1000, u32::MAX] {
+        for version in [0, 6, 7, 1000, u32::MAX] {
             for seal in [false, true] {
                 let mut g = b.g.clone();
                 wr32(&mut g, G_VERSION, version);
@@ -517,7 +550,7 @@ fn unsupported_version() {
                         newest,
                     } => assert_eq!(
                         (file, found, oldest, newest),
-                        (FileKind::Graph, version, 1, 2)
+                        (FileKind::Graph, version, 1, 5)
                     ),
                     e => panic!("graph version {version}: expected UnsupportedVersion, got {e:?}"),
                 }
@@ -534,7 +567,7 @@ fn unsupported_version() {
                         newest,
                     } => assert_eq!(
                         (file, found, oldest, newest),
-                        (FileKind::Vectors, version, 1, 2)
+                        (FileKind::Vectors, version, 1, 5)
                     ),
                     e => {
                         panic!("vectors version {version}: expected UnsupportedVersion, got {e:?}")
@@ -2227,8 +2260,11 @@ fn resealed_byte_mutations_of_page_zero_never_panic() {
     // table entry's flags and reserved word. Every other byte of the header
     // and table is load-bearing; in particular the other quant_param bytes
     // and the reserved tail 108..252 must be rejected whatever the kind.
-    let may_be_accepted = |b: &Base, off: usize| {
-        (G_METRIC..G_METRIC + 4).contains(&off)
+    // A version 2 file relabelled as version 3, 4 or 5 is still valid
+    // (version 5 added a code kind and changed no byte of the others).
+    let may_be_accepted = |b: &Base, off: usize, value: u8| {
+        (off == G_VERSION && (3..=5).contains(&value))
+            || (G_METRIC..G_METRIC + 4).contains(&off)
             || (G_EFC..G_EFC + 4).contains(&off)
             || (G_ENTRY..G_ENTRY + 4).contains(&off)
             || (72..80).contains(&off)
@@ -2262,7 +2298,9 @@ fn resealed_byte_mutations_of_page_zero_never_panic() {
                     }
                 }));
                 match r {
-                    Ok(true) if !may_be_accepted(b, off) => wrongly_accepted.push((off, value)),
+                    Ok(true) if !may_be_accepted(b, off, value) => {
+                        wrongly_accepted.push((off, value))
+                    }
                     Ok(_) => {}
                     Err(_) => panics.push((off, value)),
                 }

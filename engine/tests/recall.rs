@@ -32,6 +32,7 @@ enum Codes {
     /// Product quantization with this m.
     Pq(usize),
     Binary,
+    Lvq8,
 }
 
 impl Codes {
@@ -41,6 +42,7 @@ impl Codes {
             Codes::Int8 => Quantization::Int8,
             Codes::Pq(_) => Quantization::Pq,
             Codes::Binary => Quantization::Binary,
+            Codes::Lvq8 => Quantization::Lvq8,
         }
     }
 
@@ -74,9 +76,9 @@ impl Codes {
 /// each threshold sits a little below its measurement.
 fn min_recall(metric: Metric) -> f64 {
     match metric {
-        Metric::L2 => 0.985,          // measured 1.000 (none), 1.000 (int8)
-        Metric::InnerProduct => 0.98, // measured 0.9915 (none), 0.9915 (int8); 0.9785 before the reachability repair
-        Metric::Cosine => 0.985,      // measured 1.000 (none), 1.000 (int8)
+        Metric::L2 => 0.985, // measured 1.000 (none), 1.000 (int8), 1.000 (lvq8)
+        Metric::InnerProduct => 0.98, // measured 0.9915 (none, int8, lvq8); 0.9785 before the reachability repair
+        Metric::Cosine => 0.985,      // measured 1.000 (none), 1.000 (int8), 1.000 (lvq8)
     }
 }
 
@@ -119,12 +121,13 @@ struct Fixture {
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::InnerProduct, Metric::Cosine];
 /// Every code kind: PQ with m = dim/4 and dim/8.
-const CODES: [Codes; 5] = [
+const CODES: [Codes; 6] = [
     Codes::None,
     Codes::Int8,
     Codes::Pq(DIM / 4),
     Codes::Pq(DIM / 8),
     Codes::Binary,
+    Codes::Lvq8,
 ];
 
 fn data() -> &'static (Vectors, Vectors) {
@@ -137,7 +140,7 @@ fn data() -> &'static (Vectors, Vectors) {
 }
 
 fn fixture(metric: Metric, codes: Codes) -> &'static Fixture {
-    static CACHE: [OnceLock<Fixture>; 15] = [const { OnceLock::new() }; 15];
+    static CACHE: [OnceLock<Fixture>; 18] = [const { OnceLock::new() }; 18];
     let mi = METRICS.iter().position(|m| *m == metric).unwrap();
     let ci = CODES.iter().position(|c| *c == codes).unwrap();
     CACHE[mi * CODES.len() + ci].get_or_init(|| {
@@ -165,6 +168,7 @@ fn measured(metric: Metric, codes: Codes, sp: &SearchParams) -> f64 {
 fn check_recall(metric: Metric, quant: Quantization) {
     let codes = match quant {
         Quantization::None => Codes::None,
+        Quantization::Lvq8 => Codes::Lvq8,
         _ => Codes::Int8,
     };
     let r = measured(metric, codes, &SearchParams::with_ef(EF));
@@ -204,6 +208,21 @@ fn check_coarse_recall(metric: Metric, codes: Codes) {
         narrow <= r,
         "{metric:?}/{codes:?}: recall without rescoring ({narrow:.4}) above recall with it ({r:.4})"
     );
+}
+
+#[test]
+fn recall_l2_lvq8() {
+    check_recall(Metric::L2, Quantization::Lvq8);
+}
+
+#[test]
+fn recall_ip_lvq8() {
+    check_recall(Metric::InnerProduct, Quantization::Lvq8);
+}
+
+#[test]
+fn recall_cosine_lvq8() {
+    check_recall(Metric::Cosine, Quantization::Lvq8);
 }
 
 #[test]

@@ -27,11 +27,12 @@ const DIM: usize = 24;
 /// Every code kind: `(quantization, pq_m)`; PQ with m = 5, which does not
 /// divide 24 (sub-vectors of 5, 5, 5, 5 and 4 components; the default m is
 /// covered by `info_reports_each_kind`).
-const KINDS: [(Quantization, Option<usize>); 4] = [
+const KINDS: [(Quantization, Option<usize>); 5] = [
     (Quantization::None, None),
     (Quantization::Int8, None),
     (Quantization::Pq, Some(5)),
     (Quantization::Binary, None),
+    (Quantization::Lvq8, None),
 ];
 
 /// Seeded single-thread parameters; PQ trains on 500 rows (quick in debug).
@@ -296,6 +297,24 @@ fn info_reports_each_kind() {
             128,
             &["quant_params", "binary_factors", "codes"],
         ),
+        // LVQ-8 under L2: a byte per padded dimension, `(lo, step)` per
+        // vector in the factors section, `‖x̂‖²` in code_norms.
+        (
+            24,
+            Quantization::Lvq8,
+            None,
+            0,
+            32,
+            &["quant_params", "code_norms", "binary_factors", "codes"],
+        ),
+        (
+            300,
+            Quantization::Lvq8,
+            None,
+            0,
+            304,
+            &["quant_params", "code_norms", "binary_factors", "codes"],
+        ),
     ];
     for (dim, quant, pq_m, want_m, want_bytes, coded) in cases {
         let case = format!("dim {dim} {quant:?} pq_m {pq_m:?}");
@@ -311,7 +330,9 @@ fn info_reports_each_kind() {
         let mapped = Generation::open(dir.path()).unwrap();
         let info = memory.info();
         assert_eq!(summary(&info), summary(&mapped.info()), "{case}");
-        assert_eq!(info.format_version, 2, "{case}");
+        // The oldest version that holds the codes: 5 for LVQ-8, else 2.
+        let version = if quant == Quantization::Lvq8 { 5 } else { 2 };
+        assert_eq!(info.format_version, version, "{case}");
         assert_eq!(info.quantization, quant, "{case}");
         assert_eq!(info.pq_m, want_m, "{case}");
         assert_eq!(info.code_bytes, want_bytes, "{case}");
@@ -333,14 +354,14 @@ fn info_reports_each_kind() {
             Quantization::None => None,
             Quantization::Int8 => Some(2 * padded * 4),
             Quantization::Pq => Some(256 * dim * 4),
-            Quantization::Binary => Some(padded * 4),
+            Quantization::Binary | Quantization::Lvq8 => Some(padded * 4),
         };
         assert_eq!(
             len_of("quant_params"),
             params_len.map(|l| l as u64),
             "{case}"
         );
-        if quant == Quantization::Binary {
+        if matches!(quant, Quantization::Binary | Quantization::Lvq8) {
             assert_eq!(len_of("binary_factors"), Some(40 * 8), "{case}");
         }
         // The traversal working set is the graph file once there are codes.

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "strata",
     version,
-    about = "Memory-mapped HNSW vector index with int8, product or binary codes and float32 rescoring"
+    about = "Memory-mapped HNSW vector index with int8, LVQ-8, product or binary codes and float32 rescoring"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -109,7 +109,7 @@ impl Layout {
         let quant = Quantization::from_code(h.quant).ok_or_else(|| {
             bad(
                 "header field quantization",
-                "0 (none), 1 (int8), 2 (pq) or 3 (binary)",
+                "0 (none), 1 (int8), 2 (pq), 3 (binary) or 4 (lvq8)",
                 h.quant,
             )
         })?;
@@ -117,6 +117,13 @@ impl Layout {
             return Err(bad(
                 "header field quantization",
                 "0 (none) or 1 (int8) in a version 1 file",
+                h.quant,
+            ));
+        }
+        if h.version < 5 && quant == Quantization::Lvq8 {
+            return Err(bad(
+                "header field quantization",
+                "0 (none) to 3 (binary) in a file older than version 5 (lvq8 codes are version 5)",
                 h.quant,
             ));
         }
@@ -161,7 +168,9 @@ impl Layout {
                     pq_m,
                 ));
             }
-            Quantization::None | Quantization::Int8 | Quantization::Binary if pq_m != 0 => {
+            Quantization::None | Quantization::Int8 | Quantization::Binary | Quantization::Lvq8
+                if pq_m != 0 =>
+            {
                 return Err(bad(
                     "header field quant_param",
                     "0 for this quantization",
@@ -175,6 +184,7 @@ impl Layout {
             Quantization::Int8 => padded,
             Quantization::Pq => pq_code_stride(pq_m),
             Quantization::Binary => binary_code_stride(padded),
+            Quantization::Lvq8 => padded,
         };
         if h.code_stride as usize != want_stride {
             return Err(bad("header field code_stride", want_stride, h.code_stride));
@@ -264,8 +274,13 @@ impl Layout {
         for kind in SectionKind::ALL {
             let needed = match kind {
                 SectionKind::QuantParams | SectionKind::Codes => coded,
-                SectionKind::CodeNorms => quant == Quantization::Int8,
-                SectionKind::BinaryFactors => quant == Quantization::Binary,
+                SectionKind::CodeNorms => {
+                    quant == Quantization::Int8
+                        || (quant == Quantization::Lvq8 && metric == Metric::L2)
+                }
+                SectionKind::BinaryFactors => {
+                    matches!(quant, Quantization::Binary | Quantization::Lvq8)
+                }
                 _ => true,
             };
             if needed != ranges[kind as usize].is_some() {
@@ -341,7 +356,9 @@ impl Layout {
             match kind {
                 SectionKind::QuantParams => match quant {
                     Quantization::Pq => mul(dim, 4 * PQ_CENTROIDS, "quant_params size"),
-                    Quantization::Binary => mul(padded, 4, "quant_params size"),
+                    Quantization::Binary | Quantization::Lvq8 => {
+                        mul(padded, 4, "quant_params size")
+                    }
                     _ => mul(padded, 8, "quant_params size"),
                 },
                 SectionKind::Codes => mul(n, stride, "codes size"),

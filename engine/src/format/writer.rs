@@ -120,11 +120,15 @@ impl<W: Write + Seek> GraphWriter<W> {
         self.end()
     }
 
-    /// Fills in version, section count and file length, writes page 0 and
-    /// returns the sink (positioned at the end of the file).
+    /// Fills in section count and file length, writes page 0 (with the
+    /// header's version, at most [`FORMAT_VERSION`]) and returns the sink
+    /// (positioned at the end of the file).
     pub(crate) fn finish(self, mut header: GraphHeader) -> io::Result<W> {
         assert!(self.open.is_none(), "a section is still open");
-        header.version = FORMAT_VERSION;
+        assert!(
+            (2..=FORMAT_VERSION).contains(&header.version),
+            "a version this build writes"
+        );
         header.section_count = self.entries.len() as u32;
         header.file_len = self.body.pos;
         let mut page = vec![0u8; PAGE];
@@ -155,9 +159,11 @@ impl<W: Write + Seek> VectorsWriter<W> {
         self.body.write(bytes)
     }
 
-    /// Writes the header (with the data's length and CRC) and returns the sink.
+    /// Writes the header (format `version`, the graph file's; with the
+    /// data's length and CRC) and returns the sink.
     pub(crate) fn finish(
         mut self,
+        version: u32,
         dim: u32,
         padded: u32,
         count: u64,
@@ -166,7 +172,7 @@ impl<W: Write + Seek> VectorsWriter<W> {
         let (data_offset, data_len, data_crc) = self.body.end()?;
         let mut page = vec![0u8; PAGE];
         VectorsHeader {
-            version: FORMAT_VERSION,
+            version,
             flags: 0,
             dim,
             padded_dim: padded,
@@ -202,7 +208,7 @@ mod tests {
         assert_eq!((e[1].offset, e[1].len), (8192, 0));
         assert_eq!((e[2].offset, e[2].len), (8192, 5000));
         let header = GraphHeader {
-            version: 0,
+            version: 2,
             flags: 0,
             dim: 1,
             padded_dim: 16,

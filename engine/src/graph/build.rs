@@ -11,6 +11,7 @@ use super::select::{select_diverse, select_robust};
 use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
 use crate::quant::int8::CodeQuery;
+use crate::quant::lvq::Lvq8Query;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -66,8 +67,27 @@ pub(crate) struct Int8Codes<'a> {
     pub stride: usize,
     /// `‖x̂‖²` per row (L2 only).
     pub norms: &'a [f32],
-    pub lo: &'a [f32],
-    pub scale: &'a [f32],
+    pub scheme: CodeScheme<'a>,
+}
+
+/// How [`Int8Codes`] reconstruct: one byte per padded component, either
+/// on per-dimension ranges (int8) or on each row's own range after the
+/// mean (LVQ-8).
+pub(crate) enum CodeScheme<'a> {
+    Int8 {
+        lo: &'a [f32],
+        scale: &'a [f32],
+    },
+    Lvq8 {
+        mean: &'a [f32],
+        factors: &'a [[f32; 2]],
+    },
+}
+
+/// A query prepared for one [`CodeScheme`].
+enum SchemeQuery {
+    Int8(CodeQuery),
+    Lvq8(Lvq8Query),
 }
 
 /// The finished graph in insertion order.
@@ -109,7 +129,7 @@ pub(crate) fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
 pub(super) struct Traversal<'s> {
     builder: &'s Builder<'s>,
     qv: &'s [f32],
-    codes: Option<(&'s Int8Codes<'s>, CodeQuery)>,
+    codes: Option<(&'s Int8Codes<'s>, SchemeQuery)>,
 }
 
 impl Traversal<'_> {
@@ -169,24 +189,38 @@ impl Builder<'_> {
 
     /// The distance of a prepared query to row `i`'s code, on the metric's scale.
     #[inline]
-    fn code_dist(&self, c: &Int8Codes<'_>, q: &CodeQuery, i: u32) -> f32 {
-        q.distance(
-            self.kernels,
-            self.input.metric,
-            Self::code(c, i),
-            c.norms[i as usize],
-        )
+    fn code_dist(&self, c: &Int8Codes<'_>, q: &SchemeQuery, i: u32) -> f32 {
+        let (code, norm) = (Self::code(c, i), c.norms[i as usize]);
+        match (q, &c.scheme) {
+            (SchemeQuery::Int8(q), _) => q.distance(self.kernels, self.input.metric, code, norm),
+            (SchemeQuery::Lvq8(q), CodeScheme::Lvq8 { factors, .. }) => q.distance(
+                self.kernels,
+                self.input.metric,
+                code,
+                factors[i as usize],
+                norm,
+            ),
+            (SchemeQuery::Lvq8(_), CodeScheme::Int8 { .. }) => {
+                unreachable!("a query is prepared for its codes' scheme")
+            }
+        }
     }
 
     /// Distances from `qv` for traversing the graph: over the int8 codes
     /// when there are codes (a quarter of the memory traffic of float32
     /// rows, and what a search of the written index measures), else float32.
     pub(super) fn traversal<'s>(&'s self, qv: &'s [f32]) -> Traversal<'s> {
-        let codes = self
-            .input
-            .codes
-            .as_ref()
-            .map(|c| (c, CodeQuery::new(c.lo, c.scale, qv, self.kernels)));
+        let codes = self.input.codes.as_ref().map(|c| {
+            let q = match c.scheme {
+                CodeScheme::Int8 { lo, scale } => {
+                    SchemeQuery::Int8(CodeQuery::new(lo, scale, qv, self.kernels))
+                }
+                CodeScheme::Lvq8 { mean, .. } => {
+                    SchemeQuery::Lvq8(Lvq8Query::new(mean, qv, self.kernels, Vec::new()))
+                }
+            };
+            (c, q)
+        });
         Traversal {
             builder: self,
             qv,

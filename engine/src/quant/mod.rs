@@ -7,11 +7,13 @@
 pub mod binary;
 pub mod int8;
 pub mod kmeans;
+pub mod lvq;
 pub mod pq;
 pub(crate) mod trained;
 
 pub use binary::BinaryQuantizer;
 pub use int8::Int8Quantizer;
+pub use lvq::Lvq8Quantizer;
 pub use pq::ProductQuantizer;
 
 pub use crate::quantization::Quantization;

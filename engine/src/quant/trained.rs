@@ -1,5 +1,6 @@
 //! A quantizer trained for one build, and the sections it encodes into.
 
+use super::lvq::{Lvq8Quantizer, Lvq8Side};
 use super::{binary, pq, BinaryQuantizer, Int8Quantizer, ProductQuantizer, Quantization};
 use rayon::prelude::*;
 
@@ -9,6 +10,7 @@ pub(crate) enum Trained {
     Int8(Int8Quantizer),
     Pq(ProductQuantizer),
     Binary(BinaryQuantizer),
+    Lvq8(Lvq8Quantizer),
 }
 
 /// What a quantizer contributes to the graph file besides the codes and
@@ -31,6 +33,8 @@ pub(crate) enum Side {
     Norm(f32),
     /// Binary: `(α, ‖x‖²)`.
     Factors([f32; 2]),
+    /// LVQ-8: `(lo, step)` and `‖x̂‖²`.
+    Lvq8(Lvq8Side),
 }
 
 /// Training inputs beyond the rows.
@@ -59,6 +63,7 @@ impl Trained {
                 spec.seed,
             )),
             Quantization::Binary => Trained::Binary(BinaryQuantizer::train(rows, padded)),
+            Quantization::Lvq8 => Trained::Lvq8(Lvq8Quantizer::train(rows, dim, padded)),
         }
     }
 
@@ -89,6 +94,11 @@ impl Trained {
                 quant_param: 0,
                 params: q.centre.clone(),
             },
+            Trained::Lvq8(q) => Layout {
+                stride: padded,
+                quant_param: 0,
+                params: q.mean.clone(),
+            },
         }
     }
 
@@ -103,6 +113,7 @@ impl Trained {
                 Side::None
             }
             Trained::Binary(q) => Side::Factors(q.encode(row, dim, out)),
+            Trained::Lvq8(q) => Side::Lvq8(q.encode(row, dim, out)),
         }
     }
 

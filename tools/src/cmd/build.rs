@@ -27,7 +27,7 @@ pub struct Args {
     /// Beam width while inserting.
     #[arg(long, default_value_t = 200)]
     pub ef_construction: usize,
-    /// Traversal codes: none (float32), int8, pq or binary.
+    /// Traversal codes: none (float32), int8, lvq8, pq or binary.
     #[arg(long, default_value = "int8")]
     pub quantization: Quantization,
     /// Insertion threads (0 = all cores).
