@@ -573,7 +573,7 @@ impl IndexBuilder {
         let mut sides = Vec::new();
         if matches!(
             quantizer,
-            Trained::Int8(_) | Trained::Binary(_) | Trained::Lvq8(_)
+            Trained::Int8(_) | Trained::Binary(_) | Trained::Lvq8(_) | Trained::Lvq4x8(_)
         ) {
             sides.reserve(n);
             for s in (0..n).step_by(CHUNK_ROWS) {
@@ -614,7 +614,7 @@ impl IndexBuilder {
                 }
                 w.end()?;
             }
-            Trained::Lvq8(_) => {
+            Trained::Lvq8(_) | Trained::Lvq4x8(_) => {
                 if self.params.metric == crate::metric::Metric::L2 {
                     w.begin(SectionKind::CodeNorms);
                     for side in &sides {
@@ -671,6 +671,16 @@ impl IndexBuilder {
             w.end()?;
         }
         drop(codes);
+        if let Trained::Lvq4x8(_) = quantizer {
+            let mut residuals = vec![0u8; CHUNK_ROWS.min(n) * p];
+            w.begin(SectionKind::ResidualCodes);
+            for s in (0..n).step_by(CHUNK_ROWS) {
+                let c = CHUNK_ROWS.min(n - s);
+                quantizer.encode_residual_rows(c, |i| row(s + i), self.dim, p, &mut residuals);
+                w.write(&residuals[..c * p])?;
+            }
+            w.end()?;
+        }
         w.begin(SectionKind::LinksLevel0);
         for &i in &order {
             block(&mut w, &mut buf, 0, i, m0)?;

@@ -516,18 +516,36 @@ impl Generation {
                     Quantization::Lvq8 => {
                         let lq =
                             lvq::Lvq8Query::new(v.quant_params, &q, k8, std::mem::take(&mut w8));
-                        let factors = |o: u32| {
-                            v.factors
-                                .get(o as usize)
-                                .copied()
-                                .unwrap_or([0.0, f32::INFINITY])
-                        };
-                        let norm =
-                            |o: u32| v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
+                        let (factors, norm) = (|o| v.lvq_factors(o), |o| v.lvq_norm(o));
                         let dist =
                             |o: u32| lq.distance(k8, l.metric, v.code(o), factors(o), norm(o));
                         self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
                         w8 = lq.into_weights();
+                        Self::select_for_rescore(s, rescore, k, None);
+                        true
+                    }
+                    Quantization::Lvq4x8 => {
+                        let lq = lvq::Lvq4x8Query::new(v.quant_params, &q, k8);
+                        let (factors, norm) = (|o| v.lvq_factors(o), |o| v.lvq_norm(o));
+                        let dist =
+                            |o: u32| lq.distance4(k8, l.metric, v.code(o), factors(o), norm(o));
+                        self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
+                        // The resident second level re-ranks every candidate.
+                        for c in s.found.iter() {
+                            prefetch(v.residual(c.id));
+                        }
+                        for c in s.found.iter_mut() {
+                            let o = c.id;
+                            c.d = lq.distance4x8(
+                                k8,
+                                l.metric,
+                                v.code(o),
+                                v.residual(o),
+                                factors(o),
+                                norm(o),
+                            );
+                        }
+                        s.found.sort_unstable();
                         Self::select_for_rescore(s, rescore, k, None);
                         true
                     }
@@ -927,6 +945,24 @@ impl Generation {
 /// place that sees both the byte views (`format`) and the algorithm
 /// (`graph`). Ids out of range for their level are skipped (links are not
 /// checked at open, see [`crate::format::layout`]).
+impl GraphView<'_> {
+    /// LVQ's `(lo, step)` of `o`; `(0, +∞)` if missing (a damaged file
+    /// ranks the node last, never panics).
+    #[inline]
+    fn lvq_factors(&self, o: u32) -> [f32; 2] {
+        self.factors
+            .get(o as usize)
+            .copied()
+            .unwrap_or([0.0, f32::INFINITY])
+    }
+
+    /// `‖x̂‖²` of `o`'s code (L2); `+∞` if missing.
+    #[inline]
+    fn lvq_norm(&self, o: u32) -> f32 {
+        self.norms.get(o as usize).copied().unwrap_or(f32::INFINITY)
+    }
+}
+
 impl Adjacency for GraphView<'_> {
     #[inline]
     fn prefetch_links(&self, level: usize, node: u32) {
@@ -1007,7 +1043,10 @@ impl Generation {
                 codebooks: p.to_vec(),
             }),
             Quantization::Binary => Trained::Binary(BinaryQuantizer { centre: p.to_vec() }),
-            Quantization::Lvq8 => Trained::Lvq8(crate::quant::Lvq8Quantizer { mean: p.to_vec() }),
+            Quantization::Lvq8 => Trained::Lvq8(crate::quant::LvqQuantizer { mean: p.to_vec() }),
+            Quantization::Lvq4x8 => {
+                Trained::Lvq4x8(crate::quant::LvqQuantizer { mean: p.to_vec() })
+            }
         }
     }
 

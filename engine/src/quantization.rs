@@ -22,6 +22,11 @@ pub enum Quantization {
     /// dimension), with float32 rescoring of the final candidates. Files
     /// with these codes are format version 5.
     Lvq8,
+    /// Two-level LVQ (LVQ-4x8): 4-bit codes on each vector's own range
+    /// for traversal (half a byte per dimension), and an 8-bit code of what
+    /// they miss, also resident, that re-ranks the beam's candidates before
+    /// the optional float32 rescoring. Format version 5.
+    Lvq4x8,
 }
 
 impl Quantization {
@@ -33,6 +38,7 @@ impl Quantization {
             Quantization::Pq => 2,
             Quantization::Binary => 3,
             Quantization::Lvq8 => 4,
+            Quantization::Lvq4x8 => 5,
         }
     }
 
@@ -44,6 +50,7 @@ impl Quantization {
             2 => Some(Quantization::Pq),
             3 => Some(Quantization::Binary),
             4 => Some(Quantization::Lvq8),
+            5 => Some(Quantization::Lvq4x8),
             _ => None,
         }
     }
@@ -56,15 +63,16 @@ impl Quantization {
             Quantization::Pq => "pq",
             Quantization::Binary => "binary",
             Quantization::Lvq8 => "lvq8",
+            Quantization::Lvq4x8 => "lvq4x8",
         }
     }
 
     /// The format version of the files a build with these codes writes:
     /// the oldest that can hold them (2 for the kinds of version 2, so that
-    /// readers of version 2 still read those files; 5 for LVQ-8).
+    /// readers of version 2 still read those files; 5 for the LVQ kinds).
     pub fn format_version(self) -> u32 {
         match self {
-            Quantization::Lvq8 => 5,
+            Quantization::Lvq8 | Quantization::Lvq4x8 => 5,
             _ => 2,
         }
     }
@@ -79,9 +87,12 @@ impl std::str::FromStr for Quantization {
             "pq" => Ok(Quantization::Pq),
             "binary" | "1bit" | "bq" => Ok(Quantization::Binary),
             "lvq8" | "lvq" => Ok(Quantization::Lvq8),
+            "lvq4x8" => Ok(Quantization::Lvq4x8),
             _ => Err(Error::InvalidParameter {
                 name: "quantization",
-                reason: format!("unknown quantization {s:?}; use none, int8, pq, binary or lvq8"),
+                reason: format!(
+                    "unknown quantization {s:?}; use none, int8, pq, binary, lvq8 or lvq4x8"
+                ),
             }),
         }
     }

@@ -15,12 +15,13 @@ use strata::{BuildParams, Error, Generation, IndexBuilder, Metric, Quantization,
 const DIM: usize = 8;
 
 /// Every code kind.
-const QUANTS: [Quantization; 5] = [
+const QUANTS: [Quantization; 6] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
     Quantization::Lvq8,
+    Quantization::Lvq4x8,
 ];
 
 fn builder(metric: Metric) -> IndexBuilder {

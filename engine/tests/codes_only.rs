@@ -14,11 +14,12 @@ use strata::io::ReadFault;
 use strata::{Error, Generation, Index, IoMode, Metric, OpenOptions, Quantization, SearchParams};
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::Cosine, Metric::InnerProduct];
-const CODES: [Quantization; 4] = [
+const CODES: [Quantization; 5] = [
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
     Quantization::Lvq8,
+    Quantization::Lvq4x8,
 ];
 const K: usize = 10;
 

@@ -50,6 +50,7 @@ fn eight_threads_get_single_thread_results() {
         Quantization::Pq,
         Quantization::Binary,
         Quantization::Lvq8,
+        Quantization::Lvq4x8,
     ] {
         let (_dir, index, queries) = setup(quant);
         let sp = SearchParams::with_ef(64);
@@ -143,6 +144,8 @@ fn one_thread_alternating_between_every_kind_of_index() {
         (20, Metric::L2, Quantization::Binary, None),
         (24, Metric::Cosine, Quantization::Lvq8, None),
         (40, Metric::L2, Quantization::Lvq8, None),
+        (48, Metric::L2, Quantization::Lvq4x8, None),
+        (24, Metric::InnerProduct, Quantization::Lvq4x8, None),
     ] {
         let data = clustered(400, dim, 5, 0.15, 54);
         let queries = perturbed_queries(&data, 40, 0.1, 55);

@@ -29,12 +29,13 @@ fn small(quantization: Quantization) -> BuiltIndex {
     b.build().unwrap()
 }
 
-const KINDS: [Quantization; 5] = [
+const KINDS: [Quantization; 6] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
     Quantization::Lvq8,
+    Quantization::Lvq4x8,
 ];
 
 fn flip(bytes: &[u8], bit: usize) -> Vec<u8> {

@@ -17,12 +17,13 @@ use strata::{
 
 /// Every quantization, PQ with m = 5 (16 dimensions split 4/3/3/3/3) and a
 /// small training sample so debug builds stay quick.
-const QUANTS: [Quantization; 5] = [
+const QUANTS: [Quantization; 6] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
     Quantization::Lvq8,
+    Quantization::Lvq4x8,
 ];
 
 fn seeded(metric: Metric, quant: Quantization, seed: u64) -> BuildParams {
@@ -188,6 +189,7 @@ fn quantizer_parameters_do_not_depend_on_the_thread_count() {
         Quantization::Pq,
         Quantization::Binary,
         Quantization::Lvq8,
+        Quantization::Lvq4x8,
     ] {
         let one = build(&data, seeded(Metric::Cosine, quant, 7));
         let mut p = seeded(Metric::Cosine, quant, 7);

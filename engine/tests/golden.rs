@@ -25,8 +25,9 @@
 //!   the append log and changed no data-file byte); manifest versions 1
 //!   and 2 stay readable, pinned by golden-v1 and by `malformed.rs`.
 //!
-//! * **Version 5 = LVQ-8 codes.** `tests/fixtures/golden-v5/lvq8/` is the
-//!   same data as golden-v2, L2, lvq8 codes; the checks of golden-v2 apply
+//! * **Version 5 = LVQ codes.** `tests/fixtures/golden-v5/lvq8/` (L2) and
+//!   `golden-v5/lvq4x8/` (cosine) are the same data as golden-v2 with the
+//!   LVQ kinds; the checks of golden-v2 apply
 //!   to it (recorded answers, byte-for-byte reproduction; its MANIFEST is
 //!   directory version 3 like theirs). The writer still writes version 2
 //!   for the other kinds, so golden-v2 keeps reproducing.
@@ -119,7 +120,7 @@ struct V2 {
 }
 
 /// Section lengths for 300 × 8 (padded 16), M = 8 (m0 = 16).
-const V2_INDEXES: [V2; 4] = [
+const V2_INDEXES: [V2; 5] = [
     V2 {
         name: "int8",
         metric: Metric::L2,
@@ -184,6 +185,24 @@ const V2_INDEXES: [V2; 4] = [
             ("level_counts", 0),
             ("links_upper", 0),
             ("codes", 300 * 16),
+            ("links_level0", 300 * 17 * 4),
+            ("ordinal_to_id", 300 * 8),
+            ("id_to_ordinal", 300 * 16),
+        ],
+    },
+    V2 {
+        name: "lvq4x8",
+        metric: Metric::Cosine,
+        quantization: Quantization::Lvq4x8,
+        pq_m: None,
+        stored_pq_m: 0,
+        sections: &[
+            ("quant_params", 16 * 4),        // the mean, padded
+            ("binary_factors", 300 * 2 * 4), // (lo, step) per vector
+            ("level_counts", 0),
+            ("links_upper", 0),
+            ("codes", 300 * 8), // two 4-bit codes per byte
+            ("residual_codes", 300 * 16),
             ("links_level0", 300 * 17 * 4),
             ("ordinal_to_id", 300 * 8),
             ("id_to_ordinal", 300 * 16),
@@ -609,7 +628,13 @@ fn v2_checked_in_headers_are_read_as_written() {
         assert_eq!(info.quantization, fx.quantization, "{name}");
         assert_eq!(index.quantization(), fx.quantization, "{name}");
         assert_eq!(info.pq_m, fx.stored_pq_m, "{name}");
-        assert_eq!(info.code_bytes, 16, "{name}");
+        // Traversal codes: half a byte per padded dimension for lvq4x8.
+        let code_bytes = if fx.quantization == Quantization::Lvq4x8 {
+            8
+        } else {
+            16
+        };
+        assert_eq!(info.code_bytes, code_bytes, "{name}");
         assert_eq!((info.dim, info.count), (8, 300), "{name}");
         assert_eq!(
             (info.m, info.m0, info.ef_construction),
@@ -732,7 +757,9 @@ fn v2_recorded_answers_are_plausible() {
                 );
             }
         }
-        if fx.quantization != Quantization::Int8 {
+        // lvq4x8 re-ranks on its resident residual codes first, which on
+        // this data ranks like float32: oversample 1 changes nothing.
+        if !matches!(fx.quantization, Quantization::Int8 | Quantization::Lvq4x8) {
             assert!(
                 expected.iter().any(|e| e.groups[0] != e.groups[1]),
                 "{}: oversample 1 changed nothing",

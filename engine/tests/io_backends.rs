@@ -18,12 +18,13 @@ use strata::{
     Writer,
 };
 
-const KINDS: [Quantization; 5] = [
+const KINDS: [Quantization; 6] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
     Quantization::Lvq8,
+    Quantization::Lvq4x8,
 ];
 
 /// The direct modes this machine can run (io_uring only if available).

@@ -124,7 +124,8 @@ const LINKS_UPPER: u32 = 6;
 const ORD_TO_ID: u32 = 7;
 const ID_TO_ORD: u32 = 8;
 const BINARY_FACTORS: u32 = 9;
-const ALL_KINDS: [(u32, &str); 9] = [
+const RESIDUAL_CODES: u32 = 10;
+const ALL_KINDS: [(u32, &str); 10] = [
     (QUANT_PARAMS, "quant_params"),
     (CODES, "codes"),
     (CODE_NORMS, "code_norms"),
@@ -134,6 +135,7 @@ const ALL_KINDS: [(u32, &str); 9] = [
     (ORD_TO_ID, "ordinal_to_id"),
     (ID_TO_ORD, "id_to_ordinal"),
     (BINARY_FACTORS, "binary_factors"),
+    (RESIDUAL_CODES, "residual_codes"),
 ];
 
 fn wr64(b: &mut [u8], off: usize, v: u64) {
@@ -358,9 +360,21 @@ fn base_lvq8() -> &'static Base {
     B.get_or_init(|| make_base(Quantization::Lvq8))
 }
 
+fn base_lvq4x8() -> &'static Base {
+    static B: OnceLock<Base> = OnceLock::new();
+    B.get_or_init(|| make_base(Quantization::Lvq4x8))
+}
+
 /// Every base index: none, int8, pq, binary, lvq8.
-fn all_bases() -> [&'static Base; 5] {
-    [base_none(), base(), base_pq(), base_binary(), base_lvq8()]
+fn all_bases() -> [&'static Base; 6] {
+    [
+        base_none(),
+        base(),
+        base_pq(),
+        base_binary(),
+        base_lvq8(),
+        base_lvq4x8(),
+    ]
 }
 
 /// 60 × 40 vectors, PQ with m = 20: code stride 32 (m rounded up to 16).
@@ -435,7 +449,7 @@ fn base_is_valid_and_helpers_reproduce_its_checksums() {
         assert_eq!(index.quantization(), b.quant);
         assert_eq!(rd64(&b.g, G_FILE_LEN) as usize, b.g.len());
         // The oldest version that holds the codes.
-        let version = if b.quant == Quantization::Lvq8 { 5 } else { 2 };
+        let version = b.quant.format_version();
         assert_eq!(rd32(&b.g, G_VERSION), version, "{:?}", b.quant);
         assert_eq!(rd32(&b.v, V_VERSION), version, "{:?}", b.quant);
         assert_eq!(rd32(&b.g, G_QUANT), b.quant.code());
@@ -455,6 +469,10 @@ fn base_is_valid_and_helpers_reproduce_its_checksums() {
     assert_eq!(section_count(&base_lvq8().g), 9);
     assert!(names(base_lvq8()).contains(&"binary_factors"));
     assert!(names(base_lvq8()).contains(&"code_norms"));
+    assert!(!names(base_lvq8()).contains(&"residual_codes"));
+    // LVQ-4x8 under L2: the same, and the residual codes.
+    assert_eq!(section_count(&base_lvq4x8().g), 10);
+    assert!(names(base_lvq4x8()).contains(&"residual_codes"));
     // The quantizer parameter and the code strides.
     for (b, param, stride) in [
         (base_none(), 0, 0),
@@ -462,6 +480,7 @@ fn base_is_valid_and_helpers_reproduce_its_checksums() {
         (base_pq(), 3, 16),
         (base_binary(), 0, 16),
         (base_lvq8(), 0, 16),
+        (base_lvq4x8(), 0, 8),
         (wide_pq(), 20, 32),
         (wide_binary(), 0, 32),
     ] {
@@ -514,16 +533,17 @@ fn bad_magic() {
 /// layout.
 #[test]
 fn lvq8_codes_in_an_older_version_are_refused() {
-    let b = base_lvq8();
-    for version in [1, 2, 3, 4] {
-        let mut g = b.g.clone();
-        wr32(&mut g, G_VERSION, version);
-        reseal(&mut g);
-        match open_err(&g, &b.v, "lvq8 in an older version") {
-            Error::Corrupt { what, .. } => {
-                assert!(what.contains("quantization"), "version {version}: {what}")
+    for b in [base_lvq8(), base_lvq4x8()] {
+        for version in [1, 2, 3, 4] {
+            let mut g = b.g.clone();
+            wr32(&mut g, G_VERSION, version);
+            reseal(&mut g);
+            match open_err(&g, &b.v, "lvq8 in an older version") {
+                Error::Corrupt { what, .. } => {
+                    assert!(what.contains("quantization"), "version {version}: {what}")
+                }
+                e => panic!("version {version}: expected Corrupt, got {e:?}"),
             }
-            e => panic!("version {version}: expected Corrupt, got {e:?}"),
         }
     }
 }
@@ -1187,8 +1207,9 @@ fn unknown_sections_need_the_optional_flag() {
     let b = base();
     let payload: Vec<u8> = (0..100u8).collect();
     // Not optional: rejected (kind 9, binary_factors, is known since
-    // version 2; see `binary_factors_exactly_for_binary_codes`).
-    for kind in [0, 10, 99, u32::MAX] {
+    // version 2, kind 10, residual_codes, since version 5; see
+    // `binary_factors_exactly_for_binary_codes`).
+    for kind in [0, 11, 99, u32::MAX] {
         let g = with_extra_section(&b.g, kind, 0, &payload);
         let e = open_err(&g, &b.v, "unknown kind");
         assert_corrupt(
@@ -1236,6 +1257,37 @@ fn unknown_sections_need_the_optional_flag() {
 
 /// `binary_factors` (kind 9) is required for binary codes and forbidden
 /// for every other kind, with or without the optional flag.
+/// I10 for kind 10: LVQ-4x8 needs its residual codes (`padded` bytes per
+/// vector), and every other kind must not have them.
+#[test]
+fn residual_codes_exactly_for_lvq4x8() {
+    let b = base_lvq4x8();
+    let (_, len) = section(&b.g, RESIDUAL_CODES);
+    assert_eq!(
+        len,
+        b.n * 16,
+        "residual_codes: one byte per padded dimension"
+    );
+    let e = entry_of(&b.g, RESIDUAL_CODES);
+    let err = graph_err(b, "residual_codes relabelled", |g| {
+        wr32(g, e, 1000);
+        wr32(g, e + 4, 1);
+    });
+    assert_corrupt_exact(&err, "section residual_codes", "present", "relabelled");
+    for b in [base(), base_lvq8(), base_binary()] {
+        // Presence is checked before length (I10 before I12).
+        let payload: Vec<u8> = (0..64).map(|i| (i % 5) as u8).collect();
+        let case = format!("{:?} with residual_codes", b.quant);
+        let g = with_extra_section(&b.g, RESIDUAL_CODES, 0, &payload);
+        assert_corrupt(
+            &open_err(&g, &b.v, &case),
+            FileKind::Graph,
+            "section residual_codes",
+            &case,
+        );
+    }
+}
+
 #[test]
 fn binary_factors_exactly_for_binary_codes() {
     // Missing from a binary index.
@@ -2431,15 +2483,15 @@ fn reserved_bytes_must_be_zero() {
     }
 }
 
-/// The unknown-kind error lists the kinds this version knows (1..=9 since
-/// binary_factors).
+/// The unknown-kind error lists the kinds this version knows (1..=10 since
+/// residual_codes).
 #[test]
 fn unknown_kind_error_lists_the_known_kinds() {
     let b = base();
-    let g = with_extra_section(&b.g, 10, 0, &[1, 2, 3]);
-    match open_err(&g, &b.v, "kind 10") {
+    let g = with_extra_section(&b.g, 11, 0, &[1, 2, 3]);
+    match open_err(&g, &b.v, "kind 11") {
         Error::Corrupt { expected, .. } => {
-            assert!(expected.contains("1..=9"), "{expected}")
+            assert!(expected.contains("1..=10"), "{expected}")
         }
         e => panic!("expected Corrupt, got {e:?}"),
     }

@@ -33,6 +33,7 @@ enum Codes {
     Pq(usize),
     Binary,
     Lvq8,
+    Lvq4x8,
 }
 
 impl Codes {
@@ -43,6 +44,7 @@ impl Codes {
             Codes::Pq(_) => Quantization::Pq,
             Codes::Binary => Quantization::Binary,
             Codes::Lvq8 => Quantization::Lvq8,
+            Codes::Lvq4x8 => Quantization::Lvq4x8,
         }
     }
 
@@ -121,13 +123,14 @@ struct Fixture {
 
 const METRICS: [Metric; 3] = [Metric::L2, Metric::InnerProduct, Metric::Cosine];
 /// Every code kind: PQ with m = dim/4 and dim/8.
-const CODES: [Codes; 6] = [
+const CODES: [Codes; 7] = [
     Codes::None,
     Codes::Int8,
     Codes::Pq(DIM / 4),
     Codes::Pq(DIM / 8),
     Codes::Binary,
     Codes::Lvq8,
+    Codes::Lvq4x8,
 ];
 
 fn data() -> &'static (Vectors, Vectors) {
@@ -140,7 +143,7 @@ fn data() -> &'static (Vectors, Vectors) {
 }
 
 fn fixture(metric: Metric, codes: Codes) -> &'static Fixture {
-    static CACHE: [OnceLock<Fixture>; 18] = [const { OnceLock::new() }; 18];
+    static CACHE: [OnceLock<Fixture>; 21] = [const { OnceLock::new() }; 21];
     let mi = METRICS.iter().position(|m| *m == metric).unwrap();
     let ci = CODES.iter().position(|c| *c == codes).unwrap();
     CACHE[mi * CODES.len() + ci].get_or_init(|| {
@@ -169,11 +172,21 @@ fn check_recall(metric: Metric, quant: Quantization) {
     let codes = match quant {
         Quantization::None => Codes::None,
         Quantization::Lvq8 => Codes::Lvq8,
+        Quantization::Lvq4x8 => Codes::Lvq4x8,
         _ => Codes::Int8,
     };
     let r = measured(metric, codes, &SearchParams::with_ef(EF));
     eprintln!("recall@{K} ef={EF} {metric:?}/{quant:?}: {r:.4}");
-    let min = min_recall(metric);
+    // LVQ-4x8 traverses on 4-bit codes: 16 levels over each vector's range
+    // of 32 clustered dimensions are a coarse guide, and the beam misses
+    // neighbours that rescoring would have ranked first (measured 0.9405
+    // l2, 0.9915 ip, 0.9255 cosine; at 384 dimensions, npm-minilm, it ranks
+    // like int8 or better, see the README).
+    let min = match (quant, metric) {
+        (Quantization::Lvq4x8, Metric::L2) => 0.92,
+        (Quantization::Lvq4x8, Metric::Cosine) => 0.90,
+        _ => min_recall(metric),
+    };
     assert!(
         r >= min,
         "{metric:?}/{quant:?}: recall@{K} at ef={EF} is {r:.4}, below {min}"
@@ -223,6 +236,21 @@ fn recall_ip_lvq8() {
 #[test]
 fn recall_cosine_lvq8() {
     check_recall(Metric::Cosine, Quantization::Lvq8);
+}
+
+#[test]
+fn recall_l2_lvq4x8() {
+    check_recall(Metric::L2, Quantization::Lvq4x8);
+}
+
+#[test]
+fn recall_ip_lvq4x8() {
+    check_recall(Metric::InnerProduct, Quantization::Lvq4x8);
+}
+
+#[test]
+fn recall_cosine_lvq4x8() {
+    check_recall(Metric::Cosine, Quantization::Lvq4x8);
 }
 
 #[test]

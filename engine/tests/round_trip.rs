@@ -27,12 +27,13 @@ const DIM: usize = 24;
 /// Every code kind: `(quantization, pq_m)`; PQ with m = 5, which does not
 /// divide 24 (sub-vectors of 5, 5, 5, 5 and 4 components; the default m is
 /// covered by `info_reports_each_kind`).
-const KINDS: [(Quantization, Option<usize>); 5] = [
+const KINDS: [(Quantization, Option<usize>); 6] = [
     (Quantization::None, None),
     (Quantization::Int8, None),
     (Quantization::Pq, Some(5)),
     (Quantization::Binary, None),
     (Quantization::Lvq8, None),
+    (Quantization::Lvq4x8, None),
 ];
 
 /// Seeded single-thread parameters; PQ trains on 500 rows (quick in debug).
@@ -315,6 +316,35 @@ fn info_reports_each_kind() {
             304,
             &["quant_params", "code_norms", "binary_factors", "codes"],
         ),
+        // LVQ-4x8: half a byte per padded dimension, and the residuals.
+        (
+            24,
+            Quantization::Lvq4x8,
+            None,
+            0,
+            16,
+            &[
+                "quant_params",
+                "code_norms",
+                "binary_factors",
+                "codes",
+                "residual_codes",
+            ],
+        ),
+        (
+            300,
+            Quantization::Lvq4x8,
+            None,
+            0,
+            152,
+            &[
+                "quant_params",
+                "code_norms",
+                "binary_factors",
+                "codes",
+                "residual_codes",
+            ],
+        ),
     ];
     for (dim, quant, pq_m, want_m, want_bytes, coded) in cases {
         let case = format!("dim {dim} {quant:?} pq_m {pq_m:?}");
@@ -331,14 +361,20 @@ fn info_reports_each_kind() {
         let info = memory.info();
         assert_eq!(summary(&info), summary(&mapped.info()), "{case}");
         // The oldest version that holds the codes: 5 for LVQ-8, else 2.
-        let version = if quant == Quantization::Lvq8 { 5 } else { 2 };
+        let version = quant.format_version();
         assert_eq!(info.format_version, version, "{case}");
         assert_eq!(info.quantization, quant, "{case}");
         assert_eq!(info.pq_m, want_m, "{case}");
         assert_eq!(info.code_bytes, want_bytes, "{case}");
         assert_eq!((info.dim, info.count), (dim, 40), "{case}");
         let names: Vec<&str> = info.sections.iter().map(|s| s.0).collect();
-        for name in ["quant_params", "code_norms", "binary_factors", "codes"] {
+        for name in [
+            "quant_params",
+            "code_norms",
+            "binary_factors",
+            "codes",
+            "residual_codes",
+        ] {
             assert_eq!(
                 names.contains(&name),
                 coded.contains(&name),
@@ -354,15 +390,21 @@ fn info_reports_each_kind() {
             Quantization::None => None,
             Quantization::Int8 => Some(2 * padded * 4),
             Quantization::Pq => Some(256 * dim * 4),
-            Quantization::Binary | Quantization::Lvq8 => Some(padded * 4),
+            Quantization::Binary | Quantization::Lvq8 | Quantization::Lvq4x8 => Some(padded * 4),
         };
         assert_eq!(
             len_of("quant_params"),
             params_len.map(|l| l as u64),
             "{case}"
         );
-        if matches!(quant, Quantization::Binary | Quantization::Lvq8) {
+        if matches!(
+            quant,
+            Quantization::Binary | Quantization::Lvq8 | Quantization::Lvq4x8
+        ) {
             assert_eq!(len_of("binary_factors"), Some(40 * 8), "{case}");
+        }
+        if quant == Quantization::Lvq4x8 {
+            assert_eq!(len_of("residual_codes"), Some(40 * padded as u64), "{case}");
         }
         // The traversal working set is the graph file once there are codes.
         let resident = match quant {

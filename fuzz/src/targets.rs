@@ -51,12 +51,13 @@ const LOG_HEADER: usize = 64;
 const LOG_HEADER_CRC: usize = 60;
 
 /// Every quantizer kind, in code order.
-pub const QUANTS: [Quantization; 5] = [
+pub const QUANTS: [Quantization; 6] = [
     Quantization::None,
     Quantization::Int8,
     Quantization::Pq,
     Quantization::Binary,
     Quantization::Lvq8,
+    Quantization::Lvq4x8,
 ];
 /// Every metric, in code order.
 pub const METRICS: [Metric; 3] = [Metric::L2, Metric::InnerProduct, Metric::Cosine];
@@ -134,7 +135,7 @@ pub fn build_fixture(quant: Quantization, metric: Metric) -> Fixture {
     }
 }
 
-/// The 15 fixtures, quantizer-major (`QUANTS × METRICS`), built once per process.
+/// The 18 fixtures, quantizer-major (`QUANTS × METRICS`), built once per process.
 pub fn fixtures() -> &'static [Fixture] {
     static FIXTURES: OnceLock<Vec<Fixture>> = OnceLock::new();
     FIXTURES.get_or_init(|| {
@@ -1042,7 +1043,14 @@ pub fn index_search(data: &[u8]) -> Reached {
 
 /// The fixtures whose files seed `graph_file` and `vectors_file` (one per
 /// quantizer, metrics varied), by name.
-pub const SEED_FIXTURES: [&str; 5] = ["none-l2", "int8-cosine", "pq-l2", "binary-ip", "lvq8-l2"];
+pub const SEED_FIXTURES: [&str; 6] = [
+    "none-l2",
+    "int8-cosine",
+    "pq-l2",
+    "binary-ip",
+    "lvq8-l2",
+    "lvq4x8-cosine",
+];
 
 fn fixture_named(name: &str) -> &'static Fixture {
     fixtures()

@@ -21,6 +21,13 @@ pub type F32Kernel = fn(&[f32], &[f32]) -> f32;
 pub type U8Kernel = fn(&[f32], &[u8]) -> f32;
 /// An exact integer kernel over u8 codes and an i8 (quantized) query.
 pub type U8I8Kernel = fn(&[u8], &[i8]) -> i32;
+/// An exact integer kernel over 4-bit codes packed two per byte and an i8
+/// query of twice the length (layout: [`scalar::dot_u4_i8`]).
+pub type U4I8Kernel = fn(&[u8], &[i8]) -> i32;
+
+/// Code bytes per chunk of the 4-bit layout ([`scalar::dot_u4_i8`]): one
+/// 512-bit register of packed codes, 128 components.
+pub const NIBBLE_CHUNK: usize = 64;
 /// A table-lookup kernel: a table of 256 floats per code byte, and a code.
 pub type AdcKernel = fn(&[f32], &[u8]) -> f32;
 
@@ -37,6 +44,8 @@ pub struct Kernels {
     pub dot_u8: U8Kernel,
     /// Exact integer inner product of u8 codes with an i8 vector.
     pub dot_u8_i8: U8I8Kernel,
+    /// Exact integer inner product of packed 4-bit codes with an i8 vector.
+    pub dot_u4_i8: U4I8Kernel,
     /// Sum of one table entry per code byte (product and binary codes).
     pub adc: AdcKernel,
 }
@@ -49,6 +58,7 @@ impl Kernels {
         l2: scalar::l2,
         dot_u8: scalar::dot_u8,
         dot_u8_i8: scalar::dot_u8_i8,
+        dot_u4_i8: scalar::dot_u4_i8,
         adc: scalar::adc,
     };
 
@@ -239,5 +249,51 @@ mod tests {
         assert_eq!(padded_dim(16), 16);
         assert_eq!(padded_dim(17), 32);
         assert_eq!(padded_dim(384), 384);
+    }
+
+    /// The 4-bit kernel against an unpacking of its layout (component by
+    /// component), and every backend against the scalar one, at every code
+    /// length a padded dimension gives (multiples of 8 bytes) up to three
+    /// chunks, with extreme values.
+    #[test]
+    fn nibble_kernel_matches_its_layout_on_every_backend() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(41);
+        let max = if cfg!(miri) { 80 } else { 200 };
+        for len in (8..=max).step_by(8) {
+            for round in 0..if cfg!(miri) { 1 } else { 20 } {
+                let c: Vec<u8> = (0..len)
+                    .map(|_| if round == 0 { 0xFF } else { rng.gen() })
+                    .collect();
+                let w: Vec<i8> = (0..2 * len)
+                    .map(|_| {
+                        if round == 0 {
+                            -127
+                        } else {
+                            rng.gen_range(-127..=127)
+                        }
+                    })
+                    .collect();
+                // Component j of the layout: chunk t = j / 128 starts at
+                // byte b = 64 t and holds r = min(64, len - b) bytes.
+                let nibble = |j: usize| {
+                    let b = j / 128 * 64;
+                    let r = (len - b).min(NIBBLE_CHUNK);
+                    let local = j - 2 * b;
+                    if local < r {
+                        c[b + local] & 15
+                    } else {
+                        c[b + local - r] >> 4
+                    }
+                };
+                let want: i32 = (0..2 * len).map(|j| nibble(j) as i32 * w[j] as i32).sum();
+                assert_eq!(scalar::dot_u4_i8(&c, &w), want, "scalar len {len}");
+                for k in Kernels::available() {
+                    assert_eq!((k.dot_u4_i8)(&c, &w), want, "{} len {len}", k.name);
+                    // A short weight vector is never read past its end.
+                    let short = &w[..w.len() - 8];
+                    assert_eq!((k.dot_u4_i8)(&c, short), scalar::dot_u4_i8(&c, short));
+                }
+            }
+        }
     }
 }

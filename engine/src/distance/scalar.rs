@@ -39,6 +39,28 @@ pub fn dot_u8_i8(c: &[u8], w: &[i8]) -> i32 {
     c.iter().zip(w).map(|(a, b)| *a as i32 * *b as i32).sum()
 }
 
+/// Exact `Σ nibble_j · w[j]` over 4-bit codes packed two per byte
+/// ([`super::NIBBLE_CHUNK`] layout): in the chunk of code bytes starting
+/// at `b` (64 bytes, the last one `r ≤ 64`), byte `b + i` holds component
+/// `2b + i` in its low nibble and `2b + r + i` in its high nibble, so `w`
+/// is in natural order and twice as long as `c`. Components past `w`
+/// count as zero.
+pub fn dot_u4_i8(c: &[u8], w: &[i8]) -> i32 {
+    let n = c.len();
+    let wt = |j: usize| w.get(j).copied().unwrap_or(0) as i32;
+    let mut sum = 0i32;
+    let mut b = 0;
+    while b < n {
+        let r = (n - b).min(super::NIBBLE_CHUNK);
+        for i in 0..r {
+            let x = c[b + i];
+            sum += (x & 15) as i32 * wt(2 * b + i) + (x >> 4) as i32 * wt(2 * b + r + i);
+        }
+        b += r;
+    }
+    sum
+}
+
 /// Table sum for asymmetric distance computation: `Σ_s table[256·s + code[s]]`
 /// over the code's bytes (16 lanes, summed in the fixed tree order). Bytes
 /// whose row lies outside the table count as zero.

@@ -38,6 +38,13 @@ pub(super) fn all() -> Vec<Kernels> {
             } else {
                 super::scalar::dot_u8_i8
             },
+            dot_u4_i8: if vnni {
+                dot_u4_i8_vnni_safe
+            } else if avx2 {
+                dot_u4_i8_avx2_safe
+            } else {
+                super::scalar::dot_u4_i8
+            },
         });
     }
     if avx2 {
@@ -47,6 +54,7 @@ pub(super) fn all() -> Vec<Kernels> {
             l2: l2_avx2_safe,
             dot_u8: dot_u8_avx2_safe,
             dot_u8_i8: dot_u8_i8_avx2_safe,
+            dot_u4_i8: dot_u4_i8_avx2_safe,
             adc: adc_avx2_safe,
         });
     }
@@ -74,6 +82,26 @@ fn dot_u8_i8_vnni_safe(c: &[u8], w: &[i8]) -> i32 {
     // SAFETY: only stored in a `Kernels` value by `all()` after
     // `is_x86_feature_detected!` confirmed avx512f, avx512bw and avx512vnni.
     unsafe { dot_u8_i8_vnni(c, w) }
+}
+
+fn dot_u4_i8_vnni_safe(c: &[u8], w: &[i8]) -> i32 {
+    if w.len() < 2 * c.len() {
+        return super::scalar::dot_u4_i8(c, w);
+    }
+    // SAFETY: only stored in a `Kernels` value by `all()` after
+    // `is_x86_feature_detected!` confirmed avx512f, avx512bw and
+    // avx512vnni; `w` holds twice `c`'s length.
+    unsafe { dot_u4_i8_vnni(c, w) }
+}
+
+fn dot_u4_i8_avx2_safe(c: &[u8], w: &[i8]) -> i32 {
+    if w.len() < 2 * c.len() {
+        return super::scalar::dot_u4_i8(c, w);
+    }
+    // SAFETY: only stored in a `Kernels` value by `all()` after
+    // `is_x86_feature_detected!` confirmed avx2 (and fma); `w` holds twice
+    // `c`'s length.
+    unsafe { dot_u4_i8_avx2(c, w) }
 }
 
 fn adc_avx512_safe(table: &[f32], code: &[u8]) -> f32 {
@@ -282,6 +310,91 @@ unsafe fn dot_u8_i8_vnni(c: &[u8], w: &[i8]) -> i32 {
         acc = _mm512_dpbusd_epi32(acc, a, b);
     }
     _mm512_reduce_add_epi32(acc)
+}
+
+/// [`super::scalar::dot_u4_i8`] with VNNI: per 64-byte chunk, the low
+/// nibbles against `w[2b..2b+64]` and the high ones against
+/// `w[2b+64..2b+128]`, two `vpdpbusd`; the last, shorter chunk with masked
+/// loads. Integer sums: exact, so equal to the scalar kernel.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn dot_u4_i8_vnni(c: &[u8], w: &[i8]) -> i32 {
+    debug_assert!(w.len() >= 2 * c.len());
+    let n = c.len();
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = _mm512_setzero_si512();
+    let mut b = 0;
+    while b + 64 <= n {
+        // SAFETY: b + 64 <= n = c.len() and 2b + 128 <= 2n <= w.len().
+        let (a, wl, wh) = unsafe {
+            (
+                _mm512_loadu_si512(c.as_ptr().add(b) as *const _),
+                _mm512_loadu_si512(w.as_ptr().add(2 * b) as *const _),
+                _mm512_loadu_si512(w.as_ptr().add(2 * b + 64) as *const _),
+            )
+        };
+        let lo = _mm512_and_si512(a, low);
+        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(a), low);
+        acc = _mm512_dpbusd_epi32(acc, lo, wl);
+        acc = _mm512_dpbusd_epi32(acc, hi, wh);
+        b += 64;
+    }
+    if b < n {
+        let r = n - b;
+        let mask: u64 = (1u64 << r) - 1;
+        // SAFETY: masked loads touch only the r < 64 selected bytes: code
+        // bytes b..n, weights 2b..2b+r and 2b+r..2b+2r = 2n <= w.len().
+        let (a, wl, wh) = unsafe {
+            (
+                _mm512_maskz_loadu_epi8(mask, c.as_ptr().add(b) as *const i8),
+                _mm512_maskz_loadu_epi8(mask, w.as_ptr().add(2 * b)),
+                _mm512_maskz_loadu_epi8(mask, w.as_ptr().add(2 * b + r)),
+            )
+        };
+        let lo = _mm512_and_si512(a, low);
+        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(a), low);
+        acc = _mm512_dpbusd_epi32(acc, lo, wl);
+        acc = _mm512_dpbusd_epi32(acc, hi, wh);
+    }
+    _mm512_reduce_add_epi32(acc)
+}
+
+/// [`super::scalar::dot_u4_i8`] with AVX2: a 64-byte chunk as two 32-byte
+/// halves, nibbles times weights with `vpmaddubsw` (at most 15 · 127 · 2,
+/// no saturation) then `vpmaddwd` into i32; the last, shorter chunk in
+/// scalar code. Exact, so equal to the scalar kernel.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_u4_i8_avx2(c: &[u8], w: &[i8]) -> i32 {
+    debug_assert!(w.len() >= 2 * c.len());
+    let n = c.len();
+    let low = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    let mut b = 0;
+    while b + 64 <= n {
+        for half in [0, 32] {
+            // SAFETY: b + 64 <= n = c.len(); weights up to 2b + 128 <= 2n <= w.len().
+            let (a, wl, wh) = unsafe {
+                (
+                    _mm256_loadu_si256(c.as_ptr().add(b + half) as *const __m256i),
+                    _mm256_loadu_si256(w.as_ptr().add(2 * b + half) as *const __m256i),
+                    _mm256_loadu_si256(w.as_ptr().add(2 * b + 64 + half) as *const __m256i),
+                )
+            };
+            let lo = _mm256_and_si256(a, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(a), low);
+            let p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, wl), _mm256_maddubs_epi16(hi, wh));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+        }
+        b += 64;
+    }
+    let s = _mm_add_epi32(
+        _mm256_castsi256_si128(acc),
+        _mm256_extracti128_si256::<1>(acc),
+    );
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    let tail = super::scalar::dot_u4_i8(&c[b..], &w[2 * b..]);
+    _mm_cvtsi128_si32(s) + tail
 }
 
 /// Exact `Σ c[i] · w[i]` with AVX2: widen to i16, `vpmaddwd` into i32.

@@ -41,7 +41,7 @@ pub(crate) struct Layout {
     /// Start (in u32 words) of each level's block in `LinksUpper`; index 0 unused.
     pub upper_base: Vec<usize>,
     pub sections: Vec<SectionEntry>,
-    ranges: [Option<Range<usize>>; 10],
+    ranges: [Option<Range<usize>>; 11],
     /// Code bytes per vector (0 without codes).
     pub stride: usize,
     /// Product quantization's `m` (0 for other kinds).
@@ -109,7 +109,7 @@ impl Layout {
         let quant = Quantization::from_code(h.quant).ok_or_else(|| {
             bad(
                 "header field quantization",
-                "0 (none), 1 (int8), 2 (pq), 3 (binary) or 4 (lvq8)",
+                "0 (none), 1 (int8), 2 (pq), 3 (binary), 4 (lvq8) or 5 (lvq4x8)",
                 h.quant,
             )
         })?;
@@ -120,10 +120,10 @@ impl Layout {
                 h.quant,
             ));
         }
-        if h.version < 5 && quant == Quantization::Lvq8 {
+        if h.version < 5 && matches!(quant, Quantization::Lvq8 | Quantization::Lvq4x8) {
             return Err(bad(
                 "header field quantization",
-                "0 (none) to 3 (binary) in a file older than version 5 (lvq8 codes are version 5)",
+                "0 (none) to 3 (binary) in a file older than version 5 (lvq codes are version 5)",
                 h.quant,
             ));
         }
@@ -168,7 +168,11 @@ impl Layout {
                     pq_m,
                 ));
             }
-            Quantization::None | Quantization::Int8 | Quantization::Binary | Quantization::Lvq8
+            Quantization::None
+            | Quantization::Int8
+            | Quantization::Binary
+            | Quantization::Lvq8
+            | Quantization::Lvq4x8
                 if pq_m != 0 =>
             {
                 return Err(bad(
@@ -185,6 +189,7 @@ impl Layout {
             Quantization::Pq => pq_code_stride(pq_m),
             Quantization::Binary => binary_code_stride(padded),
             Quantization::Lvq8 => padded,
+            Quantization::Lvq4x8 => padded / 2,
         };
         if h.code_stride as usize != want_stride {
             return Err(bad("header field code_stride", want_stride, h.code_stride));
@@ -196,7 +201,7 @@ impl Layout {
         let count = h.section_count as usize;
         debug_assert!(count <= MAX_SECTIONS);
         let mut sections = Vec::with_capacity(count);
-        let mut ranges: [Option<Range<usize>>; 10] = Default::default();
+        let mut ranges: [Option<Range<usize>>; 11] = Default::default();
         for i in 0..count {
             let s = SectionEntry::decode(graph, i);
             let known = SectionKind::from_code(s.kind);
@@ -237,7 +242,7 @@ impl Layout {
                 }
                 return Err(bad(
                     format!("section table entry {i} kind"),
-                    "a known section kind 1..=9 (or the optional flag)",
+                    "a known section kind 1..=10 (or the optional flag)",
                     s.kind,
                 ));
             };
@@ -271,16 +276,15 @@ impl Layout {
 
         // I10: which sections exist depends on the quantizer.
         let coded = quant != Quantization::None;
+        let lvq = matches!(quant, Quantization::Lvq8 | Quantization::Lvq4x8);
         for kind in SectionKind::ALL {
             let needed = match kind {
                 SectionKind::QuantParams | SectionKind::Codes => coded,
                 SectionKind::CodeNorms => {
-                    quant == Quantization::Int8
-                        || (quant == Quantization::Lvq8 && metric == Metric::L2)
+                    quant == Quantization::Int8 || (lvq && metric == Metric::L2)
                 }
-                SectionKind::BinaryFactors => {
-                    matches!(quant, Quantization::Binary | Quantization::Lvq8)
-                }
+                SectionKind::BinaryFactors => quant == Quantization::Binary || lvq,
+                SectionKind::ResidualCodes => quant == Quantization::Lvq4x8,
                 _ => true,
             };
             if needed != ranges[kind as usize].is_some() {
@@ -356,13 +360,14 @@ impl Layout {
             match kind {
                 SectionKind::QuantParams => match quant {
                     Quantization::Pq => mul(dim, 4 * PQ_CENTROIDS, "quant_params size"),
-                    Quantization::Binary | Quantization::Lvq8 => {
+                    Quantization::Binary | Quantization::Lvq8 | Quantization::Lvq4x8 => {
                         mul(padded, 4, "quant_params size")
                     }
                     _ => mul(padded, 8, "quant_params size"),
                 },
                 SectionKind::Codes => mul(n, stride, "codes size"),
                 SectionKind::BinaryFactors => mul(n, 8, "binary_factors size"),
+                SectionKind::ResidualCodes => mul(n, padded, "residual_codes size"),
                 SectionKind::CodeNorms => mul(n, 4, "code_norms size"),
                 SectionKind::LevelCounts => Ok((max_level + 1) * 4),
                 SectionKind::LinksLevel0 => {
@@ -580,6 +585,9 @@ impl Layout {
                 .map_or(&[][..], |r| &graph[r]),
             norms: self.cast(graph, SectionKind::CodeNorms),
             factors: self.cast(graph, SectionKind::BinaryFactors),
+            residuals: self
+                .range(SectionKind::ResidualCodes)
+                .map_or(&[][..], |r| &graph[r]),
             quant_params: self.cast(graph, SectionKind::QuantParams),
             ord_to_id: self.cast(graph, SectionKind::OrdinalToId),
             id_to_ord: self.cast(graph, SectionKind::IdToOrdinal),
@@ -628,6 +636,8 @@ pub(crate) struct GraphView<'a> {
     pub codes: &'a [u8],
     pub norms: &'a [f32],
     pub factors: &'a [[f32; 2]],
+    /// LVQ-4x8's residual codes, `padded` bytes per ordinal (empty otherwise).
+    pub residuals: &'a [u8],
     pub quant_params: &'a [f32],
     pub ord_to_id: &'a [u64],
     pub id_to_ord: &'a [u64],
@@ -649,6 +659,15 @@ impl GraphView<'_> {
     pub(crate) fn code(&self, ord: u32) -> &[u8] {
         let p = self.l.stride;
         self.codes
+            .get(ord as usize * p..(ord as usize + 1) * p)
+            .unwrap_or(&[])
+    }
+
+    /// The residual code of an ordinal (LVQ-4x8; empty otherwise).
+    #[inline]
+    pub(crate) fn residual(&self, ord: u32) -> &[u8] {
+        let p = self.l.padded;
+        self.residuals
             .get(ord as usize * p..(ord as usize + 1) * p)
             .unwrap_or(&[])
     }

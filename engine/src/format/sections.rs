@@ -26,13 +26,16 @@ pub enum SectionKind {
     OrdinalToId = 7,
     /// `(id u64, ordinal u64)` pairs sorted by id, for binary search.
     IdToOrdinal = 8,
-    /// Binary codes' per-vector factors `(α, ‖x‖²)`, `count × 2` f32 (version 2).
+    /// Per-vector factors, `count × 2` f32: binary codes' `(α, ‖x‖²)`
+    /// (version 2), LVQ codes' `(lo, step)` (version 5).
     BinaryFactors = 9,
+    /// LVQ-4x8's 8-bit residual codes, `count × padded` u8 (version 5).
+    ResidualCodes = 10,
 }
 
 impl SectionKind {
     /// All kinds known to this version.
-    pub const ALL: [SectionKind; 9] = [
+    pub const ALL: [SectionKind; 10] = [
         SectionKind::QuantParams,
         SectionKind::Codes,
         SectionKind::CodeNorms,
@@ -42,6 +45,7 @@ impl SectionKind {
         SectionKind::OrdinalToId,
         SectionKind::IdToOrdinal,
         SectionKind::BinaryFactors,
+        SectionKind::ResidualCodes,
     ];
 
     /// The kind for a table code, if known.
@@ -61,6 +65,7 @@ impl SectionKind {
             SectionKind::OrdinalToId => "ordinal_to_id",
             SectionKind::IdToOrdinal => "id_to_ordinal",
             SectionKind::BinaryFactors => "binary_factors",
+            SectionKind::ResidualCodes => "residual_codes",
         }
     }
 }

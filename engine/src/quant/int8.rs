@@ -144,10 +144,18 @@ impl CodeQuery {
         norm: f32,
     ) -> f32 {
         let ip = self.bias + self.step * (kernels.dot_u8_i8)(code, &self.w8) as f32;
-        match metric {
-            Metric::L2 => self.q2 - 2.0 * ip + norm,
-            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
-        }
+        ip_distance(metric, self.q2, ip, norm)
+    }
+}
+
+/// A distance on `metric`'s scale from an estimate `ip` of `⟨q, x⟩`:
+/// `‖q‖² − 2 ip + ‖x̂‖²` (L2, `q2` and `norm` the squared norms), else
+/// `1 − ip`. Shared by the integer-kernel codes (int8, LVQ).
+#[inline]
+pub(crate) fn ip_distance(metric: Metric, q2: f32, ip: f32, norm: f32) -> f32 {
+    match metric {
+        Metric::L2 => q2 - 2.0 * ip + norm,
+        Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
     }
 }
 

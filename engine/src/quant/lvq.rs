@@ -16,14 +16,29 @@
 //! two per-query constants, two per-vector ones and one `dot_u8_i8` per
 //! candidate. For L2 the stored `‖x̂‖²` (the `code_norms` section, under L2
 //! only) completes `‖q − x̂‖² = ‖q‖² − 2⟨q, x̂⟩ + ‖x̂‖²`.
+//!
+//! **LVQ-4x8**, two levels on the same range: 4-bit codes
+//! `c4_j = round((r_j − lo) / s4)`, `s4 = (max − lo) / 15`, packed two per
+//! byte in the nibble layout of [`crate::distance::scalar::dot_u4_i8`]
+//! (the `codes` section, `P / 2` bytes), traverse the graph; what they miss,
+//! `e_j = r_j − lo − s4 · c4_j ∈ [−s4/2, s4/2]`, is coded in 8 bits,
+//! `c8_j = round((e_j + s4/2) · 255 / s4)` (the `residual_codes` section),
+//! so that `x̂ = μ + lo − s4/2 + s4 · c4 + (s4/255) · c8`, about 12 bits per
+//! component. The beam runs on the 4-bit codes (an eighth of the bytes of a
+//! float32 row); every candidate it keeps is re-ranked on both
+//! levels before the optional float32 rescoring. The re-ranking quantizes
+//! the query in two i8 terms, `q ≈ s_q · w8 + (s_q / 254) · w8b` (the
+//! second codes what the first rounds off), so that the query's own
+//! rounding does not cap the codes' precision: four exact integer dots per
+//! candidate.
 
-use super::int8::quantize_weights;
+use super::int8::{ip_distance, quantize_weights};
 use crate::distance::Kernels;
 use crate::metric::Metric;
 
-/// The trained part of LVQ-8: the dataset mean.
+/// The trained part of the LVQ kinds: the dataset mean.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Lvq8Quantizer {
+pub struct LvqQuantizer {
     /// Mean of each padded component (zero on padding).
     pub mean: Vec<f32>,
 }
@@ -37,7 +52,7 @@ pub struct Lvq8Side {
     pub norm: f32,
 }
 
-impl Lvq8Quantizer {
+impl LvqQuantizer {
     /// The mean of `rows` (row-major, `padded` floats per row, the first
     /// `dim` meaningful; padding components keep a zero mean), over at most
     /// [`super::int8::MAX_TRAINING_ROWS`] rows spread evenly.
@@ -55,22 +70,30 @@ impl Lvq8Quantizer {
         for (m, s) in mean.iter_mut().zip(&sum) {
             *m = (*s / take.max(1) as f64) as f32;
         }
-        Lvq8Quantizer { mean }
+        LvqQuantizer { mean }
+    }
+
+    /// The smallest and largest component of `v − μ` (all padded
+    /// components; `(0, 0)` if not finite).
+    fn range(&self, v: &[f32]) -> (f32, f32) {
+        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for (x, m) in v.iter().zip(&self.mean) {
+            let r = x - m;
+            lo = lo.min(r);
+            hi = hi.max(r);
+        }
+        if lo.is_finite() && hi.is_finite() {
+            (lo, hi)
+        } else {
+            (0.0, 0.0)
+        }
     }
 
     /// Encodes one padded vector (the first `dim` components meaningful)
     /// into `out` (same length) and returns its side values.
     pub fn encode(&self, v: &[f32], dim: usize, out: &mut [u8]) -> Lvq8Side {
         let residual = |j: usize| v[j] - self.mean[j];
-        let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-        for j in 0..v.len() {
-            let r = residual(j);
-            lo = lo.min(r);
-            hi = hi.max(r);
-        }
-        if !(lo.is_finite() && hi.is_finite()) {
-            (lo, hi) = (0.0, 0.0);
-        }
+        let (lo, hi) = self.range(v);
         let step = if hi > lo { (hi - lo) / 255.0 } else { 0.0 };
         let mut norm = 0f64;
         for (j, c) in out.iter_mut().enumerate().take(v.len()) {
@@ -90,12 +113,181 @@ impl Lvq8Quantizer {
         }
     }
 
+    /// Encodes one padded vector (the first `dim` components meaningful)
+    /// for LVQ-4x8: 4-bit codes into `primary` (`P / 2` bytes, nibble
+    /// layout), residual codes into `residual` (`P` bytes); returns
+    /// `(lo, s4)` and `‖x̂‖²` of the two-level reconstruction.
+    pub fn encode4x8(
+        &self,
+        v: &[f32],
+        dim: usize,
+        primary: &mut [u8],
+        residual: &mut [u8],
+    ) -> Lvq8Side {
+        let p = v.len();
+        let residual_of = |j: usize| v[j] - self.mean[j];
+        let (lo, hi) = self.range(v);
+        let s4 = if hi > lo { (hi - lo) / 15.0 } else { 0.0 };
+        primary.iter_mut().for_each(|b| *b = 0);
+        let mut norm = 0f64;
+        for (j, res) in residual.iter_mut().enumerate().take(p) {
+            let r = residual_of(j);
+            let c4 = if s4 > 0.0 {
+                ((r - lo) / s4).round().clamp(0.0, 15.0) as u8
+            } else {
+                0
+            };
+            let (byte, high) = nibble_slot(j, primary.len());
+            primary[byte] |= if high { c4 << 4 } else { c4 };
+            let e = r - (lo + s4 * c4 as f32);
+            let c8 = if s4 > 0.0 {
+                ((e + 0.5 * s4) * 255.0 / s4).round().clamp(0.0, 255.0) as u8
+            } else {
+                0
+            };
+            *res = c8;
+            if j < dim {
+                let rec = reconstruct4x8(self.mean[j], lo, s4, c4, c8);
+                norm += rec as f64 * rec as f64;
+            }
+        }
+        Lvq8Side {
+            factors: [lo, s4],
+            norm: norm as f32,
+        }
+    }
+
+    /// Reconstructs LVQ-4x8 codes into floats (for tests and diagnostics).
+    pub fn decode4x8(&self, primary: &[u8], residual: &[u8], factors: [f32; 2], out: &mut [f32]) {
+        let [lo, s4] = factors;
+        for (j, x) in out.iter_mut().enumerate() {
+            let (byte, high) = nibble_slot(j, primary.len());
+            let c4 = if high {
+                primary[byte] >> 4
+            } else {
+                primary[byte] & 15
+            };
+            *x = reconstruct4x8(self.mean[j], lo, s4, c4, residual[j]);
+        }
+    }
+
     /// Reconstructs a code into floats (for tests and diagnostics).
     pub fn decode(&self, code: &[u8], factors: [f32; 2], out: &mut [f32]) {
         let [lo, step] = factors;
         for ((x, c), m) in out.iter_mut().zip(code).zip(&self.mean) {
             *x = m + lo + step * *c as f32;
         }
+    }
+}
+
+/// Component `j`'s place in packed 4-bit codes of `len` bytes: its byte,
+/// and whether it is the high nibble ([`crate::distance::NIBBLE_CHUNK`]
+/// layout, see [`crate::distance::scalar::dot_u4_i8`]).
+#[inline]
+pub(crate) fn nibble_slot(j: usize, len: usize) -> (usize, bool) {
+    let chunk = crate::distance::NIBBLE_CHUNK;
+    let b = j / (2 * chunk) * chunk;
+    let r = len.saturating_sub(b).min(chunk);
+    let local = j - 2 * b;
+    if local < r {
+        (b + local, false)
+    } else {
+        (b + local - r, true)
+    }
+}
+
+#[inline]
+fn reconstruct4x8(mean: f32, lo: f32, s4: f32, c4: u8, c8: u8) -> f32 {
+    mean + lo - 0.5 * s4 + s4 * c4 as f32 + s4 / 255.0 * c8 as f32
+}
+
+/// A float32 query prepared against LVQ-4x8 codes: the traversal's 4-bit
+/// distance and the two-level re-ranking distance.
+pub(crate) struct Lvq4x8Query {
+    /// `s_q · w8 + s_q2 · w8b ≈ q`.
+    w8: Vec<i8>,
+    w8b: Vec<i8>,
+    step: f32,
+    step2: f32,
+    qmu: f32,
+    qsum: f32,
+    q2: f32,
+}
+
+impl Lvq4x8Query {
+    /// Prepares the padded query `q` against the mean `mean`.
+    pub(crate) fn new(mean: &[f32], q: &[f32], kernels: &Kernels) -> Self {
+        let mut w8 = Vec::with_capacity(q.len());
+        let step = quantize_weights(q, &mut w8);
+        let step2 = step / 254.0;
+        let w8b = q
+            .iter()
+            .zip(&w8)
+            .map(|(x, w)| {
+                ((x - step * *w as f32) / step2)
+                    .round()
+                    .clamp(-127.0, 127.0) as i8
+            })
+            .collect();
+        let (mut qmu, mut qsum) = (0f64, 0f64);
+        for (x, m) in q.iter().zip(mean) {
+            qmu += *x as f64 * *m as f64;
+            qsum += *x as f64;
+        }
+        Lvq4x8Query {
+            w8,
+            w8b,
+            step,
+            step2,
+            qmu: qmu as f32,
+            qsum: qsum as f32,
+            q2: (kernels.dot)(q, q),
+        }
+    }
+
+    #[inline]
+    fn to_distance(&self, metric: Metric, ip: f32, norm: f32) -> f32 {
+        ip_distance(metric, self.q2, ip, norm)
+    }
+
+    /// The traversal distance, from the 4-bit codes alone
+    /// (`x̂4 = μ + lo + s4 · c4`; under L2 with the two-level `‖x̂‖²`).
+    #[inline]
+    pub(crate) fn distance4(
+        &self,
+        kernels: &Kernels,
+        metric: Metric,
+        primary: &[u8],
+        factors: [f32; 2],
+        norm: f32,
+    ) -> f32 {
+        let [lo, s4] = factors;
+        let dot = (kernels.dot_u4_i8)(primary, &self.w8) as f32;
+        self.to_distance(
+            metric,
+            self.qmu + lo * self.qsum + s4 * self.step * dot,
+            norm,
+        )
+    }
+
+    /// The re-ranking distance, from both levels.
+    #[inline]
+    pub(crate) fn distance4x8(
+        &self,
+        kernels: &Kernels,
+        metric: Metric,
+        primary: &[u8],
+        residual: &[u8],
+        factors: [f32; 2],
+        norm: f32,
+    ) -> f32 {
+        let [lo, s4] = factors;
+        let d4 = self.step * (kernels.dot_u4_i8)(primary, &self.w8) as f32
+            + self.step2 * (kernels.dot_u4_i8)(primary, &self.w8b) as f32;
+        let d8 = self.step * (kernels.dot_u8_i8)(residual, &self.w8) as f32
+            + self.step2 * (kernels.dot_u8_i8)(residual, &self.w8b) as f32;
+        let ip = self.qmu + (lo - 0.5 * s4) * self.qsum + s4 * d4 + s4 / 255.0 * d8;
+        self.to_distance(metric, ip, norm)
     }
 }
 
@@ -150,10 +342,7 @@ impl Lvq8Query {
         let [lo, step] = factors;
         let dot = (kernels.dot_u8_i8)(code, &self.w8) as f32;
         let ip = self.qmu + lo * self.qsum + step * self.step * dot;
-        match metric {
-            Metric::L2 => self.q2 - 2.0 * ip + norm,
-            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
-        }
+        ip_distance(metric, self.q2, ip, norm)
     }
 }
 
@@ -180,7 +369,7 @@ mod tests {
     fn a_code_reconstructs_within_half_a_step_of_its_own_range() {
         let (dim, padded) = (40, 48);
         let data = rows(300, dim, padded);
-        let q = Lvq8Quantizer::train(&data, dim, padded);
+        let q = LvqQuantizer::train(&data, dim, padded);
         assert!(q.mean[dim..].iter().all(|m| *m == 0.0));
         let mut code = vec![0u8; padded];
         let mut back = vec![0f32; padded];
@@ -200,7 +389,7 @@ mod tests {
     fn the_prepared_query_matches_the_reconstruction() {
         let (dim, padded) = (40, 48);
         let data = rows(200, dim, padded);
-        let q = Lvq8Quantizer::train(&data, dim, padded);
+        let q = LvqQuantizer::train(&data, dim, padded);
         let k = Kernels::detect();
         let query = &data[..padded];
         let pq = Lvq8Query::new(&q.mean, query, k, Vec::new());
@@ -226,8 +415,53 @@ mod tests {
     }
 
     #[test]
+    fn two_levels_reconstruct_within_a_residual_step_and_rank_like_it() {
+        let (dim, padded) = (200, 208);
+        let data = rows(300, dim, padded);
+        let q = LvqQuantizer::train(&data, dim, padded);
+        let k = Kernels::detect();
+        let (mut c4, mut c8) = (vec![0u8; padded / 2], vec![0u8; padded]);
+        let mut back = vec![0f32; padded];
+        let query = &data[..padded];
+        let pq = Lvq4x8Query::new(&q.mean, query, k);
+        for r in data.chunks_exact(padded).skip(1) {
+            let side = q.encode4x8(r, dim, &mut c4, &mut c8);
+            q.decode4x8(&c4, &c8, side.factors, &mut back);
+            let s4 = side.factors[1];
+            for j in 0..dim {
+                // Half a residual step, and float rounding.
+                assert!((back[j] - r[j]).abs() <= 0.5 * s4 / 255.0 + 1e-5, "{j}");
+            }
+            back[dim..].iter_mut().for_each(|x| *x = 0.0);
+            let ip: f32 = query.iter().zip(&back).map(|(a, b)| a * b).sum();
+            let fine = 1.0 - pq.distance4x8(k, Metric::InnerProduct, &c4, &c8, side.factors, 0.0);
+            // Two i8 terms: the query's rounding is far below the codes'.
+            assert!(
+                (fine - ip).abs() < 1e-3 * ip.abs().max(1.0),
+                "{fine} vs {ip}"
+            );
+            let coarse = 1.0 - pq.distance4(k, Metric::InnerProduct, &c4, side.factors, 0.0);
+            let err4: f32 = 0.5 * s4 * query.iter().map(|x| x.abs()).sum::<f32>();
+            assert!((coarse - ip).abs() <= err4 + 0.05, "{coarse} vs {ip}");
+        }
+    }
+
+    #[test]
+    fn nibble_slots_cover_every_nibble_once() {
+        for padded in [16, 48, 128, 208, 384, 400] {
+            let len = padded / 2;
+            let mut seen = vec![0u8; len * 2];
+            for j in 0..padded {
+                let (b, high) = nibble_slot(j, len);
+                seen[2 * b + high as usize] += 1;
+            }
+            assert!(seen.iter().all(|s| *s == 1), "{padded}");
+        }
+    }
+
+    #[test]
     fn a_constant_or_non_finite_vector_encodes_without_panicking() {
-        let q = Lvq8Quantizer {
+        let q = LvqQuantizer {
             mean: vec![0.0; 16],
         };
         let mut code = vec![7u8; 16];

@@ -13,7 +13,7 @@ pub(crate) mod trained;
 
 pub use binary::BinaryQuantizer;
 pub use int8::Int8Quantizer;
-pub use lvq::Lvq8Quantizer;
+pub use lvq::LvqQuantizer;
 pub use pq::ProductQuantizer;
 
 pub use crate::quantization::Quantization;

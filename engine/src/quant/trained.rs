@@ -1,6 +1,6 @@
 //! A quantizer trained for one build, and the sections it encodes into.
 
-use super::lvq::{Lvq8Quantizer, Lvq8Side};
+use super::lvq::{Lvq8Side, LvqQuantizer};
 use super::{binary, pq, BinaryQuantizer, Int8Quantizer, ProductQuantizer, Quantization};
 use rayon::prelude::*;
 
@@ -10,7 +10,8 @@ pub(crate) enum Trained {
     Int8(Int8Quantizer),
     Pq(ProductQuantizer),
     Binary(BinaryQuantizer),
-    Lvq8(Lvq8Quantizer),
+    Lvq8(LvqQuantizer),
+    Lvq4x8(LvqQuantizer),
 }
 
 /// What a quantizer contributes to the graph file besides the codes and
@@ -63,7 +64,8 @@ impl Trained {
                 spec.seed,
             )),
             Quantization::Binary => Trained::Binary(BinaryQuantizer::train(rows, padded)),
-            Quantization::Lvq8 => Trained::Lvq8(Lvq8Quantizer::train(rows, dim, padded)),
+            Quantization::Lvq8 => Trained::Lvq8(LvqQuantizer::train(rows, dim, padded)),
+            Quantization::Lvq4x8 => Trained::Lvq4x8(LvqQuantizer::train(rows, dim, padded)),
         }
     }
 
@@ -99,6 +101,11 @@ impl Trained {
                 quant_param: 0,
                 params: q.mean.clone(),
             },
+            Trained::Lvq4x8(q) => Layout {
+                stride: padded / 2,
+                quant_param: 0,
+                params: q.mean.clone(),
+            },
         }
     }
 
@@ -114,7 +121,35 @@ impl Trained {
             }
             Trained::Binary(q) => Side::Factors(q.encode(row, dim, out)),
             Trained::Lvq8(q) => Side::Lvq8(q.encode(row, dim, out)),
+            Trained::Lvq4x8(q) => {
+                let mut residual = vec![0u8; row.len()];
+                Side::Lvq8(q.encode4x8(row, dim, out, &mut residual))
+            }
         }
+    }
+
+    /// Encodes the residual codes of rows `row(0..count)` (LVQ-4x8 only;
+    /// `padded` bytes each) in parallel into `out`. Other kinds have none.
+    pub(crate) fn encode_residual_rows<'a>(
+        &self,
+        count: usize,
+        row: impl Fn(usize) -> &'a [f32] + Sync,
+        dim: usize,
+        padded: usize,
+        out: &mut [u8],
+    ) {
+        let Trained::Lvq4x8(q) = self else {
+            return;
+        };
+        out[..count * padded]
+            .par_chunks_exact_mut(padded)
+            .enumerate()
+            .for_each_init(
+                || vec![0u8; padded / 2],
+                |primary, (i, r)| {
+                    q.encode4x8(row(i), dim, primary, r);
+                },
+            );
     }
 
     /// Encodes rows `row(0..count)` in parallel into `codes` (`count ×
