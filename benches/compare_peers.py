@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover
     die("numpy is missing: pip install -r benches/requirements.txt")
 
 KNOWN_PEERS = ("hnswlib", "faiss", "faiss-pq", "usearch", "svs-lvq8", "svs-lvq4x8", "svs-f16")
-KNOWN_QUANT = ("int8", "none", "f16", "pq", "binary")
+KNOWN_QUANT = ("int8", "none", "f16", "pq", "binary", "lvq8", "lvq4x8")
 
 
 def parse_list(s: str, cast=str):

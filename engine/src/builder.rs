@@ -543,7 +543,7 @@ impl IndexBuilder {
         let layout = quantizer.layout(p);
         let stride = layout.stride;
         let build_id = self.build_id(seed);
-        let version = self.params.quantization.format_version();
+        let version = self.params.quantization.format_version(self.params.metric);
         debug_assert!(version <= FORMAT_VERSION);
         let header = GraphHeader {
             version,
@@ -595,7 +595,9 @@ impl IndexBuilder {
             )?;
         }
         match quantizer {
-            Trained::Int8(_) => {
+            // `‖x̂‖²` serves L2 only (format version 5 leaves it out
+            // otherwise; `Quantization::format_version`).
+            Trained::Int8(_) if self.params.metric == crate::metric::Metric::L2 => {
                 w.begin(SectionKind::CodeNorms);
                 for side in &sides {
                     if let Side::Norm(x) = side {

@@ -67,12 +67,15 @@ impl Quantization {
         }
     }
 
-    /// The format version of the files a build with these codes writes:
-    /// the oldest that can hold them (2 for the kinds of version 2, so that
-    /// readers of version 2 still read those files; 5 for the LVQ kinds).
-    pub fn format_version(self) -> u32 {
+    /// The format version of the files a build with these codes under
+    /// `metric` writes: the oldest that can hold them (2 for the layouts of
+    /// version 2, so that readers of version 2 still read those files; 5
+    /// for the LVQ kinds, and for int8 under inner product or cosine,
+    /// which from version 5 leaves out the `‖x̂‖²` only L2 reads).
+    pub fn format_version(self, metric: crate::Metric) -> u32 {
         match self {
             Quantization::Lvq8 | Quantization::Lvq4x8 => 5,
+            Quantization::Int8 if metric != crate::Metric::L2 => 5,
             _ => 2,
         }
     }

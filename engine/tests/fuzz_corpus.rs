@@ -72,7 +72,7 @@ fn graph_file_corpus() {
         let r = reached(&results, &format!("{seed}.graph"));
         assert!(r.opened >= 1 && r.searches >= 6, "{seed}: {r:?}");
     }
-    assert!(reached(&results, "int8-cosine-v1.graph").opened >= 1);
+    assert!(reached(&results, "int8-l2-v1.graph").opened >= 1);
 }
 
 #[test]

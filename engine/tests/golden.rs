@@ -213,7 +213,7 @@ const V2_INDEXES: [V2; 5] = [
 impl V2 {
     /// `golden-v2/NAME`, or `golden-v5/NAME` for the kinds of version 5.
     fn dir(&self) -> PathBuf {
-        let version = self.quantization.format_version();
+        let version = self.quantization.format_version(self.metric);
         fixtures_root()
             .join(format!("golden-v{version}"))
             .join(self.name)
@@ -238,7 +238,7 @@ impl V2 {
         format!(
             "# strata golden-v{}/{}: clustered(300, 8, 4, 0.1, 42), {:?}, {}{}, M=8, ef_construction=50, seed 42, threads 1\n\
              # search k={K} ef={EF}: <query f32 bits> => <id>:<distance bits> (rescoring the beam) | <id>:<distance bits> (oversample 1)\n",
-            self.quantization.format_version(),
+            self.quantization.format_version(self.metric),
             self.name,
             p.metric,
             p.quantization.name(),
@@ -621,7 +621,7 @@ fn v2_checked_in_headers_are_read_as_written() {
         let name = fx.name;
         assert_eq!(
             info.format_version,
-            fx.quantization.format_version(),
+            fx.quantization.format_version(fx.metric),
             "{name}"
         );
         assert_eq!(info.metric, fx.metric, "{name}");

@@ -449,7 +449,7 @@ fn base_is_valid_and_helpers_reproduce_its_checksums() {
         assert_eq!(index.quantization(), b.quant);
         assert_eq!(rd64(&b.g, G_FILE_LEN) as usize, b.g.len());
         // The oldest version that holds the codes.
-        let version = b.quant.format_version();
+        let version = b.quant.format_version(Metric::L2); // every base is l2
         assert_eq!(rd32(&b.g, G_VERSION), version, "{:?}", b.quant);
         assert_eq!(rd32(&b.v, V_VERSION), version, "{:?}", b.quant);
         assert_eq!(rd32(&b.g, G_QUANT), b.quant.code());
@@ -1257,6 +1257,34 @@ fn unknown_sections_need_the_optional_flag() {
 
 /// `binary_factors` (kind 9) is required for binary codes and forbidden
 /// for every other kind, with or without the optional flag.
+/// From version 5 int8 under inner product or cosine leaves out
+/// `code_norms` (only L2 reads it): such a file is version 5, and the same
+/// bytes labelled version 2 (which requires the section) are refused, so a
+/// version-2 reader never sees a version-2 file without it.
+#[test]
+fn int8_code_norms_only_under_l2_from_version_5() {
+    for metric in [Metric::Cosine, Metric::InnerProduct] {
+        let b = from_build(
+            clustered(200, 8, 4, 0.15, 72),
+            params(metric, Quantization::Int8, 3),
+        );
+        assert_eq!(rd32(&b.g, G_VERSION), 5, "{metric:?}");
+        assert!(
+            !present_kinds(&b.g).iter().any(|k| k.1 == "code_norms"),
+            "{metric:?}"
+        );
+        open(&b.g, &b.v).unwrap().verify().unwrap();
+        let mut g = b.g.clone();
+        wr32(&mut g, G_VERSION, 2);
+        reseal(&mut g);
+        let e = open_err(&g, &b.v, "int8 without code_norms as version 2");
+        assert_corrupt_exact(&e, "section code_norms", "present", "version 2");
+    }
+    // L2 keeps it, and stays version 2.
+    assert_eq!(rd32(&base().g, G_VERSION), 2);
+    assert!(present_kinds(&base().g).iter().any(|k| k.1 == "code_norms"));
+}
+
 /// I10 for kind 10: LVQ-4x8 needs its residual codes (`padded` bytes per
 /// vector), and every other kind must not have them.
 #[test]

@@ -361,7 +361,7 @@ fn info_reports_each_kind() {
         let info = memory.info();
         assert_eq!(summary(&info), summary(&mapped.info()), "{case}");
         // The oldest version that holds the codes: 5 for LVQ-8, else 2.
-        let version = quant.format_version();
+        let version = quant.format_version(Metric::L2);
         assert_eq!(info.format_version, version, "{case}");
         assert_eq!(info.quantization, quant, "{case}");
         assert_eq!(info.pq_m, want_m, "{case}");

@@ -154,7 +154,8 @@ fn fixture_by_build_id(id: Option<&[u8]>) -> Option<&'static Fixture> {
         .find(|f| &f.graph[GRAPH_BUILD_ID..GRAPH_BUILD_ID + 16] == id)
 }
 
-/// A copy of `graph` declaring format version 1 (valid for none and int8).
+/// A copy of `graph` declaring format version 1 (valid for none, and int8
+/// under l2).
 pub fn as_version_1(graph: &[u8]) -> Vec<u8> {
     let mut g = graph.to_vec();
     wr_u32(&mut g, 8, 1);
@@ -1328,8 +1329,10 @@ pub fn write_seed_corpus(root: &Path, scratch: &Path) -> std::io::Result<()> {
         put("graph_file", &format!("{name}.graph"), &f.graph)?;
         put("vectors_file", &format!("{name}.vectors"), &f.vectors)?;
     }
-    let v1 = as_version_1(&fixture_named("int8-cosine").graph);
-    put("graph_file", "int8-cosine-v1.graph", &v1)?;
+    // l2: version 1 requires code_norms, which int8 under ip and cosine
+    // leaves out from version 5.
+    let v1 = as_version_1(&fixture_named("int8-l2").graph);
+    put("graph_file", "int8-l2-v1.graph", &v1)?;
 
     // `insert-delete-upsert.log` and `torn-tail.log` are version-3 logs
     // written before directory version 4; they stay checked in as they are.

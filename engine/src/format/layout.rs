@@ -280,9 +280,11 @@ impl Layout {
         for kind in SectionKind::ALL {
             let needed = match kind {
                 SectionKind::QuantParams | SectionKind::Codes => coded,
-                SectionKind::CodeNorms => {
-                    quant == Quantization::Int8 || (lvq && metric == Metric::L2)
-                }
+                // From version 5, `‖x̂‖²` only where L2 reads it.
+                SectionKind::CodeNorms => match quant {
+                    Quantization::Int8 => h.version < 5 || metric == Metric::L2,
+                    _ => lvq && metric == Metric::L2,
+                },
                 SectionKind::BinaryFactors => quant == Quantization::Binary || lvq,
                 SectionKind::ResidualCodes => quant == Quantization::Lvq4x8,
                 _ => true,
