@@ -8,14 +8,14 @@ use crate::format::graph_header::GraphHeader;
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
 use crate::format::writer::{GraphWriter, VectorsWriter};
-use crate::format::{ELEMENT_F32, FORMAT_VERSION};
+use crate::format::ELEMENT_F32;
 use crate::fsio::{sync_dir, temp_path, TempFile};
 use crate::generation::Generation;
 use crate::graph::build::{build_graph, BuiltGraph, CodeScheme, GraphInput, Int8Codes, Pass};
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
 use crate::quant::pq;
-use crate::quant::trained::{Side, TrainSpec, Trained};
+use crate::quant::trained::{TrainSpec, Trained};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -396,14 +396,8 @@ impl IndexBuilder {
                 &mut codes,
             );
             for side in sides {
-                match side {
-                    Side::Norm(x) => norms.push(x),
-                    Side::Lvq8(l) => {
-                        norms.push(l.norm);
-                        factors.push(l.factors);
-                    }
-                    _ => norms.push(0.0),
-                }
+                norms.push(side.norm().unwrap_or(0.0));
+                factors.extend(side.factors());
             }
         }
         let int8_codes = match &quantizer {
@@ -548,7 +542,6 @@ impl IndexBuilder {
         let stride = layout.stride;
         let build_id = self.build_id(seed);
         let version = self.params.quantization.format_version(self.params.metric);
-        debug_assert!(version <= FORMAT_VERSION);
         let header = GraphHeader {
             version,
             flags: 0,
@@ -574,11 +567,11 @@ impl IndexBuilder {
         // file: a first pass computes them (4 or 8 bytes per vector), the
         // codes are encoded again chunk by chunk as they are written.
         let mut codes = vec![0u8; CHUNK_ROWS.min(n) * stride];
+        let metric = self.params.metric;
+        let (norms_section, factors_section) =
+            (quantizer.writes_norms(metric), quantizer.has_factors());
         let mut sides = Vec::new();
-        if matches!(
-            quantizer,
-            Trained::Int8(_) | Trained::Binary(_) | Trained::Lvq8(_) | Trained::Lvq4x8(_)
-        ) {
+        if norms_section || factors_section {
             sides.reserve(n);
             for s in (0..n).step_by(CHUNK_ROWS) {
                 let c = CHUNK_ROWS.min(n - s);
@@ -598,48 +591,21 @@ impl IndexBuilder {
                 bytemuck::cast_slice(&layout.params),
             )?;
         }
-        match quantizer {
-            // `‖x̂‖²` serves L2 only (format version 5 leaves it out
-            // otherwise; `Quantization::format_version`).
-            Trained::Int8(_) if self.params.metric == crate::metric::Metric::L2 => {
-                w.begin(SectionKind::CodeNorms);
-                for side in &sides {
-                    if let Side::Norm(x) = side {
-                        w.write(&x.to_le_bytes())?;
-                    }
-                }
-                w.end()?;
+        if norms_section {
+            w.begin(SectionKind::CodeNorms);
+            for side in &sides {
+                w.write(&side.norm().unwrap_or(0.0).to_le_bytes())?;
             }
-            Trained::Binary(_) => {
-                w.begin(SectionKind::BinaryFactors);
-                for side in &sides {
-                    if let Side::Factors([a, b]) = side {
-                        w.write(&a.to_le_bytes())?;
-                        w.write(&b.to_le_bytes())?;
-                    }
-                }
-                w.end()?;
+            w.end()?;
+        }
+        if factors_section {
+            w.begin(SectionKind::BinaryFactors);
+            for side in &sides {
+                let [a, b] = side.factors().unwrap_or([0.0; 2]);
+                w.write(&a.to_le_bytes())?;
+                w.write(&b.to_le_bytes())?;
             }
-            Trained::Lvq8(_) | Trained::Lvq4x8(_) => {
-                if self.params.metric == crate::metric::Metric::L2 {
-                    w.begin(SectionKind::CodeNorms);
-                    for side in &sides {
-                        if let Side::Lvq8(l) = side {
-                            w.write(&l.norm.to_le_bytes())?;
-                        }
-                    }
-                    w.end()?;
-                }
-                w.begin(SectionKind::BinaryFactors);
-                for side in &sides {
-                    if let Side::Lvq8(l) = side {
-                        w.write(&l.factors[0].to_le_bytes())?;
-                        w.write(&l.factors[1].to_le_bytes())?;
-                    }
-                }
-                w.end()?;
-            }
-            _ => {}
+            w.end()?;
         }
         drop(sides);
         w.section(

@@ -479,8 +479,7 @@ impl Generation {
                         let ip = |o: u32| bias + step * (k8.dot_u8_i8)(v.code(o), w8) as f32;
                         if l.metric == Metric::L2 {
                             let dist = |o: u32| {
-                                let norm =
-                                    v.norms.get(o as usize).copied().unwrap_or(f32::INFINITY);
+                                let norm = v.norm_of(o);
                                 q2 - 2.0 * ip(o) + norm
                             };
                             self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
@@ -516,7 +515,7 @@ impl Generation {
                     Quantization::Lvq8 => {
                         let lq =
                             lvq::Lvq8Query::new(v.quant_params, &q, k8, std::mem::take(&mut w8));
-                        let (factors, norm) = (|o| v.lvq_factors(o), |o| v.lvq_norm(o));
+                        let (factors, norm) = (|o| v.factors_of(o), |o| v.norm_of(o));
                         let dist =
                             |o: u32| lq.distance(k8, l.metric, v.code(o), factors(o), norm(o));
                         self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
@@ -526,7 +525,7 @@ impl Generation {
                     }
                     Quantization::Lvq4x8 => {
                         let lq = lvq::Lvq4x8Query::new(v.quant_params, &q, k8);
-                        let (factors, norm) = (|o| v.lvq_factors(o), |o| v.lvq_norm(o));
+                        let (factors, norm) = (|o| v.factors_of(o), |o| v.norm_of(o));
                         let dist =
                             |o: u32| lq.distance4(k8, l.metric, v.code(o), factors(o), norm(o));
                         self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
@@ -552,12 +551,7 @@ impl Generation {
                     Quantization::Binary => {
                         let qc = binary::query_table(v.quant_params, &q, l.dim, &mut w);
                         let (table, q2) = (&w, (k8.dot)(&q, &q));
-                        let factors = |o: u32| {
-                            v.factors
-                                .get(o as usize)
-                                .copied()
-                                .unwrap_or([0.0, f32::INFINITY])
-                        };
+                        let factors = |o: u32| v.factors_of(o);
                         let ip = |o: u32, alpha: f32| qc + alpha * (k8.adc)(table, v.code(o));
                         if l.metric == Metric::L2 {
                             let dist = |o: u32| {
@@ -945,24 +939,6 @@ impl Generation {
 /// place that sees both the byte views (`format`) and the algorithm
 /// (`graph`). Ids out of range for their level are skipped (links are not
 /// checked at open, see [`crate::format::layout`]).
-impl GraphView<'_> {
-    /// LVQ's `(lo, step)` of `o`; `(0, +∞)` if missing (a damaged file
-    /// ranks the node last, never panics).
-    #[inline]
-    fn lvq_factors(&self, o: u32) -> [f32; 2] {
-        self.factors
-            .get(o as usize)
-            .copied()
-            .unwrap_or([0.0, f32::INFINITY])
-    }
-
-    /// `‖x̂‖²` of `o`'s code (L2); `+∞` if missing.
-    #[inline]
-    fn lvq_norm(&self, o: u32) -> f32 {
-        self.norms.get(o as usize).copied().unwrap_or(f32::INFINITY)
-    }
-}
-
 impl Adjacency for GraphView<'_> {
     #[inline]
     fn prefetch_links(&self, level: usize, node: u32) {

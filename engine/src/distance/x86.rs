@@ -387,14 +387,7 @@ unsafe fn dot_u4_i8_avx2(c: &[u8], w: &[i8]) -> i32 {
         }
         b += 64;
     }
-    let s = _mm_add_epi32(
-        _mm256_castsi256_si128(acc),
-        _mm256_extracti128_si256::<1>(acc),
-    );
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    let tail = super::scalar::dot_u4_i8(&c[b..], &w[2 * b..]);
-    _mm_cvtsi128_si32(s) + tail
+    reduce_epi32_avx2(acc) + super::scalar::dot_u4_i8(&c[b..], &w[2 * b..])
 }
 
 /// Exact `Σ c[i] · w[i]` with AVX2: widen to i16, `vpmaddwd` into i32.
@@ -415,6 +408,12 @@ unsafe fn dot_u8_i8_avx2(c: &[u8], w: &[i8]) -> i32 {
         acc = _mm256_add_epi32(acc, prod);
         i += 16;
     }
+    reduce_epi32_avx2(acc)
+}
+
+/// Sums the eight i32 lanes of `acc` (integer sums: any order is exact).
+#[target_feature(enable = "avx2")]
+fn reduce_epi32_avx2(acc: __m256i) -> i32 {
     let s = _mm_add_epi32(
         _mm256_castsi256_si128(acc),
         _mm256_extracti128_si256::<1>(acc),

@@ -168,13 +168,7 @@ impl Layout {
                     pq_m,
                 ));
             }
-            Quantization::None
-            | Quantization::Int8
-            | Quantization::Binary
-            | Quantization::Lvq8
-            | Quantization::Lvq4x8
-                if pq_m != 0 =>
-            {
+            q if q != Quantization::Pq && pq_m != 0 => {
                 return Err(bad(
                     "header field quant_param",
                     "0 for this quantization",
@@ -663,6 +657,25 @@ impl GraphView<'_> {
         self.codes
             .get(ord as usize * p..(ord as usize + 1) * p)
             .unwrap_or(&[])
+    }
+
+    /// The `code_norms` entry (`‖x̂‖²`) of an ordinal; `+∞` if there is
+    /// none (a file without the section ranks nothing by it).
+    #[inline]
+    pub(crate) fn norm_of(&self, ord: u32) -> f32 {
+        self.norms
+            .get(ord as usize)
+            .copied()
+            .unwrap_or(f32::INFINITY)
+    }
+
+    /// The `binary_factors` pair of an ordinal; `(0, +∞)` if there is none.
+    #[inline]
+    pub(crate) fn factors_of(&self, ord: u32) -> [f32; 2] {
+        self.factors
+            .get(ord as usize)
+            .copied()
+            .unwrap_or([0.0, f32::INFINITY])
     }
 
     /// The residual code of an ordinal (LVQ-4x8; empty otherwise).

@@ -27,11 +27,12 @@ pub const VECTORS_MAGIC: [u8; 8] = *b"STRATAVF";
 pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATAMF";
 
 /// The newest version of the graph and vectors file layouts this build
-/// reads and writes (2: product and binary codes; 5: LVQ-8 codes; 3 and 4
-/// were directory versions, `format-spec/versions.md`). A build writes the
-/// oldest version that holds its codes
+/// reads and writes (2: product and binary codes; 5: LVQ codes, and int8
+/// without `code_norms` under ip and cosine; 3 and 4 were directory
+/// versions, `format-spec/versions.md`). A build writes the oldest version
+/// that holds its layout
 /// ([`Quantization::format_version`](crate::Quantization::format_version)),
-/// so files without LVQ-8 codes stay version 2.
+/// so every other file stays version 2.
 pub const FORMAT_VERSION: u32 = 5;
 /// The version of the index directory this build writes, carried by the
 /// MANIFEST and the append log (3: a generation may have an append log, so

@@ -27,7 +27,7 @@ impl Base for GraphView<'_> {
 
     #[inline]
     fn norm(&self, o: u32) -> f32 {
-        self.norms.get(o as usize).copied().unwrap_or(f32::INFINITY)
+        self.norm_of(o)
     }
 
     #[inline]

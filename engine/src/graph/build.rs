@@ -84,10 +84,10 @@ pub(crate) enum CodeScheme<'a> {
     },
 }
 
-/// A query prepared for one [`CodeScheme`].
-enum SchemeQuery {
+/// A query prepared for one [`CodeScheme`] (with the rows' LVQ factors).
+enum SchemeQuery<'a> {
     Int8(CodeQuery),
-    Lvq8(Lvq8Query),
+    Lvq8(Lvq8Query, &'a [[f32; 2]]),
 }
 
 /// The finished graph in insertion order.
@@ -129,7 +129,7 @@ pub(crate) fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
 pub(super) struct Traversal<'s> {
     builder: &'s Builder<'s>,
     qv: &'s [f32],
-    codes: Option<(&'s Int8Codes<'s>, SchemeQuery)>,
+    codes: Option<(&'s Int8Codes<'s>, SchemeQuery<'s>)>,
 }
 
 impl Traversal<'_> {
@@ -189,20 +189,17 @@ impl Builder<'_> {
 
     /// The distance of a prepared query to row `i`'s code, on the metric's scale.
     #[inline]
-    fn code_dist(&self, c: &Int8Codes<'_>, q: &SchemeQuery, i: u32) -> f32 {
+    fn code_dist(&self, c: &Int8Codes<'_>, q: &SchemeQuery<'_>, i: u32) -> f32 {
         let (code, norm) = (Self::code(c, i), c.norms[i as usize]);
-        match (q, &c.scheme) {
-            (SchemeQuery::Int8(q), _) => q.distance(self.kernels, self.input.metric, code, norm),
-            (SchemeQuery::Lvq8(q), CodeScheme::Lvq8 { factors, .. }) => q.distance(
+        match q {
+            SchemeQuery::Int8(q) => q.distance(self.kernels, self.input.metric, code, norm),
+            SchemeQuery::Lvq8(q, factors) => q.distance(
                 self.kernels,
                 self.input.metric,
                 code,
                 factors[i as usize],
                 norm,
             ),
-            (SchemeQuery::Lvq8(_), CodeScheme::Int8 { .. }) => {
-                unreachable!("a query is prepared for its codes' scheme")
-            }
         }
     }
 
@@ -215,8 +212,8 @@ impl Builder<'_> {
                 CodeScheme::Int8 { lo, scale } => {
                     SchemeQuery::Int8(CodeQuery::new(lo, scale, qv, self.kernels))
                 }
-                CodeScheme::Lvq8 { mean, .. } => {
-                    SchemeQuery::Lvq8(Lvq8Query::new(mean, qv, self.kernels, Vec::new()))
+                CodeScheme::Lvq8 { mean, factors } => {
+                    SchemeQuery::Lvq8(Lvq8Query::new(mean, qv, self.kernels, Vec::new()), factors)
                 }
             };
             (c, q)

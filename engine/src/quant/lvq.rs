@@ -124,13 +124,24 @@ impl LvqQuantizer {
         primary: &mut [u8],
         residual: &mut [u8],
     ) -> Lvq8Side {
-        let p = v.len();
+        self.encode4x8_into(v, dim, primary, Some(residual))
+    }
+
+    /// [`LvqQuantizer::encode4x8`], keeping the residual codes only if
+    /// asked (the side values depend on them, the `codes` section not).
+    pub(crate) fn encode4x8_into(
+        &self,
+        v: &[f32],
+        dim: usize,
+        primary: &mut [u8],
+        mut residual: Option<&mut [u8]>,
+    ) -> Lvq8Side {
         let residual_of = |j: usize| v[j] - self.mean[j];
         let (lo, hi) = self.range(v);
         let s4 = if hi > lo { (hi - lo) / 15.0 } else { 0.0 };
         primary.iter_mut().for_each(|b| *b = 0);
         let mut norm = 0f64;
-        for (j, res) in residual.iter_mut().enumerate().take(p) {
+        for j in 0..v.len() {
             let r = residual_of(j);
             let c4 = if s4 > 0.0 {
                 ((r - lo) / s4).round().clamp(0.0, 15.0) as u8
@@ -145,7 +156,9 @@ impl LvqQuantizer {
             } else {
                 0
             };
-            *res = c8;
+            if let Some(out) = residual.as_deref_mut() {
+                out[j] = c8;
+            }
             if j < dim {
                 let rec = reconstruct4x8(self.mean[j], lo, s4, c4, c8);
                 norm += rec as f64 * rec as f64;
@@ -196,6 +209,17 @@ pub(crate) fn nibble_slot(j: usize, len: usize) -> (usize, bool) {
     }
 }
 
+/// `⟨q, μ⟩` and `Σ_j q_j` (f64 sums, rounded to f32), the per-query
+/// constants of every LVQ distance.
+fn mean_terms(mean: &[f32], q: &[f32]) -> (f32, f32) {
+    let (mut qmu, mut qsum) = (0f64, 0f64);
+    for (x, m) in q.iter().zip(mean) {
+        qmu += *x as f64 * *m as f64;
+        qsum += *x as f64;
+    }
+    (qmu as f32, qsum as f32)
+}
+
 #[inline]
 fn reconstruct4x8(mean: f32, lo: f32, s4: f32, c4: u8, c8: u8) -> f32 {
     mean + lo - 0.5 * s4 + s4 * c4 as f32 + s4 / 255.0 * c8 as f32
@@ -229,18 +253,14 @@ impl Lvq4x8Query {
                     .clamp(-127.0, 127.0) as i8
             })
             .collect();
-        let (mut qmu, mut qsum) = (0f64, 0f64);
-        for (x, m) in q.iter().zip(mean) {
-            qmu += *x as f64 * *m as f64;
-            qsum += *x as f64;
-        }
+        let (qmu, qsum) = mean_terms(mean, q);
         Lvq4x8Query {
             w8,
             w8b,
             step,
             step2,
-            qmu: qmu as f32,
-            qsum: qsum as f32,
+            qmu,
+            qsum,
             q2: (kernels.dot)(q, q),
         }
     }
@@ -309,16 +329,12 @@ impl Lvq8Query {
     /// allocation.
     pub(crate) fn new(mean: &[f32], q: &[f32], kernels: &Kernels, mut w8: Vec<i8>) -> Self {
         let step = quantize_weights(q, &mut w8);
-        let (mut qmu, mut qsum) = (0f64, 0f64);
-        for (x, m) in q.iter().zip(mean) {
-            qmu += *x as f64 * *m as f64;
-            qsum += *x as f64;
-        }
+        let (qmu, qsum) = mean_terms(mean, q);
         Lvq8Query {
             w8,
             step,
-            qmu: qmu as f32,
-            qsum: qsum as f32,
+            qmu,
+            qsum,
             q2: (kernels.dot)(q, q),
         }
     }

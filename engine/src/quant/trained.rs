@@ -38,6 +38,26 @@ pub(crate) enum Side {
     Lvq8(Lvq8Side),
 }
 
+impl Side {
+    /// `‖x̂‖²`, for the kinds that have one (int8, LVQ).
+    pub(crate) fn norm(&self) -> Option<f32> {
+        match self {
+            Side::Norm(x) => Some(*x),
+            Side::Lvq8(l) => Some(l.norm),
+            Side::None | Side::Factors(_) => None,
+        }
+    }
+
+    /// The pair stored in `binary_factors` (binary, LVQ).
+    pub(crate) fn factors(&self) -> Option<[f32; 2]> {
+        match self {
+            Side::Factors(f) => Some(*f),
+            Side::Lvq8(l) => Some(l.factors),
+            Side::None | Side::Norm(_) => None,
+        }
+    }
+}
+
 /// Training inputs beyond the rows.
 pub(crate) struct TrainSpec {
     pub kind: Quantization,
@@ -67,6 +87,25 @@ impl Trained {
             Quantization::Lvq8 => Trained::Lvq8(LvqQuantizer::train(rows, dim, padded)),
             Quantization::Lvq4x8 => Trained::Lvq4x8(LvqQuantizer::train(rows, dim, padded)),
         }
+    }
+
+    /// Whether the file has a `code_norms` section: int8 and LVQ under L2,
+    /// the only metric that reads `‖x̂‖²` (format version 5;
+    /// `Quantization::format_version`).
+    pub(crate) fn writes_norms(&self, metric: crate::Metric) -> bool {
+        metric == crate::Metric::L2
+            && matches!(
+                self,
+                Trained::Int8(_) | Trained::Lvq8(_) | Trained::Lvq4x8(_)
+            )
+    }
+
+    /// Whether the file has a `binary_factors` section (binary, LVQ).
+    pub(crate) fn has_factors(&self) -> bool {
+        matches!(
+            self,
+            Trained::Binary(_) | Trained::Lvq8(_) | Trained::Lvq4x8(_)
+        )
     }
 
     /// Code stride, header parameter and parameter section.
@@ -121,10 +160,7 @@ impl Trained {
             }
             Trained::Binary(q) => Side::Factors(q.encode(row, dim, out)),
             Trained::Lvq8(q) => Side::Lvq8(q.encode(row, dim, out)),
-            Trained::Lvq4x8(q) => {
-                let mut residual = vec![0u8; row.len()];
-                Side::Lvq8(q.encode4x8(row, dim, out, &mut residual))
-            }
+            Trained::Lvq4x8(q) => Side::Lvq8(q.encode4x8_into(row, dim, out, None)),
         }
     }
 
@@ -147,7 +183,7 @@ impl Trained {
             .for_each_init(
                 || vec![0u8; padded / 2],
                 |primary, (i, r)| {
-                    q.encode4x8(row(i), dim, primary, r);
+                    q.encode4x8_into(row(i), dim, primary, Some(r));
                 },
             );
     }
