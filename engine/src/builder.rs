@@ -11,7 +11,7 @@ use crate::format::writer::{GraphWriter, VectorsWriter};
 use crate::format::ELEMENT_F32;
 use crate::fsio::{sync_dir, temp_path, TempFile};
 use crate::generation::Generation;
-use crate::graph::build::{build_graph, BuiltGraph, CodeScheme, GraphInput, Int8Codes, Pass};
+use crate::graph::build::{build_graph, BuiltGraph, GraphInput, GuideCodes, Pass};
 use crate::metric::prepare_vector;
 use crate::params::BuildParams;
 use crate::quant::pq;
@@ -400,27 +400,20 @@ impl IndexBuilder {
                 factors.extend(side.factors());
             }
         }
-        let int8_codes = match &quantizer {
-            Trained::Int8(q) if guided => Some(Int8Codes {
-                codes: &codes,
-                stride: padded,
-                norms: &norms,
-                scheme: CodeScheme::Int8 {
-                    lo: &q.lo,
-                    scale: &q.scale,
-                },
-            }),
-            Trained::Lvq8(q) if guided => Some(Int8Codes {
-                codes: &codes,
-                stride: padded,
-                norms: &norms,
-                scheme: CodeScheme::Lvq8 {
-                    mean: &q.mean,
-                    factors: &factors,
-                },
-            }),
-            _ => None,
+        let guide_params = if guided {
+            quantizer.layout(padded).params
+        } else {
+            Vec::new()
         };
+        let guide_codes = guided.then(|| GuideCodes {
+            kind: quantizer.kind(),
+            params: &guide_params,
+            dim,
+            codes: &codes,
+            stride: padded,
+            norms: &norms,
+            factors: &factors,
+        });
         let (insert_order, barrier) = order.as_ref().map_or((&[][..], 0), |(o, s)| (&o[..], *s));
         let input = GraphInput {
             vectors: &self.data,
@@ -429,7 +422,7 @@ impl IndexBuilder {
             m: p.m,
             ef_construction: p.ef_construction,
             seed,
-            codes: int8_codes,
+            codes: guide_codes,
             order: insert_order,
             order_barrier: barrier,
             refine: p.refine,

@@ -14,7 +14,10 @@ use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Scratch}
 use crate::io::{IoMode, ReadFault, RowPipeline, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
-use crate::quant::{binary, int8, lvq, pq, Quantization};
+use crate::quant::scorer::{
+    AnyScorer, CodeSource, QueryContext, Scorer, ScorerBuffers, ScorerTask,
+};
+use crate::quant::Quantization;
 use crate::queries::Queries;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
@@ -440,159 +443,54 @@ impl Generation {
         let (rescore, ef) = self.widths(k, params)?;
         let v = self.view();
         let l = &self.layout;
-        let traversed = {
-            let mut q = std::mem::take(&mut s.query);
-            let mut w = std::mem::take(&mut s.weights);
-            let mut w8 = std::mem::take(&mut s.weights_i8);
-            q.resize(l.padded, 0.0);
-            w.resize(l.padded, 0.0);
-            let result = prepare_vector(l.metric, l.dim, query, None, &mut q).map(|()| {
-                let k8 = self.kernels;
-                let entry = Cand {
-                    d: 0.0,
-                    id: l.entry,
-                };
-                let code_prefetch = |o: u32| prefetch(v.code(o));
-                match l.quant {
-                    Quantization::None => {
-                        let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
-                        self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)), accept);
-                        s.found.truncate(k);
-                        false
-                    }
-                    Quantization::Int8 => {
-                        let (lo, scale) = v.quant_params.split_at(l.padded);
-                        let bias = int8::prepare_query(lo, scale, &q, &mut w);
-                        let step = int8::quantize_weights(&w, &mut w8);
-                        // The bound `e` of the doc comment above.
-                        let err: f32 = w
-                            .iter()
-                            .zip(&w8)
-                            .map(|(x, &c)| 0.5 * x.abs() + 255.0 * (step * c as f32 - x).abs())
-                            .sum();
-                        // l2 adds ‖x̂‖² − ‖x‖², which no per-query bound covers.
-                        let cut = match l.metric {
-                            Metric::L2 => None,
-                            _ => self.options.rescore_cut.map(|z| 2.0 * z * err),
-                        };
-                        let (w8, q2) = (&w8, (k8.dot)(&q, &q));
-                        let ip = |o: u32| bias + step * (k8.dot_u8_i8)(v.code(o), w8) as f32;
-                        if l.metric == Metric::L2 {
-                            let dist = |o: u32| {
-                                let norm = v.norm_of(o);
-                                q2 - 2.0 * ip(o) + norm
-                            };
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        } else {
-                            let dist = |o: u32| 1.0 - ip(o);
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        }
-                        Self::select_for_rescore(s, rescore, k, cut);
-                        true
-                    }
-                    Quantization::Pq => {
-                        // Cosine ranks by ‖q − x̂‖² (unit vectors: the same
-                        // order as cosine, and unlike ⟨q, x̂⟩ not biased by
-                        // the reconstruction's norm); inner product by ⟨q, x̂⟩.
-                        let by_l2 = l.metric != Metric::InnerProduct;
-                        let table_metric = if by_l2 {
-                            Metric::L2
-                        } else {
-                            Metric::InnerProduct
-                        };
-                        pq::query_table(l.dim, l.pq_m, v.quant_params, table_metric, &q, &mut w);
-                        let table = &w;
-                        if by_l2 {
-                            let dist = |o: u32| (k8.adc)(table, v.code(o));
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        } else {
-                            let dist = |o: u32| 1.0 - (k8.adc)(table, v.code(o));
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        }
-                        Self::select_for_rescore(s, rescore, k, None);
-                        true
-                    }
-                    Quantization::Lvq8 => {
-                        let lq =
-                            lvq::Lvq8Query::new(v.quant_params, &q, k8, std::mem::take(&mut w8));
-                        let (factors, norm) = (|o| v.factors_of(o), |o| v.norm_of(o));
-                        let dist =
-                            |o: u32| lq.distance(k8, l.metric, v.code(o), factors(o), norm(o));
-                        self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        w8 = lq.into_weights();
-                        Self::select_for_rescore(s, rescore, k, None);
-                        true
-                    }
-                    Quantization::Lvq4x8 => {
-                        let lq = lvq::Lvq4x8Query::new(v.quant_params, &q, k8);
-                        let (factors, norm) = (|o| v.factors_of(o), |o| v.norm_of(o));
-                        let dist =
-                            |o: u32| lq.distance4(k8, l.metric, v.code(o), factors(o), norm(o));
-                        self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        // The resident second level re-ranks every candidate.
-                        for c in s.found.iter() {
-                            prefetch(v.residual(c.id));
-                        }
-                        for c in s.found.iter_mut() {
-                            let o = c.id;
-                            c.d = lq.distance4x8(
-                                k8,
-                                l.metric,
-                                v.code(o),
-                                v.residual(o),
-                                factors(o),
-                                norm(o),
-                            );
-                        }
-                        s.found.sort_unstable();
-                        Self::select_for_rescore(s, rescore, k, None);
-                        true
-                    }
-                    Quantization::Binary => {
-                        let qc = binary::query_table(v.quant_params, &q, l.dim, &mut w);
-                        let (table, q2) = (&w, (k8.dot)(&q, &q));
-                        let factors = |o: u32| v.factors_of(o);
-                        let ip = |o: u32, alpha: f32| qc + alpha * (k8.adc)(table, v.code(o));
-                        if l.metric == Metric::L2 {
-                            let dist = |o: u32| {
-                                let [alpha, x2] = factors(o);
-                                q2 - 2.0 * ip(o, alpha) + x2
-                            };
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        } else {
-                            let dist = |o: u32| 1.0 - ip(o, factors(o)[0]);
-                            self.traverse(&v, entry, ef, s, dist, code_prefetch, accept);
-                        }
-                        Self::select_for_rescore(s, rescore, k, None);
-                        true
-                    }
+        let mut q = std::mem::take(&mut s.query);
+        q.resize(l.padded, 0.0);
+        let prepared = prepare_vector(l.metric, l.dim, query, None, &mut q);
+        let entry = Cand {
+            d: 0.0,
+            id: l.entry,
+        };
+        let traversed = prepared.map(|()| {
+            let ctx = QueryContext {
+                metric: l.metric,
+                dim: l.dim,
+                pq_m: l.pq_m,
+                params: v.quant_params,
+                kernels: self.kernels,
+            };
+            let buffers = ScorerBuffers {
+                f32s: std::mem::take(&mut s.weights),
+                i8s: std::mem::take(&mut s.weights_i8),
+                i8s_b: std::mem::take(&mut s.weights_i8b),
+            };
+            match AnyScorer::new(l.quant, &ctx, &q, buffers) {
+                None => {
+                    let k8 = self.kernels;
+                    let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
+                    self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)), accept);
+                    s.found.truncate(k);
+                    false
                 }
-            });
-            s.query = q;
-            s.weights = w;
-            s.weights_i8 = w8;
-            result
-        }?;
-        if traversed && !params.rescore {
-            self.answer_from_codes(s, k);
-            return Ok(false);
-        }
-        Ok(traversed)
-    }
-
-    /// Turns the candidates of a traversal on codes into the final answer
-    /// without rescoring ([`SearchParams::rescore`] false): the `k` best
-    /// by code distance, in the metric's units. Only product quantization
-    /// under cosine ranks by another quantity, `‖q − x̂‖²` (see
-    /// [`Generation::traverse_query`]), which is `2 (1 − cos)` for unit
-    /// vectors: halved.
-    fn answer_from_codes(&self, s: &mut Scratch, k: usize) {
-        s.found.truncate(k);
-        if self.layout.quant == Quantization::Pq && self.layout.metric == Metric::Cosine {
-            for c in &mut s.found {
-                c.d *= 0.5;
+                Some(scorer) => {
+                    scorer.run(TraverseCodes {
+                        generation: self,
+                        view: &v,
+                        entry,
+                        ef,
+                        rescore,
+                        k,
+                        answer: !params.rescore,
+                        scratch: s,
+                        accept,
+                    });
+                    let b = scorer.into_buffers();
+                    (s.weights, s.weights_i8, s.weights_i8b) = (b.f32s, b.i8s, b.i8s_b);
+                    params.rescore
+                }
             }
-        }
+        });
+        s.query = q;
+        traversed
     }
 
     /// Keeps in `s.found` the candidates to rescore: the best `rescore`,
@@ -935,6 +833,86 @@ impl Generation {
     }
 }
 
+/// A traversal over one kind of codes, monomorphised per kind by
+/// [`AnyScorer::run`]: the descent and beam on [`Scorer::distance`], the
+/// second level's re-ranking where the kind has one, then either the
+/// candidates to rescore or (`answer`) the `k` best in the metric's units.
+struct TraverseCodes<'a, 'v, A> {
+    generation: &'a Generation,
+    view: &'a GraphView<'v>,
+    entry: Cand,
+    ef: usize,
+    rescore: usize,
+    k: usize,
+    answer: bool,
+    scratch: &'a mut Scratch,
+    accept: &'a A,
+}
+
+impl<A: Fn(u32) -> bool> ScorerTask for TraverseCodes<'_, '_, A> {
+    type Output = ();
+
+    fn run<S: Scorer>(self, scorer: &S) {
+        let TraverseCodes {
+            generation,
+            view: v,
+            entry,
+            ef,
+            rescore,
+            k,
+            answer,
+            scratch: s,
+            accept,
+        } = self;
+        let dist = |o: u32| scorer.distance(v, o);
+        generation.traverse(v, entry, ef, s, dist, |o| prefetch(v.code(o)), accept);
+        if S::REFINES {
+            for c in s.found.iter() {
+                prefetch(v.residual(c.id));
+            }
+            for c in s.found.iter_mut() {
+                c.d = scorer.refine(v, c.id);
+            }
+            s.found.sort_unstable();
+        }
+        let cut = generation
+            .options
+            .rescore_cut
+            .zip(scorer.error_bound())
+            .map(|(z, e)| 2.0 * z * e);
+        Generation::select_for_rescore(s, rescore, k, cut);
+        if answer {
+            // The codes' estimates are the answer (`SearchParams::rescore`
+            // false).
+            s.found.truncate(k);
+            for c in &mut s.found {
+                c.d = scorer.to_metric_units(c.d);
+            }
+        }
+    }
+}
+
+/// The scorers read codes and the values beside them straight from the
+/// mapped file.
+impl CodeSource for GraphView<'_> {
+    #[inline]
+    fn code(&self, o: u32) -> &[u8] {
+        GraphView::code(self, o)
+    }
+    #[inline]
+    fn norm(&self, o: u32) -> f32 {
+        self.norm_of(o)
+    }
+    #[inline]
+    fn factors(&self, o: u32) -> [f32; 2] {
+        self.factors_of(o)
+    }
+    #[inline]
+    fn residual(&self, o: u32) -> &[u8] {
+        GraphView::residual(self, o)
+    }
+}
+
 /// The graph search walks the mapped adjacency in place: this is the one
 /// place that sees both the byte views (`format`) and the algorithm
 /// (`graph`). Ids out of range for their level are skipped (links are not
@@ -1004,26 +982,9 @@ impl Generation {
 
     /// The quantizer stored in this index, to encode new vectors with it.
     pub(crate) fn trained_quantizer(&self) -> crate::quant::trained::Trained {
-        use crate::quant::{trained::Trained, BinaryQuantizer, Int8Quantizer, ProductQuantizer};
         let l = &self.layout;
-        let p = self.view().quant_params;
-        match l.quant {
-            Quantization::None => Trained::None,
-            Quantization::Int8 => Trained::Int8(Int8Quantizer {
-                lo: p[..l.padded].to_vec(),
-                scale: p[l.padded..].to_vec(),
-            }),
-            Quantization::Pq => Trained::Pq(ProductQuantizer {
-                m: l.pq_m,
-                dim: l.dim,
-                codebooks: p.to_vec(),
-            }),
-            Quantization::Binary => Trained::Binary(BinaryQuantizer { centre: p.to_vec() }),
-            Quantization::Lvq8 => Trained::Lvq8(crate::quant::LvqQuantizer { mean: p.to_vec() }),
-            Quantization::Lvq4x8 => {
-                Trained::Lvq4x8(crate::quant::LvqQuantizer { mean: p.to_vec() })
-            }
-        }
+        let params = self.view().quant_params;
+        crate::quant::trained::Trained::from_params(l.quant, params, l.dim, l.padded, l.pq_m)
     }
 
     /// The largest external id (the last of the sorted id pairs).

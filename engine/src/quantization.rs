@@ -81,6 +81,69 @@ impl Quantization {
     }
 }
 
+/// What a kind's graph file holds, stated once: the byte layer validates
+/// files against it (`format/layout.rs`, I10) and the builder writes it
+/// (`quant/trained.rs`). Specified in `format-spec/graph-file.md`.
+impl Quantization {
+    /// Code bytes per vector at padded dimension `padded` (`pq_m`: PQ's
+    /// `m`, the header's `quant_param`).
+    pub(crate) fn code_stride(self, padded: usize, pq_m: usize) -> usize {
+        match self {
+            Quantization::None => 0,
+            Quantization::Int8 | Quantization::Lvq8 => padded,
+            Quantization::Pq => crate::limits::pq_code_stride(pq_m),
+            Quantization::Binary => crate::limits::binary_code_stride(padded),
+            Quantization::Lvq4x8 => padded / 2,
+        }
+    }
+
+    /// Whether a file of format `version` under `metric` has a
+    /// `code_norms` section (`‖x̂‖²`): int8 and LVQ under L2, the only
+    /// metric that reads it, and int8 under every metric before version 5.
+    pub(crate) fn has_norms(self, metric: crate::Metric, version: u32) -> bool {
+        match self {
+            Quantization::Int8 => version < 5 || metric == crate::Metric::L2,
+            Quantization::Lvq8 | Quantization::Lvq4x8 => metric == crate::Metric::L2,
+            Quantization::None | Quantization::Pq | Quantization::Binary => false,
+        }
+    }
+
+    /// Whether the file has a `binary_factors` section: binary's `(α,
+    /// ‖x‖²)` or LVQ's `(lo, step)`.
+    pub(crate) fn has_factors(self) -> bool {
+        matches!(
+            self,
+            Quantization::Binary | Quantization::Lvq8 | Quantization::Lvq4x8
+        )
+    }
+
+    /// Whether the file has a `residual_codes` section (LVQ-4x8).
+    pub(crate) fn has_residual(self) -> bool {
+        self == Quantization::Lvq4x8
+    }
+
+    /// Floats in the `quant_params` section (0: no section): int8's
+    /// ranges `lo` and `scale`, PQ's codebooks, binary's centre or LVQ's
+    /// mean.
+    pub(crate) fn param_floats(self, dim: usize, padded: usize) -> Option<usize> {
+        match self {
+            Quantization::None => Some(0),
+            Quantization::Int8 => padded.checked_mul(2),
+            Quantization::Pq => dim.checked_mul(crate::limits::PQ_CENTROIDS),
+            Quantization::Binary | Quantization::Lvq8 | Quantization::Lvq4x8 => Some(padded),
+        }
+    }
+
+    /// The `quant_params` floats that must not be negative (int8's
+    /// per-dimension steps); every float must be finite.
+    pub(crate) fn nonnegative_params(self, padded: usize) -> std::ops::Range<usize> {
+        match self {
+            Quantization::Int8 => padded..2 * padded,
+            _ => 0..0,
+        }
+    }
+}
+
 impl std::str::FromStr for Quantization {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {

@@ -15,9 +15,7 @@ use super::vectors_header::VectorsHeader;
 use super::vectors_header::HEADER_END as VECTORS_HEADER_END;
 use super::{page_align, ELEMENT_F32, PAGE};
 use crate::error::{Error, FileKind, Result};
-use crate::limits::{
-    binary_code_stride, padded_dim, pq_code_stride, MAX_DIM, MAX_LEVEL, MAX_M, PQ_CENTROIDS,
-};
+use crate::limits::{padded_dim, MAX_DIM, MAX_LEVEL, MAX_M};
 use crate::metric::Metric;
 use crate::quantization::Quantization;
 use std::ops::Range;
@@ -177,14 +175,7 @@ impl Layout {
             }
             _ => {}
         }
-        let want_stride = match quant {
-            Quantization::None => 0,
-            Quantization::Int8 => padded,
-            Quantization::Pq => pq_code_stride(pq_m),
-            Quantization::Binary => binary_code_stride(padded),
-            Quantization::Lvq8 => padded,
-            Quantization::Lvq4x8 => padded / 2,
-        };
+        let want_stride = quant.code_stride(padded, pq_m);
         if h.code_stride as usize != want_stride {
             return Err(bad("header field code_stride", want_stride, h.code_stride));
         }
@@ -270,17 +261,12 @@ impl Layout {
 
         // I10: which sections exist depends on the quantizer.
         let coded = quant != Quantization::None;
-        let lvq = matches!(quant, Quantization::Lvq8 | Quantization::Lvq4x8);
         for kind in SectionKind::ALL {
             let needed = match kind {
                 SectionKind::QuantParams | SectionKind::Codes => coded,
-                // From version 5, `‖x̂‖²` only where L2 reads it.
-                SectionKind::CodeNorms => match quant {
-                    Quantization::Int8 => h.version < 5 || metric == Metric::L2,
-                    _ => lvq && metric == Metric::L2,
-                },
-                SectionKind::BinaryFactors => quant == Quantization::Binary || lvq,
-                SectionKind::ResidualCodes => quant == Quantization::Lvq4x8,
+                SectionKind::CodeNorms => quant.has_norms(metric, h.version),
+                SectionKind::BinaryFactors => quant.has_factors(),
+                SectionKind::ResidualCodes => quant.has_residual(),
                 _ => true,
             };
             if needed != ranges[kind as usize].is_some() {
@@ -354,13 +340,12 @@ impl Layout {
         }
         let expect = |kind: SectionKind| -> Result<usize> {
             match kind {
-                SectionKind::QuantParams => match quant {
-                    Quantization::Pq => mul(dim, 4 * PQ_CENTROIDS, "quant_params size"),
-                    Quantization::Binary | Quantization::Lvq8 | Quantization::Lvq4x8 => {
-                        mul(padded, 4, "quant_params size")
-                    }
-                    _ => mul(padded, 8, "quant_params size"),
-                },
+                SectionKind::QuantParams => {
+                    let floats = quant
+                        .param_floats(dim, padded)
+                        .ok_or_else(|| bad("quant_params size", "a size that fits", "overflow"))?;
+                    mul(floats, 4, "quant_params size")
+                }
                 SectionKind::Codes => mul(n, stride, "codes size"),
                 SectionKind::BinaryFactors => mul(n, 8, "binary_factors size"),
                 SectionKind::ResidualCodes => mul(n, padded, "residual_codes size"),
@@ -392,10 +377,9 @@ impl Layout {
             let bytes = &graph[r.clone()];
             check_crc(FileKind::Graph, &sections, SectionKind::QuantParams, bytes)?;
             let vals: &[f32] = bytemuck::cast_slice(bytes);
-            let has_scales = quant == Quantization::Int8;
-            let invalid = |(i, v): &(usize, &f32)| {
-                !v.is_finite() || (has_scales && *i >= padded && **v < 0.0)
-            };
+            let steps = quant.nonnegative_params(padded);
+            let invalid =
+                |(i, v): &(usize, &f32)| !v.is_finite() || (steps.contains(i) && **v < 0.0);
             if let Some((i, v)) = vals.iter().enumerate().find(invalid) {
                 return Err(bad(
                     "section quant_params",

@@ -10,8 +10,8 @@ use super::search::{beam, greedy, with_scratch, Cand};
 use super::select::{select_diverse, select_robust};
 use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
-use crate::quant::int8::CodeQuery;
-use crate::quant::lvq::Lvq8Query;
+use crate::quant::scorer::{AnyScorer, CodeSource, QueryContext, Scorer, ScorerBuffers};
+use crate::quantization::Quantization;
 use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -39,10 +39,10 @@ pub(crate) struct GraphInput<'a> {
     pub m: usize,
     pub ef_construction: usize,
     pub seed: u64,
-    /// Int8 codes of the rows: when present, the candidate search of each
+    /// Codes of the rows: when present, the candidate search of each
     /// insertion runs on them, float32 only re-ranks what it found and
     /// selects neighbours.
-    pub codes: Option<Int8Codes<'a>>,
+    pub codes: Option<GuideCodes<'a>>,
     /// The rows in the order they are inserted; empty: row order. The first
     /// is the initial entry point, and the rows before `order_barrier` are
     /// all inserted before any after it (a skeleton phase).
@@ -61,33 +61,40 @@ pub(crate) enum Pass {
     Refine,
 }
 
-/// Int8 codes of every row (row order) with what distances over them need.
-pub(crate) struct Int8Codes<'a> {
+/// Codes of every row (row order) with what distances over them need:
+/// the insertions' candidate searches score them through the kind's
+/// [`Scorer`] (int8 and LVQ-8 today, see `builder.rs`).
+pub(crate) struct GuideCodes<'a> {
+    pub kind: Quantization,
+    /// The quantizer's `quant_params` floats.
+    pub params: &'a [f32],
+    pub dim: usize,
     pub codes: &'a [u8],
     pub stride: usize,
-    /// `‖x̂‖²` per row (L2 only).
+    /// `‖x̂‖²` per row (L2 only; else empty).
     pub norms: &'a [f32],
-    pub scheme: CodeScheme<'a>,
+    /// The `binary_factors` pair per row (the kinds with one; else empty).
+    pub factors: &'a [[f32; 2]],
 }
 
-/// How [`Int8Codes`] reconstruct: one byte per padded component, either
-/// on per-dimension ranges (int8) or on each row's own range after the
-/// mean (LVQ-8).
-pub(crate) enum CodeScheme<'a> {
-    Int8 {
-        lo: &'a [f32],
-        scale: &'a [f32],
-    },
-    Lvq8 {
-        mean: &'a [f32],
-        factors: &'a [[f32; 2]],
-    },
-}
-
-/// A query prepared for one [`CodeScheme`] (with the rows' LVQ factors).
-enum SchemeQuery<'a> {
-    Int8(CodeQuery),
-    Lvq8(Lvq8Query, &'a [[f32; 2]]),
+impl CodeSource for GuideCodes<'_> {
+    #[inline]
+    fn code(&self, i: u32) -> &[u8] {
+        let s = self.stride;
+        &self.codes[i as usize * s..(i as usize + 1) * s]
+    }
+    #[inline]
+    fn norm(&self, i: u32) -> f32 {
+        self.norms[i as usize]
+    }
+    #[inline]
+    fn factors(&self, i: u32) -> [f32; 2] {
+        self.factors[i as usize]
+    }
+    #[inline]
+    fn residual(&self, _: u32) -> &[u8] {
+        &[]
+    }
 }
 
 /// The finished graph in insertion order.
@@ -129,14 +136,14 @@ pub(crate) fn draw_levels(n: usize, m: usize, seed: u64) -> Vec<u8> {
 pub(super) struct Traversal<'s> {
     builder: &'s Builder<'s>,
     qv: &'s [f32],
-    codes: Option<(&'s Int8Codes<'s>, SchemeQuery<'s>)>,
+    codes: Option<(&'s GuideCodes<'s>, AnyScorer)>,
 }
 
 impl Traversal<'_> {
     #[inline]
     pub(super) fn dist(&self, i: u32) -> f32 {
         match &self.codes {
-            Some((c, cq)) => self.builder.code_dist(c, cq, i),
+            Some((c, scorer)) => scorer.distance(*c, i),
             None => self.builder.dist(self.qv, i),
         }
     }
@@ -144,7 +151,7 @@ impl Traversal<'_> {
     #[inline]
     pub(super) fn prefetch(&self, i: u32) {
         match &self.codes {
-            Some((c, _)) => prefetch(Builder::code(c, i)),
+            Some((c, _)) => prefetch(c.code(i)),
             None => prefetch(self.builder.vector(i)),
         }
     }
@@ -181,42 +188,19 @@ impl Builder<'_> {
         &self.input.vectors[i as usize * p..(i as usize + 1) * p]
     }
 
-    #[inline]
-    fn code<'c>(c: &'c Int8Codes<'_>, i: u32) -> &'c [u8] {
-        let s = c.stride;
-        &c.codes[i as usize * s..(i as usize + 1) * s]
-    }
-
-    /// The distance of a prepared query to row `i`'s code, on the metric's scale.
-    #[inline]
-    fn code_dist(&self, c: &Int8Codes<'_>, q: &SchemeQuery<'_>, i: u32) -> f32 {
-        let (code, norm) = (Self::code(c, i), c.norms[i as usize]);
-        match q {
-            SchemeQuery::Int8(q) => q.distance(self.kernels, self.input.metric, code, norm),
-            SchemeQuery::Lvq8(q, factors) => q.distance(
-                self.kernels,
-                self.input.metric,
-                code,
-                factors[i as usize],
-                norm,
-            ),
-        }
-    }
-
-    /// Distances from `qv` for traversing the graph: over the int8 codes
+    /// Distances from `qv` for traversing the graph: over the codes
     /// when there are codes (a quarter of the memory traffic of float32
     /// rows, and what a search of the written index measures), else float32.
     pub(super) fn traversal<'s>(&'s self, qv: &'s [f32]) -> Traversal<'s> {
-        let codes = self.input.codes.as_ref().map(|c| {
-            let q = match c.scheme {
-                CodeScheme::Int8 { lo, scale } => {
-                    SchemeQuery::Int8(CodeQuery::new(lo, scale, qv, self.kernels))
-                }
-                CodeScheme::Lvq8 { mean, factors } => {
-                    SchemeQuery::Lvq8(Lvq8Query::new(mean, qv, self.kernels, Vec::new()), factors)
-                }
+        let codes = self.input.codes.as_ref().and_then(|c| {
+            let ctx = QueryContext {
+                metric: self.input.metric,
+                dim: c.dim,
+                pq_m: 0,
+                params: c.params,
+                kernels: self.kernels,
             };
-            (c, q)
+            AnyScorer::new(c.kind, &ctx, qv, ScorerBuffers::default()).map(|q| (c, q))
         });
         Traversal {
             builder: self,

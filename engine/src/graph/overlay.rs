@@ -66,7 +66,8 @@ use super::search::{beam, greedy, with_scratch, Adjacency, Cand};
 use super::select::select_diverse;
 use crate::distance::{prefetch, Kernels};
 use crate::metric::Metric;
-use crate::quant::int8::CodeQuery;
+use crate::quant::int8::Int8Scorer;
+use crate::quant::scorer::ScorerBuffers;
 use crate::quant::Int8Quantizer;
 use rand::{Rng, SeedableRng};
 use std::collections::BinaryHeap;
@@ -489,9 +490,9 @@ impl Overlay {
 
     /// The distance of a prepared query to sealed node `i`'s code.
     #[inline]
-    fn code_dist(&self, q: &CodeQuery, i: u32) -> f32 {
+    fn code_dist(&self, q: &Int8Scorer, i: u32) -> f32 {
         let (code, norm) = self.code(i);
-        q.distance(self.common.kernels, self.common.metric, code, norm)
+        q.distance_to(code, || norm)
     }
 
     /// A beam of width `ef` on `level` from `entry` towards the prepared
@@ -505,7 +506,7 @@ impl Overlay {
         entry: Cand,
         ef: usize,
         qv: &[f32],
-        cq: Option<&CodeQuery>,
+        cq: Option<&Int8Scorer>,
         accept: impl Fn(u32) -> bool,
         rerank: usize,
     ) -> Vec<Cand> {
@@ -558,18 +559,25 @@ impl Overlay {
 
     /// Traversal distance from `qv` (`cq` over the codes if any) to `i`.
     #[inline]
-    fn tdist(&self, qv: &[f32], cq: Option<&CodeQuery>, i: u32) -> f32 {
+    fn tdist(&self, qv: &[f32], cq: Option<&Int8Scorer>, i: u32) -> f32 {
         match cq {
             Some(cq) => self.code_dist(cq, i),
             None => self.dist(qv, i),
         }
     }
 
-    fn prepare(&self, qv: &[f32]) -> Option<CodeQuery> {
-        self.common
-            .quantizer
-            .as_ref()
-            .map(|q| CodeQuery::new(&q.lo, &q.scale, qv, self.common.kernels))
+    fn prepare(&self, qv: &[f32]) -> Option<Int8Scorer> {
+        self.common.quantizer.as_ref().map(|q| {
+            let c = &self.common;
+            Int8Scorer::new(
+                &q.lo,
+                &q.scale,
+                qv,
+                c.metric,
+                c.kernels,
+                ScorerBuffers::default(),
+            )
+        })
     }
 
     fn select(&self, sorted: &[Cand], max: usize, out: &mut Vec<u32>) {

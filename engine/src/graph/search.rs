@@ -57,6 +57,8 @@ pub(crate) struct Scratch {
     pub weights: Vec<f32>,
     /// The weights quantized to i8 for the integer kernel.
     pub weights_i8: Vec<i8>,
+    /// A second i8 term of the weights (two-level codes).
+    pub weights_i8b: Vec<i8>,
 }
 
 /// Greedy descent on one level: moves to a strictly closer neighbour until

@@ -8,6 +8,12 @@
 //! the 256 possible `±q` sums of its 8 components (the `adc` kernel, as for
 //! product quantization). Each vector stores `α` and `‖x‖²` (for L2).
 
+use super::scorer::{CodeSource, Quantizer, QueryContext, Scorer, ScorerBuffers};
+use super::trained::{Side, TrainSpec};
+use super::Quantization;
+use crate::distance::Kernels;
+use crate::metric::Metric;
+
 /// A trained binary quantizer: the centre subtracted before taking signs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BinaryQuantizer {
@@ -92,6 +98,73 @@ pub fn query_table(centre: &[f32], q: &[f32], dim: usize, table: &mut Vec<f32>) 
         .take(dim)
         .map(|(a, c)| (*a as f64) * (*c as f64))
         .sum::<f64>() as f32
+}
+
+/// A query prepared against binary codes: `⟨q, x⟩ ≈ ⟨q, c⟩ + α · ⟨q, b⟩`,
+/// the second term a table sum over the code's bytes.
+pub(crate) struct BinaryScorer {
+    table: Vec<f32>,
+    /// `⟨q, c⟩`.
+    qc: f32,
+    /// `‖q‖²` (L2).
+    q2: f32,
+    metric: Metric,
+    kernels: &'static Kernels,
+}
+
+impl Scorer for BinaryScorer {
+    #[inline]
+    fn distance(&self, src: &impl CodeSource, o: u32) -> f32 {
+        let [alpha, x2] = src.factors(o);
+        let ip = self.qc + alpha * (self.kernels.adc)(&self.table, src.code(o));
+        match self.metric {
+            Metric::L2 => self.q2 - 2.0 * ip + x2,
+            Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
+        }
+    }
+
+    fn into_buffers(self) -> ScorerBuffers {
+        ScorerBuffers {
+            f32s: self.table,
+            ..ScorerBuffers::default()
+        }
+    }
+}
+
+impl Quantizer for BinaryQuantizer {
+    const KIND: Quantization = Quantization::Binary;
+    type Scorer = BinaryScorer;
+
+    fn train(_: &TrainSpec, rows: &[f32], _dim: usize, padded: usize) -> Self {
+        BinaryQuantizer::train(rows, padded)
+    }
+
+    /// The centre.
+    fn params(&self) -> Vec<f32> {
+        self.centre.clone()
+    }
+
+    fn from_params(params: &[f32], _dim: usize, _padded: usize, _quant_param: usize) -> Self {
+        BinaryQuantizer {
+            centre: params.to_vec(),
+        }
+    }
+
+    fn encode(&self, row: &[f32], dim: usize, code: &mut [u8], _: Option<&mut [u8]>) -> Side {
+        Side::Factors(BinaryQuantizer::encode(self, row, dim, code))
+    }
+
+    fn scorer(ctx: &QueryContext<'_>, q: &[f32], buffers: ScorerBuffers) -> BinaryScorer {
+        let mut table = buffers.f32s;
+        let qc = query_table(ctx.params, q, ctx.dim, &mut table);
+        BinaryScorer {
+            table,
+            qc,
+            q2: (ctx.kernels.dot)(q, q),
+            metric: ctx.metric,
+            kernels: ctx.kernels,
+        }
+    }
 }
 
 #[cfg(test)]

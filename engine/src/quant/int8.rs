@@ -12,12 +12,14 @@
 //! f32-by-u8 kernel call per candidate; for L2 the stored `‖x̂‖²` completes
 //! `‖q − x̂‖² = ‖q‖² − 2⟨q, x̂⟩ + ‖x̂‖²`.
 
-/// Trained int8 quantizer parameters (arrays of the padded dimension; padding
-/// components have `lo = scale = 0`).
+use super::scorer::{CodeSource, Quantizer, QueryContext, Scorer, ScorerBuffers};
+use super::trained::{Side, TrainSpec};
+use super::Quantization;
 use crate::distance::Kernels;
 use crate::metric::Metric;
 
-/// Per-dimension ranges of int8 codes.
+/// Per-dimension ranges of int8 codes (arrays of the padded dimension;
+/// padding components have `lo = scale = 0`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Int8Quantizer {
     /// Lower end of each dimension's range.
@@ -106,55 +108,133 @@ pub(crate) fn quantize_weights(w: &[f32], w8: &mut Vec<i8>) -> f32 {
     step
 }
 
-/// A float32 query prepared against int8 codes, as `Generation::search`
-/// prepares one, for the build's code-guided insertion and the log's
-/// overlay: `⟨q, x̂⟩ = bias + step · Σ code · w8`, the weights `q ∘ scale`
-/// quantized to i8 with one step per query (the exact integer kernel).
-pub(crate) struct CodeQuery {
+/// A float32 query prepared against int8 codes: `⟨q, x̂⟩ = bias + step ·
+/// Σ code · w8`, the weights `q ∘ scale` quantized to i8 with one step per
+/// query (the exact integer kernel).
+pub(crate) struct Int8Scorer {
+    /// `q ∘ scale` (kept for the error bound).
+    w: Vec<f32>,
     w8: Vec<i8>,
     bias: f32,
     step: f32,
     /// `‖q‖²` (L2).
     q2: f32,
+    metric: Metric,
+    kernels: &'static Kernels,
 }
 
-impl CodeQuery {
-    /// Prepares `q` against the ranges `lo`, `scale`.
-    pub(crate) fn new(lo: &[f32], scale: &[f32], q: &[f32], kernels: &Kernels) -> Self {
-        let mut w = vec![0f32; q.len()];
+impl Int8Scorer {
+    /// Prepares the padded query `q` against the ranges `lo`, `scale`.
+    pub(crate) fn new(
+        lo: &[f32],
+        scale: &[f32],
+        q: &[f32],
+        metric: Metric,
+        kernels: &'static Kernels,
+        buffers: ScorerBuffers,
+    ) -> Self {
+        let ScorerBuffers {
+            f32s: mut w,
+            i8s: mut w8,
+            ..
+        } = buffers;
+        w.clear();
+        w.resize(q.len(), 0.0);
         let bias = prepare_query(lo, scale, q, &mut w);
-        let mut w8 = Vec::with_capacity(w.len());
         let step = quantize_weights(&w, &mut w8);
-        CodeQuery {
+        Int8Scorer {
+            w,
             w8,
             bias,
             step,
             q2: (kernels.dot)(q, q),
+            metric,
+            kernels,
         }
     }
 
-    /// The distance to the row with `code` (and `‖x̂‖²` = `norm`, used
-    /// under L2 only), on `metric`'s scale.
+    /// The distance to the row with `code` and `‖x̂‖²` = `norm` (read
+    /// under L2 only), on the metric's scale.
     #[inline]
-    pub(crate) fn distance(
-        &self,
-        kernels: &Kernels,
-        metric: Metric,
-        code: &[u8],
-        norm: f32,
-    ) -> f32 {
-        let ip = self.bias + self.step * (kernels.dot_u8_i8)(code, &self.w8) as f32;
-        ip_distance(metric, self.q2, ip, norm)
+    pub(crate) fn distance_to(&self, code: &[u8], norm: impl FnOnce() -> f32) -> f32 {
+        let ip = self.bias + self.step * (self.kernels.dot_u8_i8)(code, &self.w8) as f32;
+        ip_distance(self.metric, self.q2, ip, norm)
+    }
+}
+
+impl Scorer for Int8Scorer {
+    #[inline]
+    fn distance(&self, src: &impl CodeSource, o: u32) -> f32 {
+        self.distance_to(src.code(o), || src.norm(o))
+    }
+
+    /// `e = Σ_j ½|w_j| + 255 |step · w8_j − w_j|`: half a code step per
+    /// component, plus what the weights' own rounding can add over codes
+    /// of at most 255. Under L2 the distance also adds `‖x̂‖² − ‖x‖²`,
+    /// which no per-query bound covers: none.
+    fn error_bound(&self) -> Option<f32> {
+        if self.metric == Metric::L2 {
+            return None;
+        }
+        Some(
+            self.w
+                .iter()
+                .zip(&self.w8)
+                .map(|(x, &c)| 0.5 * x.abs() + 255.0 * (self.step * c as f32 - x).abs())
+                .sum(),
+        )
+    }
+
+    fn into_buffers(self) -> ScorerBuffers {
+        ScorerBuffers {
+            f32s: self.w,
+            i8s: self.w8,
+            i8s_b: Vec::new(),
+        }
+    }
+}
+
+impl Quantizer for Int8Quantizer {
+    const KIND: Quantization = Quantization::Int8;
+    type Scorer = Int8Scorer;
+
+    fn train(spec: &TrainSpec, rows: &[f32], dim: usize, padded: usize) -> Self {
+        Int8Quantizer::train(rows, dim, padded, spec.int8_clip)
+    }
+
+    /// `lo`, then `scale`.
+    fn params(&self) -> Vec<f32> {
+        let mut params = self.lo.clone();
+        params.extend_from_slice(&self.scale);
+        params
+    }
+
+    fn from_params(params: &[f32], _dim: usize, padded: usize, _quant_param: usize) -> Self {
+        let (lo, scale) = params.split_at(padded.min(params.len()));
+        Int8Quantizer {
+            lo: lo.to_vec(),
+            scale: scale.to_vec(),
+        }
+    }
+
+    fn encode(&self, row: &[f32], _dim: usize, code: &mut [u8], _: Option<&mut [u8]>) -> Side {
+        Side::Norm(Int8Quantizer::encode(self, row, code))
+    }
+
+    fn scorer(ctx: &QueryContext<'_>, q: &[f32], buffers: ScorerBuffers) -> Int8Scorer {
+        let (lo, scale) = ctx.params.split_at(q.len().min(ctx.params.len()));
+        Int8Scorer::new(lo, scale, q, ctx.metric, ctx.kernels, buffers)
     }
 }
 
 /// A distance on `metric`'s scale from an estimate `ip` of `⟨q, x⟩`:
-/// `‖q‖² − 2 ip + ‖x̂‖²` (L2, `q2` and `norm` the squared norms), else
-/// `1 − ip`. Shared by the integer-kernel codes (int8, LVQ).
+/// `‖q‖² − 2 ip + ‖x̂‖²` (L2, `q2` and `norm()` the squared norms, the
+/// latter read under L2 only), else `1 − ip`. Shared by the
+/// integer-kernel codes (int8, LVQ).
 #[inline]
-pub(crate) fn ip_distance(metric: Metric, q2: f32, ip: f32, norm: f32) -> f32 {
+pub(crate) fn ip_distance(metric: Metric, q2: f32, ip: f32, norm: impl FnOnce() -> f32) -> f32 {
     match metric {
-        Metric::L2 => q2 - 2.0 * ip + norm,
+        Metric::L2 => q2 - 2.0 * ip + norm(),
         Metric::InnerProduct | Metric::Cosine => 1.0 - ip,
     }
 }

@@ -33,6 +33,9 @@
 //! candidate.
 
 use super::int8::{ip_distance, quantize_weights};
+use super::scorer::{CodeSource, Quantizer, QueryContext, Scorer, ScorerBuffers};
+use super::trained::{Side, TrainSpec};
+use super::Quantization;
 use crate::distance::Kernels;
 use crate::metric::Metric;
 
@@ -227,7 +230,7 @@ fn reconstruct4x8(mean: f32, lo: f32, s4: f32, c4: u8, c8: u8) -> f32 {
 
 /// A float32 query prepared against LVQ-4x8 codes: the traversal's 4-bit
 /// distance and the two-level re-ranking distance.
-pub(crate) struct Lvq4x8Query {
+pub(crate) struct Lvq4x8Scorer {
     /// `s_q · w8 + s_q2 · w8b ≈ q`.
     w8: Vec<i8>,
     w8b: Vec<i8>,
@@ -236,25 +239,34 @@ pub(crate) struct Lvq4x8Query {
     qmu: f32,
     qsum: f32,
     q2: f32,
+    metric: Metric,
+    kernels: &'static Kernels,
 }
 
-impl Lvq4x8Query {
+impl Lvq4x8Scorer {
     /// Prepares the padded query `q` against the mean `mean`.
-    pub(crate) fn new(mean: &[f32], q: &[f32], kernels: &Kernels) -> Self {
-        let mut w8 = Vec::with_capacity(q.len());
+    pub(crate) fn new(
+        mean: &[f32],
+        q: &[f32],
+        metric: Metric,
+        kernels: &'static Kernels,
+        buffers: ScorerBuffers,
+    ) -> Self {
+        let ScorerBuffers {
+            i8s: mut w8,
+            i8s_b: mut w8b,
+            ..
+        } = buffers;
         let step = quantize_weights(q, &mut w8);
         let step2 = step / 254.0;
-        let w8b = q
-            .iter()
-            .zip(&w8)
-            .map(|(x, w)| {
-                ((x - step * *w as f32) / step2)
-                    .round()
-                    .clamp(-127.0, 127.0) as i8
-            })
-            .collect();
+        w8b.clear();
+        w8b.extend(q.iter().zip(&w8).map(|(x, w)| {
+            ((x - step * *w as f32) / step2)
+                .round()
+                .clamp(-127.0, 127.0) as i8
+        }));
         let (qmu, qsum) = mean_terms(mean, q);
-        Lvq4x8Query {
+        Lvq4x8Scorer {
             w8,
             w8b,
             step,
@@ -262,12 +274,9 @@ impl Lvq4x8Query {
             qmu,
             qsum,
             q2: (kernels.dot)(q, q),
+            metric,
+            kernels,
         }
-    }
-
-    #[inline]
-    fn to_distance(&self, metric: Metric, ip: f32, norm: f32) -> f32 {
-        ip_distance(metric, self.q2, ip, norm)
     }
 
     /// The traversal distance, from the 4-bit codes alone
@@ -275,44 +284,60 @@ impl Lvq4x8Query {
     #[inline]
     pub(crate) fn distance4(
         &self,
-        kernels: &Kernels,
-        metric: Metric,
         primary: &[u8],
         factors: [f32; 2],
-        norm: f32,
+        norm: impl FnOnce() -> f32,
     ) -> f32 {
         let [lo, s4] = factors;
-        let dot = (kernels.dot_u4_i8)(primary, &self.w8) as f32;
-        self.to_distance(
-            metric,
-            self.qmu + lo * self.qsum + s4 * self.step * dot,
-            norm,
-        )
+        let dot = (self.kernels.dot_u4_i8)(primary, &self.w8) as f32;
+        let ip = self.qmu + lo * self.qsum + s4 * self.step * dot;
+        ip_distance(self.metric, self.q2, ip, norm)
     }
 
     /// The re-ranking distance, from both levels.
     #[inline]
     pub(crate) fn distance4x8(
         &self,
-        kernels: &Kernels,
-        metric: Metric,
         primary: &[u8],
         residual: &[u8],
         factors: [f32; 2],
-        norm: f32,
+        norm: impl FnOnce() -> f32,
     ) -> f32 {
         let [lo, s4] = factors;
-        let d4 = self.step * (kernels.dot_u4_i8)(primary, &self.w8) as f32
-            + self.step2 * (kernels.dot_u4_i8)(primary, &self.w8b) as f32;
-        let d8 = self.step * (kernels.dot_u8_i8)(residual, &self.w8) as f32
-            + self.step2 * (kernels.dot_u8_i8)(residual, &self.w8b) as f32;
+        let k = self.kernels;
+        let d4 = self.step * (k.dot_u4_i8)(primary, &self.w8) as f32
+            + self.step2 * (k.dot_u4_i8)(primary, &self.w8b) as f32;
+        let d8 = self.step * (k.dot_u8_i8)(residual, &self.w8) as f32
+            + self.step2 * (k.dot_u8_i8)(residual, &self.w8b) as f32;
         let ip = self.qmu + (lo - 0.5 * s4) * self.qsum + s4 * d4 + s4 / 255.0 * d8;
-        self.to_distance(metric, ip, norm)
+        ip_distance(self.metric, self.q2, ip, norm)
+    }
+}
+
+impl Scorer for Lvq4x8Scorer {
+    #[inline]
+    fn distance(&self, src: &impl CodeSource, o: u32) -> f32 {
+        self.distance4(src.code(o), src.factors(o), || src.norm(o))
+    }
+
+    const REFINES: bool = true;
+
+    #[inline]
+    fn refine(&self, src: &impl CodeSource, o: u32) -> f32 {
+        self.distance4x8(src.code(o), src.residual(o), src.factors(o), || src.norm(o))
+    }
+
+    fn into_buffers(self) -> ScorerBuffers {
+        ScorerBuffers {
+            f32s: Vec::new(),
+            i8s: self.w8,
+            i8s_b: self.w8b,
+        }
     }
 }
 
 /// A float32 query prepared against LVQ-8 codes.
-pub(crate) struct Lvq8Query {
+pub(crate) struct Lvq8Scorer {
     w8: Vec<i8>,
     /// `s_q`: `q ≈ s_q · w8`.
     step: f32,
@@ -322,43 +347,128 @@ pub(crate) struct Lvq8Query {
     qsum: f32,
     /// `‖q‖²` (L2).
     q2: f32,
+    metric: Metric,
+    kernels: &'static Kernels,
 }
 
-impl Lvq8Query {
-    /// Prepares the padded query `q` against the mean `mean`, reusing `w8`'s
-    /// allocation.
-    pub(crate) fn new(mean: &[f32], q: &[f32], kernels: &Kernels, mut w8: Vec<i8>) -> Self {
+impl Lvq8Scorer {
+    /// Prepares the padded query `q` against the mean `mean`.
+    pub(crate) fn new(
+        mean: &[f32],
+        q: &[f32],
+        metric: Metric,
+        kernels: &'static Kernels,
+        buffers: ScorerBuffers,
+    ) -> Self {
+        let mut w8 = buffers.i8s;
         let step = quantize_weights(q, &mut w8);
         let (qmu, qsum) = mean_terms(mean, q);
-        Lvq8Query {
+        Lvq8Scorer {
             w8,
             step,
             qmu,
             qsum,
             q2: (kernels.dot)(q, q),
+            metric,
+            kernels,
         }
     }
 
-    /// Gives back the buffer of quantized weights.
-    pub(crate) fn into_weights(self) -> Vec<i8> {
-        self.w8
-    }
-
     /// The distance to the vector with `code`, `factors` and `‖x̂‖²` =
-    /// `norm` (used under L2 only), on `metric`'s scale.
+    /// `norm()` (read under L2 only), on the metric's scale.
     #[inline]
-    pub(crate) fn distance(
+    pub(crate) fn distance_to(
         &self,
-        kernels: &Kernels,
-        metric: Metric,
         code: &[u8],
         factors: [f32; 2],
-        norm: f32,
+        norm: impl FnOnce() -> f32,
     ) -> f32 {
         let [lo, step] = factors;
-        let dot = (kernels.dot_u8_i8)(code, &self.w8) as f32;
+        let dot = (self.kernels.dot_u8_i8)(code, &self.w8) as f32;
         let ip = self.qmu + lo * self.qsum + step * self.step * dot;
-        ip_distance(metric, self.q2, ip, norm)
+        ip_distance(self.metric, self.q2, ip, norm)
+    }
+}
+
+impl Scorer for Lvq8Scorer {
+    #[inline]
+    fn distance(&self, src: &impl CodeSource, o: u32) -> f32 {
+        self.distance_to(src.code(o), src.factors(o), || src.norm(o))
+    }
+
+    fn into_buffers(self) -> ScorerBuffers {
+        ScorerBuffers {
+            i8s: self.w8,
+            ..ScorerBuffers::default()
+        }
+    }
+}
+
+/// The LVQ-8 kind: [`LvqQuantizer`]'s one-level codes.
+pub(crate) struct Lvq8Quantizer(pub LvqQuantizer);
+
+/// The LVQ-4x8 kind: [`LvqQuantizer`]'s two-level codes.
+pub(crate) struct Lvq4x8Quantizer(pub LvqQuantizer);
+
+impl Quantizer for Lvq8Quantizer {
+    const KIND: Quantization = Quantization::Lvq8;
+    type Scorer = Lvq8Scorer;
+
+    fn train(_: &TrainSpec, rows: &[f32], dim: usize, padded: usize) -> Self {
+        Lvq8Quantizer(LvqQuantizer::train(rows, dim, padded))
+    }
+
+    /// The mean.
+    fn params(&self) -> Vec<f32> {
+        self.0.mean.clone()
+    }
+
+    fn from_params(params: &[f32], _dim: usize, _padded: usize, _quant_param: usize) -> Self {
+        Lvq8Quantizer(LvqQuantizer {
+            mean: params.to_vec(),
+        })
+    }
+
+    fn encode(&self, row: &[f32], dim: usize, code: &mut [u8], _: Option<&mut [u8]>) -> Side {
+        Side::Lvq8(self.0.encode(row, dim, code))
+    }
+
+    fn scorer(ctx: &QueryContext<'_>, q: &[f32], buffers: ScorerBuffers) -> Lvq8Scorer {
+        Lvq8Scorer::new(ctx.params, q, ctx.metric, ctx.kernels, buffers)
+    }
+}
+
+impl Quantizer for Lvq4x8Quantizer {
+    const KIND: Quantization = Quantization::Lvq4x8;
+    type Scorer = Lvq4x8Scorer;
+
+    fn train(_: &TrainSpec, rows: &[f32], dim: usize, padded: usize) -> Self {
+        Lvq4x8Quantizer(LvqQuantizer::train(rows, dim, padded))
+    }
+
+    /// The mean.
+    fn params(&self) -> Vec<f32> {
+        self.0.mean.clone()
+    }
+
+    fn from_params(params: &[f32], _dim: usize, _padded: usize, _quant_param: usize) -> Self {
+        Lvq4x8Quantizer(LvqQuantizer {
+            mean: params.to_vec(),
+        })
+    }
+
+    fn encode(
+        &self,
+        row: &[f32],
+        dim: usize,
+        code: &mut [u8],
+        residual: Option<&mut [u8]>,
+    ) -> Side {
+        Side::Lvq8(self.0.encode4x8_into(row, dim, code, residual))
+    }
+
+    fn scorer(ctx: &QueryContext<'_>, q: &[f32], buffers: ScorerBuffers) -> Lvq4x8Scorer {
+        Lvq4x8Scorer::new(ctx.params, q, ctx.metric, ctx.kernels, buffers)
     }
 }
 
@@ -408,7 +518,8 @@ mod tests {
         let q = LvqQuantizer::train(&data, dim, padded);
         let k = Kernels::detect();
         let query = &data[..padded];
-        let pq = Lvq8Query::new(&q.mean, query, k, Vec::new());
+        let new = |metric| Lvq8Scorer::new(&q.mean, query, metric, k, ScorerBuffers::default());
+        let (by_ip, by_l2) = (new(Metric::InnerProduct), new(Metric::L2));
         let (mut code, mut back) = (vec![0u8; padded], vec![0f32; padded]);
         for r in data.chunks_exact(padded).skip(1) {
             let side = q.encode(r, dim, &mut code);
@@ -423,9 +534,9 @@ mod tests {
             let qn: f32 = query.iter().map(|x| x * x).sum();
             // The query's own quantization (7 bits) bounds the error.
             let tol = 2e-2 * qn.max(1.0);
-            let got_ip = 1.0 - pq.distance(k, Metric::InnerProduct, &code, side.factors, side.norm);
+            let got_ip = 1.0 - by_ip.distance_to(&code, side.factors, || side.norm);
             assert!((got_ip - ip).abs() < tol, "ip {got_ip} vs {ip}");
-            let got_l2 = pq.distance(k, Metric::L2, &code, side.factors, side.norm);
+            let got_l2 = by_l2.distance_to(&code, side.factors, || side.norm);
             assert!((got_l2 - l2).abs() < 2.0 * tol, "l2 {got_l2} vs {l2}");
         }
     }
@@ -439,7 +550,13 @@ mod tests {
         let (mut c4, mut c8) = (vec![0u8; padded / 2], vec![0u8; padded]);
         let mut back = vec![0f32; padded];
         let query = &data[..padded];
-        let pq = Lvq4x8Query::new(&q.mean, query, k);
+        let pq = Lvq4x8Scorer::new(
+            &q.mean,
+            query,
+            Metric::InnerProduct,
+            k,
+            ScorerBuffers::default(),
+        );
         for r in data.chunks_exact(padded).skip(1) {
             let side = q.encode4x8(r, dim, &mut c4, &mut c8);
             q.decode4x8(&c4, &c8, side.factors, &mut back);
@@ -450,13 +567,13 @@ mod tests {
             }
             back[dim..].iter_mut().for_each(|x| *x = 0.0);
             let ip: f32 = query.iter().zip(&back).map(|(a, b)| a * b).sum();
-            let fine = 1.0 - pq.distance4x8(k, Metric::InnerProduct, &c4, &c8, side.factors, 0.0);
+            let fine = 1.0 - pq.distance4x8(&c4, &c8, side.factors, || 0.0);
             // Two i8 terms: the query's rounding is far below the codes'.
             assert!(
                 (fine - ip).abs() < 1e-3 * ip.abs().max(1.0),
                 "{fine} vs {ip}"
             );
-            let coarse = 1.0 - pq.distance4(k, Metric::InnerProduct, &c4, side.factors, 0.0);
+            let coarse = 1.0 - pq.distance4(&c4, side.factors, || 0.0);
             let err4: f32 = 0.5 * s4 * query.iter().map(|x| x.abs()).sum::<f32>();
             assert!((coarse - ip).abs() <= err4 + 0.05, "{coarse} vs {ip}");
         }

@@ -8,6 +8,10 @@
 //! `adc` kernel).
 
 use super::kmeans::{argmin, kmeans};
+use super::scorer::{CodeSource, Quantizer, QueryContext, Scorer, ScorerBuffers};
+use super::trained::{Side, TrainSpec};
+use super::Quantization;
+use crate::distance::Kernels;
 use crate::metric::Metric;
 use rayon::prelude::*;
 
@@ -170,6 +174,95 @@ pub fn query_table(
                     }
                 }
             }
+        }
+    }
+}
+
+/// A query prepared against product-quantized codes: one table of 256
+/// partial distances per sub-vector, then a table sum per code.
+pub(crate) struct PqScorer {
+    table: Vec<f32>,
+    /// Ranks by `‖q − x̂‖²` (L2 and cosine), else by `1 − ⟨q, x̂⟩`.
+    by_l2: bool,
+    /// Cosine: `‖q − x̂‖²` is twice the cosine distance of unit vectors.
+    halve: bool,
+    kernels: &'static Kernels,
+}
+
+impl Scorer for PqScorer {
+    #[inline]
+    fn distance(&self, src: &impl CodeSource, o: u32) -> f32 {
+        let sum = (self.kernels.adc)(&self.table, src.code(o));
+        if self.by_l2 {
+            sum
+        } else {
+            1.0 - sum
+        }
+    }
+
+    fn to_metric_units(&self, d: f32) -> f32 {
+        if self.halve {
+            0.5 * d
+        } else {
+            d
+        }
+    }
+
+    fn into_buffers(self) -> ScorerBuffers {
+        ScorerBuffers {
+            f32s: self.table,
+            ..ScorerBuffers::default()
+        }
+    }
+}
+
+impl Quantizer for ProductQuantizer {
+    const KIND: Quantization = Quantization::Pq;
+    type Scorer = PqScorer;
+
+    fn train(spec: &TrainSpec, rows: &[f32], dim: usize, padded: usize) -> Self {
+        ProductQuantizer::train(rows, dim, padded, spec.pq_m, spec.pq_train_size, spec.seed)
+    }
+
+    /// The codebooks, dimension-major.
+    fn params(&self) -> Vec<f32> {
+        self.codebooks.clone()
+    }
+
+    fn quant_param(&self) -> u32 {
+        self.m as u32
+    }
+
+    fn from_params(params: &[f32], dim: usize, _padded: usize, quant_param: usize) -> Self {
+        ProductQuantizer {
+            m: quant_param,
+            dim,
+            codebooks: params.to_vec(),
+        }
+    }
+
+    fn encode(&self, row: &[f32], _dim: usize, code: &mut [u8], _: Option<&mut [u8]>) -> Side {
+        ProductQuantizer::encode(self, row, code);
+        Side::None
+    }
+
+    /// Cosine ranks by `‖q − x̂‖²` (unit vectors: the same order as
+    /// cosine, and unlike `⟨q, x̂⟩` not biased by the reconstruction's
+    /// norm); inner product by `⟨q, x̂⟩`.
+    fn scorer(ctx: &QueryContext<'_>, q: &[f32], buffers: ScorerBuffers) -> PqScorer {
+        let by_l2 = ctx.metric != Metric::InnerProduct;
+        let table_metric = if by_l2 {
+            Metric::L2
+        } else {
+            Metric::InnerProduct
+        };
+        let mut table = buffers.f32s;
+        query_table(ctx.dim, ctx.pq_m, ctx.params, table_metric, q, &mut table);
+        PqScorer {
+            table,
+            by_l2,
+            halve: ctx.metric == Metric::Cosine,
+            kernels: ctx.kernels,
         }
     }
 }

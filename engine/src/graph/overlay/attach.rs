@@ -20,14 +20,14 @@
 //! build's graph: one descent, one beam, lists of the usual density.
 //!
 //! Attachment needs the generation's int8 codes (both sides are compared by
-//! one [`CodeQuery`]); otherwise the overlay keeps a graph of its own.
+//! one [`Int8Scorer`]); otherwise the overlay keeps a graph of its own.
 
 use super::Overlay;
 use crate::distance::prefetch;
 use crate::graph::links::{for_each_in, LinkBlocks};
 use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Scratch};
 use crate::graph::select::select_robust;
-use crate::quant::int8::CodeQuery;
+use crate::quant::int8::Int8Scorer;
 use std::sync::atomic::AtomicU32;
 use std::sync::Mutex;
 
@@ -119,10 +119,9 @@ impl<'a, B: Base> Union<'a, B> {
     }
 
     #[inline]
-    fn code_dist(&self, cq: &CodeQuery, u: u32) -> f32 {
+    fn code_dist(&self, cq: &Int8Scorer, u: u32) -> f32 {
         if u < self.g {
-            let c = &self.ov.common;
-            cq.distance(c.kernels, c.metric, self.base.code(u), self.base.norm(u))
+            cq.distance_to(self.base.code(u), || self.base.norm(u))
         } else {
             self.ov.code_dist(cq, u - self.g)
         }
@@ -162,7 +161,7 @@ impl<'a, B: Base> Union<'a, B> {
     }
 
     /// Descends the generation's upper levels greedily towards `cq`.
-    fn descend(&self, cq: &CodeQuery) -> Cand {
+    fn descend(&self, cq: &Int8Scorer) -> Cand {
         let (ep, top) = self.base.entry();
         let mut cur = Cand {
             d: self.code_dist(cq, ep),
@@ -180,7 +179,7 @@ impl<'a, B: Base> Union<'a, B> {
         &self,
         entry: Cand,
         ef: usize,
-        cq: &CodeQuery,
+        cq: &Int8Scorer,
         s: &mut Scratch,
         accept: impl Fn(u32) -> bool,
     ) {
@@ -317,7 +316,7 @@ impl Overlay {
     pub(crate) fn union_candidates<B: Base>(
         &self,
         base: &B,
-        cq: &CodeQuery,
+        cq: &Int8Scorer,
         ef: usize,
         s: &mut Scratch,
         accept_base: impl Fn(u32) -> bool,
@@ -342,7 +341,7 @@ impl Overlay {
     }
 
     /// A prepared query for the codes, if the overlay has codes.
-    pub(crate) fn code_query(&self, q: &[f32]) -> Option<CodeQuery> {
+    pub(crate) fn code_query(&self, q: &[f32]) -> Option<Int8Scorer> {
         self.prepare(q)
     }
 }
