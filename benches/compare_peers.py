@@ -559,7 +559,10 @@ def main(argv=None):
                  "qps_median": median(qps), "qps_min": min(qps), "qps_max": max(qps),
                  "qps_rounds": qps,
                  "p50_us": median([x.get("p50_us") for x in rows]),
-                 "p99_us": median([x.get("p99_us") for x in rows])}
+                 "p99_us": median([x.get("p99_us") for x in rows]),
+                 # strata only: work per query (`strata::take_search_counts`)
+                 "hops_per_query": median([x.get("hops_per_query") for x in rows]),
+                 "distances_per_query": median([x.get("distances_per_query") for x in rows])}
             if rows and "recall_tie" in rows[0]:
                 a["recall_tie"] = median([x["recall_tie"] for x in rows])
             agg[e][ef] = a
@@ -584,6 +587,8 @@ def main(argv=None):
             else:
                 at_target[e] = {"reached": True, "ef": hit, "recall": agg[e][hit]["recall"],
                                 "qps_median": agg[e][hit]["qps_median"],
+                                "hops_per_query": agg[e][hit]["hops_per_query"],
+                                "distances_per_query": agg[e][hit]["distances_per_query"],
                                 "qps_rounds": [x["qps_1t"] for x in raw[e][hit]]}
         target_ratios = {}
         for s in strata_dirs:
@@ -656,7 +661,11 @@ def main(argv=None):
         for e in engines:
             t = at_target[e]
             if t["reached"]:
-                print(f"  {e:<18} ef={t['ef']:<4} recall {t['recall']:.4f}  {t['qps_median']:.0f} QPS")
+                work = ""
+                if t.get("distances_per_query") is not None:
+                    work = (f"  {t['hops_per_query']:.1f} hops, "
+                            f"{t['distances_per_query']:.0f} distances per query")
+                print(f"  {e:<18} ef={t['ef']:<4} recall {t['recall']:.4f}  {t['qps_median']:.0f} QPS{work}")
             else:
                 print(f"  {e:<18} not reached (max recall {t['max_recall']:.4f} at ef={t['at_ef']})")
         for key, v in target_ratios.items():

@@ -10,7 +10,7 @@ use crate::format::bytes::Bytes;
 use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
 use crate::format::sections::SectionKind;
-use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Scratch};
+use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Counting, Scratch};
 use crate::io::{IoMode, ReadFault, RowPipeline, RowReader};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{Neighbor, SearchParams};
@@ -518,13 +518,19 @@ impl Generation {
         accept: impl Fn(u32) -> bool,
     ) {
         let l = &self.layout;
+        let upper = Counting::new(v);
+        let counted = |o: u32| {
+            upper.distance();
+            dist(o)
+        };
         let mut cur = Cand {
-            d: dist(entry.id),
+            d: counted(entry.id),
             id: entry.id,
         };
         for level in (1..=l.max_level).rev() {
-            cur = greedy(v, level, cur, &dist);
+            cur = greedy(&upper, level, cur, counted);
         }
+        upper.add_to(&mut s.counts);
         beam(v, 0, l.n, &[cur], ef, s, &dist, prefetch, accept);
     }
 

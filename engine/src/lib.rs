@@ -76,6 +76,32 @@ pub use params::{check_threads, max_threads, BuildParams, InsertOrder, Neighbor,
 pub use quant::Quantization;
 pub use queries::Queries;
 
+pub use graph::search::SearchCounts;
+
+/// The hops and distance computations of the graph searches this thread
+/// ran since the last call (or since it started), and resets them: how
+/// much work a setting costs per query, independent of the machine's
+/// speed (hnswlib's `metric_hops` and `metric_distance_computations`).
+/// Searches on other threads (e.g. [`Index::search_batch`]'s pool) count
+/// on those threads.
+///
+/// ```
+/// use strata::{dataset, BuildParams, IndexBuilder, SearchParams};
+/// let data = dataset::clustered(500, 8, 4, 0.1, 1);
+/// let mut b = IndexBuilder::new(8, BuildParams { seed: Some(1), ..Default::default() })?;
+/// b.add_rows(&data.data)?;
+/// let index = b.build()?.into_index()?;
+/// strata::take_search_counts();
+/// index.search(data.row(0), 10, &SearchParams::with_ef(32))?;
+/// let c = strata::take_search_counts();
+/// assert!(c.hops > 0 && c.distances >= c.hops);
+/// assert_eq!(strata::take_search_counts(), strata::SearchCounts::default());
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn take_search_counts() -> SearchCounts {
+    graph::search::take_counts()
+}
+
 /// The README's Rust example, compiled and run as a doc test.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]

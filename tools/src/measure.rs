@@ -106,6 +106,11 @@ pub struct EvalRow {
     /// Whether the batch passes returned the same answers as the
     /// query-at-a-time pass.
     pub batch_matches: bool,
+    /// Nodes expanded per query in the single-thread pass
+    /// ([`strata::take_search_counts`]).
+    pub hops_per_query: f64,
+    /// Distances computed per query in the single-thread pass.
+    pub distances_per_query: f64,
 }
 
 /// Recall@k of `results` against ground-truth ids (first `k` of each row).
@@ -154,6 +159,7 @@ pub fn measure<S: Searcher>(
         }
     }
     let io0 = strata::io::io_stats();
+    strata::take_search_counts();
     let mut lat = Vec::with_capacity(nq);
     let mut results = Vec::with_capacity(nq);
     let start = Instant::now();
@@ -165,6 +171,7 @@ pub fn measure<S: Searcher>(
     }
     let single = start.elapsed().as_secs_f64();
     let io1 = strata::io::io_stats();
+    let counts = strata::take_search_counts();
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -202,14 +209,26 @@ pub fn measure<S: Searcher>(
         direct_reads_per_s_batch_1t: (io2.direct_rows - io1.direct_rows) as f64 / batch_single,
         direct_reads_per_s_mt: (io3.direct_rows - io2.direct_rows) as f64 / multi,
         batch_matches: batch_1t == results && batch_mt == results,
+        hops_per_query: counts.hops as f64 / nq as f64,
+        distances_per_query: counts.distances as f64 / nq as f64,
     })
 }
 
 /// Prints rows as an aligned table.
 pub fn print_table(rows: &[EvalRow]) {
     println!(
-        "{:>5} {:>6} {:>10} {:>9} {:>10} {:>12} {:>10} {:>9} {:>9}",
-        "k", "ef", "oversample", "recall", "qps_1t", "qps_batch_1t", "qps_mt", "p50_us", "p99_us"
+        "{:>5} {:>6} {:>10} {:>9} {:>10} {:>12} {:>10} {:>9} {:>9} {:>7} {:>7}",
+        "k",
+        "ef",
+        "oversample",
+        "recall",
+        "qps_1t",
+        "qps_batch_1t",
+        "qps_mt",
+        "p50_us",
+        "p99_us",
+        "hops",
+        "dists"
     );
     for r in rows {
         let os = match (r.rescore, r.oversample) {
@@ -217,8 +236,18 @@ pub fn print_table(rows: &[EvalRow]) {
             (true, o) => o.map_or("-".to_string(), |o| format!("{o}")),
         };
         println!(
-            "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>12.0} {:>10.0} {:>9.1} {:>9.1}",
-            r.k, r.ef, os, r.recall, r.qps_1t, r.qps_batch_1t, r.qps_mt, r.p50_us, r.p99_us
+            "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>12.0} {:>10.0} {:>9.1} {:>9.1} {:>7.1} {:>7.1}",
+            r.k,
+            r.ef,
+            os,
+            r.recall,
+            r.qps_1t,
+            r.qps_batch_1t,
+            r.qps_mt,
+            r.p50_us,
+            r.p99_us,
+            r.hops_per_query,
+            r.distances_per_query
         );
     }
 }

@@ -4,6 +4,7 @@
 //! validated, memory-mapped file, so both give the same answers.
 
 use super::visited::Visited;
+use std::cell::Cell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
@@ -41,9 +42,66 @@ pub(crate) trait Adjacency {
     fn prefetch_links(&self, _level: usize, _node: u32) {}
 }
 
+/// Work done by this thread's graph searches (see
+/// [`crate::take_search_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchCounts {
+    /// Nodes expanded: neighbour lists read by beam searches, and moves of
+    /// the greedy descent through the upper levels.
+    pub hops: u64,
+    /// Distances computed to nodes (codes or vectors; the re-ranking and
+    /// rescoring of the final candidates not included).
+    pub distances: u64,
+}
+
+/// An adjacency that counts the lists read through it and the distances
+/// its caller reports (for the greedy descent, which keeps no scratch).
+pub(crate) struct Counting<'a, A> {
+    inner: &'a A,
+    hops: Cell<u64>,
+    distances: Cell<u64>,
+}
+
+impl<'a, A: Adjacency> Counting<'a, A> {
+    pub(crate) fn new(inner: &'a A) -> Self {
+        Counting {
+            inner,
+            hops: Cell::new(0),
+            distances: Cell::new(0),
+        }
+    }
+
+    /// Counts one distance computation.
+    #[inline]
+    pub(crate) fn distance(&self) {
+        self.distances.set(self.distances.get() + 1);
+    }
+
+    /// Adds what was counted to `counts`.
+    pub(crate) fn add_to(&self, counts: &mut SearchCounts) {
+        counts.hops += self.hops.get();
+        counts.distances += self.distances.get();
+    }
+}
+
+impl<A: Adjacency> Adjacency for Counting<'_, A> {
+    #[inline]
+    fn for_each_neighbor(&self, level: usize, node: u32, f: impl FnMut(u32)) {
+        self.hops.set(self.hops.get() + 1);
+        self.inner.for_each_neighbor(level, node, f);
+    }
+
+    #[inline]
+    fn prefetch_links(&self, level: usize, node: u32) {
+        self.inner.prefetch_links(level, node);
+    }
+}
+
 /// Per-thread search buffers, reused across searches.
 #[derive(Default)]
 pub(crate) struct Scratch {
+    /// Work done by the searches that used these buffers.
+    pub counts: SearchCounts,
     pub visited: Visited,
     candidates: BinaryHeap<Reverse<Cand>>,
     top: BinaryHeap<Cand>,
@@ -120,6 +178,7 @@ pub(crate) fn beam<A: Adjacency>(
         top,
         found,
         fresh,
+        counts,
         ..
     } = scratch;
     visited.reset(n);
@@ -150,6 +209,8 @@ pub(crate) fn beam<A: Adjacency>(
                 fresh.push(nb);
             }
         });
+        counts.hops += 1;
+        counts.distances += fresh.len() as u64;
         for &nb in fresh.iter().take(PREFETCH_AHEAD) {
             prefetch(nb);
         }
@@ -177,6 +238,14 @@ pub(crate) fn beam<A: Adjacency>(
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The counts of this thread's searches since the last call, reset to zero.
+pub(crate) fn take_counts() -> SearchCounts {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => std::mem::take(&mut s.counts),
+        Err(_) => SearchCounts::default(),
+    })
 }
 
 /// Runs `f` with this thread's reusable scratch buffers (no allocation per
@@ -315,6 +384,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn beam_counts_each_expansion_and_each_new_distance() {
+        // A complete graph with ef above n: every node is expanded once
+        // and every node but the entry is measured once.
+        let g = Lists {
+            links: (0..N).map(|_| (0..N).collect()).collect(),
+            expanded: RefCell::new(vec![0; N as usize]),
+        };
+        let mut scratch = Scratch::default();
+        let entry = Cand { d: 0.0, id: 0 };
+        let measured = Cell::new(0u64);
+        let dist = |id: u32| {
+            measured.set(measured.get() + 1);
+            id as f32
+        };
+        beam(
+            &g,
+            0,
+            N as usize,
+            &[entry],
+            1000,
+            &mut scratch,
+            dist,
+            |_| {},
+            |_| true,
+        );
+        assert_eq!(scratch.counts.hops, N as u64);
+        assert_eq!(scratch.counts.distances, N as u64 - 1);
+        assert_eq!(scratch.counts.distances, measured.get());
+        // The greedy descent's counter sees one list per step.
+        let line = Lists {
+            links: (0..N).map(|i| vec![i.saturating_sub(1)]).collect(),
+            expanded: RefCell::new(vec![0; N as usize]),
+        };
+        let counting = Counting::new(&line);
+        let start = Cand {
+            d: (N - 1) as f32,
+            id: N - 1,
+        };
+        let end = greedy(&counting, 1, start, |id| {
+            counting.distance();
+            id as f32
+        });
+        assert_eq!(end.id, 0);
+        let mut c = SearchCounts::default();
+        counting.add_to(&mut c);
+        // N − 1 moves, then the list of node 0 shows no closer node.
+        assert_eq!(c.hops, N as u64);
+        assert_eq!(c.distances, N as u64);
     }
 
     #[test]
