@@ -6,6 +6,7 @@ mod attached;
 use crate::dir::open::{logged_bytes, map, open_current, paths};
 use crate::distance::{prefetch, Kernels};
 use crate::error::{Error, Result};
+use crate::filter::{Filter, OrdinalSet, DEFAULT_EXACT_BELOW};
 use crate::format::bytes::Bytes;
 use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
@@ -378,7 +379,10 @@ impl Generation {
     /// `k`. [`OpenOptions::rescore_cut`] `= Some(z)` skips reading those
     /// beyond `d_k + 2 z e`.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
-        self.search_accepting(query, k, params, |_| true)
+        match params.filter {
+            Some(f) => self.search_filtered(query, k, params, &self.resolve(f, |_| false)),
+            None => self.search_accepting(query, k, params, |_| true),
+        }
     }
 
     /// [`Generation::search`] returning only ordinals for which `accept` is true
@@ -390,8 +394,28 @@ impl Generation {
         params: &SearchParams,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Neighbor>> {
+        let found = self.search_limited(query, k, params, &accept, None)?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// [`Generation::search_accepting`] whose beam stops after `limit`
+    /// distances: `None` if it did (see [`Scratch::visit_limit`]).
+    fn search_limited(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: &impl Fn(u32) -> bool,
+        limit: Option<u64>,
+    ) -> Result<Option<Vec<Neighbor>>> {
         with_scratch(|s| {
-            if self.traverse_query(query, k, params, &accept, s)? {
+            s.visit_limit = limit;
+            let traversed = self.traverse_query(query, k, params, accept, s);
+            s.visit_limit = None;
+            if std::mem::take(&mut s.limit_hit) {
+                return traversed.map(|_| None);
+            }
+            if traversed? {
                 let Scratch { query, found, .. } = s;
                 let ids: Vec<u32> = found.iter().map(|c| c.id).collect();
                 let v = self.view();
@@ -404,8 +428,44 @@ impl Generation {
                 )?;
                 Self::keep_best(found, k);
             }
-            Ok(self.neighbors(&s.found))
+            Ok(Some(self.neighbors(&s.found)))
         })
+    }
+
+    /// The `k` nearest of the ordinals in `allowed` (a resolved
+    /// [`crate::Filter`]), planned as [`crate::filter`] describes.
+    pub(crate) fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        allowed: &OrdinalSet,
+    ) -> Result<Vec<Neighbor>> {
+        Self::check_k(k)?;
+        let matches = allowed.len();
+        let exact_below = params.exact_below.unwrap_or(DEFAULT_EXACT_BELOW).max(k);
+        if matches <= exact_below {
+            with_scratch(|s| s.counts.filtered_exact += 1);
+            return self.exact_over(query, k, allowed.iter());
+        }
+        let accept = |o: u32| allowed.contains(o);
+        match self.search_limited(query, k, params, &accept, Some(matches as u64))? {
+            Some(found) if found.len() >= k.min(matches) => {
+                with_scratch(|s| s.counts.filtered_graph += 1);
+                Ok(found)
+            }
+            _ => {
+                with_scratch(|s| s.counts.filtered_fallback += 1);
+                self.exact_over(query, k, allowed.iter())
+            }
+        }
+    }
+
+    /// Resolves `filter` over this generation's ordinals, without those
+    /// `deleted` says are gone.
+    pub(crate) fn resolve(&self, filter: &Filter, deleted: impl Fn(u32) -> bool) -> OrdinalSet {
+        let v = self.view();
+        filter.resolve(self.layout.n, |o| v.id(o), |id| v.ordinal(id), deleted)
     }
 
     /// The closest `k` of `found` (by exact distance) in order.
@@ -598,6 +658,15 @@ impl Generation {
     ) -> Result<Vec<Vec<Neighbor>>> {
         let queries = queries.into();
         queries.check(self.layout.dim)?;
+        if let Some(f) = params.filter {
+            use rayon::prelude::*;
+            let allowed = self.resolve(f, |_| false);
+            return queries
+                .data()
+                .par_chunks_exact(self.layout.dim)
+                .map(|q| self.search_filtered(q, k, params, &allowed))
+                .collect();
+        }
         self.search_batch_accepting(queries.data(), k, params, &|_| true)
     }
 
@@ -732,13 +801,24 @@ impl Generation {
         k: usize,
         accept: impl Fn(u32) -> bool,
     ) -> Result<Vec<Neighbor>> {
+        let n = self.layout.n as u32;
+        self.exact_over(query, k, (0..n).filter(|&o| accept(o)))
+    }
+
+    /// The exact `k` nearest among `ordinals` (each below `n`).
+    fn exact_over(
+        &self,
+        query: &[f32],
+        k: usize,
+        ordinals: impl Iterator<Item = u32>,
+    ) -> Result<Vec<Neighbor>> {
         Self::check_k(k)?;
         let l = &self.layout;
         let v = self.view();
         let mut q = vec![0f32; l.padded];
         prepare_vector(l.metric, l.dim, query, None, &mut q)?;
         let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(l.n) + 1);
-        for o in (0..l.n as u32).filter(|&o| accept(o)) {
+        for o in ordinals {
             let d = l.metric.distance(self.kernels, &q, v.vector(o));
             if top.len() < k {
                 top.push(Cand { d, id: o });

@@ -44,6 +44,7 @@ pub mod dataset;
 mod dir;
 pub mod distance;
 pub mod error;
+pub mod filter;
 pub mod format;
 mod fsio;
 mod generation;
@@ -63,6 +64,7 @@ mod regular;
 
 pub use builder::{BuildProgress, BuildReport, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
+pub use filter::Filter;
 pub use generation::{
     DegreeStats, Generation, IndexInfo, OpenOptions, Reachability, PIPELINE_DEPTH, PIPELINE_READS,
 };

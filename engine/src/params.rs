@@ -1,6 +1,7 @@
 //! Build and search parameters.
 
 use crate::error::{Error, Result};
+use crate::filter::Filter;
 use crate::limits::{MAX_DIM, MAX_M};
 use crate::metric::Metric;
 use crate::quant::{int8::DEFAULT_CLIP, pq, Quantization};
@@ -204,8 +205,8 @@ impl std::str::FromStr for InsertOrder {
 /// assert!((codes[0].distance - exact[0].distance).abs() < 0.01);
 /// # Ok::<(), strata::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SearchParams {
+#[derive(Debug, Clone, Copy)]
+pub struct SearchParams<'f> {
     /// Beam width on level 0. Values below `k` are raised to `k`
     /// (as hnswlib does); `0` therefore means "`k`".
     pub ef: usize,
@@ -228,19 +229,46 @@ pub struct SearchParams {
     /// [`Index`](crate::Index) with logged inserts, those are still
     /// ranked by exact distance (their rows are in memory).
     pub rescore: bool,
+    /// Only vectors the filter allows are returned, `min(k, matches)` of
+    /// them (see [`crate::filter`] for how the search is planned: an exact
+    /// scan of the matches when they are few, else the graph with a visit
+    /// limit, finished exactly if it is hit). `None`: every vector.
+    pub filter: Option<&'f Filter>,
+    /// With a filter, scan the matching rows exactly (instead of the
+    /// graph) when at most this many match; `None`:
+    /// [`DEFAULT_EXACT_BELOW`](crate::filter::DEFAULT_EXACT_BELOW). At
+    /// most `k` matches are always scanned. Ignored without a filter.
+    pub exact_below: Option<usize>,
 }
 
-impl Default for SearchParams {
+impl PartialEq for SearchParams<'_> {
+    /// Equal settings, and the same filter object (by address).
+    fn eq(&self, o: &Self) -> bool {
+        self.ef == o.ef
+            && self.oversample == o.oversample
+            && self.rescore == o.rescore
+            && self.exact_below == o.exact_below
+            && match (self.filter, o.filter) {
+                (None, None) => true,
+                (Some(a), Some(b)) => std::ptr::eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Default for SearchParams<'_> {
     fn default() -> Self {
         SearchParams {
             ef: 64,
             oversample: None,
             rescore: true,
+            filter: None,
+            exact_below: None,
         }
     }
 }
 
-impl SearchParams {
+impl SearchParams<'_> {
     /// Search parameters with beam width `ef` and default rescoring.
     pub fn with_ef(ef: usize) -> Self {
         SearchParams {

@@ -23,7 +23,7 @@ const CODES: [Quantization; 5] = [
 ];
 const K: usize = 10;
 
-fn codes_only(ef: usize) -> SearchParams {
+fn codes_only(ef: usize) -> SearchParams<'static> {
     SearchParams {
         ef,
         rescore: false,

@@ -31,7 +31,7 @@ fn setup(quant: Quantization) -> (tempfile::TempDir, Generation, strata::dataset
     (dir, index, queries)
 }
 
-fn per_thread_params(t: usize) -> (usize, SearchParams) {
+fn per_thread_params(t: usize) -> (usize, SearchParams<'static>) {
     (
         1 + 3 * t,
         SearchParams {

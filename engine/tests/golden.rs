@@ -81,6 +81,8 @@ const V1_SETTINGS: [SearchParams; 1] = [SearchParams {
     ef: EF,
     oversample: None,
     rescore: true,
+    filter: None,
+    exact_below: None,
 }];
 
 /// Search settings recorded for golden-v2: rescoring the whole beam, then
@@ -90,11 +92,15 @@ const V2_SETTINGS: [SearchParams; 2] = [
         ef: EF,
         oversample: None,
         rescore: true,
+        filter: None,
+        exact_below: None,
     },
     SearchParams {
         ef: EF,
         oversample: Some(1.0),
         rescore: true,
+        filter: None,
+        exact_below: None,
     },
 ];
 

@@ -59,7 +59,7 @@ impl Codes {
 
     /// The rescoring these codes need for good recall: `ceil(k · factor)`
     /// candidates (4k for PQ, 8k for one-bit codes).
-    fn rescoring(self) -> SearchParams {
+    fn rescoring(self) -> SearchParams<'static> {
         SearchParams {
             ef: EF,
             oversample: match self {

@@ -248,7 +248,7 @@ pub fn reseal_log(l: &mut [u8]) -> bool {
 pub struct Reached {
     /// Indexes (or logs, or input files) that opened / parsed successfully.
     pub opened: usize,
-    /// Searches and exact searches that returned results.
+    /// Searches, exact searches and filtered searches that returned results.
     pub searches: usize,
 }
 
@@ -376,7 +376,29 @@ pub fn exercise(index: &Generation, fx: &Fixture, queries: &[Query], probe_ids: 
             ef: query.ef,
             oversample: query.oversample,
             rescore: query.rescore,
+            ..Default::default()
         };
+        // The same query filtered to odd ids: every hit allowed, and as
+        // many as match (up to k), whichever path the planner takes.
+        let odd = strata::Filter::predicate(|id| id % 2 == 1);
+        for exact_below in [Some(0), None] {
+            let filtered = SearchParams {
+                filter: Some(&odd),
+                exact_below,
+                ..params
+            };
+            if let (Ok(hits), Ok(all)) = (
+                index.search(&v, query.k, &filtered),
+                index.exact_search(&v, n),
+            ) {
+                let what = format!("filtered search {qi}");
+                check_results(index, &hits, query.k, &what);
+                assert!(hits.iter().all(|h| h.id % 2 == 1), "{what}: {hits:?}");
+                let matches = all.iter().filter(|h| h.id % 2 == 1).count();
+                assert_eq!(hits.len(), query.k.min(matches), "{what}: result count");
+                reached.searches += 1;
+            }
+        }
         if let Ok(hits) = index.search(&v, query.k, &params) {
             check_results(index, &hits, query.k, &format!("search {qi}"));
             // The entry point is always reachable.

@@ -111,6 +111,10 @@ pub struct EvalRow {
     pub hops_per_query: f64,
     /// Distances computed per query in the single-thread pass.
     pub distances_per_query: f64,
+    /// With a filter, the fraction of the single-thread pass's queries
+    /// answered by an exact scan of the matches, by the graph, and by the
+    /// graph finished with the scan (see `strata::filter`).
+    pub filtered_paths: [f64; 3],
 }
 
 /// Recall@k of `results` against ground-truth ids (first `k` of each row).
@@ -211,6 +215,11 @@ pub fn measure<S: Searcher>(
         batch_matches: batch_1t == results && batch_mt == results,
         hops_per_query: counts.hops as f64 / nq as f64,
         distances_per_query: counts.distances as f64 / nq as f64,
+        filtered_paths: [
+            counts.filtered_exact as f64 / nq as f64,
+            counts.filtered_graph as f64 / nq as f64,
+            counts.filtered_fallback as f64 / nq as f64,
+        ],
     })
 }
 

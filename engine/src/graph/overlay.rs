@@ -783,9 +783,31 @@ impl Overlay {
 
     /// The `k` nearest live nodes from `from` on, by brute force.
     fn scan(&self, q: &[f32], k: usize, from: usize) -> Vec<Cand> {
+        self.scan_from(q, k, from, |_| true)
+    }
+
+    /// The `k` nearest live nodes for which `accept` is true, by exact
+    /// distance (a scan of every node), closest first.
+    pub(crate) fn scan_accepting(
+        &self,
+        q: &[f32],
+        k: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Cand> {
+        self.scan_from(q, k, 0, accept)
+    }
+
+    /// [`Overlay::scan_accepting`] over the nodes from `from` on.
+    fn scan_from(
+        &self,
+        q: &[f32],
+        k: usize,
+        from: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Cand> {
         let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(self.live) + 1);
         for node in from as u32..self.nodes() as u32 {
-            if self.is_dead(node) {
+            if !accept(node) || self.is_dead(node) {
                 continue;
             }
             let c = Cand {

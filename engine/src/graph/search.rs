@@ -52,6 +52,14 @@ pub struct SearchCounts {
     /// Distances computed to nodes (codes or vectors; the re-ranking and
     /// rescoring of the final candidates not included).
     pub distances: u64,
+    /// Filtered searches answered by an exact scan of the matches (few
+    /// matched).
+    pub filtered_exact: u64,
+    /// Filtered searches answered by the graph.
+    pub filtered_graph: u64,
+    /// Filtered searches that began on the graph and finished with the
+    /// exact scan (visit limit hit, or too few matches found).
+    pub filtered_fallback: u64,
 }
 
 /// An adjacency that counts the lists read through it and the distances
@@ -102,6 +110,11 @@ impl<A: Adjacency> Adjacency for Counting<'_, A> {
 pub(crate) struct Scratch {
     /// Work done by the searches that used these buffers.
     pub counts: SearchCounts,
+    /// A beam stops after computing this many distances (`None`: no
+    /// limit), and says so in `limit_hit`.
+    pub visit_limit: Option<u64>,
+    /// Whether the last beam stopped at `visit_limit`.
+    pub limit_hit: bool,
     pub visited: Visited,
     candidates: BinaryHeap<Reverse<Cand>>,
     top: BinaryHeap<Cand>,
@@ -159,6 +172,9 @@ const PREFETCH_AHEAD: usize = 4;
 /// CPU to load their distance data) [`PREFETCH_AHEAD`] before they are
 /// measured. Nodes for which
 /// `accept` is false (deleted ones) are traversed but never kept as results.
+/// With `scratch.visit_limit`, the beam stops once it has computed that
+/// many distances and sets `scratch.limit_hit` (its results are then
+/// incomplete).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn beam<A: Adjacency>(
     graph: &A,
@@ -179,8 +195,12 @@ pub(crate) fn beam<A: Adjacency>(
         found,
         fresh,
         counts,
+        visit_limit,
+        limit_hit,
         ..
     } = scratch;
+    let limit = visit_limit.map_or(u64::MAX, |l| counts.distances.saturating_add(l));
+    *limit_hit = false;
     visited.reset(n);
     candidates.clear();
     top.clear();
@@ -211,6 +231,10 @@ pub(crate) fn beam<A: Adjacency>(
         });
         counts.hops += 1;
         counts.distances += fresh.len() as u64;
+        if counts.distances > limit {
+            *limit_hit = true;
+            break;
+        }
         for &nb in fresh.iter().take(PREFETCH_AHEAD) {
             prefetch(nb);
         }

@@ -238,6 +238,10 @@ impl View {
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
+        if let (Some(filter), false) = (params.filter, exact) {
+            let allowed = index.resolve(filter, accept_not(&accept));
+            return self.search_filtered(query, k, params, filter, &allowed);
+        }
         if self.attached_search(exact) {
             return index.search_attached(query, k, params, accept, &self.overlay);
         }
@@ -262,6 +266,13 @@ impl View {
         use rayon::prelude::*;
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
+        if let Some(filter) = params.filter {
+            let allowed = index.resolve(filter, accept_not(&accept));
+            return data
+                .par_chunks_exact(index.dim())
+                .map(|q| self.search_filtered(q, k, params, filter, &allowed))
+                .collect();
+        }
         if self.attached_search(false) {
             return data
                 .par_chunks_exact(index.dim())
@@ -280,6 +291,36 @@ impl View {
             .zip(base)
             .map(|(q, b)| self.merge_logged(q, k, params.ef, false, b))
             .collect()
+    }
+
+    /// A filtered search: the generation's allowed live ordinals
+    /// (`allowed`, resolved from `filter`) planned as [`crate::filter`]
+    /// describes, and the logged inserts the filter allows, scanned exactly
+    /// (their rows are in memory), merged by exact distance.
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        filter: &crate::Filter,
+        allowed: &crate::filter::OrdinalSet,
+    ) -> Result<Vec<Neighbor>> {
+        let index = &self.gen.index;
+        let mut base = index.search_filtered(query, k, params, allowed)?;
+        if self.overlay.live() == 0 {
+            return Ok(base);
+        }
+        let mut q = vec![0f32; self.padded()];
+        prepare_vector(index.metric(), index.dim(), query, None, &mut q)?;
+        let ov = &self.overlay;
+        let logged = ov.scan_accepting(&q, k, |node| filter.allows(ov.id(node)));
+        base.extend(logged.into_iter().map(|c| Neighbor {
+            id: ov.id(c.id),
+            distance: c.d,
+        }));
+        base.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
+        base.truncate(k);
+        Ok(base)
     }
 
     /// Whether an approximate search runs over the union of the generation
@@ -335,4 +376,9 @@ impl View {
         base.truncate(k);
         Ok(base)
     }
+}
+
+/// The deleted test from a live-ordinal test.
+fn accept_not(accept: &impl Fn(u32) -> bool) -> impl Fn(u32) -> bool + '_ {
+    move |o| !accept(o)
 }

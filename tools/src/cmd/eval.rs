@@ -46,6 +46,10 @@ pub struct Args {
     pub verify: bool,
     #[command(flatten)]
     pub read: super::IoArgs,
+    /// With a filter, the ground truth (computed if absent: an exact scan
+    /// of the matches) must be the filtered one.
+    #[command(flatten)]
+    pub filter: super::FilterArgs,
     /// Skip the untimed warm-up pass before each setting: the first setting
     /// then measures a cold start (e.g. after dropping the page cache).
     #[arg(long)]
@@ -79,6 +83,7 @@ pub fn run(a: Args) -> CliResult {
     if let Some(n) = a.limit {
         queries.data.truncate(n * queries.dim);
     }
+    let filter = a.filter.filter()?;
     let truth: Vec<Vec<u64>> = match &a.groundtruth {
         Some(p) => {
             let gt = dataset::read_ivecs(p)?;
@@ -106,7 +111,22 @@ pub fn run(a: Args) -> CliResult {
             warn_unknown_truth(&index, &truth, a.k, p);
             truth
         }
-        None => exact_truth(&index, &queries.data, a.k)?,
+        None => match &filter {
+            None => exact_truth(&index, &queries.data, a.k)?,
+            // An exact scan of the matches: the filtered ground truth.
+            Some(f) => {
+                let exact = SearchParams {
+                    filter: Some(f),
+                    exact_below: Some(usize::MAX),
+                    ..Default::default()
+                };
+                index
+                    .search_batch(&queries, a.k, &exact)?
+                    .into_iter()
+                    .map(|r| r.into_iter().map(|n| n.id).collect())
+                    .collect()
+            }
+        },
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
@@ -124,6 +144,8 @@ pub fn run(a: Args) -> CliResult {
             ef: a.ef.first().copied().unwrap_or(64),
             oversample: oversamples[0],
             rescore: !a.no_rescore,
+            filter: filter.as_ref(),
+            exact_below: a.filter.exact_below,
         };
         for q in queries.rows() {
             index.search(q, a.k, &params)?;
@@ -148,6 +170,8 @@ pub fn run(a: Args) -> CliResult {
                     ef,
                     oversample,
                     rescore: !a.no_rescore,
+                    filter: filter.as_ref(),
+                    exact_below: a.filter.exact_below,
                 },
                 &pool,
                 !a.no_warmup,

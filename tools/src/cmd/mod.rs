@@ -7,6 +7,8 @@ pub mod inspect;
 pub mod search;
 pub mod write;
 
+use std::path::PathBuf;
+
 /// Errors of the command line: the library's, or a usage problem.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -23,6 +25,46 @@ pub fn human_bytes(b: u64) -> String {
         format!("{b} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Which vectors `search` and `eval` may return (shared by both).
+#[derive(clap::Args)]
+pub struct FilterArgs {
+    /// Return only these ids: a file of decimal ids separated by
+    /// whitespace or commas (see `strata::Filter`).
+    #[arg(long, value_name = "FILE")]
+    pub filter_ids: Option<PathBuf>,
+    /// With a filter, scan the matches exactly when at most N match
+    /// (default: `strata::filter::DEFAULT_EXACT_BELOW`).
+    #[arg(long, value_name = "N")]
+    pub exact_below: Option<usize>,
+}
+
+impl FilterArgs {
+    /// The filter these flags name, if any.
+    pub fn filter(&self) -> Result<Option<strata::Filter>, String> {
+        let Some(path) = &self.filter_ids else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--filter-ids {}: {e}", path.display()))?;
+        let mut ids = Vec::new();
+        for (line, l) in text.lines().enumerate() {
+            for tok in l
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .filter(|t| !t.is_empty())
+            {
+                ids.push(tok.parse::<u64>().map_err(|_| {
+                    format!(
+                        "--filter-ids {} line {}: {tok:?} is not an id (a non-negative integer)",
+                        path.display(),
+                        line + 1
+                    )
+                })?);
+            }
+        }
+        Ok(Some(strata::Filter::ids(ids)))
     }
 }
 

@@ -30,16 +30,21 @@ pub struct Args {
     pub output: Option<PathBuf>,
     #[command(flatten)]
     pub read: super::IoArgs,
+    #[command(flatten)]
+    pub filter: super::FilterArgs,
 }
 
 pub fn run(a: Args) -> CliResult {
     let index = Index::open_with(&a.dir, &a.read.open_options()?)?;
     let queries = crate::input::read_vectors(&a.query)?;
     crate::input::check_query_dim(&a.query, &queries, index.dim())?;
+    let filter = a.filter.filter()?;
     let params = SearchParams {
         ef: a.ef,
         oversample: a.oversample,
         rescore: !a.no_rescore,
+        filter: filter.as_ref(),
+        exact_below: a.filter.exact_below,
     };
     let results = index.search_batch(&queries, a.k, &params)?;
     let output = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));

@@ -1,0 +1,269 @@
+//! Filtered search: which vectors a query may return.
+//!
+//! A [`Filter`] names the allowed external ids (a list, a bitmap over ids,
+//! or a predicate). A search resolves it once (once per batch in
+//! [`Index::search_batch`](crate::Index::search_batch)) to a set of the
+//! generation's ordinals with the deleted ones removed, counts the
+//! matches, and plans (see [`SearchParams::filter`](crate::SearchParams::filter)):
+//!
+//! - **few matches** (at most `k`, or at most
+//!   [`SearchParams::exact_below`](crate::SearchParams::exact_below)
+//!   rows, by default [`DEFAULT_EXACT_BELOW`]): an exact scan of just the
+//!   matching rows;
+//! - **otherwise** the graph, traversed through every node but returning
+//!   only matching ones, with a visit limit of as many distances as
+//!   there are matches (past it a scan of the matches is cheaper, as in
+//!   Lucene); hitting the limit, or finding fewer than `min(k, matches)`,
+//!   finishes with the exact scan.
+//!
+//! So a filtered search returns `min(k, matches)` results, never fewer, and
+//! never a vector the filter rejects, a deleted or a superseded one.
+
+use std::sync::Arc;
+
+/// With a filter and no [`SearchParams::exact_below`](crate::SearchParams::exact_below),
+/// a search scans the matching rows exactly when at most this many match.
+pub const DEFAULT_EXACT_BELOW: usize = 2_000;
+
+/// The ids a search may return.
+///
+/// ```
+/// use strata::{dataset, BuildParams, Filter, IndexBuilder, SearchParams};
+/// let data = dataset::clustered(2_000, 16, 8, 0.05, 1);
+/// let mut b = IndexBuilder::new(16, BuildParams { seed: Some(1), ..Default::default() })?;
+/// b.add_rows(&data.data)?;
+/// let index = b.build()?.into_index()?;
+/// let even = Filter::predicate(|id| id % 2 == 0);
+/// let params = SearchParams { filter: Some(&even), ..SearchParams::with_ef(64) };
+/// let hits = index.search(data.row(3), 10, &params)?;
+/// assert_eq!(hits.len(), 10);
+/// assert!(hits.iter().all(|h| h.id % 2 == 0));
+/// let few = Filter::ids([5, 7, 9]);
+/// let hits = index.search(data.row(3), 10, &SearchParams { filter: Some(&few), ..Default::default() })?;
+/// let mut ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+/// ids.sort();
+/// assert_eq!(ids, [5, 7, 9]);
+/// # Ok::<(), strata::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Filter {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    /// Sorted, without duplicates.
+    Ids(Arc<Vec<u64>>),
+    /// Bit `id % 64` of word `id / 64`; ids past the end are rejected.
+    Bitmap {
+        words: Arc<Vec<u64>>,
+        ones: usize,
+    },
+    Predicate(Arc<dyn Fn(u64) -> bool + Send + Sync>),
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Inner::Ids(ids) => write!(f, "Filter::ids({} ids)", ids.len()),
+            Inner::Bitmap { words, ones } => {
+                write!(f, "Filter::id_bitmap({} words, {ones} set)", words.len())
+            }
+            Inner::Predicate(_) => write!(f, "Filter::predicate(..)"),
+        }
+    }
+}
+
+impl Filter {
+    /// Allows exactly these ids (duplicates and ids not in the index are
+    /// harmless).
+    pub fn ids(ids: impl IntoIterator<Item = u64>) -> Filter {
+        let mut ids: Vec<u64> = ids.into_iter().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Filter {
+            inner: Inner::Ids(Arc::new(ids)),
+        }
+    }
+
+    /// Allows id `i` when bit `i % 64` of `words[i / 64]` is set (ids past
+    /// the bitmap are rejected).
+    pub fn id_bitmap(words: Vec<u64>) -> Filter {
+        let ones = words.iter().map(|w| w.count_ones() as usize).sum();
+        Filter {
+            inner: Inner::Bitmap {
+                words: Arc::new(words),
+                ones,
+            },
+        }
+    }
+
+    /// Allows the ids for which `f` is true. It is called once per vector
+    /// of the index per search (once per batch), so it should be cheap;
+    /// it must not search the same index (it would re-enter).
+    pub fn predicate(f: impl Fn(u64) -> bool + Send + Sync + 'static) -> Filter {
+        Filter {
+            inner: Inner::Predicate(Arc::new(f)),
+        }
+    }
+
+    /// Whether `id` is allowed.
+    pub fn allows(&self, id: u64) -> bool {
+        match &self.inner {
+            Inner::Ids(ids) => ids.binary_search(&id).is_ok(),
+            Inner::Bitmap { words, .. } => usize::try_from(id / 64)
+                .ok()
+                .and_then(|w| words.get(w))
+                .is_some_and(|w| w >> (id % 64) & 1 == 1),
+            Inner::Predicate(f) => f(id),
+        }
+    }
+
+    /// The allowed ordinals among `n`, given each ordinal's id (`id_of`),
+    /// the ordinal of an id (`ordinal_of`), and which are deleted.
+    pub(crate) fn resolve(
+        &self,
+        n: usize,
+        id_of: impl Fn(u32) -> u64,
+        ordinal_of: impl Fn(u64) -> Option<u32>,
+        deleted: impl Fn(u32) -> bool,
+    ) -> OrdinalSet {
+        let mut set = OrdinalSet::new(n);
+        let mut add = |o: u32| {
+            if !deleted(o) {
+                set.insert(o);
+            }
+        };
+        // Looking each allowed id up costs about log2(n) probes; testing
+        // every ordinal one.
+        let by_lookup = |allowed: usize| {
+            allowed.saturating_mul(usize::BITS as usize - n.leading_zeros() as usize) < n
+        };
+        match &self.inner {
+            Inner::Ids(ids) if by_lookup(ids.len()) => ids
+                .iter()
+                .filter_map(|&id| ordinal_of(id))
+                .for_each(&mut add),
+            Inner::Bitmap { words, ones } if by_lookup(*ones) => {
+                for (w, &word) in words.iter().enumerate() {
+                    let mut bits = word;
+                    while bits != 0 {
+                        let id = w as u64 * 64 + bits.trailing_zeros() as u64;
+                        bits &= bits - 1;
+                        if let Some(o) = ordinal_of(id) {
+                            add(o);
+                        }
+                    }
+                }
+            }
+            _ => (0..n as u32)
+                .filter(|&o| self.allows(id_of(o)))
+                .for_each(add),
+        }
+        set
+    }
+}
+
+/// A set of ordinals `0..n` as a bitset, with its size.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OrdinalSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl OrdinalSet {
+    pub(crate) fn new(n: usize) -> Self {
+        OrdinalSet {
+            words: vec![0; n.div_ceil(64)],
+            len: 0,
+        }
+    }
+
+    fn insert(&mut self, o: u32) {
+        let (w, b) = (o as usize / 64, o % 64);
+        if let Some(word) = self.words.get_mut(w) {
+            if *word >> b & 1 == 0 {
+                *word |= 1 << b;
+                self.len += 1;
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, o: u32) -> bool {
+        self.words
+            .get(o as usize / 64)
+            .is_some_and(|w| w >> (o % 64) & 1 == 1)
+    }
+
+    /// How many ordinals are in the set.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The ordinals in the set, ascending.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let o = w as u32 * 64 + bits.trailing_zeros();
+                    bits &= bits - 1;
+                    o
+                })
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of filter resolves to the same set, by lookup and by
+    /// scan, with deleted ordinals left out.
+    #[test]
+    fn every_kind_resolves_to_the_allowed_live_ordinals() {
+        let n = 1_000usize;
+        // Ordinal o holds id 3·o + 1: ids not in the index exist.
+        let id_of = |o: u32| 3 * o as u64 + 1;
+        let ordinal_of = |id: u64| (id % 3 == 1 && id / 3 < n as u64).then_some((id / 3) as u32);
+        let deleted = |o: u32| o.is_multiple_of(7);
+        let allowed = |id: u64| id.is_multiple_of(5) || id == 3_000_000;
+        let expect: Vec<u32> = (0..n as u32)
+            .filter(|&o| allowed(id_of(o)) && !deleted(o))
+            .collect();
+        let all_ids: Vec<u64> = (0..4 * n as u64).filter(|&id| allowed(id)).collect();
+        let mut words = vec![0u64; 4 * n / 64 + 1];
+        for &id in &all_ids {
+            words[id as usize / 64] |= 1 << (id % 64);
+        }
+        let few: Vec<u64> = all_ids.iter().copied().take(20).collect();
+        let few_expect: Vec<u32> = few
+            .iter()
+            .filter_map(|&id| ordinal_of(id))
+            .filter(|&o| !deleted(o))
+            .collect();
+        let cases = [
+            ("ids, many", Filter::ids(all_ids.clone()), &expect),
+            (
+                "ids, few (lookup)",
+                Filter::ids(few.iter().copied().chain(few.clone())),
+                &few_expect,
+            ),
+            ("bitmap", Filter::id_bitmap(words), &expect),
+            ("predicate", Filter::predicate(allowed), &expect),
+        ];
+        for (name, f, want) in cases {
+            let set = f.resolve(n, id_of, ordinal_of, deleted);
+            let got: Vec<u32> = set.iter().collect();
+            assert_eq!(&got, want, "{name}");
+            assert_eq!(set.len(), want.len(), "{name}");
+            assert!(want.iter().all(|&o| set.contains(o)), "{name}");
+            assert!(!set.contains(n as u32 + 5), "{name}");
+        }
+        assert!(!Filter::id_bitmap(vec![u64::MAX]).allows(64));
+        assert!(Filter::id_bitmap(vec![u64::MAX]).allows(63));
+        assert!(!Filter::id_bitmap(Vec::new()).allows(u64::MAX));
+    }
+}
