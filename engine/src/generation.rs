@@ -6,7 +6,7 @@ mod attached;
 use crate::dir::open::{logged_bytes, map, open_current, paths};
 use crate::distance::{prefetch, Kernels};
 use crate::error::{Error, Result};
-use crate::filter::{Filter, OrdinalSet, DEFAULT_EXACT_BELOW};
+use crate::filter::{next_stamp, Filter, OrdinalSet, DEFAULT_EXACT_BELOW, UNSTAMPED, VISIT_FACTOR};
 use crate::format::bytes::Bytes;
 use crate::format::layout::{GraphView, Layout};
 use crate::format::manifest::Manifest;
@@ -108,6 +108,9 @@ pub struct Generation {
     dir: Option<PathBuf>,
     rows: RowReader,
     options: OpenOptions,
+    /// Unique per opened generation: with a snapshot's stamp, the key of
+    /// a resolved [`Filter`] ([`Filter`] caches the last one).
+    stamp: u64,
 }
 
 /// Header fields and file layout of an index, for tools.
@@ -247,6 +250,7 @@ impl Generation {
             dir: Some(dir.to_path_buf()),
             rows,
             options: options.clone(),
+            stamp: next_stamp(),
         })
     }
 
@@ -277,6 +281,7 @@ impl Generation {
                 io: IoMode::Mmap,
                 ..Default::default()
             },
+            stamp: next_stamp(),
         })
     }
 
@@ -380,7 +385,7 @@ impl Generation {
     /// beyond `d_k + 2 z e`.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
         match params.filter {
-            Some(f) => self.search_filtered(query, k, params, &self.resolve(f, |_| false)),
+            Some(f) => self.search_filtered(query, k, params, &self.resolve(f, 0, |_| false)),
             None => self.search_accepting(query, k, params, |_| true),
         }
     }
@@ -449,7 +454,8 @@ impl Generation {
             return self.exact_over(query, k, allowed.iter());
         }
         let accept = |o: u32| allowed.contains(o);
-        match self.search_limited(query, k, params, &accept, Some(matches as u64))? {
+        let limit = (matches as u64).saturating_mul(VISIT_FACTOR);
+        match self.search_limited(query, k, params, &accept, Some(limit))? {
             Some(found) if found.len() >= k.min(matches) => {
                 with_scratch(|s| s.counts.filtered_graph += 1);
                 Ok(found)
@@ -462,10 +468,21 @@ impl Generation {
     }
 
     /// Resolves `filter` over this generation's ordinals, without those
-    /// `deleted` says are gone.
-    pub(crate) fn resolve(&self, filter: &Filter, deleted: impl Fn(u32) -> bool) -> OrdinalSet {
+    /// `deleted` says are gone: `snapshot` names the deleted set (0 for
+    /// none, [`UNSTAMPED`] for one that may still change: not cached), and the filter reuses its last resolution for the same
+    /// generation and snapshot.
+    pub(crate) fn resolve(
+        &self,
+        filter: &Filter,
+        snapshot: u64,
+        deleted: impl Fn(u32) -> bool,
+    ) -> std::sync::Arc<OrdinalSet> {
         let v = self.view();
-        filter.resolve(self.layout.n, |o| v.id(o), |id| v.ordinal(id), deleted)
+        let make = || filter.resolve(self.layout.n, |o| v.id(o), |id| v.ordinal(id), deleted);
+        if snapshot == UNSTAMPED {
+            return std::sync::Arc::new(make());
+        }
+        filter.resolve_cached((self.stamp, snapshot), make)
     }
 
     /// The closest `k` of `found` (by exact distance) in order.
@@ -660,7 +677,7 @@ impl Generation {
         queries.check(self.layout.dim)?;
         if let Some(f) = params.filter {
             use rayon::prelude::*;
-            let allowed = self.resolve(f, |_| false);
+            let allowed = self.resolve(f, 0, |_| false);
             return queries
                 .data()
                 .par_chunks_exact(self.layout.dim)

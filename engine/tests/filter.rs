@@ -154,6 +154,16 @@ fn filtered_search_returns_min_k_matches_never_a_rejected_dead_or_superseded_id(
         for (i, b) in batch.iter().enumerate() {
             assert_eq!(b, &index.search(data.row(i), K, &sp).unwrap(), "query {i}");
         }
+        // A filter kept across writes resolves again for each new
+        // snapshot: the deleted hit is gone, a new matching row appears.
+        let first = index.search(data.row(0), K, &sp).unwrap();
+        let gone = first[0].id;
+        w.delete(gone).unwrap();
+        let new_id = 3 * 1_000_000;
+        w.insert(new_id, data.row(0)).unwrap();
+        let after = index.search(data.row(0), K, &sp).unwrap();
+        assert!(after.iter().all(|n| n.id != gone), "{after:?}");
+        assert_eq!(after[0].id, new_id, "{after:?}");
         // A filter that matches nothing answers nothing, and bad input is
         // still an error.
         let none = Filter::ids([]);

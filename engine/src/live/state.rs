@@ -34,6 +34,8 @@ pub(super) struct View {
     pub(super) overlay: Overlay,
     /// How much of the log this view reflects.
     pub(super) log: ReplayReport,
+    /// Unique per published view (the key of a resolved filter).
+    pub(super) stamp: u64,
 }
 
 /// The state that operations change, and publish as [`View`]s.
@@ -70,6 +72,7 @@ impl State {
                 deleted_count: 0,
                 overlay,
                 log: ReplayReport::default(),
+                stamp: crate::filter::UNSTAMPED,
             },
             slot_of: HashMap::new(),
             needs_reload: false,
@@ -102,6 +105,7 @@ impl State {
     pub(super) fn publish(&mut self) -> Arc<View> {
         let mut view = self.view.clone();
         view.overlay = self.view.overlay.publish();
+        view.stamp = crate::filter::next_stamp();
         Arc::new(view)
     }
 
@@ -239,7 +243,7 @@ impl View {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
         if let (Some(filter), false) = (params.filter, exact) {
-            let allowed = index.resolve(filter, accept_not(&accept));
+            let allowed = index.resolve(filter, self.stamp, accept_not(&accept));
             return self.search_filtered(query, k, params, filter, &allowed);
         }
         if self.attached_search(exact) {
@@ -267,7 +271,7 @@ impl View {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
         if let Some(filter) = params.filter {
-            let allowed = index.resolve(filter, accept_not(&accept));
+            let allowed = index.resolve(filter, self.stamp, accept_not(&accept));
             return data
                 .par_chunks_exact(index.dim())
                 .map(|q| self.search_filtered(q, k, params, filter, &allowed))
