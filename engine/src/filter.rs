@@ -75,8 +75,11 @@ pub struct Filter {
     inner: Inner,
     /// The last resolution, with the (generation, snapshot) it was made
     /// for: a filter reused across searches of one snapshot resolves once.
-    cache: Arc<Mutex<Option<((u64, u64), Arc<OrdinalSet>)>>>,
+    cache: Arc<Mutex<Option<Resolved>>>,
 }
+
+/// A resolution and the (generation, snapshot) it was made for.
+type Resolved = ((u64, u64), Arc<OrdinalSet>);
 
 #[derive(Clone)]
 enum Inner {
