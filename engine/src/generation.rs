@@ -618,16 +618,16 @@ impl Generation {
         Self::check_k(k)?;
         let rescore = self.rescore_count(k, params)?;
         let ef = if params.rescore {
-            params.ef.max(k).max(rescore)
+            params.ef_for(k).max(rescore)
         } else {
-            params.ef.max(k)
+            params.ef_for(k)
         };
         Ok((rescore, ef))
     }
 
     fn rescore_count(&self, k: usize, params: &SearchParams) -> Result<usize> {
         Ok(match params.oversample {
-            None => params.ef.max(k),
+            None => params.ef_for(k),
             Some(f) if f.is_finite() && f >= 1.0 => ((k as f64 * f as f64).ceil() as usize).max(k),
             Some(f) => {
                 return Err(Error::InvalidParameter {

@@ -74,7 +74,9 @@ pub use live::{
     Durability, Index, IndexStats, Writer, WriterOptions,
 };
 pub use metric::Metric;
-pub use params::{check_threads, max_threads, BuildParams, InsertOrder, Neighbor, SearchParams};
+pub use params::{
+    check_threads, max_threads, AutoEf, BuildParams, InsertOrder, Neighbor, SearchParams,
+};
 pub use quant::Quantization;
 pub use queries::Queries;
 

@@ -83,6 +83,7 @@ const V1_SETTINGS: [SearchParams; 1] = [SearchParams {
     rescore: true,
     filter: None,
     exact_below: None,
+    auto_ef: None,
 }];
 
 /// Search settings recorded for golden-v2: rescoring the whole beam, then
@@ -94,6 +95,7 @@ const V2_SETTINGS: [SearchParams; 2] = [
         rescore: true,
         filter: None,
         exact_below: None,
+        auto_ef: None,
     },
     SearchParams {
         ef: EF,
@@ -101,6 +103,7 @@ const V2_SETTINGS: [SearchParams; 2] = [
         rescore: true,
         filter: None,
         exact_below: None,
+        auto_ef: None,
     },
 ];
 

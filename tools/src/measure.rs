@@ -106,6 +106,9 @@ pub struct EvalRow {
     /// Whether the batch passes returned the same answers as the
     /// query-at-a-time pass.
     pub batch_matches: bool,
+    /// The beam width the searches used (the automatic one with
+    /// `--auto-ef`, and never below k).
+    pub ef_used: usize,
     /// Nodes expanded per query in the single-thread pass
     /// ([`strata::take_search_counts`]).
     pub hops_per_query: f64,
@@ -213,6 +216,7 @@ pub fn measure<S: Searcher>(
         direct_reads_per_s_batch_1t: (io2.direct_rows - io1.direct_rows) as f64 / batch_single,
         direct_reads_per_s_mt: (io3.direct_rows - io2.direct_rows) as f64 / multi,
         batch_matches: batch_1t == results && batch_mt == results,
+        ef_used: params.ef_for(k),
         hops_per_query: counts.hops as f64 / nq as f64,
         distances_per_query: counts.distances as f64 / nq as f64,
         filtered_paths: [
@@ -247,7 +251,7 @@ pub fn print_table(rows: &[EvalRow]) {
         println!(
             "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>12.0} {:>10.0} {:>9.1} {:>9.1} {:>7.1} {:>7.1}",
             r.k,
-            r.ef,
+            r.ef_used,
             os,
             r.recall,
             r.qps_1t,

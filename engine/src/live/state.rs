@@ -255,7 +255,7 @@ impl View {
             (true, 0) => index.exact_search(query, k)?,
             (true, _) => index.exact_search_accepting(query, k, accept)?,
         };
-        self.merge_logged(query, k, params.ef, exact, base)
+        self.merge_logged(query, k, params.ef_for(k), exact, base)
     }
 
     /// [`State::search`] (approximate) of every row of `data`: the
@@ -293,7 +293,7 @@ impl View {
         }
         data.par_chunks_exact(index.dim())
             .zip(base)
-            .map(|(q, b)| self.merge_logged(q, k, params.ef, false, b))
+            .map(|(q, b)| self.merge_logged(q, k, params.ef_for(k), false, b))
             .collect()
     }
 

@@ -22,6 +22,10 @@ pub struct Args {
     /// Beam widths to sweep.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128")]
     pub ef: Vec<usize>,
+    /// Evaluate the automatic ef (`strata::AutoEf::default()`, chosen from
+    /// k) instead of sweeping --ef.
+    #[arg(long)]
+    pub auto_ef: bool,
     /// Oversampling factors to sweep (default: rescore all max(k, ef) candidates).
     #[arg(long, value_delimiter = ',')]
     pub oversample: Vec<f32>,
@@ -84,6 +88,7 @@ pub fn run(a: Args) -> CliResult {
         queries.data.truncate(n * queries.dim);
     }
     let filter = a.filter.filter()?;
+    let auto_ef = a.auto_ef.then(strata::AutoEf::default);
     let truth: Vec<Vec<u64>> = match &a.groundtruth {
         Some(p) => {
             let gt = dataset::read_ivecs(p)?;
@@ -146,6 +151,7 @@ pub fn run(a: Args) -> CliResult {
             rescore: !a.no_rescore,
             filter: filter.as_ref(),
             exact_below: a.filter.exact_below,
+            auto_ef,
         };
         for q in queries.rows() {
             index.search(q, a.k, &params)?;
@@ -159,7 +165,8 @@ pub fn run(a: Args) -> CliResult {
         ));
     }
     let mut rows = Vec::new();
-    for &ef in &a.ef {
+    let efs = if a.auto_ef { &[0][..] } else { &a.ef[..] };
+    for &ef in efs {
         for &oversample in &oversamples {
             let row = measure(
                 &index,
@@ -172,6 +179,7 @@ pub fn run(a: Args) -> CliResult {
                     rescore: !a.no_rescore,
                     filter: filter.as_ref(),
                     exact_below: a.filter.exact_below,
+                    auto_ef,
                 },
                 &pool,
                 !a.no_warmup,

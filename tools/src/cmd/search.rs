@@ -18,6 +18,9 @@ pub struct Args {
     /// Beam width (raised to k if smaller).
     #[arg(long, default_value_t = 64)]
     pub ef: usize,
+    /// Choose ef from k (`strata::AutoEf::default()`: clamp(2k, 48, 1024)) instead of --ef.
+    #[arg(long)]
+    pub auto_ef: bool,
     /// Rescore ceil(k * oversample) candidates (default: all max(k, ef)).
     #[arg(long)]
     pub oversample: Option<f32>,
@@ -45,6 +48,7 @@ pub fn run(a: Args) -> CliResult {
         rescore: !a.no_rescore,
         filter: filter.as_ref(),
         exact_below: a.filter.exact_below,
+        auto_ef: a.auto_ef.then(strata::AutoEf::default),
     };
     let results = index.search_batch(&queries, a.k, &params)?;
     let output = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
