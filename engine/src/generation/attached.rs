@@ -21,16 +21,6 @@ impl Base for GraphView<'_> {
     }
 
     #[inline]
-    fn code(&self, o: u32) -> &[u8] {
-        GraphView::code(self, o)
-    }
-
-    #[inline]
-    fn norm(&self, o: u32) -> f32 {
-        self.norm_of(o)
-    }
-
-    #[inline]
     fn row(&self, o: u32) -> &[f32] {
         self.vector(o)
     }

@@ -404,6 +404,27 @@ impl Scorer for Lvq8Scorer {
     }
 }
 
+/// The part of [`Quantizer`] both LVQ kinds share: training and the
+/// `quant_params` floats are the dataset mean.
+macro_rules! lvq_mean_params {
+    ($kind:ident) => {
+        fn train(_: &TrainSpec, rows: &[f32], dim: usize, padded: usize) -> Self {
+            $kind(LvqQuantizer::train(rows, dim, padded))
+        }
+
+        /// The mean.
+        fn params(&self) -> Vec<f32> {
+            self.0.mean.clone()
+        }
+
+        fn from_params(params: &[f32], _dim: usize, _padded: usize, _quant_param: usize) -> Self {
+            $kind(LvqQuantizer {
+                mean: params.to_vec(),
+            })
+        }
+    };
+}
+
 /// The LVQ-8 kind: [`LvqQuantizer`]'s one-level codes.
 pub(crate) struct Lvq8Quantizer(pub LvqQuantizer);
 
@@ -414,20 +435,7 @@ impl Quantizer for Lvq8Quantizer {
     const KIND: Quantization = Quantization::Lvq8;
     type Scorer = Lvq8Scorer;
 
-    fn train(_: &TrainSpec, rows: &[f32], dim: usize, padded: usize) -> Self {
-        Lvq8Quantizer(LvqQuantizer::train(rows, dim, padded))
-    }
-
-    /// The mean.
-    fn params(&self) -> Vec<f32> {
-        self.0.mean.clone()
-    }
-
-    fn from_params(params: &[f32], _dim: usize, _padded: usize, _quant_param: usize) -> Self {
-        Lvq8Quantizer(LvqQuantizer {
-            mean: params.to_vec(),
-        })
-    }
+    lvq_mean_params!(Lvq8Quantizer);
 
     fn encode(&self, row: &[f32], dim: usize, code: &mut [u8], _: Option<&mut [u8]>) -> Side {
         Side::Lvq8(self.0.encode(row, dim, code))
@@ -442,20 +450,7 @@ impl Quantizer for Lvq4x8Quantizer {
     const KIND: Quantization = Quantization::Lvq4x8;
     type Scorer = Lvq4x8Scorer;
 
-    fn train(_: &TrainSpec, rows: &[f32], dim: usize, padded: usize) -> Self {
-        Lvq4x8Quantizer(LvqQuantizer::train(rows, dim, padded))
-    }
-
-    /// The mean.
-    fn params(&self) -> Vec<f32> {
-        self.0.mean.clone()
-    }
-
-    fn from_params(params: &[f32], _dim: usize, _padded: usize, _quant_param: usize) -> Self {
-        Lvq4x8Quantizer(LvqQuantizer {
-            mean: params.to_vec(),
-        })
-    }
+    lvq_mean_params!(Lvq4x8Quantizer);
 
     fn encode(
         &self,

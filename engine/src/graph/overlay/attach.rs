@@ -28,21 +28,20 @@ use crate::graph::links::{for_each_in, LinkBlocks};
 use crate::graph::search::{beam, greedy, with_scratch, Adjacency, Cand, Scratch};
 use crate::graph::select::select_robust;
 use crate::quant::int8::Int8Scorer;
+use crate::quant::scorer::CodeSource;
 use std::sync::atomic::AtomicU32;
 use std::sync::Mutex;
 
 /// The generation an attached overlay links into, as the graph code needs
 /// it: its adjacency (level 0 as stored in the file; the upper levels),
 /// entry, int8 codes and prepared float32 rows.
-pub(crate) trait Base: Adjacency + Sync {
+/// Its codes (int8, the overlay's quantizer's layout, with `‖x̂‖²` under
+/// L2) come through [`CodeSource`], as every scorer reads them.
+pub(crate) trait Base: Adjacency + CodeSource + Sync {
     /// Nodes (`G`).
     fn len(&self) -> usize;
     /// The entry node and the top level.
     fn entry(&self) -> (u32, usize);
-    /// The int8 code of node `o` (the overlay's quantizer's layout).
-    fn code(&self, o: u32) -> &[u8];
-    /// `‖x̂‖²` of node `o`'s code (used under L2 only).
-    fn norm(&self, o: u32) -> f32;
     /// The prepared float32 row of node `o`.
     fn row(&self, o: u32) -> &[f32];
 }
@@ -85,13 +84,23 @@ impl Base for NoBase {
     fn entry(&self) -> (u32, usize) {
         (0, 0)
     }
+    fn row(&self, _o: u32) -> &[f32] {
+        &[]
+    }
+}
+
+#[cfg(test)]
+impl CodeSource for NoBase {
     fn code(&self, _o: u32) -> &[u8] {
         &[]
     }
     fn norm(&self, _o: u32) -> f32 {
         0.0
     }
-    fn row(&self, _o: u32) -> &[f32] {
+    fn factors(&self, _o: u32) -> [f32; 2] {
+        [0.0, 0.0]
+    }
+    fn residual(&self, _o: u32) -> &[u8] {
         &[]
     }
 }
