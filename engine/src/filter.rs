@@ -187,12 +187,13 @@ impl Filter {
             }
         };
         // Looking each allowed id up costs about log2(n) probes; testing
-        // every ordinal one.
+        // every ordinal one against a bitmap, but log2(len) against a list,
+        // so a list is never dearer to look up.
         let by_lookup = |allowed: usize| {
             allowed.saturating_mul(usize::BITS as usize - n.leading_zeros() as usize) < n
         };
         match &self.inner {
-            Inner::Ids(ids) if by_lookup(ids.len()) => ids
+            Inner::Ids(ids) => ids
                 .iter()
                 .filter_map(|&id| ordinal_of(id))
                 .for_each(&mut add),

@@ -243,7 +243,7 @@ impl View {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
         if let (Some(filter), false) = (params.filter, exact) {
-            let allowed = index.resolve(filter, self.stamp, accept_not(&accept));
+            let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o));
             return self.search_filtered(query, k, params, filter, &allowed);
         }
         if self.attached_search(exact) {
@@ -271,7 +271,7 @@ impl View {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
         if let Some(filter) = params.filter {
-            let allowed = index.resolve(filter, self.stamp, accept_not(&accept));
+            let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o));
             return data
                 .par_chunks_exact(index.dim())
                 .map(|q| self.search_filtered(q, k, params, filter, &allowed))
@@ -310,21 +310,11 @@ impl View {
         allowed: &crate::filter::OrdinalSet,
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
-        let mut base = index.search_filtered(query, k, params, allowed)?;
-        if self.overlay.live() == 0 {
-            return Ok(base);
-        }
-        let mut q = vec![0f32; self.padded()];
-        prepare_vector(index.metric(), index.dim(), query, None, &mut q)?;
+        let base = index.search_filtered(query, k, params, allowed)?;
         let ov = &self.overlay;
-        let logged = ov.scan_accepting(&q, k, |node| filter.allows(ov.id(node)));
-        base.extend(logged.into_iter().map(|c| Neighbor {
-            id: ov.id(c.id),
-            distance: c.d,
-        }));
-        base.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.id.cmp(&b.id)));
-        base.truncate(k);
-        Ok(base)
+        self.merge_with(query, k, base, |q| {
+            ov.scan_accepting(q, k, |node| filter.allows(ov.id(node)))
+        })
     }
 
     /// Whether an approximate search runs over the union of the generation
@@ -363,7 +353,19 @@ impl View {
         k: usize,
         ef: usize,
         exact: bool,
+        base: Vec<Neighbor>,
+    ) -> Result<Vec<Neighbor>> {
+        self.merge_with(query, k, base, |q| self.overlay.search(q, k, ef, exact))
+    }
+
+    /// `base` merged with the logged inserts `logged` finds for the
+    /// prepared query, by exact distance, the `k` closest.
+    fn merge_with(
+        &self,
+        query: &[f32],
+        k: usize,
         mut base: Vec<Neighbor>,
+        logged: impl FnOnce(&[f32]) -> Vec<crate::graph::search::Cand>,
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
         if self.overlay.live() == 0 {
@@ -371,7 +373,7 @@ impl View {
         }
         let mut q = vec![0f32; self.padded()];
         prepare_vector(index.metric(), index.dim(), query, None, &mut q)?;
-        let logged = self.overlay.search(&q, k, ef, exact);
+        let logged = logged(&q);
         base.extend(logged.into_iter().map(|c| Neighbor {
             id: self.overlay.id(c.id),
             distance: c.d,
@@ -380,9 +382,4 @@ impl View {
         base.truncate(k);
         Ok(base)
     }
-}
-
-/// The deleted test from a live-ordinal test.
-fn accept_not(accept: &impl Fn(u32) -> bool) -> impl Fn(u32) -> bool + '_ {
-    move |o| !accept(o)
 }
