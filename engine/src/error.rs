@@ -228,6 +228,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// A label filter expression ([`LabelExpr`](crate::LabelExpr)) that
+    /// does not parse.
+    #[error("filter expression, at byte {position}: {what}")]
+    FilterExpression {
+        /// Byte offset into the expression of the offending token (the
+        /// expression's length when it ended too early).
+        position: usize,
+        /// What was expected there and what was found, e.g. `expected a
+        /// label number, found "x"`.
+        what: String,
+    },
 }
 
 fn row_suffix(row: Option<usize>) -> String {

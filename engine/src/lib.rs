@@ -19,6 +19,9 @@
 //!   and folds it into a new generation ([`Writer::compact`]), on its own
 //!   by policy ([`AutoCompact`]); [`Writer::live`] is an [`Index`] that
 //!   sees each operation at once.
+//! * [`LabelExpr`] parses label filter expressions
+//!   (`label in (3, 4) and not label = 9`) and evaluates them on one
+//!   vector's labels or, from inverted lists, to a bitmap of ordinals.
 //! * [`Generation`] is one generation's files alone (no log), for tools and
 //!   verification ([`Generation::verify`], [`Generation::reachability`]).
 //!
@@ -51,6 +54,7 @@ mod generation;
 mod graph;
 mod hugepages;
 pub mod io;
+pub mod label_expr;
 mod limits;
 mod live;
 mod locality;
@@ -69,6 +73,7 @@ pub use generation::{
     DegreeStats, Generation, IndexInfo, OpenOptions, Reachability, PIPELINE_DEPTH, PIPELINE_READS,
 };
 pub use io::IoMode;
+pub use label_expr::LabelExpr;
 pub use live::{
     AutoCompact, AutoCompactStats, BatchOptions, BatchReport, CompactOptions, CompactReport,
     Durability, Index, IndexStats, Writer, WriterOptions,
