@@ -137,6 +137,31 @@ fn input_readers_corpus() {
     }
 }
 
+#[test]
+fn filter_expr_corpus() {
+    let results = replay("filter_expr", targets::filter_expr);
+    for name in [
+        "eq",
+        "in",
+        "not",
+        "in-and-not",
+        "or-and-ne",
+        "not-in-case",
+        "nested",
+        "whitespace",
+    ] {
+        assert_eq!(reached(&results, name).opened, 1, "{name} should parse");
+    }
+    for name in [
+        "err-empty-list",
+        "err-overflow",
+        "err-unclosed",
+        "err-too-deep",
+    ] {
+        assert_eq!(reached(&results, name).opened, 0, "{name} should not parse");
+    }
+}
+
 /// The checked-in seed indexes still open (a format change that invalidates
 /// them would silently make the fuzzers start from rejected files).
 #[test]

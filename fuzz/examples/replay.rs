@@ -35,8 +35,9 @@ fn main() {
         "log_file" => targets::log_file,
         "index_search" => targets::index_search,
         "input_readers" => targets::input_readers,
+        "filter_expr" => targets::filter_expr,
         _ => {
-            eprintln!("usage: replay <graph_file|vectors_file|log_file|index_search|input_readers> PATH...");
+            eprintln!("usage: replay <graph_file|vectors_file|log_file|index_search|input_readers|filter_expr> PATH...");
             std::process::exit(2);
         }
     };

@@ -27,7 +27,9 @@
 use std::path::Path;
 use std::sync::OnceLock;
 use strata::dataset::{self, Vectors};
-use strata::{BuildParams, Generation, IndexBuilder, Metric, Quantization, SearchParams};
+use strata::{
+    BuildParams, Error, Generation, IndexBuilder, LabelExpr, Metric, Quantization, SearchParams,
+};
 
 /// Dimension of the fixture indexes (padded to 32: exercises the padding).
 pub const DIM: usize = 20;
@@ -568,6 +570,115 @@ pub fn input_readers(data: &[u8]) -> Reached {
     };
     Reached {
         opened: ok as usize,
+        searches: 0,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Target: filter_expr.
+// ---------------------------------------------------------------------------
+
+/// A splitmix64 step: the label sets `filter_expr` evaluates on are drawn
+/// from it, seeded by the input's bytes (no `rand` here: see the top).
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `filter_expr`: `data`, as UTF-8 (invalid sequences replaced), is a
+/// label filter expression. A parse error must point inside the text; a
+/// parsed expression must print to text that parses back to it, and its
+/// bitmap evaluation must agree with `matches` on up to 130 label sets
+/// drawn (from the labels it mentions, their successors, 0 and
+/// `u32::MAX`) by a generator seeded with the input, and report a failing
+/// inverted list.
+pub fn filter_expr(data: &[u8]) -> Reached {
+    let text = String::from_utf8_lossy(data);
+    let expr = match LabelExpr::parse(&text) {
+        Ok(e) => e,
+        Err(Error::FilterExpression { position, what }) => {
+            assert!(
+                position <= text.len(),
+                "error at byte {position} of {}: {what}",
+                text.len()
+            );
+            assert!(!what.is_empty());
+            return Reached::default();
+        }
+        Err(e) => panic!("not a filter expression error: {e}"),
+    };
+    let printed = expr.to_string();
+    let back = LabelExpr::parse(&printed)
+        .unwrap_or_else(|e| panic!("{printed:?}, printed from {text:?}, does not parse: {e}"));
+    assert_eq!(back, expr, "{printed:?} parses to another expression");
+    assert_eq!(back.to_string(), printed, "printing is not canonical");
+
+    let labels = expr.labels();
+    assert!(
+        labels.windows(2).all(|w| w[0] < w[1]),
+        "labels sorted, distinct"
+    );
+    let mut pool = labels.clone();
+    pool.extend(labels.iter().map(|l| l.wrapping_add(1)));
+    pool.extend([0, u32::MAX]);
+    let mut state = data.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let n = 1 + (splitmix(&mut state) % 130) as usize;
+    let sets: Vec<Vec<u32>> = (0..n)
+        .map(|_| {
+            let len = splitmix(&mut state) % 5;
+            (0..len)
+                .map(|_| pool[(splitmix(&mut state) % pool.len() as u64) as usize])
+                .collect()
+        })
+        .collect();
+    let mut postings = |label: u32, words: &mut [u64]| -> strata::Result<()> {
+        for (o, s) in sets.iter().enumerate() {
+            if s.contains(&label) {
+                words[o / 64] |= 1 << (o % 64);
+            }
+        }
+        Ok(())
+    };
+    let bitmap = expr
+        .eval_bitmap(n, &mut postings)
+        .expect("postings never fail");
+    assert_eq!(bitmap.len(), n.div_ceil(64));
+    for (o, s) in sets.iter().enumerate() {
+        let bit = bitmap[o / 64] >> (o % 64) & 1 == 1;
+        assert_eq!(
+            bit,
+            expr.matches(s),
+            "{printed:?}: ordinal {o}, labels {s:?}"
+        );
+    }
+    if let r @ 1.. = n % 64 {
+        assert_eq!(bitmap[n / 64] >> r, 0, "{printed:?}: bits past n");
+    }
+    assert!(expr.eval_bitmap(0, &mut |_, _| Ok(())).unwrap().is_empty());
+
+    // A corrupt inverted list of any mentioned label is reported.
+    let bad = labels[(splitmix(&mut state) % labels.len() as u64) as usize];
+    let r = expr.eval_bitmap(n, &mut |label, _| {
+        if label == bad {
+            Err(Error::InvalidParameter {
+                name: "postings",
+                reason: format!("corrupt list {label}"),
+            })
+        } else {
+            Ok(())
+        }
+    });
+    assert!(
+        matches!(&r, Err(Error::InvalidParameter { reason, .. }) if *reason == format!("corrupt list {bad}")),
+        "{printed:?}: the failing list of {bad} was not reported: {r:?}"
+    );
+    Reached {
+        opened: 1,
         searches: 0,
     }
 }
