@@ -75,6 +75,9 @@ pub struct IndexBuilder {
     data: Vec<f32>,
     ids: Vec<u64>,
     rows_by_id: HashMap<u64, usize>,
+    /// Each row's labels, sorted and distinct; empty until a row gets one
+    /// (then as long as `ids`).
+    labels: Vec<Box<[u32]>>,
 }
 
 impl IndexBuilder {
@@ -89,6 +92,7 @@ impl IndexBuilder {
             data: Vec::new(),
             ids: Vec::new(),
             rows_by_id: HashMap::new(),
+            labels: Vec::new(),
         })
     }
 
@@ -129,6 +133,60 @@ impl IndexBuilder {
         self.ids.push(id);
         self.rows_by_id.insert(id, row);
         Ok(())
+    }
+
+    /// [`add`](Self::add) with the vector's labels (any order, duplicates
+    /// ignored, at most [`MAX_LABELS_PER_VECTOR`](crate::format::MAX_LABELS_PER_VECTOR)),
+    /// which [label filters](crate::Filter::labels) select by.
+    ///
+    /// ```
+    /// use strata::{BuildParams, Filter, IndexBuilder, SearchParams};
+    /// let mut b = IndexBuilder::new(2, BuildParams { seed: Some(1), ..Default::default() })?;
+    /// for i in 0..200u64 {
+    ///     b.add_with_labels(i, &[i as f32, 1.0], &[(i % 4) as u32])?;
+    /// }
+    /// let index = b.build()?.into_index()?;
+    /// let twos = Filter::labels("label = 2")?;
+    /// let hits = index.search(&[10.0, 1.0], 5, &SearchParams { filter: Some(&twos), ..Default::default() })?;
+    /// assert!(hits.iter().all(|h| h.id % 4 == 2));
+    /// assert_eq!(index.labels(hits[0].id)?, [2]);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn add_with_labels(&mut self, id: u64, vector: &[f32], labels: &[u32]) -> Result<()> {
+        let labels = normalized_labels(labels)?;
+        self.add(id, vector)?;
+        self.set_row_labels(self.ids.len() - 1, labels);
+        Ok(())
+    }
+
+    /// Gives the vector added as row `row` (0 for the first added) these
+    /// labels, replacing any it had; for rows added in bulk
+    /// ([`add_rows_vec`](Self::add_rows_vec)).
+    pub fn set_labels(&mut self, row: usize, labels: &[u32]) -> Result<()> {
+        if row >= self.ids.len() {
+            return Err(Error::InvalidParameter {
+                name: "row",
+                reason: format!("row {row} of a builder holding {} vectors", self.ids.len()),
+            });
+        }
+        let labels = normalized_labels(labels)?;
+        self.set_row_labels(row, labels);
+        Ok(())
+    }
+
+    fn set_row_labels(&mut self, row: usize, labels: Box<[u32]>) {
+        if labels.is_empty() && self.labels.is_empty() {
+            return;
+        }
+        if self.labels.len() < self.ids.len() {
+            self.labels.resize(self.ids.len(), Box::default());
+        }
+        self.labels[row] = labels;
+    }
+
+    /// The labels of row `row` (empty if it has none).
+    fn row_labels(&self, row: usize) -> &[u32] {
+        self.labels.get(row).map_or(&[], |l| &l[..])
     }
 
     /// Adds row-major vectors with ids equal to their row numbers
@@ -368,6 +426,14 @@ impl IndexBuilder {
         let order = if p.insert_order.groups(n) {
             let grouped = crate::locality::locality_order(&self.data, padded, n, seed);
             crate::locality::permute_rows(&mut self.data, padded, &mut self.ids, &grouped);
+            if !self.labels.is_empty() {
+                self.labels.resize(n, Box::default());
+                let mut old = std::mem::take(&mut self.labels);
+                self.labels = grouped
+                    .iter()
+                    .map(|&src| std::mem::take(&mut old[src as usize]))
+                    .collect();
+            }
             Some(crate::locality::insertion_order(n, seed))
         } else {
             None
@@ -495,6 +561,13 @@ impl IndexBuilder {
         if self.params.refine {
             h.update(b"refine");
         }
+        if self.labels.iter().any(|l| !l.is_empty()) {
+            h.update(b"labels");
+            for l in &self.labels {
+                h.update(&(l.len() as u32).to_le_bytes());
+                h.update(bytemuck::cast_slice(l));
+            }
+        }
         let mix = seed ^ ((h.finalize() as u64) << 29);
         rand_chacha::ChaCha8Rng::seed_from_u64(mix).gen()
     }
@@ -534,7 +607,12 @@ impl IndexBuilder {
         let layout = quantizer.layout(p);
         let stride = layout.stride;
         let build_id = self.build_id(seed);
-        let version = self.params.quantization.format_version(self.params.metric);
+        let labelled = self.labels.iter().any(|l| !l.is_empty());
+        let version = match self.params.quantization.format_version(self.params.metric) {
+            // The labels section is version 6.
+            _ if labelled => 6,
+            v => v,
+        };
         let header = GraphHeader {
             version,
             flags: 0,
@@ -665,6 +743,10 @@ impl IndexBuilder {
         id_to_ord.sort_unstable();
         w.section(SectionKind::IdToOrdinal, bytemuck::cast_slice(&id_to_ord))?;
         drop(id_to_ord);
+        if labelled {
+            let bytes = crate::format::labels::encode(n, |o| self.row_labels(order[o] as usize));
+            w.section(SectionKind::Labels, &bytes)?;
+        }
         let graph = w.finish(header)?;
         let mut v = VectorsWriter::new(vectors)?;
         for o in 0..n {
@@ -769,4 +851,22 @@ impl BuiltIndex {
     pub fn vectors_bytes(&self) -> &[u8] {
         &self.vectors
     }
+}
+
+/// `labels` sorted and without duplicates, if there are not too many.
+pub(crate) fn normalized_labels(labels: &[u32]) -> Result<Box<[u32]>> {
+    let mut v = labels.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    if v.len() > crate::limits::MAX_LABELS_PER_VECTOR {
+        return Err(Error::InvalidParameter {
+            name: "labels",
+            reason: format!(
+                "{} distinct labels, at most {} per vector",
+                v.len(),
+                crate::limits::MAX_LABELS_PER_VECTOR
+            ),
+        });
+    }
+    Ok(v.into())
 }

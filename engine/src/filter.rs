@@ -19,6 +19,8 @@
 //! So a filtered search returns `min(k, matches)` results, never fewer, and
 //! never a vector the filter rejects, a deleted or a superseded one.
 
+use crate::error::Result;
+use crate::label_expr::LabelExpr;
 use std::sync::{Arc, Mutex};
 
 /// With a filter and no [`SearchParams::exact_below`](crate::SearchParams::exact_below),
@@ -91,6 +93,7 @@ enum Inner {
         ones: usize,
     },
     Predicate(Arc<dyn Fn(u64) -> bool + Send + Sync>),
+    Labels(Arc<LabelExpr>),
 }
 
 impl std::fmt::Debug for Filter {
@@ -101,6 +104,7 @@ impl std::fmt::Debug for Filter {
                 write!(f, "Filter::id_bitmap({} words, {ones} set)", words.len())
             }
             Inner::Predicate(_) => write!(f, "Filter::predicate(..)"),
+            Inner::Labels(e) => write!(f, "Filter::labels({e})"),
         }
     }
 }
@@ -118,17 +122,17 @@ impl Filter {
     pub(crate) fn resolve_cached(
         &self,
         key: (u64, u64),
-        make: impl FnOnce() -> OrdinalSet,
-    ) -> Arc<OrdinalSet> {
+        make: impl FnOnce() -> Result<OrdinalSet>,
+    ) -> Result<Arc<OrdinalSet>> {
         let lock = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((k, set)) = lock().as_ref() {
             if *k == key {
-                return set.clone();
+                return Ok(set.clone());
             }
         }
-        let set = Arc::new(make());
+        let set = Arc::new(make()?);
         *lock() = Some((key, set.clone()));
-        set
+        Ok(set)
     }
 
     /// Allows exactly these ids (duplicates and ids not in the index are
@@ -159,9 +163,38 @@ impl Filter {
         Filter::of(Inner::Predicate(Arc::new(f)))
     }
 
-    /// Whether `id` is allowed.
-    pub fn allows(&self, id: u64) -> bool {
+    /// Allows the vectors whose labels match `expression` (see
+    /// [`LabelExpr`] for the syntax: `label = 3`, `label in (1, 2)`,
+    /// `not`, `and`, `or`, parentheses); a malformed one is
+    /// [`Error::FilterExpression`](crate::Error::FilterExpression), naming
+    /// the byte where it goes wrong. A vector without labels matches
+    /// exactly the expressions that hold for the empty set (such as
+    /// `not label = 3`).
+    ///
+    /// The generation's vectors resolve by reading one inverted list per
+    /// label named (the graph file's `labels` section), never by a scan;
+    /// logged inserts by their own labels.
+    pub fn labels(expression: &str) -> Result<Filter> {
+        Ok(Filter::label_expr(LabelExpr::parse(expression)?))
+    }
+
+    /// [`Filter::labels`] from a parsed expression.
+    pub fn label_expr(expression: LabelExpr) -> Filter {
+        Filter::of(Inner::Labels(Arc::new(expression)))
+    }
+
+    /// Whether the filter allows the vector `id` carrying `labels` (id
+    /// filters look at `id` only, label filters at `labels` only).
+    pub fn allows(&self, id: u64, labels: &[u32]) -> bool {
         match &self.inner {
+            Inner::Labels(e) => e.matches(labels),
+            _ => self.allows_id(id),
+        }
+    }
+
+    fn allows_id(&self, id: u64) -> bool {
+        match &self.inner {
+            Inner::Labels(_) => false,
             Inner::Ids(ids) => ids.binary_search(&id).is_ok(),
             Inner::Bitmap { words, .. } => usize::try_from(id / 64)
                 .ok()
@@ -172,14 +205,22 @@ impl Filter {
     }
 
     /// The allowed ordinals among `n`, given each ordinal's id (`id_of`),
-    /// the ordinal of an id (`ordinal_of`), and which are deleted.
+    /// the ordinal of an id (`ordinal_of`), which are deleted, and the
+    /// ordinals carrying a label (`postings(label, words)` sets their bits
+    /// in `words`; it fails on a corrupt list).
     pub(crate) fn resolve(
         &self,
         n: usize,
         id_of: impl Fn(u32) -> u64,
         ordinal_of: impl Fn(u64) -> Option<u32>,
         deleted: impl Fn(u32) -> bool,
-    ) -> OrdinalSet {
+        postings: &mut dyn FnMut(u32, &mut [u64]) -> Result<()>,
+    ) -> Result<OrdinalSet> {
+        if let Inner::Labels(e) = &self.inner {
+            let mut set = OrdinalSet::from_words(e.eval_bitmap(n, postings)?);
+            set.remove_where(deleted);
+            return Ok(set);
+        }
         let mut set = OrdinalSet::new(n);
         let mut add = |o: u32| {
             if !deleted(o) {
@@ -210,10 +251,10 @@ impl Filter {
                 }
             }
             _ => (0..n as u32)
-                .filter(|&o| self.allows(id_of(o)))
+                .filter(|&o| self.allows_id(id_of(o)))
                 .for_each(add),
         }
-        set
+        Ok(set)
     }
 }
 
@@ -229,6 +270,27 @@ impl OrdinalSet {
         OrdinalSet {
             words: vec![0; n.div_ceil(64)],
             len: 0,
+        }
+    }
+
+    /// The set of the bits of `words` (bit `o % 64` of word `o / 64`).
+    fn from_words(words: Vec<u64>) -> Self {
+        let len = words.iter().map(|w| w.count_ones() as usize).sum();
+        OrdinalSet { words, len }
+    }
+
+    /// Removes the ordinals for which `gone` is true.
+    fn remove_where(&mut self, gone: impl Fn(u32) -> bool) {
+        for (w, word) in self.words.iter_mut().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                if gone(w as u32 * 64 + b) {
+                    *word &= !(1 << b);
+                    self.len -= 1;
+                }
+            }
         }
     }
 
@@ -308,15 +370,17 @@ mod tests {
             ("predicate", Filter::predicate(allowed), &expect),
         ];
         for (name, f, want) in cases {
-            let set = f.resolve(n, id_of, ordinal_of, deleted);
+            let set = f
+                .resolve(n, id_of, ordinal_of, deleted, &mut |_, _| Ok(()))
+                .unwrap();
             let got: Vec<u32> = set.iter().collect();
             assert_eq!(&got, want, "{name}");
             assert_eq!(set.len(), want.len(), "{name}");
             assert!(want.iter().all(|&o| set.contains(o)), "{name}");
             assert!(!set.contains(n as u32 + 5), "{name}");
         }
-        assert!(!Filter::id_bitmap(vec![u64::MAX]).allows(64));
-        assert!(Filter::id_bitmap(vec![u64::MAX]).allows(63));
-        assert!(!Filter::id_bitmap(Vec::new()).allows(u64::MAX));
+        assert!(!Filter::id_bitmap(vec![u64::MAX]).allows(64, &[]));
+        assert!(Filter::id_bitmap(vec![u64::MAX]).allows(63, &[]));
+        assert!(!Filter::id_bitmap(Vec::new()).allows(u64::MAX, &[]));
     }
 }

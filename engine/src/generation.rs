@@ -157,6 +157,10 @@ pub struct IndexInfo {
     pub resident_bytes: u64,
     /// Name of the distance kernels in use.
     pub kernels: &'static str,
+    /// Distinct labels the vectors carry (0 without a `labels` section).
+    pub labels: usize,
+    /// (vector, label) pairs: the length of all inverted lists together.
+    pub label_postings: usize,
 }
 
 /// Level-0 out-degree statistics.
@@ -385,7 +389,7 @@ impl Generation {
     /// beyond `d_k + 2 z e`.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
         match params.filter {
-            Some(f) => self.search_filtered(query, k, params, &self.resolve(f, 0, |_| false)),
+            Some(f) => self.search_filtered(query, k, params, &*self.resolve(f, 0, |_| false)?),
             None => self.search_accepting(query, k, params, |_| true),
         }
     }
@@ -476,13 +480,61 @@ impl Generation {
         filter: &Filter,
         snapshot: u64,
         deleted: impl Fn(u32) -> bool,
-    ) -> std::sync::Arc<OrdinalSet> {
+    ) -> Result<std::sync::Arc<OrdinalSet>> {
         let v = self.view();
-        let make = || filter.resolve(self.layout.n, |o| v.id(o), |id| v.ordinal(id), deleted);
+        let labels = self.layout.labels(&self.graph)?;
+        let n = self.layout.n;
+        let mut postings = |label: u32, words: &mut [u64]| -> Result<()> {
+            for &o in labels.postings(label)? {
+                // Ordinals past the count (a damaged list) are left out.
+                if (o as usize) < n {
+                    if let Some(w) = words.get_mut(o as usize / 64) {
+                        *w |= 1 << (o % 64);
+                    }
+                }
+            }
+            Ok(())
+        };
+        let make = || filter.resolve(n, |o| v.id(o), |id| v.ordinal(id), deleted, &mut postings);
         if snapshot == UNSTAMPED {
-            return std::sync::Arc::new(make());
+            return make().map(std::sync::Arc::new);
         }
         filter.resolve_cached((self.stamp, snapshot), make)
+    }
+
+    /// The labels of `id`, ascending ([`Error::UnknownId`] if the
+    /// generation does not hold it; empty if it has none).
+    pub fn labels(&self, id: u64) -> Result<Vec<u32>> {
+        let o = self.view().ordinal(id).ok_or(Error::UnknownId(id))?;
+        self.labels_of_ordinal(o)
+    }
+
+    /// The labels of ordinal `o`, ascending: one binary search per label
+    /// of the index (the section has no per-vector list), so for tools and
+    /// single lookups; [`Generation::labels_per_ordinal`] for all of them.
+    fn labels_of_ordinal(&self, o: u32) -> Result<Vec<u32>> {
+        let labels = self.layout.labels(&self.graph)?;
+        let mut out = Vec::new();
+        for i in 0..labels.label_count() {
+            let (label, list) = labels.list_at(i)?;
+            if list.binary_search(&o).is_ok() {
+                out.push(label);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every ordinal's labels, `(starts, labels)`: those of ordinal `o`
+    /// are `labels[starts[o]..starts[o + 1]]` (compaction carries them over).
+    pub(crate) fn labels_per_ordinal(&self) -> Result<(Vec<usize>, Vec<u32>)> {
+        self.layout.labels(&self.graph)?.per_ordinal(self.layout.n)
+    }
+
+    /// Whether any vector of the generation has a label.
+    pub(crate) fn has_labels(&self) -> bool {
+        self.layout
+            .range(crate::format::sections::SectionKind::Labels)
+            .is_some()
     }
 
     /// The closest `k` of `found` (by exact distance) in order.
@@ -677,7 +729,7 @@ impl Generation {
         queries.check(self.layout.dim)?;
         if let Some(f) = params.filter {
             use rayon::prelude::*;
-            let allowed = self.resolve(f, 0, |_| false);
+            let allowed = self.resolve(f, 0, |_| false)?;
             return queries
                 .data()
                 .par_chunks_exact(self.layout.dim)
@@ -889,6 +941,8 @@ impl Generation {
             .collect();
         let graph_file_bytes = self.graph.len() as u64;
         let vectors_file_bytes = self.vectors.len() as u64;
+        // Validated at open: parsing again cannot fail.
+        let labels = l.labels(&self.graph).unwrap_or_default();
         IndexInfo {
             format_version: h.version,
             metric: l.metric,
@@ -913,6 +967,8 @@ impl Generation {
                 _ => graph_file_bytes,
             },
             kernels: self.kernels.name,
+            labels: labels.label_count(),
+            label_postings: labels.posting_count(),
         }
     }
 

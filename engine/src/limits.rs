@@ -18,6 +18,10 @@ pub const MAX_M: u32 = 2048;
 /// The highest level a node can be drawn on (the graph file's level cap).
 pub(crate) const MAX_LEVEL: usize = 31;
 
+/// The most labels one vector may carry (a build, a log record and full
+/// verification of a `labels` section refuse more).
+pub const MAX_LABELS_PER_VECTOR: usize = 1024;
+
 /// Centroids per product-quantization sub-vector codebook (codes are one byte).
 pub const PQ_CENTROIDS: usize = 256;
 

@@ -99,6 +99,19 @@ fn log_file_corpus() {
     let (_, torn, report) = strata::log::parse_log(&bytes("v4-torn-batch.log")).unwrap();
     assert_eq!(torn[..], ops[..6]);
     assert_eq!((report.batches, report.torn_records), (0, 4));
+    // Version 6: the same with labelled records (two plain, one in the batch).
+    assert_eq!(reached(&results, "v6-labels-batch.log").opened, 1);
+    assert_eq!(reached(&results, "v6-torn-batch.log").opened, 1);
+    let (_, ops, report) = strata::log::parse_log(&bytes("v6-labels-batch.log")).unwrap();
+    assert_eq!((ops.len(), report.batches, report.torn_bytes), (11, 1, 0));
+    let labelled: Vec<&[u32]> = ops
+        .iter()
+        .map(|o| o.labels())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(labelled, [&[1, 3][..], &[u32::MAX], &[7]]);
+    let (_, torn, _) = strata::log::parse_log(&bytes("v6-torn-batch.log")).unwrap();
+    assert_eq!(torn[..], ops[..8]);
 }
 
 #[test]

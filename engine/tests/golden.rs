@@ -36,8 +36,16 @@
 //!   the MANIFEST (64 bytes, log flag and bound) and the log (plain records
 //!   and two begin/commit batches) that a fixed script of writes leaves on
 //!   a copy of `golden-v2/int8/`; the log must replay as recorded, and the
-//!   script must reproduce both files byte for byte. Regenerate with
-//!   `STRATA_REGENERATE_GOLDEN_V4=1`.
+//!   script (which since version 6 writes version-6 files) must reproduce
+//!   both files byte for byte but for the version word and its CRC. It is
+//!   read-compatibility material now: never regenerated.
+//!
+//! * **Version 6 = labels.** `tests/fixtures/golden-v6/labels/` is
+//!   golden-v2/int8's data with labels (a labelled build: data files of
+//!   version 6 with the `labels` section), and the MANIFEST and log that
+//!   a script of labelled writes leaves on it. It must answer its recorded
+//!   label-filtered queries, reproduce byte for byte, and replay its log
+//!   as recorded. Regenerate with `STRATA_REGENERATE_GOLDEN_V6=1`.
 //!
 //! A change that breaks any of this is a format or determinism change: for
 //! a deliberate one, bump the format version (the current golden-v2 then
@@ -534,9 +542,10 @@ fn v1_checked_in_header_is_read_as_written() {
 /// A version-4 MANIFEST of a generation without a log (64 bytes: the
 /// version-3 fields, a zero log bound, reserved zero, CRC at 60) in the
 /// 48-byte layout of versions 1-3, version word kept, CRC at 40 recomputed.
+/// (A fresh MANIFEST is version 6, version 4's layout.)
 fn manifest_as_v3_layout(v4: &[u8]) -> Vec<u8> {
-    assert_eq!(v4.len(), 64, "a version-4 MANIFEST");
-    assert_eq!(rd32(v4, 8), 4);
+    assert_eq!(v4.len(), 64, "a version-4 layout MANIFEST");
+    assert_eq!(rd32(v4, 8), 6);
     assert!(v4[12..16].iter().all(|b| *b == 0), "no log flag");
     assert!(v4[40..60].iter().all(|b| *b == 0), "no log bound");
     let mut m = v4[..40].to_vec();
@@ -560,7 +569,7 @@ fn v1_files_are_a_fresh_int8_build_relabelled_as_version_1() {
     ] {
         let mut fresh = fs::read(tmp.path().join(name)).unwrap();
         let golden = fs::read(v1_dir().join(name)).unwrap();
-        let written = if name == "MANIFEST" { 4 } else { 2 };
+        let written = if name == "MANIFEST" { 6 } else { 2 };
         if name == "MANIFEST" {
             fresh = manifest_as_v3_layout(&fresh);
         }
@@ -825,15 +834,18 @@ fn v4_script(dir: &Path) {
         Op::Insert {
             id: 1001,
             vector: v4_vector(2),
+            labels: vec![],
         },
         Op::Insert {
             id: 1002,
             vector: v4_vector(3),
+            labels: vec![],
         },
         Op::Delete { id: 5 },
         Op::Upsert {
             id: 6,
             vector: v4_vector(4),
+            labels: vec![],
         },
     ];
     w.apply_batch(&ops, BatchOptions::default()).unwrap();
@@ -852,23 +864,51 @@ fn v4_checked_in_copy() -> tempfile::TempDir {
     tmp
 }
 
+/// `bytes` (a 64-byte-headed MANIFEST or log) with the version word at 8
+/// set to `version` and the CRC of `[0, 60)` at 60 recomputed.
+fn relabelled(mut bytes: Vec<u8>, version: u32) -> Vec<u8> {
+    wr32(&mut bytes, 8, version);
+    let crc = crc32fast::hash(&bytes[..60]);
+    wr32(&mut bytes, 60, crc);
+    bytes
+}
+
+/// Since directory version 6 the script writes a version-6 MANIFEST and
+/// log; without labels its records are version 4's bytes, so the files
+/// differ from golden-v4 only in the version word and the CRC covering it.
 #[test]
-fn v4_fresh_writes_reproduce_checked_in_log() {
+fn v4_script_writes_version_4_bytes_but_the_version_words() {
     let tmp = copy_fixture(&fixtures_root().join("golden-v2/int8"));
     v4_script(tmp.path());
-    // Its own switch: STRATA_REGENERATE_GOLDEN also rewrites golden-v2.
-    if std::env::var("STRATA_REGENERATE_GOLDEN_V4").as_deref() == Ok("1") {
-        fs::create_dir_all(v4_dir()).unwrap();
-        for name in V4_FILES {
-            fs::copy(tmp.path().join(name), v4_dir().join(name)).unwrap();
-        }
-    }
     for name in V4_FILES {
+        let fresh = fs::read(tmp.path().join(name)).unwrap();
+        assert_eq!(rd32(&fresh, 8), 6, "{name}: written at directory version 6");
         assert!(
-            fs::read(tmp.path().join(name)).unwrap() == fs::read(v4_dir().join(name)).unwrap(),
-            "golden-v4/{name} differs from what the script writes"
+            relabelled(fresh, 4) == fs::read(v4_dir().join(name)).unwrap(),
+            "golden-v4/{name} differs from what the script writes, relabelled as version 4"
         );
     }
+}
+
+/// `Writer::open` rewrites a version-4 log as version 6 (same records)
+/// and the MANIFEST at version 6; the contents stay as they were.
+#[test]
+fn a_version_4_log_is_upgraded_by_the_writer() {
+    use strata::{Durability, Writer};
+    let tmp = v4_checked_in_copy();
+    let before = fs::read(tmp.path().join("g00000001.log")).unwrap();
+    let w = Writer::open(tmp.path(), Durability::EveryOp).unwrap();
+    let live = w.live();
+    assert_eq!(live.stats().live, 300);
+    drop(live);
+    drop(w);
+    let log = fs::read(tmp.path().join("g00000001.log")).unwrap();
+    let m = fs::read(tmp.path().join("MANIFEST")).unwrap();
+    assert_eq!((rd32(&log, 8), rd32(&m, 8)), (6, 6));
+    // Batches are carried as plain records: same operations, same answers.
+    let (_, old_ops, _) = strata::log::parse_log(&before).unwrap();
+    let (_, new_ops, _) = strata::log::parse_log(&log).unwrap();
+    assert_eq!(old_ops, new_ops);
 }
 
 #[test]
@@ -922,4 +962,155 @@ fn v4_checked_in_log_replays_as_recorded() {
         "the torn batch is dropped whole"
     );
     assert_eq!(live.stats().log_records, 10);
+}
+
+// ---------------------------------------------------------------------------
+// Version 6: labels. `golden-v6/labels/` is golden-v2/int8's data built
+// with labels (data files of version 6), plus the MANIFEST and log a
+// script of labelled writes leaves on it. Regenerated with
+// STRATA_REGENERATE_GOLDEN_V6=1.
+// ---------------------------------------------------------------------------
+
+const V6_FILES: [&str; 4] = [
+    "MANIFEST",
+    "g00000001.graph",
+    "g00000001.vectors",
+    "g00000001.log",
+];
+
+/// The label filters whose answers `expected.txt` records, one group each.
+const V6_FILTERS: [&str; 3] = [
+    "label = 2",
+    "label in (100, 3) and not label = 0",
+    "not label in (0, 1, 2, 3, 4)",
+];
+
+fn v6_dir() -> PathBuf {
+    fixtures_root().join("golden-v6/labels")
+}
+
+/// Row `i`'s labels: one of five classes, a second label on a third of the
+/// rows, none on another third.
+fn v6_labels(i: usize) -> Vec<u32> {
+    match i % 3 {
+        0 => vec![(i % 5) as u32],
+        1 => vec![(i % 5) as u32, 100 + (i % 2) as u32],
+        _ => vec![],
+    }
+}
+
+fn v6_build() -> BuiltIndex {
+    let data = clustered(300, 8, 4, 0.1, 42);
+    let mut b = IndexBuilder::new(8, v1_params()).unwrap();
+    for i in 0..300 {
+        b.add_with_labels(i as u64, data.row(i), &v6_labels(i))
+            .unwrap();
+    }
+    b.build().unwrap()
+}
+
+/// Labelled and plain writes, single and batched.
+fn v6_script(dir: &Path) {
+    use strata::log::Op;
+    use strata::{BatchOptions, Durability, Writer};
+    let w = Writer::open(dir, Durability::EveryOp).unwrap();
+    w.insert_with_labels(1000, &v4_vector(0), &[7, 2]).unwrap();
+    w.upsert_with_labels(4, &v4_vector(1), &[100]).unwrap();
+    w.delete(3).unwrap();
+    w.insert(1001, &v4_vector(2)).unwrap();
+    let ops = [
+        Op::Insert {
+            id: 1002,
+            vector: v4_vector(3),
+            labels: vec![2, 100],
+        },
+        Op::Upsert {
+            id: 6,
+            vector: v4_vector(4),
+            labels: vec![],
+        },
+        Op::Upsert {
+            id: 9,
+            vector: v4_vector(5),
+            labels: vec![3],
+        },
+    ];
+    w.apply_batch(&ops, BatchOptions::default()).unwrap();
+}
+
+fn v6_groups(index: &strata::Index, query: &[f32]) -> Vec<Hits> {
+    V6_FILTERS
+        .iter()
+        .map(|f| {
+            let filter = strata::Filter::labels(f).unwrap();
+            let sp = SearchParams {
+                filter: Some(&filter),
+                ..SearchParams::with_ef(EF)
+            };
+            hits_bits(&index.search(query, K, &sp).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn v6_fresh_build_and_script_reproduce_checked_in_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    v6_build().write(tmp.path()).unwrap();
+    v6_script(tmp.path());
+    if std::env::var("STRATA_REGENERATE_GOLDEN_V6").as_deref() == Ok("1") {
+        fs::create_dir_all(v6_dir()).unwrap();
+        for name in V6_FILES {
+            fs::copy(tmp.path().join(name), v6_dir().join(name)).unwrap();
+        }
+        let index = strata::Index::open(tmp.path()).unwrap();
+        let mut text = format!(
+            "# strata golden-v6/labels: golden-v2/int8's data with labels v6_labels(i), then v6_script's log\n\
+             # search k={K} ef={EF}, one group per filter: {}\n",
+            V6_FILTERS.join(" | ")
+        );
+        for q in golden_queries() {
+            text.push_str(&format_line(&q, &v6_groups(&index, &q)));
+            text.push('\n');
+        }
+        fs::write(v6_dir().join("expected.txt"), text).unwrap();
+    }
+    for name in V6_FILES {
+        assert!(
+            fs::read(tmp.path().join(name)).unwrap() == fs::read(v6_dir().join(name)).unwrap(),
+            "golden-v6/labels/{name} differs from what the build and script write"
+        );
+    }
+}
+
+#[test]
+fn v6_checked_in_index_answers_as_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in V6_FILES {
+        fs::copy(v6_dir().join(name), tmp.path().join(name)).unwrap();
+    }
+    let g = fs::read(tmp.path().join("g00000001.graph")).unwrap();
+    let log = fs::read(tmp.path().join("g00000001.log")).unwrap();
+    let m = fs::read(tmp.path().join("MANIFEST")).unwrap();
+    assert_eq!((rd32(&g, 8), rd32(&log, 8), rd32(&m, 8)), (6, 6, 6));
+    let index = strata::Index::open(tmp.path()).unwrap();
+    index.with_generation(|g| {
+        g.verify().unwrap();
+        let info = g.info();
+        assert_eq!(info.format_version, 6);
+        assert_eq!(info.sections.last().unwrap().0, "labels");
+        // Classes 0..5, and 100, 101 on a third of the rows.
+        assert_eq!((info.labels, info.label_postings), (7, 200 + 100));
+    });
+    assert_eq!(index.labels(1000).unwrap(), [2, 7]);
+    assert_eq!(index.labels(4).unwrap(), [100]);
+    assert_eq!(index.labels(6).unwrap(), Vec::<u32>::new());
+    assert_eq!(index.labels(10).unwrap(), v6_labels(10));
+    assert!(index.labels(3).is_err(), "deleted");
+    let text = fs::read_to_string(v6_dir().join("expected.txt")).unwrap();
+    let expected = parse_expected(&text);
+    assert_eq!(expected.len(), QUERIES);
+    for (i, e) in expected.iter().enumerate() {
+        assert_eq!(e.groups.len(), V6_FILTERS.len());
+        assert_eq!(v6_groups(&index, &e.query), e.groups, "query {i}");
+    }
 }

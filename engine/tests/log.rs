@@ -429,7 +429,7 @@ fn the_first_log_makes_the_manifest_current_version() {
     };
     assert_eq!(version(dir.path()), 1);
     let w = Writer::open(dir.path(), Durability::EveryOp).unwrap();
-    assert_eq!(version(dir.path()), 4);
+    assert_eq!(version(dir.path()), strata::format::DIRECTORY_VERSION);
     w.delete(0).unwrap();
     drop(w);
     assert!(!Index::open(dir.path()).unwrap().contains(0));
@@ -861,9 +861,9 @@ fn a_version_3_log_is_read_and_upgraded() {
     reader.refresh().unwrap();
     assert!(!reader.contains(3) && !reader.contains(4) && reader.contains(500));
     assert_eq!(reader.stats().log_records, 3 + 4);
-    assert_eq!(fs::read(&log).unwrap()[8], 4, "log upgraded");
+    assert_eq!(fs::read(&log).unwrap()[8], 6, "log upgraded");
     let m = fs::read(dir.path().join("MANIFEST")).unwrap();
-    assert_eq!((m.len(), m[8]), (64, 4), "MANIFEST upgraded");
+    assert_eq!((m.len(), m[8]), (64, 6), "MANIFEST upgraded");
     let live = Index::open(dir.path()).unwrap();
     assert!(!live.contains(3) && !live.contains(4) && live.contains(500));
     assert_eq!(live.stats().log_records, 3 + 4);

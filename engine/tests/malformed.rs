@@ -550,12 +550,12 @@ fn lvq8_codes_in_an_older_version_are_refused() {
 
 #[test]
 fn unsupported_version() {
-    // Versions 1..=5 are read (1 and 2 for compatibility, 3 and 4 as
+    // Versions 1..=6 are read (1 and 2 for compatibility, 3 and 4 as
     // version 2: they were directory versions, see format-spec/versions.md;
-    // 5 is current); every other version is refused before anything else
-    // is looked at.
+    // 5 for LVQ, 6 is current); every other version is refused before
+    // anything else is looked at.
     for b in [base(), base_pq(), base_binary()] {
-        for version in [0, 6, 7, 1000, u32::MAX] {
+        for version in [0, 7, 8, 1000, u32::MAX] {
             for seal in [false, true] {
                 let mut g = b.g.clone();
                 wr32(&mut g, G_VERSION, version);
@@ -570,7 +570,7 @@ fn unsupported_version() {
                         newest,
                     } => assert_eq!(
                         (file, found, oldest, newest),
-                        (FileKind::Graph, version, 1, 5)
+                        (FileKind::Graph, version, 1, 6)
                     ),
                     e => panic!("graph version {version}: expected UnsupportedVersion, got {e:?}"),
                 }
@@ -587,7 +587,7 @@ fn unsupported_version() {
                         newest,
                     } => assert_eq!(
                         (file, found, oldest, newest),
-                        (FileKind::Vectors, version, 1, 5)
+                        (FileKind::Vectors, version, 1, 6)
                     ),
                     e => {
                         panic!("vectors version {version}: expected UnsupportedVersion, got {e:?}")
@@ -1207,9 +1207,10 @@ fn unknown_sections_need_the_optional_flag() {
     let b = base();
     let payload: Vec<u8> = (0..100u8).collect();
     // Not optional: rejected (kind 9, binary_factors, is known since
-    // version 2, kind 10, residual_codes, since version 5; see
-    // `binary_factors_exactly_for_binary_codes`).
-    for kind in [0, 11, 99, u32::MAX] {
+    // version 2, kind 10, residual_codes, since version 5, kind 11,
+    // labels, since version 6; see `binary_factors_exactly_for_binary_codes`
+    // and `labels_section_is_validated`).
+    for kind in [0, 12, 99, u32::MAX] {
         let g = with_extra_section(&b.g, kind, 0, &payload);
         let e = open_err(&g, &b.v, "unknown kind");
         assert_corrupt(
@@ -1872,7 +1873,7 @@ fn corrupt_manifest_is_a_typed_error() {
             &format!("len {len}"),
         );
     }
-    for version in [0, 5, u32::MAX] {
+    for version in [0, 7, u32::MAX] {
         assert!(matches!(
             open_with(&manifest_bytes(1, build_id, version, 0)),
             Error::UnsupportedVersion {
@@ -1906,6 +1907,17 @@ fn corrupt_manifest_is_a_typed_error() {
     for ok in [v4(0, 0, 0, 0), v4(1, 64, 0, 0)] {
         fs::write(&mpath, &ok).unwrap();
         Generation::open(dir.path()).unwrap_or_else(|e| panic!("manifest version 4: {e}"));
+        // Version 6 (labelled log records) has version 4's layout; 5 was
+        // never written and reads the same way.
+        for version in [5, 6] {
+            let mut m = ok.clone();
+            wr32(&mut m, 8, version);
+            let crc = crc32fast::hash(&m[..60]);
+            wr32(&mut m, 60, crc);
+            fs::write(&mpath, &m).unwrap();
+            Generation::open(dir.path())
+                .unwrap_or_else(|e| panic!("manifest version {version}: {e}"));
+        }
     }
     for (bad, what) in [
         (v4(2, 0, 0, 0), "flags"),
@@ -2340,10 +2352,11 @@ fn resealed_byte_mutations_of_page_zero_never_panic() {
     // table entry's flags and reserved word. Every other byte of the header
     // and table is load-bearing; in particular the other quant_param bytes
     // and the reserved tail 108..252 must be rejected whatever the kind.
-    // A version 2 file relabelled as version 3, 4 or 5 is still valid
-    // (version 5 added a code kind and changed no byte of the others).
+    // A version 2 file relabelled as version 3, 4, 5 or 6 is still valid
+    // (version 5 added a code kind and changed no byte of the others,
+    // version 6 an optional section), and so is a version 5 file as 6.
     let may_be_accepted = |b: &Base, off: usize, value: u8| {
-        (off == G_VERSION && (3..=5).contains(&value))
+        (off == G_VERSION && (3..=6).contains(&value))
             || (G_METRIC..G_METRIC + 4).contains(&off)
             || (G_EFC..G_EFC + 4).contains(&off)
             || (G_ENTRY..G_ENTRY + 4).contains(&off)
@@ -2511,15 +2524,15 @@ fn reserved_bytes_must_be_zero() {
     }
 }
 
-/// The unknown-kind error lists the kinds this version knows (1..=10 since
-/// residual_codes).
+/// The unknown-kind error lists the kinds this version knows (1..=11 since
+/// labels).
 #[test]
 fn unknown_kind_error_lists_the_known_kinds() {
     let b = base();
-    let g = with_extra_section(&b.g, 11, 0, &[1, 2, 3]);
-    match open_err(&g, &b.v, "kind 11") {
+    let g = with_extra_section(&b.g, 12, 0, &[1, 2, 3]);
+    match open_err(&g, &b.v, "kind 12") {
         Error::Corrupt { expected, .. } => {
-            assert!(expected.contains("1..=10"), "{expected}")
+            assert!(expected.contains("1..=11"), "{expected}")
         }
         e => panic!("expected Corrupt, got {e:?}"),
     }
@@ -2547,4 +2560,133 @@ fn zero_length_section_at_a_shared_offset_is_not_an_overlap() {
     swapped[z..z + ENTRY].copy_from_slice(&first);
     reseal(&mut swapped);
     open(&swapped, &b.v).expect("table order does not matter");
+}
+
+/// A labelled build's `labels` section (kind 11): its length and reserved
+/// word are checked at open (I16), a list out of bounds at lookup, the
+/// rest (order, bounds, ordinals) by full verification, every case with
+/// recomputed CRCs so only the structure check can catch it; and the
+/// section is refused in a file older than version 6 (I10).
+#[test]
+fn labels_section_is_validated() {
+    const LABELS: u32 = 11;
+    let data = clustered(300, 8, 4, 0.15, 5);
+    let mut b = strata::IndexBuilder::new(8, params(Metric::L2, Quantization::Int8, 3)).unwrap();
+    for i in 0..300 {
+        b.add_with_labels(i as u64, data.row(i), &[(i % 3) as u32, 10])
+            .unwrap();
+    }
+    let built = b.build().unwrap();
+    let (g0, v) = (built.graph_bytes().to_vec(), built.vectors_bytes().to_vec());
+    assert_eq!(rd32(&g0, G_VERSION), 6);
+    Generation::from_bytes(&g0, &v).unwrap();
+    let (off, len) = section(&g0, LABELS);
+    // 4 labels (0, 1, 2, 10), 600 postings: starts at 16, labels at 56,
+    // postings at 72.
+    assert_eq!(len, 16 + 8 * 5 + 4 * 4 + 4 * 600);
+    // (what it does, mutation, caught at open?)
+    type Mutate = fn(&mut Vec<u8>, usize);
+    let cases: [(&str, Mutate, bool, &str); 7] = [
+        (
+            "reserved word",
+            |g, o| wr32(g, o + 4, 1),
+            true,
+            "section labels reserved word",
+        ),
+        (
+            "label count",
+            |g, o| wr32(g, o, 5),
+            true,
+            "section labels length",
+        ),
+        (
+            "posting count",
+            |g, o| wr64(g, o + 8, 601),
+            true,
+            "section labels length",
+        ),
+        (
+            "labels out of order",
+            |g, o| wr32(g, o + 56, 3),
+            false,
+            "section labels label",
+        ),
+        (
+            "ordinal past the count",
+            |g, o| wr32(g, o + 72, 300),
+            false,
+            "section labels list 0",
+        ),
+        (
+            "postings out of order",
+            |g, o| wr32(g, o + 76, 0),
+            false,
+            "section labels list 0",
+        ),
+        (
+            "list bound past the postings",
+            |g, o| wr64(g, o + 24, 700),
+            false,
+            "section labels list 0",
+        ),
+    ];
+    for (case, mutate, at_open, what) in cases {
+        let mut g = g0.clone();
+        mutate(&mut g, off);
+        fix_section_crc(&mut g, LABELS);
+        let e = open_err(&g, &v, case);
+        assert_corrupt(&e, FileKind::Graph, what, case);
+        // The same bytes through a plain (mapped, unverified) open.
+        let dir = files_dir(&g, &v);
+        let plain = Generation::open(dir.path());
+        assert_eq!(plain.is_err(), at_open, "{case}: plain open");
+        if let Ok(index) = plain {
+            let e = index.verify().unwrap_err();
+            assert_corrupt(&e, FileKind::Graph, what, case);
+        }
+    }
+    // A list out of bounds is an error at search too, not a panic.
+    let mut g = g0.clone();
+    wr64(&mut g, off + 24, 700);
+    fix_section_crc(&mut g, LABELS);
+    let dir = files_dir(&g, &v);
+    let index = Generation::open(dir.path()).unwrap();
+    let f = strata::Filter::labels("label = 0").unwrap();
+    let sp = strata::SearchParams {
+        filter: Some(&f),
+        ..Default::default()
+    };
+    assert_corrupt(
+        &index.search(data.row(0), 5, &sp).unwrap_err(),
+        FileKind::Graph,
+        "section labels list 0",
+        "search",
+    );
+    // Version 5 has no labels section.
+    let mut g = g0.clone();
+    wr32(&mut g, G_VERSION, 5);
+    reseal(&mut g);
+    let mut v5 = v.clone();
+    wr32(&mut v5, V_VERSION, 5);
+    reseal_vectors(&mut v5);
+    assert_corrupt(
+        &open_err(&g, &v5, "v5"),
+        FileKind::Graph,
+        "section labels",
+        "v5 with labels",
+    );
+}
+
+/// A directory holding `g` and `v` as generation 1, with a MANIFEST.
+fn files_dir(g: &[u8], v: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("g00000001.graph"), g).unwrap();
+    fs::write(dir.path().join("g00000001.vectors"), v).unwrap();
+    let build_id = u128::from_le_bytes(g[G_BUILD_ID..G_BUILD_ID + 16].try_into().unwrap());
+    fs::write(
+        dir.path().join("MANIFEST"),
+        manifest_bytes(1, build_id, 1, 0),
+    )
+    .unwrap();
+    dir
 }

@@ -55,11 +55,11 @@ fn file_names(dir: &Path) -> BTreeSet<String> {
 /// `(generation, build id)` decoded from a MANIFEST by hand (format-spec/manifest.md).
 fn manifest(dir: &Path) -> (u64, u128) {
     let b = fs::read(dir.join("MANIFEST")).unwrap();
-    // Directory version 4: 64 bytes, CRC of [0, 60) at 60; a publish
-    // writes no log flag and a zero log bound.
+    // Directory version 6 (version 4's layout): 64 bytes, CRC of [0, 60)
+    // at 60; a publish writes no log flag and a zero log bound.
     assert_eq!(b.len(), 64);
     assert_eq!(&b[..8], b"STRATAMF");
-    assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 4);
+    assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 6);
     assert!(
         b[12..16].iter().chain(&b[40..60]).all(|x| *x == 0),
         "no log flag or bound"

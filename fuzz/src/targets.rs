@@ -124,7 +124,15 @@ pub fn build_fixture(quant: Quantization, metric: Metric) -> Fixture {
     };
     let mut b = IndexBuilder::new(DIM, params).expect("fixture parameters are valid");
     for (i, row) in data.rows().enumerate() {
-        b.add(Fixture::id(i), row).expect("fixture rows are valid");
+        // The cosine fixtures carry labels (a `labels` section, version 6).
+        let labels: &[u32] = match (metric, i % 4) {
+            (Metric::Cosine, 0) => &[0],
+            (Metric::Cosine, 1) => &[1, 2],
+            (Metric::Cosine, 2) => &[2, 1000],
+            _ => &[],
+        };
+        b.add_with_labels(Fixture::id(i), row, labels)
+            .expect("fixture rows are valid");
     }
     let built = b.build().expect("fixture builds");
     Fixture {
@@ -399,6 +407,27 @@ pub fn exercise(index: &Generation, fx: &Fixture, queries: &[Query], probe_ids: 
                 let matches = all.iter().filter(|h| h.id % 2 == 1).count();
                 assert_eq!(hits.len(), query.k.min(matches), "{what}: result count");
                 reached.searches += 1;
+            }
+        }
+        // A label filter: resolved from the (possibly hostile) labels
+        // section's inverted lists; an error or an answer, never a panic.
+        let labelled =
+            strata::Filter::labels("label = 1 or not label in (0, 2)").expect("a valid expression");
+        let by_label = SearchParams {
+            filter: Some(&labelled),
+            ..params
+        };
+        if let Ok(hits) = index.search(&v, query.k, &by_label) {
+            check_results(
+                index,
+                &hits,
+                query.k,
+                &format!("label-filtered search {qi}"),
+            );
+            for h in &hits {
+                // Labels of a hit read back (their lists may be damaged,
+                // so whether they match is only checked when verified).
+                let _ = index.labels(h.id);
             }
         }
         if let Ok(hits) = index.search(&v, query.k, &params) {
@@ -1265,17 +1294,24 @@ pub fn log_seed(scratch: &Path) -> std::io::Result<Vec<u8>> {
         w.upsert(Fixture::id(4), &v(4)).map_err(err)?;
         w.upsert(5020, &v(5)).map_err(err)?;
         w.delete(5000).map_err(err)?;
-        // A begin/commit framed batch of three operations (version 4).
+        // Labelled records (version 6).
+        w.insert_with_labels(5040, &v(8), &[3, 1]).map_err(err)?;
+        w.upsert_with_labels(Fixture::id(5), &v(9), &[u32::MAX])
+            .map_err(err)?;
+        // A begin/commit framed batch of three operations (version 4),
+        // one labelled.
         let mut ops = vec![
             strata::log::Op::Insert {
                 id: 5030,
                 vector: v(6),
+                labels: vec![7],
             },
             strata::log::Op::Delete { id: 5010 },
         ];
         ops.push(strata::log::Op::Upsert {
             id: 5030,
             vector: v(7),
+            labels: vec![],
         });
         w.apply_batch(&ops, strata::BatchOptions::default())
             .map_err(err)?;
@@ -1468,11 +1504,13 @@ pub fn write_seed_corpus(root: &Path, scratch: &Path) -> std::io::Result<()> {
     put("graph_file", "int8-l2-v1.graph", &v1)?;
 
     // `insert-delete-upsert.log` and `torn-tail.log` are version-3 logs
-    // written before directory version 4; they stay checked in as they are.
+    // written before directory version 4, `v4-batch.log` and
+    // `v4-torn-batch.log` version-4 logs written before version 6; they
+    // stay checked in as they are.
     let log = log_seed(scratch)?;
-    put("log_file", "v4-batch.log", &log)?;
+    put("log_file", "v6-labels-batch.log", &log)?;
     // Cut inside the batch's commit record: the whole batch is torn.
-    put("log_file", "v4-torn-batch.log", &log[..log.len() - 13])?;
+    put("log_file", "v6-torn-batch.log", &log[..log.len() - 13])?;
 
     for (name, case) in search_seed_cases() {
         put("index_search", &name, &case.encode())?;

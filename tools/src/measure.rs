@@ -263,6 +263,20 @@ pub fn print_table(rows: &[EvalRow]) {
             r.distances_per_query
         );
     }
+    // With a filter: which plan answered (the share of queries per path).
+    if let Some(r) = rows
+        .iter()
+        .find(|r| r.filtered_paths.iter().any(|&p| p > 0.0))
+    {
+        let [exact, graph, fallback] = r.filtered_paths;
+        println!(
+            "filtered paths (ef {}): exact scan {:.0} %, graph {:.0} %, graph then exact {:.0} %",
+            r.ef_used,
+            100.0 * exact,
+            100.0 * graph,
+            100.0 * fallback
+        );
+    }
 }
 
 /// Exact ground truth (ids) by brute force over the index's own vectors file.

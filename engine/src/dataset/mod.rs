@@ -45,10 +45,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, Result};
 
+mod labels;
 mod npy;
 mod synthetic;
 mod texmex;
 
+pub use labels::{parse_labels, read_labels};
 pub use npy::{parse_npy, read_npy};
 pub use synthetic::{brute_force_knn, clustered};
 pub use texmex::{

@@ -10,6 +10,7 @@
 //! level and clamps counts to the block capacity (see [`GraphView`]).
 
 use super::graph_header::{GraphHeader, MAX_SECTIONS, RESERVED, SECTION_ENTRY, SECTION_TABLE};
+use super::labels::LabelsView;
 use super::sections::{SectionEntry, SectionKind, FLAG_OPTIONAL};
 use super::vectors_header::VectorsHeader;
 use super::vectors_header::HEADER_END as VECTORS_HEADER_END;
@@ -39,7 +40,7 @@ pub(crate) struct Layout {
     /// Start (in u32 words) of each level's block in `LinksUpper`; index 0 unused.
     pub upper_base: Vec<usize>,
     pub sections: Vec<SectionEntry>,
-    ranges: [Option<Range<usize>>; 11],
+    ranges: [Option<Range<usize>>; 12],
     /// Code bytes per vector (0 without codes).
     pub stride: usize,
     /// Product quantization's `m` (0 for other kinds).
@@ -186,7 +187,7 @@ impl Layout {
         let count = h.section_count as usize;
         debug_assert!(count <= MAX_SECTIONS);
         let mut sections = Vec::with_capacity(count);
-        let mut ranges: [Option<Range<usize>>; 11] = Default::default();
+        let mut ranges: [Option<Range<usize>>; 12] = Default::default();
         for i in 0..count {
             let s = SectionEntry::decode(graph, i);
             let known = SectionKind::from_code(s.kind);
@@ -227,7 +228,7 @@ impl Layout {
                 }
                 return Err(bad(
                     format!("section table entry {i} kind"),
-                    "a known section kind 1..=10 (or the optional flag)",
+                    "a known section kind 1..=11 (or the optional flag)",
                     s.kind,
                 ));
             };
@@ -269,6 +270,18 @@ impl Layout {
                 SectionKind::ResidualCodes => quant.has_residual(),
                 _ => true,
             };
+            if kind == SectionKind::Labels {
+                // Optional from version 6 (present iff some vector has a
+                // label); unknown before.
+                if h.version < 6 && ranges[kind as usize].is_some() {
+                    return Err(bad(
+                        "section labels",
+                        "absent in a file older than version 6",
+                        "present",
+                    ));
+                }
+                continue;
+            }
             if needed != ranges[kind as usize].is_some() {
                 return Err(bad(
                     format!("section {}", kind.name()),
@@ -357,6 +370,8 @@ impl Layout {
                 SectionKind::LinksUpper => mul(upper_words, 4, "links_upper size"),
                 SectionKind::OrdinalToId => mul(n, 8, "ordinal_to_id size"),
                 SectionKind::IdToOrdinal => mul(n, 16, "id_to_ordinal size"),
+                // Sized by its own counts (I16, below).
+                SectionKind::Labels => Ok(ranges[kind as usize].as_ref().map_or(0, |r| r.len())),
             }
         };
         for kind in SectionKind::ALL {
@@ -387,6 +402,11 @@ impl Layout {
                     format!("value {v} at index {i}"),
                 ));
             }
+        }
+
+        // I16: the labels section's length matches its counts.
+        if let Some(r) = &ranges[SectionKind::Labels as usize] {
+            LabelsView::parse(&graph[r.clone()])?;
         }
 
         // I14: the vectors file matches the graph.
@@ -471,6 +491,9 @@ impl Layout {
             }
         }
         self.verify_id_maps(graph)?;
+        if self.range(SectionKind::Labels).is_some() {
+            self.labels(graph)?.verify(self.n)?;
+        }
         self.verify_padding(graph, vectors)?;
         let computed = crc32fast::hash(&vectors[self.vectors_range.clone()]);
         if computed != self.vectors_header.data_crc {
@@ -547,6 +570,12 @@ impl Layout {
             prev = Some(id);
         }
         Ok(())
+    }
+
+    /// The view of the labels section (empty without one).
+    pub(crate) fn labels<'a>(&self, graph: &'a [u8]) -> Result<LabelsView<'a>> {
+        self.range(SectionKind::Labels)
+            .map_or(Ok(LabelsView::default()), |r| LabelsView::parse(&graph[r]))
     }
 
     /// The byte range of a section, if present.

@@ -9,6 +9,7 @@
 
 pub(crate) mod bytes;
 pub(crate) mod graph_header;
+pub(crate) mod labels;
 pub(crate) mod layout;
 pub(crate) mod manifest;
 pub(crate) mod sections;
@@ -32,14 +33,16 @@ pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATAMF";
 /// versions, `format-spec/versions.md`). A build writes the oldest version
 /// that holds its layout
 /// ([`Quantization::format_version`](crate::Quantization::format_version)),
-/// so every other file stays version 2.
-pub const FORMAT_VERSION: u32 = 5;
+/// so every other file stays version 2; 6: the `labels` section, written
+/// only by builds whose vectors carry labels.
+pub const FORMAT_VERSION: u32 = 6;
 /// The version of the index directory this build writes, carried by the
 /// MANIFEST and the append log (3: a generation may have an append log, so
 /// a reader that does not replay logs must refuse the directory; 4: the
 /// MANIFEST bounds the log from below, log records carry a length check,
-/// and batches are atomic begin/commit units).
-pub const DIRECTORY_VERSION: u32 = 4;
+/// and batches are atomic begin/commit units; 6: insert and upsert records
+/// may carry labels, record kinds 6 and 7).
+pub const DIRECTORY_VERSION: u32 = 6;
 /// The oldest format version this build reads.
 pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
 /// The oldest version of the append log (it first appeared in directory version 3).
@@ -48,7 +51,7 @@ pub const OLDEST_LOG_VERSION: u32 = 3;
 /// Element type code for float32 components (the only one defined).
 pub const ELEMENT_F32: u32 = 0;
 
-pub use crate::limits::{MAX_DIM, MAX_M};
+pub use crate::limits::{MAX_DIM, MAX_LABELS_PER_VECTOR, MAX_M};
 
 pub(crate) fn rd_u32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))

@@ -31,11 +31,14 @@ pub enum SectionKind {
     BinaryFactors = 9,
     /// LVQ-4x8's 8-bit residual codes, `count × padded` u8 (version 5).
     ResidualCodes = 10,
+    /// Every vector's labels as an inverted list per label (version 6;
+    /// layout in `format/labels.rs`).
+    Labels = 11,
 }
 
 impl SectionKind {
     /// All kinds known to this version.
-    pub const ALL: [SectionKind; 10] = [
+    pub const ALL: [SectionKind; 11] = [
         SectionKind::QuantParams,
         SectionKind::Codes,
         SectionKind::CodeNorms,
@@ -46,6 +49,7 @@ impl SectionKind {
         SectionKind::IdToOrdinal,
         SectionKind::BinaryFactors,
         SectionKind::ResidualCodes,
+        SectionKind::Labels,
     ];
 
     /// The kind for a table code, if known.
@@ -66,6 +70,7 @@ impl SectionKind {
             SectionKind::IdToOrdinal => "id_to_ordinal",
             SectionKind::BinaryFactors => "binary_factors",
             SectionKind::ResidualCodes => "residual_codes",
+            SectionKind::Labels => "labels",
         }
     }
 }

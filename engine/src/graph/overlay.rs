@@ -181,6 +181,9 @@ struct Chunk {
     /// `‖x̂‖²` per node (L2 with codes only).
     norms: Box<[f32]>,
     ids: Box<[u64]>,
+    /// Node `i`'s labels are `labels[label_starts[i]..label_starts[i + 1]]`.
+    label_starts: Box<[u32]>,
+    labels: Box<[u32]>,
     levels: Box<[u8]>,
     /// The sequence number of the change that killed each node ([`ALIVE`]).
     killed: Box<[AtomicU64]>,
@@ -197,6 +200,7 @@ struct Chunk {
 struct TailNode {
     id: u64,
     row: Arc<[f32]>,
+    labels: Arc<[u32]>,
     level: u8,
     /// As [`Chunk::killed`].
     killed: u64,
@@ -357,6 +361,16 @@ impl Overlay {
         }
     }
 
+    /// The labels of `node` (sorted, distinct; carried for filters).
+    pub(crate) fn labels(&self, node: u32) -> &[u32] {
+        if (node as usize) < self.sealed() {
+            let (c, i) = self.chunk(node);
+            &c.labels[c.label_starts[i] as usize..c.label_starts[i + 1] as usize]
+        } else {
+            &self.tail[node as usize - self.sealed()].labels
+        }
+    }
+
     /// Whether `node` is dead (deleted or superseded) in this view.
     #[inline]
     pub(crate) fn is_dead(&self, node: u32) -> bool {
@@ -405,7 +419,13 @@ impl Overlay {
 
     /// Appends `row` as a new live node for `id`, not linked yet (found
     /// by an exact scan until it is linked); returns the node.
+    #[cfg(test)]
     pub(crate) fn push(&mut self, id: u64, row: &[f32]) -> u32 {
+        self.push_labelled(id, row, &[])
+    }
+
+    /// [`Overlay::push`] of a node carrying `labels`.
+    pub(crate) fn push_labelled(&mut self, id: u64, row: &[f32], labels: &[u32]) -> u32 {
         assert_eq!(row.len(), self.common.padded, "a prepared row");
         let q = self.nodes() as u32;
         // An attached overlay's nodes are on level 0 only (`attach.rs`).
@@ -417,6 +437,7 @@ impl Overlay {
         Arc::make_mut(&mut self.tail).push(TailNode {
             id,
             row: row.into(),
+            labels: labels.into(),
             level,
             killed: ALIVE,
         });
@@ -455,6 +476,13 @@ impl Overlay {
             codes: codes.into(),
             norms: norms.into(),
             ids: tail.iter().map(|t| t.id).collect(),
+            label_starts: std::iter::once(0)
+                .chain(tail.iter().scan(0u32, |end, t| {
+                    *end += t.labels.len() as u32;
+                    Some(*end)
+                }))
+                .collect(),
+            labels: tail.iter().flat_map(|t| t.labels.iter().copied()).collect(),
             levels: tail.iter().map(|t| t.level).collect(),
             killed: tail.iter().map(|t| AtomicU64::new(t.killed)).collect(),
             l0: zeros(tail.len() * (1 + m0)),

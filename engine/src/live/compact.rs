@@ -53,6 +53,8 @@ struct Snapshot {
     /// The live vectors at the padded stride, in `ids` order (moved into
     /// the builder).
     rows: Vec<f32>,
+    /// The labels of each of `ids` (empty if no vector has any).
+    labels: Vec<Box<[u32]>>,
     /// The log up to here is folded into the new graph; what follows is
     /// carried into the new log.
     mark: ReplayReport,
@@ -164,10 +166,33 @@ impl Shared {
         let logged = st.overlay.live_nodes().count();
         let (mut ids, mut rows) = st.gen.index.rows_accepting(|o| !st.is_deleted(o), logged);
         let (dim, p) = (st.gen.index.dim(), st.padded());
+        // Labels, in the same order, if any vector has one.
+        let mut labels: Vec<Box<[u32]>> = Vec::new();
+        let logged_labels = st
+            .overlay
+            .live_nodes()
+            .any(|(n, _)| !st.overlay.labels(n).is_empty());
+        if st.gen.index.has_labels() || logged_labels {
+            labels.reserve(ids.len() + logged);
+            if st.gen.index.has_labels() {
+                let (starts, values) = st.gen.index.labels_per_ordinal()?;
+                let n = st.gen.index.len() as u32;
+                labels.extend(
+                    (0..n)
+                        .filter(|&o| !st.is_deleted(o))
+                        .map(|o| values[starts[o as usize]..starts[o as usize + 1]].into()),
+                );
+            } else {
+                labels.resize(ids.len(), Box::default());
+            }
+        }
         for (node, id) in st.overlay.live_nodes() {
             ids.push(id);
             rows.extend_from_slice(&st.overlay.row(node)[..dim]);
             rows.resize(rows.len() + p - dim, 0.0);
+            if !labels.is_empty() {
+                labels.push(st.overlay.labels(node).into());
+            }
         }
         if ids.is_empty() {
             return Err(Error::EmptyInput);
@@ -176,6 +201,7 @@ impl Shared {
             gen: st.gen.clone(),
             ids,
             rows,
+            labels,
             mark: ReplayReport {
                 records: st.log.records,
                 valid_len: st.log.valid_len,
@@ -204,6 +230,9 @@ fn build_next(dir: &Path, snap: &mut Snapshot, options: CompactOptions) -> Resul
         std::mem::take(&mut snap.rows),
         std::mem::take(&mut snap.ids),
     )?;
+    for (row, labels) in std::mem::take(&mut snap.labels).into_iter().enumerate() {
+        builder.set_labels(row, &labels)?;
+    }
     builder.build_staged(dir, &|_| {})
 }
 

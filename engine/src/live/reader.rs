@@ -213,6 +213,19 @@ impl Index {
         self.state().contains(id)
     }
 
+    /// The labels of the live vector `id`, ascending (empty if it has
+    /// none; [`Error::UnknownId`](crate::Error::UnknownId) if it is not live).
+    pub fn labels(&self, id: u64) -> Result<Vec<u32>> {
+        let st = self.state();
+        if let Some(&node) = st.slot_of.get(&id) {
+            return Ok(st.view.overlay.labels(node).to_vec());
+        }
+        match st.view.live_ordinal(id) {
+            Some(_) => st.view.gen.index.labels(id),
+            None => Err(crate::Error::UnknownId(id)),
+        }
+    }
+
     /// Number of live vectors.
     pub fn len(&self) -> usize {
         self.shared.current.load().len()

@@ -135,8 +135,20 @@ impl State {
             )
             .map(|()| out)
         };
+        if op.labels().len() > crate::limits::MAX_LABELS_PER_VECTOR
+            || !op.labels().windows(2).all(|w| w[0] < w[1])
+        {
+            return Err(Error::InvalidParameter {
+                name: "labels",
+                reason: format!(
+                    "{} labels, which must ascend without duplicates, at most {}",
+                    op.labels().len(),
+                    crate::limits::MAX_LABELS_PER_VECTOR
+                ),
+            });
+        }
         match op {
-            Op::Insert { id, vector } => {
+            Op::Insert { id, vector, .. } => {
                 if self.contains(*id) {
                     return Err(Error::IdExists(*id));
                 }
@@ -161,7 +173,7 @@ impl State {
             self.remove(id);
         }
         if let Some(row) = prepared {
-            let node = self.view.overlay.push(id, &row);
+            let node = self.view.overlay.push_labelled(id, &row, op.labels());
             self.slot_of.insert(id, node);
         }
     }
@@ -243,7 +255,7 @@ impl View {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
         if let (Some(filter), false) = (params.filter, exact) {
-            let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o));
+            let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o))?;
             return self.search_filtered(query, k, params, filter, &allowed);
         }
         if self.attached_search(exact) {
@@ -271,7 +283,7 @@ impl View {
         let index = &self.gen.index;
         let accept = |o: u32| !self.is_deleted(o);
         if let Some(filter) = params.filter {
-            let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o));
+            let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o))?;
             return data
                 .par_chunks_exact(index.dim())
                 .map(|q| self.search_filtered(q, k, params, filter, &allowed))
@@ -313,7 +325,7 @@ impl View {
         let base = index.search_filtered(query, k, params, allowed)?;
         let ov = &self.overlay;
         self.merge_with(query, k, base, |q| {
-            ov.scan_accepting(q, k, |node| filter.allows(ov.id(node)))
+            ov.scan_accepting(q, k, |node| filter.allows(ov.id(node), ov.labels(node)))
         })
     }
 

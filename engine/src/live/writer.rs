@@ -321,9 +321,18 @@ impl Writer {
 
     /// Inserts a new id ([`Error::IdExists`] if it is live).
     pub fn insert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.insert_with_labels(id, vector, &[])
+    }
+
+    /// [`Writer::insert`] of a vector carrying `labels` (any order,
+    /// duplicates ignored, at most
+    /// [`MAX_LABELS_PER_VECTOR`](crate::format::MAX_LABELS_PER_VECTOR)),
+    /// which [label filters](crate::Filter::labels) select by at once.
+    pub fn insert_with_labels(&self, id: u64, vector: &[f32], labels: &[u32]) -> Result<()> {
         self.run(Op::Insert {
             id,
             vector: vector.to_vec(),
+            labels: crate::builder::normalized_labels(labels)?.into(),
         })
     }
 
@@ -334,9 +343,15 @@ impl Writer {
 
     /// Inserts `id`, replacing its vector if it is live.
     pub fn upsert(&self, id: u64, vector: &[f32]) -> Result<()> {
+        self.upsert_with_labels(id, vector, &[])
+    }
+
+    /// [`Writer::upsert`] with the vector's labels (replacing those it had).
+    pub fn upsert_with_labels(&self, id: u64, vector: &[f32], labels: &[u32]) -> Result<()> {
         self.run(Op::Upsert {
             id,
             vector: vector.to_vec(),
+            labels: crate::builder::normalized_labels(labels)?.into(),
         })
     }
 
@@ -363,6 +378,15 @@ impl Writer {
     /// [`Error::CommittedNotDurable`]. Its records are encoded and written in chunks of
     /// about 1 MiB, so the log side needs no memory proportional to it.
     pub fn apply_batch(&self, ops: &[Op], options: BatchOptions) -> Result<BatchReport> {
+        // Labels are logged ascending and distinct, whatever order the
+        // caller gave them in.
+        let sorted: Vec<Op>;
+        let ops = if ops.iter().all(|op| labels_normalized(op.labels())) {
+            ops
+        } else {
+            sorted = ops.iter().cloned().map(normalize_labels).collect();
+            &sorted
+        };
         let mut inner = lock(&self.shared.inner);
         let mut report = BatchReport::default();
         // Validated on the state (searches go on, on their snapshot): it
@@ -374,6 +398,8 @@ impl Writer {
         // Ids the batch changed so far: Some(i) live with the i-th prepared
         // row of the batch, None removed.
         let mut overlay: HashMap<u64, Option<usize>> = HashMap::new();
+        // The labels of the ids the batch inserted so far.
+        let mut batch_labels: HashMap<u64, &Vec<u32>> = HashMap::new();
         let mut prepared: Vec<f32> = Vec::new();
         // Per operation kept: its prepared row index, or None (a delete).
         let mut keep: Vec<(usize, Option<usize>)> = Vec::with_capacity(ops.len());
@@ -389,11 +415,12 @@ impl Writer {
                 None => st.contains(id),
             };
             match op {
-                Op::Insert { vector, .. } | Op::Upsert { vector, .. } => {
+                Op::Insert { vector, labels, .. } | Op::Upsert { vector, labels, .. } => {
                     let row = st
                         .check(&Op::Upsert {
                             id,
                             vector: vector.clone(),
+                            labels: labels.clone(),
                         })
                         .map_err(reject)?
                         .expect("a prepared row");
@@ -402,10 +429,19 @@ impl Writer {
                             return Err(reject(Error::IdExists(id)));
                         }
                         let same = match overlay.get(&id) {
-                            Some(Some(i)) => prepared[i * p..i * p + dim] == row[..dim],
+                            Some(Some(i)) => {
+                                prepared[i * p..i * p + dim] == row[..dim]
+                                    && batch_labels.get(&id) == Some(&labels)
+                            }
                             _ => match st.slot_of.get(&id) {
-                                Some(&node) => st.view.overlay.row(node)[..dim] == row[..dim],
-                                None => st.gen().index.get(id).is_ok_and(|v| v[..] == row[..dim]),
+                                Some(&node) => {
+                                    st.view.overlay.row(node)[..dim] == row[..dim]
+                                        && st.view.overlay.labels(node) == &labels[..]
+                                }
+                                None => {
+                                    st.gen().index.get(id).is_ok_and(|v| v[..] == row[..dim])
+                                        && st.gen().index.labels(id).is_ok_and(|l| l == *labels)
+                                }
                             },
                         };
                         if !same {
@@ -417,6 +453,7 @@ impl Writer {
                     let i = prepared.len() / p;
                     prepared.extend_from_slice(&row);
                     overlay.insert(id, Some(i));
+                    batch_labels.insert(id, labels);
                     keep.push((position, Some(i)));
                     if matches!(op, Op::Insert { .. }) {
                         report.inserted += 1;
@@ -481,18 +518,55 @@ impl Writer {
         vectors: &[f32],
         options: BatchOptions,
     ) -> Result<BatchReport> {
-        self.rows_batch(ids, vectors, options, false)
+        self.rows_batch(ids, vectors, &[], options, false)
+    }
+
+    /// [`Writer::insert_batch`] with the labels of each row (`labels[i]`
+    /// for `ids[i]`; as many entries as ids).
+    pub fn insert_batch_with_labels(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        labels: &[Vec<u32>],
+        options: BatchOptions,
+    ) -> Result<BatchReport> {
+        Self::check_label_rows(ids, labels)?;
+        self.rows_batch(ids, vectors, labels, options, false)
     }
 
     /// Upserts `ids` with the row-major `vectors` as one atomic batch.
     pub fn upsert_batch(&self, ids: &[u64], vectors: &[f32]) -> Result<BatchReport> {
-        self.rows_batch(ids, vectors, BatchOptions::default(), true)
+        self.rows_batch(ids, vectors, &[], BatchOptions::default(), true)
     }
 
+    /// [`Writer::upsert_batch`] with the labels of each row.
+    pub fn upsert_batch_with_labels(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        labels: &[Vec<u32>],
+    ) -> Result<BatchReport> {
+        Self::check_label_rows(ids, labels)?;
+        self.rows_batch(ids, vectors, labels, BatchOptions::default(), true)
+    }
+
+    fn check_label_rows(ids: &[u64], labels: &[Vec<u32>]) -> Result<()> {
+        if labels.len() != ids.len() {
+            return Err(Error::InvalidParameter {
+                name: "labels",
+                reason: format!("{} label rows for {} ids", labels.len(), ids.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// A batch of inserts or upserts of `ids`, with `labels` per row (or
+    /// none if empty).
     fn rows_batch(
         &self,
         ids: &[u64],
         vectors: &[f32],
+        labels: &[Vec<u32>],
         options: BatchOptions,
         upsert: bool,
     ) -> Result<BatchReport> {
@@ -512,12 +586,14 @@ impl Writer {
         let ops: Vec<Op> = ids
             .iter()
             .zip(vectors.chunks_exact(dim.max(1)))
-            .map(|(&id, v)| {
+            .enumerate()
+            .map(|(row, (&id, v))| {
+                let labels = labels.get(row).cloned().unwrap_or_default();
                 let vector = v.to_vec();
                 if upsert {
-                    Op::Upsert { id, vector }
+                    Op::Upsert { id, vector, labels }
                 } else {
-                    Op::Insert { id, vector }
+                    Op::Insert { id, vector, labels }
                 }
             })
             .collect();
@@ -633,6 +709,20 @@ impl BatchReport {
     pub fn committed(&self) -> usize {
         self.inserted + self.upserted + self.deleted
     }
+}
+
+/// Whether `labels` ascend without duplicates (as logged).
+fn labels_normalized(labels: &[u32]) -> bool {
+    labels.windows(2).all(|w| w[0] < w[1])
+}
+
+/// `op` with its labels sorted and deduplicated.
+fn normalize_labels(mut op: Op) -> Op {
+    if let Op::Insert { labels, .. } | Op::Upsert { labels, .. } = &mut op {
+        labels.sort_unstable();
+        labels.dedup();
+    }
+    op
 }
 
 #[cfg(test)]

@@ -11,12 +11,19 @@
 //!     20     4  kind     u32   1 insert, 2 delete, 3 upsert, 4 batch begin, 5 batch commit
 //!     28     8  id       u64   external id (batch begin/commit: the batch's operation count)
 //!     36  4·dim vector   f32   insert and upsert only, as given by the caller
+//!      …     4  label_count u32  kinds 6 and 7 only (version 6): 1..=1024
+//!      …  4·c   labels   u32   ascending, distinct
 //! ```
+//!
+//! Kinds 6 and 7 (version 6) are insert and upsert of a vector with
+//! labels; one without labels is written as kind 1 or 3, byte for byte as
+//! in version 4. Version 4 (read only) is version 6 without kinds 6 and 7.
 //!
 //! Version 3 (read only): the same body after an 8-byte frame
 //! `body_len u32, body_crc u32`, kinds 1–3 only.
 
 use crate::format::{rd_u32, rd_u64};
+use crate::limits::MAX_LABELS_PER_VECTOR;
 
 /// Bytes before the body in a version-3 log: `body_len` and `body_crc`.
 pub(crate) const FRAME_V3: usize = 8;
@@ -29,6 +36,10 @@ pub(crate) const BODY_FIXED: usize = 20;
 const KIND_BEGIN: u32 = 4;
 /// Kind code of a batch-commit record.
 const KIND_COMMIT: u32 = 5;
+/// Kind code of an insert with labels (version 6).
+const KIND_INSERT_LABELLED: u32 = 6;
+/// Kind code of an upsert with labels (version 6).
+const KIND_UPSERT_LABELLED: u32 = 7;
 
 /// One logged operation.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +50,8 @@ pub enum Op {
         id: u64,
         /// The vector as given.
         vector: Vec<f32>,
+        /// Its labels, ascending and distinct (empty: none).
+        labels: Vec<u32>,
     },
     /// Removes an id.
     Delete {
@@ -51,15 +64,27 @@ pub enum Op {
         id: u64,
         /// The vector as given.
         vector: Vec<f32>,
+        /// Its labels, ascending and distinct (empty: none).
+        labels: Vec<u32>,
     },
 }
 
 impl Op {
     fn kind(&self) -> u32 {
         match self {
+            Op::Insert { labels, .. } if !labels.is_empty() => KIND_INSERT_LABELLED,
+            Op::Upsert { labels, .. } if !labels.is_empty() => KIND_UPSERT_LABELLED,
             Op::Insert { .. } => 1,
             Op::Delete { .. } => 2,
             Op::Upsert { .. } => 3,
+        }
+    }
+
+    /// The labels an insert or upsert gives its vector (empty otherwise).
+    pub fn labels(&self) -> &[u32] {
+        match self {
+            Op::Insert { labels, .. } | Op::Upsert { labels, .. } => labels,
+            Op::Delete { .. } => &[],
         }
     }
 
@@ -76,12 +101,19 @@ impl Op {
             Op::Insert { vector, .. } | Op::Upsert { vector, .. } => Some(vector.as_slice()),
             Op::Delete { .. } => None,
         };
-        encode_record(seq, self.kind(), self.id(), vector, out);
+        encode_record(seq, self.kind(), self.id(), vector, self.labels(), out);
     }
 }
 
-/// Appends a framed version-4 record to `out`.
-fn encode_record(seq: u64, kind: u32, id: u64, vector: Option<&[f32]>, out: &mut Vec<u8>) {
+/// Appends a framed version-4 record to `out` (version 6 with labels).
+fn encode_record(
+    seq: u64,
+    kind: u32,
+    id: u64,
+    vector: Option<&[f32]>,
+    labels: &[u32],
+    out: &mut Vec<u8>,
+) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME]);
     out.extend_from_slice(&seq.to_le_bytes());
@@ -89,6 +121,12 @@ fn encode_record(seq: u64, kind: u32, id: u64, vector: Option<&[f32]>, out: &mut
     out.extend_from_slice(&id.to_le_bytes());
     for x in vector.unwrap_or(&[]) {
         out.extend_from_slice(&x.to_le_bytes());
+    }
+    if !labels.is_empty() {
+        out.extend_from_slice(&(labels.len() as u32).to_le_bytes());
+        labels
+            .iter()
+            .for_each(|l| out.extend_from_slice(&l.to_le_bytes()));
     }
     let body_len = ((out.len() - start - FRAME) as u32).to_le_bytes();
     let crc = crc32fast::hash(&out[start + FRAME..]);
@@ -99,12 +137,12 @@ fn encode_record(seq: u64, kind: u32, id: u64, vector: Option<&[f32]>, out: &mut
 
 /// Appends a batch-begin record announcing `count` operations.
 pub(crate) fn encode_begin(seq: u64, count: u64, out: &mut Vec<u8>) {
-    encode_record(seq, KIND_BEGIN, count, None, out);
+    encode_record(seq, KIND_BEGIN, count, None, &[], out);
 }
 
 /// Appends the batch-commit record of a batch of `count` operations.
 pub(crate) fn encode_commit(seq: u64, count: u64, out: &mut Vec<u8>) {
-    encode_record(seq, KIND_COMMIT, count, None, out);
+    encode_record(seq, KIND_COMMIT, count, None, &[], out);
 }
 
 /// What one record holds.
@@ -162,9 +200,21 @@ pub(crate) fn decode(bytes: &[u8], dim: usize, version: u32) -> Decoded {
         };
     }
     let with_vector = BODY_FIXED + 4 * dim;
-    if body_len != BODY_FIXED && body_len != with_vector {
+    // Version 6: a vector, a label count and 1..=MAX labels.
+    let labelled = |len: usize| {
+        version >= 6
+            && len >= with_vector + 8
+            && (len - with_vector - 4).is_multiple_of(4)
+            && (len - with_vector - 4) / 4 <= MAX_LABELS_PER_VECTOR
+    };
+    if body_len != BODY_FIXED && body_len != with_vector && !labelled(body_len) {
+        let labels = if version >= 6 {
+            format!(", or {with_vector} + 4 + 4·labels (1..={MAX_LABELS_PER_VECTOR} labels)")
+        } else {
+            String::new()
+        };
         return Decoded::Corrupt(format!(
-            "record length {body_len}, expected {BODY_FIXED} or {with_vector}"
+            "record length {body_len}, expected {BODY_FIXED} or {with_vector}{labels}"
         ));
     }
     // 3. The (checked) length runs past the end of the file: torn.
@@ -185,32 +235,75 @@ pub(crate) fn decode(bytes: &[u8], dim: usize, version: u32) -> Decoded {
             ))
         };
     }
-    body_record(body, body_len == with_vector, FRAME, true)
+    let shape = match body_len {
+        BODY_FIXED => Shape::Bare,
+        l if l == with_vector => Shape::Vector,
+        _ => Shape::Labelled,
+    };
+    body_record(body, dim, shape, FRAME, true)
+}
+
+/// What a body holds after its fixed part, by its length.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Bare,
+    Vector,
+    /// A vector, then a label count and labels (version 6).
+    Labelled,
 }
 
 /// Interprets a body whose checksum passed.
-fn body_record(body: &[u8], has_vector: bool, frame: usize, batches: bool) -> Decoded {
+fn body_record(body: &[u8], dim: usize, shape: Shape, frame: usize, batches: bool) -> Decoded {
     let seq = rd_u64(body, 0);
     let kind = rd_u32(body, 8);
     let id = rd_u64(body, 12);
+    let vector_end = BODY_FIXED + 4 * dim;
     let vector = || -> Vec<f32> {
-        body[BODY_FIXED..]
+        body[BODY_FIXED..vector_end]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect()
     };
-    let rec = match (kind, has_vector) {
-        (1, true) => Rec::Op(Op::Insert {
+    let labels = || -> Result<Vec<u32>, String> {
+        let count = rd_u32(body, vector_end) as usize;
+        let labels: Vec<u32> = body[vector_end + 4..]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        if count != labels.len() || !labels.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!(
+                "record labels: count {count} for {} labels, which must ascend",
+                labels.len()
+            ));
+        }
+        Ok(labels)
+    };
+    let rec = match (kind, shape) {
+        (1, Shape::Vector) => Rec::Op(Op::Insert {
             id,
             vector: vector(),
+            labels: Vec::new(),
         }),
-        (2, false) => Rec::Op(Op::Delete { id }),
-        (3, true) => Rec::Op(Op::Upsert {
+        (2, Shape::Bare) => Rec::Op(Op::Delete { id }),
+        (3, Shape::Vector) => Rec::Op(Op::Upsert {
             id,
             vector: vector(),
+            labels: Vec::new(),
         }),
-        (KIND_BEGIN, false) if batches => Rec::Begin { count: id },
-        (KIND_COMMIT, false) if batches => Rec::Commit { count: id },
+        (KIND_INSERT_LABELLED | KIND_UPSERT_LABELLED, Shape::Labelled) => {
+            let labels = match labels() {
+                Ok(l) => l,
+                Err(e) => return Decoded::Corrupt(e),
+            };
+            let vector = vector();
+            Rec::Op(if kind == KIND_INSERT_LABELLED {
+                Op::Insert { id, vector, labels }
+            } else {
+                Op::Upsert { id, vector, labels }
+            })
+        }
+        (KIND_BEGIN, Shape::Bare) if batches => Rec::Begin { count: id },
+        (KIND_COMMIT, Shape::Bare) if batches => Rec::Commit { count: id },
         _ => {
             return Decoded::Corrupt(format!(
                 "record kind {kind} with a body of {} bytes",
@@ -261,7 +354,12 @@ fn decode_v3(bytes: &[u8], dim: usize) -> Decoded {
             ))
         };
     }
-    body_record(body, body_len == with_vector, FRAME_V3, false)
+    let shape = if body_len == with_vector {
+        Shape::Vector
+    } else {
+        Shape::Bare
+    };
+    body_record(body, dim, shape, FRAME_V3, false)
 }
 
 #[cfg(test)]
@@ -273,13 +371,78 @@ mod tests {
             Op::Insert {
                 id: 7,
                 vector: vec![1.0, -2.0, 3.5],
+                labels: vec![],
             },
             Op::Delete { id: 9 },
             Op::Upsert {
                 id: u64::MAX,
                 vector: vec![0.0, 0.5, f32::MIN_POSITIVE],
+                labels: vec![],
             },
         ]
+    }
+
+    fn labelled_ops() -> Vec<Op> {
+        vec![
+            Op::Insert {
+                id: 3,
+                vector: vec![1.0, 2.0, 3.0],
+                labels: vec![0, 5, u32::MAX],
+            },
+            Op::Upsert {
+                id: 4,
+                vector: vec![-1.0, 0.0, 1.0],
+                labels: vec![2],
+            },
+        ]
+    }
+
+    /// Labelled records round-trip in version 6, are kinds 6 and 7, and a
+    /// version-4 log refuses them; unlabelled ones are version 4's bytes.
+    #[test]
+    fn labelled_records_are_version_6() {
+        let mut buf = Vec::new();
+        for (i, op) in labelled_ops().iter().enumerate() {
+            op.encode(i as u64 + 1, &mut buf);
+        }
+        let mut at = 0;
+        for (i, want) in labelled_ops().into_iter().enumerate() {
+            assert_eq!(rd_u32(&buf[at..], FRAME + 8), 6 + i as u32, "kind");
+            let (seq, rec, len) = record(decode(&buf[at..], 3, 6));
+            assert_eq!((seq, rec), (i as u64 + 1, Rec::Op(want)));
+            assert!(matches!(decode(&buf[at..], 3, 4), Decoded::Corrupt(_)));
+            at += len;
+        }
+        assert_eq!(at, buf.len());
+        // Unlabelled operations decode the same in versions 4 and 6.
+        let mut plain = Vec::new();
+        ops()[0].encode(1, &mut plain);
+        assert_eq!(decode(&plain, 3, 6), decode(&plain, 3, 4));
+        // Every bit flip of a labelled record is corruption, every cut torn.
+        let mut one = Vec::new();
+        labelled_ops()[0].encode(1, &mut one);
+        for bit in 0..one.len() * 8 {
+            let mut bad = one.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(
+                matches!(decode(&bad, 3, 6), Decoded::Corrupt(_)),
+                "bit {bit}"
+            );
+        }
+        for cut in 0..one.len() {
+            assert_eq!(decode(&one[..cut], 3, 6), Decoded::Torn, "cut {cut}");
+        }
+        // Labels out of order, with a valid checksum: corruption.
+        let mut disorder = Vec::new();
+        encode_record(
+            1,
+            KIND_INSERT_LABELLED,
+            3,
+            Some(&[1.0, 2.0, 3.0]),
+            &[5, 1],
+            &mut disorder,
+        );
+        assert!(matches!(decode(&disorder, 3, 6), Decoded::Corrupt(_)));
     }
 
     /// A version-3 record (8-byte frame), as version 3 wrote it.

@@ -55,6 +55,11 @@ pub struct Args {
     /// `BuildParams::refine`).
     #[arg(long)]
     pub refine: bool,
+    /// Labels of the rows, for `--filter`: a text file with one line per
+    /// input row, its labels as integers separated by spaces or commas (an
+    /// empty line: none).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -65,6 +70,11 @@ pub fn run(a: Args) -> CliResult {
     check_out(&a.out)?;
     let t0 = Instant::now();
     let data = crate::input::read_vectors(&a.input)?;
+    let labels = a
+        .labels
+        .as_deref()
+        .map(|p| read_row_labels(p, data.data.len() / data.dim.max(1)))
+        .transpose()?;
     let read_s = t0.elapsed().as_secs_f64();
     let params = BuildParams {
         metric: a.metric,
@@ -82,6 +92,9 @@ pub fn run(a: Args) -> CliResult {
     let mut builder = IndexBuilder::new(data.dim, params)?;
     // By value: the builder prepares the rows in place, no second copy.
     builder.add_rows_vec(data.data)?;
+    for (row, l) in labels.iter().flatten().enumerate() {
+        builder.set_labels(row, l)?;
+    }
     let n = builder.len();
     let bar = BuildBar::new(n, a.quiet);
     let t1 = Instant::now();
@@ -177,6 +190,19 @@ pub fn check_out(out: &Path) -> CliResult {
         .into());
     }
     Ok(())
+}
+
+/// The labels file `path`, which must have one line per row of `rows`.
+pub fn read_row_labels(path: &Path, rows: usize) -> Result<Vec<Vec<u32>>, String> {
+    let labels = strata::dataset::read_labels(path).map_err(|e| e.to_string())?;
+    if labels.len() != rows {
+        return Err(format!(
+            "--labels {}: {} lines for {rows} input rows (one line per row, empty for none)",
+            path.display(),
+            labels.len()
+        ));
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]

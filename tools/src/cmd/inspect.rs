@@ -87,6 +87,12 @@ pub fn run(a: Args) -> CliResult {
         i.max_level, i.entry_point
     );
     println!("  kernels          {}", i.kernels);
+    if i.labels > 0 {
+        println!(
+            "  labels           {} distinct, {} (vector, label) pairs",
+            i.labels, i.label_postings
+        );
+    }
     println!("sections of the graph file:");
     println!(
         "  {:<15} {:>12} {:>12} {:>10}",

@@ -33,8 +33,13 @@ pub fn human_bytes(b: u64) -> String {
 pub struct FilterArgs {
     /// Return only these ids: a file of decimal ids separated by
     /// whitespace or commas (see `strata::Filter`).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "filter")]
     pub filter_ids: Option<PathBuf>,
+    /// Return only vectors whose labels match this expression, e.g.
+    /// 'label in (3, 4) and not label = 9' (`label = N`, `label != N`,
+    /// `label in (..)`, `label not in (..)`, not, and, or, parentheses).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
     /// With a filter, scan the matches exactly when at most N match
     /// (default: `strata::filter::DEFAULT_EXACT_BELOW`).
     #[arg(long, value_name = "N")]
@@ -44,6 +49,11 @@ pub struct FilterArgs {
 impl FilterArgs {
     /// The filter these flags name, if any.
     pub fn filter(&self) -> Result<Option<strata::Filter>, String> {
+        if let Some(expr) = &self.filter {
+            return strata::Filter::labels(expr)
+                .map(Some)
+                .map_err(|e| format!("--filter {expr:?}: {e}"));
+        }
         let Some(path) = &self.filter_ids else {
             return Ok(None);
         };

@@ -50,7 +50,26 @@ pub fn run(a: Args) -> CliResult {
         exact_below: a.filter.exact_below,
         auto_ef: a.auto_ef.then(strata::AutoEf::default),
     };
+    strata::take_search_counts();
+    rayon::broadcast(|_| strata::take_search_counts());
     let results = index.search_batch(&queries, a.k, &params)?;
+    if filter.is_some() {
+        // Which plan answered: the counts of every worker thread.
+        let (mut exact, mut graph, mut fallback) = (0, 0, 0);
+        let here = strata::take_search_counts();
+        for c in rayon::broadcast(|_| strata::take_search_counts())
+            .into_iter()
+            .chain([here])
+        {
+            exact += c.filtered_exact;
+            graph += c.filtered_graph;
+            fallback += c.filtered_fallback;
+        }
+        eprintln!(
+            "filtered search of {} queries: {exact} by an exact scan of the matches, {graph} by the graph, {fallback} by the graph then an exact scan",
+            queries.len()
+        );
+    }
     let output = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
     match output {
         Some(p)

@@ -114,6 +114,10 @@ pub struct InsertArgs {
     /// an error. Needs --ids.
     #[arg(long, requires = "ids")]
     pub skip_existing: bool,
+    /// Labels of the rows: a text file with one line per input row (see
+    /// `strata build --labels`).
+    #[arg(long, value_name = "FILE")]
+    pub labels: Option<PathBuf>,
     /// When operations become durable.
     #[arg(long, value_enum, default_value = "group")]
     pub durability: DurabilityArg,
@@ -272,10 +276,17 @@ pub fn insert(a: InsertArgs) -> CliResult {
         skip_existing: a.skip_existing,
         ..Default::default()
     };
-    let result = if a.upsert {
-        writer.upsert_batch(&ids, &data.data)
-    } else {
-        writer.insert_batch(&ids, &data.data, options)
+    let labels = a
+        .labels
+        .as_deref()
+        .map(|p| super::build::read_row_labels(p, ids.len()))
+        .transpose()
+        .map_err(|e| refused(a.json, e, ""))?;
+    let result = match (&labels, a.upsert) {
+        (None, true) => writer.upsert_batch(&ids, &data.data),
+        (None, false) => writer.insert_batch(&ids, &data.data, options),
+        (Some(l), true) => writer.upsert_batch_with_labels(&ids, &data.data, l),
+        (Some(l), false) => writer.insert_batch_with_labels(&ids, &data.data, l, options),
     };
     let r = result.map_err(|e| batch_error(a.json, &e, insert_hint(&e)))?;
     checkpoint(&writer, &r)?;
