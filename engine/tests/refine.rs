@@ -32,22 +32,28 @@ fn refined_builds_keep_recall_and_reachability() {
         let truth = truth(&data, &queries, K, metric);
         for quant in [Quantization::None, Quantization::Int8] {
             let what = format!("{metric:?} {quant:?}");
-            let plain = in_memory(build(&data, params_with(metric, quant, 2, false)));
-            let index: Generation = in_memory(build(&data, params_with(metric, quant, 2, true)));
-            let r = index.reachability();
-            assert!(
-                r.unreachable.iter().all(|&u| u == 0) && r.no_in_links == 0,
-                "{what}: unreachable {:?}, no in-links {}",
-                r.unreachable,
-                r.no_in_links
-            );
+            // Recall is compared on seeded one-thread builds (byte-identical
+            // run to run: two-thread builds moved recall by ~0.001 between
+            // runs, enough to fail the margin below now and then);
+            // reachability is checked on both.
+            let plain = in_memory(build(&data, params_with(metric, quant, 1, false)));
+            let index: Generation = in_memory(build(&data, params_with(metric, quant, 1, true)));
+            let parallel: Generation = in_memory(build(&data, params_with(metric, quant, 2, true)));
+            for (threads, g) in [(1, &index), (2, &parallel)] {
+                let r = g.reachability();
+                assert!(
+                    r.unreachable.iter().all(|&u| u == 0) && r.no_in_links == 0,
+                    "{what}, {threads} threads: unreachable {:?}, no in-links {}",
+                    r.unreachable,
+                    r.no_in_links
+                );
+            }
             let (mut sum_before, mut sum_after) = (0.0, 0.0);
             for ef in [10, 16] {
                 let sp = SearchParams::with_ef(ef);
                 let before = recall(&search_all(&plain, &queries, K, &sp), &truth, K);
                 let after = recall(&search_all(&index, &queries, K, &sp), &truth, K);
                 eprintln!("{what} ef {ef}: recall@{K} {before:.4} -> refined {after:.4}");
-                // Two-thread builds vary by a few thousandths run to run.
                 assert!(
                     after >= before - 0.005,
                     "{what} ef {ef}: refined {after} < unrefined {before}"
