@@ -69,6 +69,24 @@ impl Generation {
         accept: impl Fn(u32) -> bool,
         ov: &Overlay,
     ) -> Result<Vec<Neighbor>> {
+        let found = self.search_attached_limited(query, k, params, accept, |_| true, ov, None)?;
+        Ok(found.unwrap_or_default())
+    }
+
+    /// [`Generation::search_attached`] returning only the overlay nodes
+    /// `accept_node` accepts (all are traversed), whose beam stops after
+    /// `limit` distances: `None` if it did (a filtered search then scans).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn search_attached_limited(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: impl Fn(u32) -> bool,
+        accept_node: impl Fn(u32) -> bool,
+        ov: &Overlay,
+        limit: Option<u64>,
+    ) -> Result<Option<Vec<Neighbor>>> {
         let (rescore, ef) = self.widths(k, params)?;
         let l = &self.layout;
         let v = self.view();
@@ -81,7 +99,12 @@ impl Generation {
                 let cq = ov
                     .code_query(&q)
                     .expect("an attached overlay has the generation's codes");
-                ov.union_candidates(&v, &cq, ef, s, &accept);
+                s.visit_limit = limit;
+                ov.union_candidates(&v, &cq, ef, s, &accept, &accept_node);
+                s.visit_limit = None;
+                if std::mem::take(&mut s.limit_hit) {
+                    return Ok(None);
+                }
                 let found = &mut s.found;
                 found.truncate(if params.rescore { rescore } else { k });
                 if params.rescore {
@@ -103,22 +126,28 @@ impl Generation {
                         };
                     }
                 }
-                found.extend(ov.scan_pending(&q, k).into_iter().map(|c| Cand {
-                    d: c.d,
-                    id: c.id + g,
-                }));
+                found.extend(
+                    ov.scan_pending(&q, k, &accept_node)
+                        .into_iter()
+                        .map(|c| Cand {
+                            d: c.d,
+                            id: c.id + g,
+                        }),
+                );
                 Self::keep_best(found, k);
-                Ok(found
-                    .iter()
-                    .map(|c| Neighbor {
-                        id: if c.id < g {
-                            v.id(c.id)
-                        } else {
-                            ov.id(c.id - g)
-                        },
-                        distance: c.d,
-                    })
-                    .collect())
+                Ok(Some(
+                    found
+                        .iter()
+                        .map(|c| Neighbor {
+                            id: if c.id < g {
+                                v.id(c.id)
+                            } else {
+                                ov.id(c.id - g)
+                            },
+                            distance: c.d,
+                        })
+                        .collect(),
+                ))
             });
             s.query = q;
             result

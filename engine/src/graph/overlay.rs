@@ -826,7 +826,7 @@ impl Overlay {
     }
 
     /// [`Overlay::scan_accepting`] over the nodes from `from` on.
-    fn scan_from(
+    pub(super) fn scan_from(
         &self,
         q: &[f32],
         k: usize,

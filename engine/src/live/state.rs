@@ -322,10 +322,77 @@ impl View {
         allowed: &crate::filter::OrdinalSet,
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
-        let base = index.search_filtered(query, k, params, allowed)?;
         let ov = &self.overlay;
-        self.merge_with(query, k, base, |q| {
-            ov.scan_accepting(q, k, |node| filter.allows(ov.id(node), ov.labels(node)))
+        let logged_ok = |node: u32| filter.allows(ov.id(node), ov.labels(node));
+        if self.attached_search(false) {
+            let tried = match self.search_filtered_union(query, k, params, allowed, &logged_ok)? {
+                Union::Found(found) => return Ok(found),
+                Union::Few => false,
+                Union::GaveUp => true,
+            };
+            // Few matches, or the beam gave up: both sides exactly.
+            let exact = SearchParams {
+                exact_below: Some(usize::MAX),
+                ..*params
+            };
+            let base = index.search_filtered(query, k, &exact, allowed)?;
+            if tried {
+                // Counted once, as the graph finished exactly.
+                crate::graph::search::with_scratch(|s| {
+                    s.counts.filtered_exact -= 1;
+                    s.counts.filtered_fallback += 1;
+                });
+            }
+            return self.merge_with(query, k, base, |q| ov.scan_accepting(q, k, logged_ok));
+        }
+        let base = index.search_filtered(query, k, params, allowed)?;
+        self.merge_with(query, k, base, |q| ov.scan_accepting(q, k, logged_ok))
+    }
+
+    /// A filtered search of a large attached overlay and its generation
+    /// as one graph: one beam over the union, returning only the
+    /// generation's `allowed` ordinals and the logged nodes `logged_ok`
+    /// accepts, with a visit limit of [`VISIT_FACTOR`](crate::filter::VISIT_FACTOR)
+    /// distances per (estimated) match. [`Union::Few`] when the matches
+    /// are too few for a graph search (estimated as the generation's share
+    /// of matches applied to the live logged nodes, so the overlay is
+    /// never scanned to count them), [`Union::GaveUp`] when the beam hits
+    /// its limit or finds fewer than `k`: the caller then scans both
+    /// exactly, so the answer still holds `min(k, matches)`.
+    fn search_filtered_union(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        allowed: &crate::filter::OrdinalSet,
+        logged_ok: &impl Fn(u32) -> bool,
+    ) -> Result<Union> {
+        use crate::filter::{DEFAULT_EXACT_BELOW, VISIT_FACTOR};
+        use crate::graph::search::with_scratch;
+        let index = &self.gen.index;
+        let gen_live = (index.len() - self.deleted_count).max(1);
+        let share = allowed.len() as f64 / gen_live as f64;
+        let matches = allowed.len() + (share * self.overlay.live() as f64) as usize;
+        let exact_below = params.exact_below.unwrap_or(DEFAULT_EXACT_BELOW).max(k);
+        if matches <= exact_below {
+            return Ok(Union::Few);
+        }
+        let limit = (matches as u64).saturating_mul(VISIT_FACTOR);
+        let found = index.search_attached_limited(
+            query,
+            k,
+            params,
+            |o| allowed.contains(o),
+            logged_ok,
+            &self.overlay,
+            Some(limit),
+        )?;
+        Ok(match found {
+            Some(found) if found.len() >= k => {
+                with_scratch(|s| s.counts.filtered_graph += 1);
+                Union::Found(found)
+            }
+            _ => Union::GaveUp,
         })
     }
 
@@ -394,4 +461,14 @@ impl View {
         base.truncate(k);
         Ok(base)
     }
+}
+
+/// What a filtered search of the union of an attached overlay and its
+/// generation came to.
+enum Union {
+    Found(Vec<Neighbor>),
+    /// Too few matches for a graph search.
+    Few,
+    /// The beam hit its visit limit or found fewer than `k`.
+    GaveUp,
 }

@@ -329,6 +329,7 @@ impl Overlay {
         ef: usize,
         s: &mut Scratch,
         accept_base: impl Fn(u32) -> bool,
+        accept_node: impl Fn(u32) -> bool,
     ) {
         let u = Union::new(base, self);
         let (g, linked) = (u.g, self.linked() as u32);
@@ -337,16 +338,21 @@ impl Overlay {
             if i < g {
                 accept_base(i)
             } else {
-                i - g < linked && !self.is_dead(i - g)
+                i - g < linked && !self.is_dead(i - g) && accept_node(i - g)
             }
         });
     }
 
-    /// The `k` nearest live overlay nodes by exact distance among those a
-    /// graph search does not return (not linked yet in this view, and the
-    /// tail), closest first.
-    pub(crate) fn scan_pending(&self, q: &[f32], k: usize) -> Vec<Cand> {
-        self.scan(q, k, self.linked())
+    /// The `k` nearest live overlay nodes `accept` accepts, by exact
+    /// distance, among those a graph search does not return (not linked
+    /// yet in this view, and the tail), closest first.
+    pub(crate) fn scan_pending(
+        &self,
+        q: &[f32],
+        k: usize,
+        accept: impl Fn(u32) -> bool,
+    ) -> Vec<Cand> {
+        self.scan_from(q, k, self.linked(), accept)
     }
 
     /// A prepared query for the codes, if the overlay has codes.
