@@ -17,19 +17,12 @@
 //! checks the bounds of the one list it reads; full verification checks
 //! everything else (O(L + T)), as for the id maps.
 
-use crate::error::{Error, FileKind, Result};
+use super::layout::bad;
+use crate::error::Result;
 use crate::limits::MAX_LABELS_PER_VECTOR;
 
 /// Bytes before `starts`.
 pub(crate) const HEADER: usize = 16;
-
-fn bad(
-    what: impl Into<String>,
-    expected: impl std::fmt::Display,
-    found: impl std::fmt::Display,
-) -> Error {
-    Error::corrupt(FileKind::Graph, what, expected, found)
-}
 
 /// The section's bytes for `n` ordinals whose labels `labels_of(o)` gives
 /// (each sorted and without duplicates, at most

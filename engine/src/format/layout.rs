@@ -49,7 +49,8 @@ pub(crate) struct Layout {
     pub vectors_range: Range<usize>,
 }
 
-fn bad(
+/// A `Corrupt` error about the graph file.
+pub(super) fn bad(
     what: impl Into<String>,
     expected: impl std::fmt::Display,
     found: impl std::fmt::Display,
