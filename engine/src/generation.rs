@@ -2,6 +2,7 @@
 //! validated and memory-mapped (or owned), searchable alone (no log).
 
 mod attached;
+pub(crate) mod range;
 
 use crate::dir::open::{logged_bytes, map, open_current, paths};
 use crate::distance::{prefetch, Kernels};

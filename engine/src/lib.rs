@@ -80,7 +80,8 @@ pub use live::{
 };
 pub use metric::Metric;
 pub use params::{
-    check_threads, max_threads, AutoEf, BuildParams, InsertOrder, Neighbor, SearchParams,
+    check_threads, max_threads, AutoEf, BuildParams, InsertOrder, Neighbor, RangeHits,
+    SearchParams, DEFAULT_MAX_RESULTS,
 };
 pub use quant::Quantization;
 pub use queries::Queries;

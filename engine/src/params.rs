@@ -243,7 +243,19 @@ pub struct SearchParams<'f> {
     /// (Weaviate's dynamic ef), so that a caller who changes `k` need not
     /// retune: `Some(AutoEf::default())` is the measured rule.
     pub auto_ef: Option<AutoEf>,
+    /// The most results a range search
+    /// ([`Generation::search_range`](crate::Generation::search_range),
+    /// [`Index::search_range`](crate::Index::search_range)) returns: the
+    /// nearest this many within the radius, with
+    /// [`RangeHits::truncated`] set when there were more. At least 1;
+    /// default [`DEFAULT_MAX_RESULTS`]. Ignored by k-nearest searches.
+    pub max_results: usize,
 }
+
+/// The default [`SearchParams::max_results`]: enough for any radius a
+/// caller means as "the near ones", small enough that a radius covering
+/// the whole index cannot make a search rescore and return all of it.
+pub const DEFAULT_MAX_RESULTS: usize = 10_000;
 
 /// A beam width that follows `k`: `clamp(ceil(factor · k), min, max)`.
 ///
@@ -302,6 +314,7 @@ impl PartialEq for SearchParams<'_> {
             && self.rescore == o.rescore
             && self.exact_below == o.exact_below
             && self.auto_ef == o.auto_ef
+            && self.max_results == o.max_results
             && match (self.filter, o.filter) {
                 (None, None) => true,
                 (Some(a), Some(b)) => std::ptr::eq(a, b),
@@ -319,6 +332,7 @@ impl Default for SearchParams<'_> {
             filter: None,
             exact_below: None,
             auto_ef: None,
+            max_results: DEFAULT_MAX_RESULTS,
         }
     }
 }
@@ -370,4 +384,18 @@ pub struct Neighbor {
     pub id: u64,
     /// Distance to the query under the index's metric (see [`Metric`]).
     pub distance: f32,
+}
+
+/// The answer of a range search: every vector within the radius, nearest
+/// first, at most [`SearchParams::max_results`] of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RangeHits {
+    /// The vectors found within the radius, by ascending distance (in the
+    /// units [`Neighbor::distance`] uses).
+    pub neighbors: Vec<Neighbor>,
+    /// The search found more vectors within the radius than
+    /// [`SearchParams::max_results`] (or more candidates than it could
+    /// keep for them): `neighbors` holds the nearest `max_results` it
+    /// found, and others within the radius were left out.
+    pub truncated: bool,
 }

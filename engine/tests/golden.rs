@@ -67,7 +67,7 @@ use std::sync::OnceLock;
 use strata::dataset::clustered;
 use strata::{
     BuildParams, BuiltIndex, Generation, IndexBuilder, Metric, Neighbor, OpenOptions, Quantization,
-    SearchParams,
+    SearchParams, DEFAULT_MAX_RESULTS,
 };
 
 const K: usize = 5;
@@ -92,6 +92,7 @@ const V1_SETTINGS: [SearchParams; 1] = [SearchParams {
     filter: None,
     exact_below: None,
     auto_ef: None,
+    max_results: DEFAULT_MAX_RESULTS,
 }];
 
 /// Search settings recorded for golden-v2: rescoring the whole beam, then
@@ -104,6 +105,7 @@ const V2_SETTINGS: [SearchParams; 2] = [
         filter: None,
         exact_below: None,
         auto_ef: None,
+        max_results: DEFAULT_MAX_RESULTS,
     },
     SearchParams {
         ef: EF,
@@ -112,6 +114,7 @@ const V2_SETTINGS: [SearchParams; 2] = [
         filter: None,
         exact_below: None,
         auto_ef: None,
+        max_results: DEFAULT_MAX_RESULTS,
     },
 ];
 

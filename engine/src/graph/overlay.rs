@@ -55,6 +55,7 @@
 
 mod attach;
 mod overrides;
+mod range;
 
 pub(crate) use attach::Base;
 #[cfg(test)]

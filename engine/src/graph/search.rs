@@ -116,12 +116,12 @@ pub(crate) struct Scratch {
     /// Whether the last beam stopped at `visit_limit`.
     pub limit_hit: bool,
     pub visited: Visited,
-    candidates: BinaryHeap<Reverse<Cand>>,
-    top: BinaryHeap<Cand>,
+    pub(super) candidates: BinaryHeap<Reverse<Cand>>,
+    pub(super) top: BinaryHeap<Cand>,
     /// Results of the last beam search, closest first.
     pub found: Vec<Cand>,
     /// Unvisited neighbours of the node being expanded.
-    fresh: Vec<u32>,
+    pub(super) fresh: Vec<u32>,
     /// The prepared (padded, normalised) query of a reader search.
     pub query: Vec<f32>,
     /// Per-query weights of quantized distances.
@@ -162,7 +162,7 @@ pub(crate) fn greedy<A: Adjacency>(
 /// `perf annotate` put 25 % of `beam`'s cycles on the instructions after
 /// them. A window of 4 gave 28.5-29.3k QPS against 25.5-27.2k for all at
 /// once (1: 25.1-26.2k, 2: 26.6-27.7k, 8: 28.5-28.7k).
-const PREFETCH_AHEAD: usize = 4;
+pub(super) const PREFETCH_AHEAD: usize = 4;
 
 /// Beam search with width `ef` on one level from `entries`; leaves the
 /// closest (at most `ef`) nodes in `scratch.found`, closest first. Each node

@@ -15,7 +15,7 @@
 //! generation's deleted ordinals, [`reader`] the searchable index and its
 //! reload, [`writer`]
 //! the single writer, [`flusher`] its group-commit thread, [`linker`] its
-//! linking thread, [`compact`]
+//! linking thread, [`range`] range (radius) searches, [`compact`]
 //! the fold into a new generation. File names, the lock, the MANIFEST and
 //! removing obsolete files are the directory layer's ([`crate::dir`]).
 
@@ -24,6 +24,7 @@ mod compact;
 mod deleted;
 mod flusher;
 mod linker;
+mod range;
 mod reader;
 mod state;
 mod writer;

@@ -9,7 +9,7 @@ use crate::dir::open::{open_current, paths};
 use crate::error::Result;
 use crate::generation::{Generation, OpenOptions};
 use crate::log::replay::Replayed;
-use crate::params::{Neighbor, SearchParams};
+use crate::params::{Neighbor, RangeHits, SearchParams};
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -198,6 +198,58 @@ impl Index {
             .current
             .load()
             .search_batch(queries.data(), k, params)
+    }
+
+    /// Every live vector within `radius` of `query`, nearest first, at
+    /// most [`SearchParams::max_results`] ([`RangeHits::truncated`] if
+    /// there were more): the generation's range search
+    /// ([`Generation::search_range`], which describes the algorithm and
+    /// the errors; deleted and superseded ordinals traversed, never
+    /// returned) merged with the logged inserts within the radius (a scan
+    /// of their in-memory rows, exact), by exact distance.
+    /// [`SearchParams::filter`] applies to both.
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, Durability, IndexBuilder, SearchParams, Writer};
+    /// let data = dataset::clustered(1_000, 8, 4, 0.05, 3);
+    /// let mut b = IndexBuilder::new(8, BuildParams { seed: Some(3), ..Default::default() })?;
+    /// b.add_rows(&data.data[..900 * 8])?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// b.build()?.write(dir.path())?;
+    /// let w = Writer::open(dir.path(), Durability::None)?;
+    /// w.insert(950, data.row(950))?;
+    /// w.delete(7)?;
+    /// let live = w.live();
+    /// let hits = live.search_range(data.row(950), 0.01, &SearchParams::default())?;
+    /// assert_eq!(hits.neighbors[0].id, 950);
+    /// let hits = live.search_range(data.row(7), 0.01, &SearchParams::default())?;
+    /// assert!(hits.neighbors.iter().all(|n| n.id != 7));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn search_range(
+        &self,
+        query: &[f32],
+        radius: f32,
+        params: &SearchParams,
+    ) -> Result<RangeHits> {
+        self.shared
+            .current
+            .load()
+            .search_range(query, radius, params)
+    }
+
+    /// Every live vector within `radius`, by brute force (at most
+    /// `max_results`, the nearest; see [`Generation::exact_search_range`]).
+    pub fn exact_search_range(
+        &self,
+        query: &[f32],
+        radius: f32,
+        max_results: usize,
+    ) -> Result<RangeHits> {
+        self.shared
+            .current
+            .load()
+            .exact_search_range(query, radius, max_results)
     }
 
     /// The exact `k` nearest live vectors, by brute force.

@@ -439,7 +439,7 @@ impl View {
 
     /// `base` merged with the logged inserts `logged` finds for the
     /// prepared query, by exact distance, the `k` closest.
-    fn merge_with(
+    pub(super) fn merge_with(
         &self,
         query: &[f32],
         k: usize,

@@ -152,6 +152,7 @@ pub fn run(a: Args) -> CliResult {
             filter: filter.as_ref(),
             exact_below: a.filter.exact_below,
             auto_ef,
+            ..Default::default()
         };
         for q in queries.rows() {
             index.search(q, a.k, &params)?;
@@ -180,6 +181,7 @@ pub fn run(a: Args) -> CliResult {
                     filter: filter.as_ref(),
                     exact_below: a.filter.exact_below,
                     auto_ef,
+                    ..Default::default()
                 },
                 &pool,
                 !a.no_warmup,

@@ -31,6 +31,14 @@ pub struct Args {
     /// Write results here: `.ivecs` for ids only, anything else for JSON lines (default or `-`: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Range search instead of k nearest: every vector within this
+    /// distance (the units `search` prints: 1 - cos under cosine, squared
+    /// L2 under l2), nearest first; JSON lines with `truncated`.
+    #[arg(long, conflicts_with_all = ["k", "auto_ef"])]
+    pub radius: Option<f32>,
+    /// With --radius, return at most this many (the nearest).
+    #[arg(long, default_value_t = strata::DEFAULT_MAX_RESULTS, requires = "radius")]
+    pub max_results: usize,
     #[command(flatten)]
     pub read: super::IoArgs,
     #[command(flatten)]
@@ -49,7 +57,11 @@ pub fn run(a: Args) -> CliResult {
         filter: filter.as_ref(),
         exact_below: a.filter.exact_below,
         auto_ef: a.auto_ef.then(strata::AutoEf::default),
+        max_results: a.max_results,
     };
+    if let Some(radius) = a.radius {
+        return range(&a, &index, &queries, radius, &params);
+    }
     strata::take_search_counts();
     rayon::broadcast(|_| strata::take_search_counts());
     let results = index.search_batch(&queries, a.k, &params)?;
@@ -107,5 +119,38 @@ pub fn run(a: Args) -> CliResult {
             w.flush()?;
         }
     }
+    Ok(())
+}
+
+/// `--radius`: one range search per query, as JSON lines.
+fn range(
+    a: &Args,
+    index: &Index,
+    queries: &dataset::Vectors,
+    radius: f32,
+    params: &SearchParams,
+) -> CliResult {
+    let out = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
+    if out.is_some_and(|p| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("ivecs"))
+    }) {
+        return Err("--radius writes JSON lines (hit counts vary per query), not .ivecs".into());
+    }
+    let mut w: Box<dyn Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    for (qi, q) in queries.rows().enumerate() {
+        let hits = index.search_range(q, radius, params)?;
+        let ids: Vec<u64> = hits.neighbors.iter().map(|n| n.id).collect();
+        let dists: Vec<f32> = hits.neighbors.iter().map(|n| n.distance).collect();
+        writeln!(
+            w,
+            "{}",
+            serde_json::json!({ "query": qi, "ids": ids, "distances": dists, "truncated": hits.truncated })
+        )?;
+    }
+    w.flush()?;
     Ok(())
 }
