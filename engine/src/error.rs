@@ -19,6 +19,8 @@ pub enum FileKind {
     Input,
     /// The append log of a generation.
     Log,
+    /// A generation's stored operating points (`gNNNNNNNN.tuning`).
+    Tuning,
 }
 
 impl std::fmt::Display for FileKind {
@@ -29,6 +31,7 @@ impl std::fmt::Display for FileKind {
             FileKind::Manifest => "manifest",
             FileKind::Input => "input file",
             FileKind::Log => "append log",
+            FileKind::Tuning => "tuning file",
         })
     }
 }
@@ -227,6 +230,15 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+
+    /// A search asked for a recall target
+    /// ([`SearchParams::for_recall`](crate::SearchParams::for_recall))
+    /// that no stored operating point gives.
+    #[error("no operating point for this search: {what}")]
+    NotTuned {
+        /// Why, and the `strata tune` command that would store one.
+        what: String,
     },
 
     /// A label filter expression ([`LabelExpr`](crate::LabelExpr)) that

@@ -21,8 +21,10 @@ use crate::quant::scorer::{
 };
 use crate::quant::Quantization;
 use crate::queries::Queries;
+use crate::tuning::Tuning;
 use std::collections::BinaryHeap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// At most this many queries per thread have rescoring reads in flight in
 /// [`Generation::search_batch`] (see [`PIPELINE_READS`]).
@@ -112,6 +114,20 @@ pub struct Generation {
     /// Unique per opened generation: with a snapshot's stamp, the key of
     /// a resolved [`Filter`] ([`Filter`] caches the last one).
     stamp: u64,
+    /// The generation's number in its directory (0 without one).
+    number: u64,
+    /// Its stored operating points, read at open or stored since.
+    tuning: RwLock<TuningSlot>,
+}
+
+/// What a generation knows of its tuning file.
+#[derive(Clone)]
+enum TuningSlot {
+    None,
+    Loaded(Arc<Tuning>),
+    /// Unreadable or damaged at open: searches that need it read it
+    /// again, for the error (or for the points, if it has been replaced).
+    Damaged,
 }
 
 /// Header fields and file layout of an index, for tools.
@@ -247,6 +263,12 @@ impl Generation {
             options.row_cache_bytes,
             options.read_fault,
         )?;
+        let tuning = match crate::dir::tuning::read(dir, manifest.generation, manifest.build_id) {
+            Ok(None) => TuningSlot::None,
+            Ok(Some(t)) => TuningSlot::Loaded(Arc::new(t)),
+            Err(e) if options.verify => return Err(e),
+            Err(_) => TuningSlot::Damaged,
+        };
         Ok(Generation {
             graph,
             vectors,
@@ -256,6 +278,8 @@ impl Generation {
             rows,
             options: options.clone(),
             stamp: next_stamp(),
+            number: manifest.generation,
+            tuning: RwLock::new(tuning),
         })
     }
 
@@ -287,12 +311,125 @@ impl Generation {
                 ..Default::default()
             },
             stamp: next_stamp(),
+            number: 0,
+            tuning: RwLock::new(TuningSlot::None),
         })
     }
 
-    /// Checks the CRC32 of every section and of the vector data.
+    /// Checks the CRC32 of every section and of the vector data, and the
+    /// generation's tuning file if it has one.
     pub fn verify(&self) -> Result<()> {
-        self.layout.verify(&self.graph, &self.vectors)
+        self.layout.verify(&self.graph, &self.vectors)?;
+        self.tuning().map(|_| ())
+    }
+
+    /// The operating points stored with this generation (by `strata
+    /// tune`, [`Generation::store_tuning`]), if any: what
+    /// [`SearchParams::for_recall`] searches with. Errors: a damaged or
+    /// foreign tuning file ([`Error::Corrupt`], [`Error::ChecksumMismatch`],
+    /// ... of [`FileKind::Tuning`](crate::FileKind::Tuning)), named at use
+    /// and by [`Generation::verify`], never at a plain open (the index
+    /// serves every other search).
+    pub fn tuning(&self) -> Result<Option<Tuning>> {
+        Ok(self.tuning_arc()?.map(|t| (*t).clone()))
+    }
+
+    fn tuning_arc(&self) -> Result<Option<Arc<Tuning>>> {
+        let slot = self
+            .tuning
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match (slot, &self.dir) {
+            (TuningSlot::None, _) | (TuningSlot::Damaged, None) => Ok(None),
+            (TuningSlot::Loaded(t), _) => Ok(Some(t)),
+            (TuningSlot::Damaged, Some(dir)) => {
+                let t = crate::dir::tuning::read(dir, self.number, self.layout.header.build_id)?;
+                let t = t.map(Arc::new);
+                *self.tuning.write().unwrap_or_else(|e| e.into_inner()) = match &t {
+                    Some(t) => TuningSlot::Loaded(t.clone()),
+                    None => TuningSlot::None,
+                };
+                Ok(t)
+            }
+        }
+    }
+
+    /// Stores `tuning` as this generation's operating points, replacing
+    /// any, crash-safely (`gNNNNNNNN.tuning`, `format-spec/tuning-file.md`);
+    /// searches of this handle use them at once, other processes from
+    /// their next open. A compaction carries them to the next generation
+    /// marked [`Tuning::stale`]. Errors: [`Error::InvalidParameter`] for
+    /// points the format cannot hold (more than
+    /// [`MAX_TUNING_POINTS`](crate::MAX_TUNING_POINTS), targets not
+    /// ascending, values out of range) or an index opened from bytes (it
+    /// has no directory), and I/O errors.
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, Generation, IndexBuilder, SearchParams, Tuning, TuningPoint, TuningSource};
+    /// let data = dataset::clustered(500, 8, 4, 0.1, 1);
+    /// let mut b = IndexBuilder::new(8, BuildParams { seed: Some(1), ..Default::default() })?;
+    /// b.add_rows(&data.data)?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// b.build()?.write(dir.path())?;
+    /// let index = Generation::open(dir.path())?;
+    /// let point = TuningPoint { target: 0.95, ef: 24, oversample: Some(2.0), rescore: true,
+    ///     recall: 0.97, held_out_recall: 0.96, qps: 1e4 };
+    /// index.store_tuning(&Tuning { measured_at: 0, k: 10, queries: 200, held_out: 100,
+    ///     source: TuningSource::SampledRows, live_count: 500, stale: false,
+    ///     measured_build_id: index.info().build_id, points: vec![point] })?;
+    /// let hits = index.search(data.row(3), 10, &SearchParams::for_recall(0.9))?;
+    /// assert_eq!(hits[0].id, 3);
+    /// assert_eq!(Generation::open(dir.path())?.tuning()?.unwrap().points, vec![point]);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn store_tuning(&self, tuning: &Tuning) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Err(Error::InvalidParameter {
+                name: "tuning",
+                reason: "an index opened from bytes has no directory to store points in".into(),
+            });
+        };
+        crate::dir::tuning::write(dir, self.number, self.layout.header.build_id, tuning)?;
+        *self.tuning.write().unwrap_or_else(|e| e.into_inner()) =
+            TuningSlot::Loaded(Arc::new(tuning.clone()));
+        Ok(())
+    }
+
+    /// `params` with a recall target ([`SearchParams::recall`]) replaced
+    /// by the stored setting for it (see [`SearchParams::for_recall`]).
+    pub(crate) fn tuned<'f>(
+        &self,
+        k: usize,
+        params: &SearchParams<'f>,
+    ) -> Result<SearchParams<'f>> {
+        if params.recall.is_none() {
+            return Ok(*params);
+        }
+        let t = self.tuning_arc()?;
+        crate::tuning::resolve(t.as_deref(), k, params)
+    }
+
+    /// Stores this generation's points with the next generation of its
+    /// directory, `next` of build `next_build`, before a compaction makes
+    /// it current: marked [`Tuning::stale`] (the data changed; the points
+    /// are likely still close). None stored, or a damaged file (no search
+    /// could use it either), is nothing to carry; failing to write is an
+    /// error.
+    pub(crate) fn carry_tuning(&self, next: u64, next_build: u128) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        // From the file, not this handle's copy: another process (`strata
+        // tune`) may have stored points since this generation was opened.
+        let Ok(Some(t)) = crate::dir::tuning::read(dir, self.number, self.layout.header.build_id)
+        else {
+            // Nor may a file left under `next`'s name by an earlier,
+            // failed compaction be paired with the new generation.
+            return crate::dir::tuning::remove(dir, next);
+        };
+        let stale = Tuning { stale: true, ..t };
+        crate::dir::tuning::write(dir, next, next_build, &stale)
     }
 
     /// Number of vectors.
@@ -346,6 +483,28 @@ impl Generation {
         self.view().ordinal(id).is_some()
     }
 
+    /// The external ids, in ordinal order (the order of the vectors
+    /// file's rows): every id [`Generation::get`] and
+    /// [`Generation::contains`] know, each once.
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, IndexBuilder};
+    /// let data = dataset::clustered(100, 8, 2, 0.1, 1);
+    /// let mut b = IndexBuilder::new(8, BuildParams::default())?;
+    /// for i in 0..100 {
+    ///     b.add(1_000 + i as u64, data.row(i))?;
+    /// }
+    /// let index = b.build()?.into_index()?;
+    /// let mut ids: Vec<u64> = index.ids().collect();
+    /// ids.sort_unstable();
+    /// assert_eq!(ids, (1_000..1_100).collect::<Vec<u64>>());
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        let v = self.view();
+        (0..self.layout.n as u32).map(move |o| v.id(o))
+    }
+
     /// The stored full-precision vector of `id` (normalised under cosine).
     pub fn get(&self, id: u64) -> Result<Vec<f32>> {
         let v = self.view();
@@ -389,10 +548,65 @@ impl Generation {
     /// `k`. [`OpenOptions::rescore_cut`] `= Some(z)` skips reading those
     /// beyond `d_k + 2 z e`.
     pub fn search(&self, query: &[f32], k: usize, params: &SearchParams) -> Result<Vec<Neighbor>> {
+        let params = &self.tuned(k, params)?;
         match params.filter {
             Some(f) => self.search_filtered(query, k, params, &*self.resolve(f, 0, |_| false)?),
             None => self.search_accepting(query, k, params, |_| true),
         }
+    }
+
+    /// [`Generation::search`] as if `id` were not in the index: it is never
+    /// returned, and the traversal never visits it (its links are not
+    /// followed), so that a row of the index searched for as a query
+    /// behaves like a new vector, not like a node whose neighbour list
+    /// already holds its answer. For evaluating an index on its own rows
+    /// (`strata tune` samples them when given no queries): recall against
+    /// the exact neighbours of the row other than itself.
+    ///
+    /// Errors: those of [`Generation::search`], [`Error::UnknownId`] if
+    /// `id` is not in the generation, and [`Error::InvalidParameter`]
+    /// with a filter (a filtered search may scan the matches, which holds
+    /// nothing out).
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, IndexBuilder, SearchParams};
+    /// let data = dataset::clustered(2_000, 16, 8, 0.2, 1);
+    /// let mut b = IndexBuilder::new(16, BuildParams { seed: Some(1), ..Default::default() })?;
+    /// b.add_rows(&data.data)?;
+    /// let index = b.build()?.into_index()?;
+    /// let p = SearchParams::with_ef(64);
+    /// let hits = index.search_leaving_out(data.row(5), 10, &p, 5)?;
+    /// assert_eq!(hits.len(), 10);
+    /// assert!(hits.iter().all(|h| h.id != 5));
+    /// let exact = index.exact_search(data.row(5), 11)?; // itself, then ten others
+    /// assert_eq!(exact[1].id, hits[0].id);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn search_leaving_out(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        id: u64,
+    ) -> Result<Vec<Neighbor>> {
+        if params.filter.is_some() {
+            return Err(Error::InvalidParameter {
+                name: "filter",
+                reason: "search_leaving_out takes no filter".into(),
+            });
+        }
+        let params = &self.tuned(k, params)?;
+        let o = self.view().ordinal(id).ok_or(Error::UnknownId(id))?;
+        /// Clears the held-out node however the search ends.
+        struct Held;
+        impl Drop for Held {
+            fn drop(&mut self) {
+                with_scratch(|s| s.skip = None);
+            }
+        }
+        with_scratch(|s| s.skip = Some(o));
+        let _held = Held;
+        self.search_accepting(query, k, params, |x| x != o)
     }
 
     /// [`Generation::search`] returning only ordinals for which `accept` is true
@@ -649,9 +863,16 @@ impl Generation {
     ) {
         let l = &self.layout;
         let upper = Counting::new(v);
+        let skip = s.skip;
         let counted = |o: u32| {
             upper.distance();
-            dist(o)
+            // A held-out node is never moved to (and moved away from if
+            // it is the entry point); `beam` never visits it.
+            if Some(o) == skip {
+                f32::INFINITY
+            } else {
+                dist(o)
+            }
         };
         let mut cur = Cand {
             d: counted(entry.id),
@@ -728,6 +949,7 @@ impl Generation {
     ) -> Result<Vec<Vec<Neighbor>>> {
         let queries = queries.into();
         queries.check(self.layout.dim)?;
+        let params = &self.tuned(k, params)?;
         if let Some(f) = params.filter {
             use rayon::prelude::*;
             let allowed = self.resolve(f, 0, |_| false)?;

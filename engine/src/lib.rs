@@ -65,6 +65,7 @@ pub mod quant;
 mod quantization;
 mod queries;
 mod regular;
+mod tuning;
 
 pub use builder::{BuildProgress, BuildReport, BuildStage, BuiltIndex, IndexBuilder};
 pub use error::{Error, FileKind, Result};
@@ -85,6 +86,7 @@ pub use params::{
 };
 pub use quant::Quantization;
 pub use queries::Queries;
+pub use tuning::{Tuning, TuningPoint, TuningSource, MAX_TUNING_POINTS};
 
 pub use graph::search::SearchCounts;
 

@@ -250,6 +250,12 @@ pub struct SearchParams<'f> {
     /// [`RangeHits::truncated`] set when there were more. At least 1;
     /// default [`DEFAULT_MAX_RESULTS`]. Ignored by k-nearest searches.
     pub max_results: usize,
+    /// Search with the setting stored for this recall target instead of
+    /// `ef`, `oversample`, `rescore` and `auto_ef`: the operating point
+    /// `strata tune` measured for the smallest stored target at least
+    /// this one (see [`SearchParams::for_recall`], [`crate::Tuning`]).
+    /// `None` (the default): the fields as given.
+    pub recall: Option<f32>,
 }
 
 /// The default [`SearchParams::max_results`]: enough for any radius a
@@ -315,6 +321,7 @@ impl PartialEq for SearchParams<'_> {
             && self.exact_below == o.exact_below
             && self.auto_ef == o.auto_ef
             && self.max_results == o.max_results
+            && self.recall == o.recall
             && match (self.filter, o.filter) {
                 (None, None) => true,
                 (Some(a), Some(b)) => std::ptr::eq(a, b),
@@ -333,6 +340,7 @@ impl Default for SearchParams<'_> {
             exact_below: None,
             auto_ef: None,
             max_results: DEFAULT_MAX_RESULTS,
+            recall: None,
         }
     }
 }
@@ -372,6 +380,37 @@ impl SearchParams<'_> {
     pub fn with_ef(ef: usize) -> Self {
         SearchParams {
             ef,
+            ..Default::default()
+        }
+    }
+
+    /// Search parameters that use the index's stored operating point for
+    /// recall@k `target` (measured by `strata tune`, stored with the
+    /// generation): the fastest setting whose recall on held-out queries
+    /// met the smallest stored target at least `target`. A search with
+    /// them fails with [`Error::NotTuned`](crate::Error::NotTuned) when
+    /// the index has no stored points, none reaches `target`, or `k` is
+    /// above the `k` they were tuned for; with
+    /// [`Error::InvalidParameter`](crate::Error::InvalidParameter) for a
+    /// target outside `(0, 1]`. A filter or `max_results` may be set on
+    /// the result as usual.
+    ///
+    /// ```
+    /// use strata::{dataset, BuildParams, Error, Generation, IndexBuilder, SearchParams};
+    /// let data = dataset::clustered(500, 8, 4, 0.1, 1);
+    /// let mut b = IndexBuilder::new(8, BuildParams { seed: Some(1), ..Default::default() })?;
+    /// b.add_rows(&data.data)?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// b.build()?.write(dir.path())?;
+    /// let index = Generation::open(dir.path())?;
+    /// // Not tuned yet: a typed error that says to run `strata tune`.
+    /// let e = index.search(data.row(0), 10, &SearchParams::for_recall(0.95)).unwrap_err();
+    /// assert!(matches!(e, Error::NotTuned { .. }) && e.to_string().contains("strata tune"));
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn for_recall(target: f32) -> Self {
+        SearchParams {
+            recall: Some(target),
             ..Default::default()
         }
     }

@@ -175,6 +175,20 @@ fn filter_expr_corpus() {
     }
 }
 
+#[test]
+fn tuning_file_corpus() {
+    let results = replay("tuning_file", targets::tuning_file);
+    for (name, bytes) in targets::tuning_seeds() {
+        // Each seed decodes, as given and resealed, and is the one built now.
+        assert_eq!(reached(&results, name).opened, 2, "{name}");
+        let on_disk = std::fs::read(corpus_dir("tuning_file").join(name)).unwrap();
+        assert!(
+            on_disk == bytes,
+            "seed {name} differs: regenerate the corpus (see fuzz/README.md)"
+        );
+    }
+}
+
 /// The checked-in seed indexes still open (a format change that invalidates
 /// them would silently make the fuzzers start from rejected files).
 #[test]

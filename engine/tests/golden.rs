@@ -93,6 +93,7 @@ const V1_SETTINGS: [SearchParams; 1] = [SearchParams {
     exact_below: None,
     auto_ef: None,
     max_results: DEFAULT_MAX_RESULTS,
+    recall: None,
 }];
 
 /// Search settings recorded for golden-v2: rescoring the whole beam, then
@@ -106,6 +107,7 @@ const V2_SETTINGS: [SearchParams; 2] = [
         exact_below: None,
         auto_ef: None,
         max_results: DEFAULT_MAX_RESULTS,
+        recall: None,
     },
     SearchParams {
         ef: EF,
@@ -115,6 +117,7 @@ const V2_SETTINGS: [SearchParams; 2] = [
         exact_below: None,
         auto_ef: None,
         max_results: DEFAULT_MAX_RESULTS,
+        recall: None,
     },
 ];
 

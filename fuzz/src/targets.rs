@@ -604,6 +604,116 @@ pub fn input_readers(data: &[u8]) -> Reached {
 }
 
 // ---------------------------------------------------------------------------
+// Target: tuning_file.
+
+/// The build id a tuning file claims (bytes 16..32), so that a mutated
+/// file gets past the build check to the other validators.
+fn tuning_build_id(b: &[u8]) -> u128 {
+    b.get(16..32)
+        .map_or(0, |s| u128::from_le_bytes(s.try_into().expect("16 bytes")))
+}
+
+/// `tuning_file`: `data` is a tuning file (`gNNNNNNNN.tuning`), decoded
+/// as given and resealed (its trailing CRC recomputed, so mutations reach
+/// the field validators), for the build id it claims. An error must be
+/// one of the tuning file's; a decoded file must encode back to exactly
+/// its bytes, hold at most `MAX_TUNING_POINTS` strictly ascending targets,
+/// and choose each of its own points for its target; and another build's
+/// id must be refused.
+pub fn tuning_file(data: &[u8]) -> Reached {
+    let mut r = Reached::default();
+    let mut resealed = data.to_vec();
+    if resealed.len() >= 4 {
+        let at = resealed.len() - 4;
+        let crc = crc32fast::hash(&resealed[..at]);
+        resealed[at..].copy_from_slice(&crc.to_le_bytes());
+    }
+    for bytes in [data, &resealed[..]] {
+        let build = tuning_build_id(bytes);
+        match strata::format::decode_tuning(bytes, build) {
+            Ok(t) => {
+                r.opened += 1;
+                let back = strata::format::encode_tuning(&t, build)
+                    .unwrap_or_else(|e| panic!("a decoded file does not encode: {e}"));
+                assert_eq!(back, bytes, "decode then encode is not the identity");
+                assert!(t.points.len() <= strata::MAX_TUNING_POINTS);
+                assert!(t.points.windows(2).all(|w| w[0].target < w[1].target));
+                for p in &t.points {
+                    let chosen = t.point_for(p.target, t.k).expect("its own target");
+                    assert_eq!(chosen, p, "target {} chose another point", p.target);
+                }
+                assert!(strata::format::decode_tuning(bytes, build ^ 1).is_err());
+            }
+            Err(
+                Error::BadMagic { file, .. }
+                | Error::UnsupportedVersion { file, .. }
+                | Error::Corrupt { file, .. }
+                | Error::ChecksumMismatch { file, .. },
+            ) => assert_eq!(file, strata::FileKind::Tuning),
+            Err(e) => panic!("not a tuning file error: {e}"),
+        }
+    }
+    r
+}
+
+/// Seed tuning files: none, one and three points, stale, the most points.
+pub fn tuning_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use strata::{Tuning, TuningPoint, TuningSource};
+    let point = |target: f32, ef: usize, oversample: Option<f32>, rescore: bool| TuningPoint {
+        target,
+        ef,
+        oversample,
+        rescore,
+        recall: target,
+        held_out_recall: target,
+        qps: 1e4,
+    };
+    let base = Tuning {
+        measured_at: 1_796_400_000,
+        k: 10,
+        queries: 1000,
+        held_out: 500,
+        source: TuningSource::SampledRows,
+        live_count: 50_000,
+        stale: false,
+        measured_build_id: 0x1234_5678_9abc_def0_1122_3344_5566_7788,
+        points: vec![
+            point(0.9, 16, Some(2.0), true),
+            point(0.95, 32, None, true),
+            point(0.99, 96, None, false),
+        ],
+    };
+    let id = base.measured_build_id;
+    let enc = |t: &Tuning, b: u128| strata::format::encode_tuning(t, b).expect("seed encodes");
+    let one = Tuning {
+        points: vec![point(0.95, 24, Some(1.5), true)],
+        source: TuningSource::QueryFile,
+        ..base.clone()
+    };
+    let none = Tuning {
+        points: Vec::new(),
+        ..base.clone()
+    };
+    let stale = Tuning {
+        stale: true,
+        ..base.clone()
+    };
+    let most = Tuning {
+        points: (0..strata::MAX_TUNING_POINTS)
+            .map(|i| point(0.5 + i as f32 / 200.0, 8 + i, None, i % 2 == 0))
+            .collect(),
+        ..base.clone()
+    };
+    vec![
+        ("three-points", enc(&base, id)),
+        ("one-point-query-file", enc(&one, id)),
+        ("no-points", enc(&none, id)),
+        ("stale", enc(&stale, id ^ 0xff)),
+        ("most-points", enc(&most, id)),
+    ]
+}
+
+// ---------------------------------------------------------------------------
 // Target: filter_expr.
 // ---------------------------------------------------------------------------
 
@@ -1541,5 +1651,8 @@ pub fn write_seed_corpus(root: &Path, scratch: &Path) -> std::io::Result<()> {
         "npy-f4-v3",
         &with(READER_NPY, npy_bytes("<f4", 2, 6, 3, &vals)),
     )?;
+    for (name, bytes) in tuning_seeds() {
+        put("tuning_file", name, &bytes)?;
+    }
     Ok(())
 }

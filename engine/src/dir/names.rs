@@ -1,5 +1,5 @@
 //! The names of the files in an index directory: `MANIFEST`, `LOCK`, and
-//! per generation `gNNNNNNNN.graph`, `.vectors` and `.log`
+//! per generation `gNNNNNNNN.graph`, `.vectors`, `.log` and `.tuning`
 //! (`format-spec/manifest.md`).
 
 /// The manifest's file name.
@@ -22,17 +22,22 @@ pub(crate) fn log(g: u64) -> String {
     format!("g{g:08}.log")
 }
 
+/// The stored operating points of generation `g`.
+pub(crate) fn tuning(g: u64) -> String {
+    format!("g{g:08}.tuning")
+}
+
 /// Every file generation `g` may own.
-pub(crate) fn all(g: u64) -> [String; 3] {
-    [graph(g), vectors(g), log(g)]
+pub(crate) fn all(g: u64) -> [String; 4] {
+    [graph(g), vectors(g), log(g), tuning(g)]
 }
 
 /// The generation a data or log file name belongs to (`gNNNNNNNN.graph`,
-/// `.vectors` or `.log`), if it is one.
+/// `.vectors`, `.log` or `.tuning`), if it is one.
 pub(crate) fn generation_of(name: &str) -> Option<u64> {
     let (stem, ext) = name.split_once('.')?;
     let digits = stem.strip_prefix('g')?;
-    if !matches!(ext, "graph" | "vectors" | "log")
+    if !matches!(ext, "graph" | "vectors" | "log" | "tuning")
         || digits.len() < 8
         || !digits.bytes().all(|b| b.is_ascii_digit())
     {

@@ -54,12 +54,15 @@ pub(crate) fn publish_locked(
         Some(o) => next_generation(o.generation)?,
     };
     let m = Manifest::new(generation, build_id);
-    // A log left under the new generation's number (by a compaction that
-    // died before its switch) must not be paired with these files.
-    let stale = dir.join(names::log(generation));
-    if let Err(e) = fs::remove_file(&stale) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(Error::io(stale, e));
+    // A log or tuning file left under the new generation's number (by a
+    // compaction that died before its switch) must not be paired with
+    // these files.
+    for name in [names::log(generation), names::tuning(generation)] {
+        let stale = dir.join(name);
+        if let Err(e) = fs::remove_file(&stale) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io(stale, e));
+            }
         }
     }
     // A failure before the manifest names the new files removes them.

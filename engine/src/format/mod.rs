@@ -13,6 +13,7 @@ pub(crate) mod labels;
 pub(crate) mod layout;
 pub(crate) mod manifest;
 pub(crate) mod sections;
+pub(crate) mod tuning;
 pub(crate) mod vectors_header;
 pub(crate) mod writer;
 
@@ -52,6 +53,34 @@ pub const OLDEST_LOG_VERSION: u32 = 3;
 pub const ELEMENT_F32: u32 = 0;
 
 pub use crate::limits::{MAX_DIM, MAX_LABELS_PER_VECTOR, MAX_M};
+pub use tuning::{TUNING_MAGIC, TUNING_VERSION};
+
+/// Parses and fully validates the bytes of a tuning file
+/// (`format-spec/tuning-file.md`) that must belong to the generation of
+/// build `build_id`: what [`Generation::tuning`](crate::Generation::tuning)
+/// does with the file, for tools and fuzzing.
+///
+/// ```
+/// use strata::format::{decode_tuning, encode_tuning};
+/// use strata::{Tuning, TuningSource};
+/// let t = Tuning { measured_at: 0, k: 10, queries: 2, held_out: 1, source: TuningSource::QueryFile,
+///     live_count: 5, stale: false, measured_build_id: 9, points: vec![] };
+/// let bytes = encode_tuning(&t, 9)?;
+/// assert_eq!(decode_tuning(&bytes, 9)?, t);
+/// assert!(decode_tuning(&bytes, 8).is_err()); // another build's
+/// # Ok::<(), strata::Error>(())
+/// ```
+pub fn decode_tuning(bytes: &[u8], build_id: u128) -> crate::Result<crate::Tuning> {
+    tuning::decode(bytes, build_id)
+}
+
+/// The bytes of `t` as the tuning file of the generation of build
+/// `build_id` ([`decode_tuning`] reads them back exactly);
+/// [`Error::InvalidParameter`](crate::Error::InvalidParameter) if `t`
+/// breaks a rule of the format.
+pub fn encode_tuning(t: &crate::Tuning, build_id: u128) -> crate::Result<Vec<u8>> {
+    tuning::encode(t, build_id)
+}
 
 pub(crate) fn rd_u32(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().expect("4 bytes"))

@@ -58,6 +58,22 @@ pub(crate) fn check_range(metric: Metric, radius: f32, max_results: usize) -> Re
     Ok(max_results)
 }
 
+/// [`check_range`] for a range search's `params`, which must not ask for
+/// a recall target (a range search's answer is the ball, not a top k).
+pub(crate) fn check_range_params(
+    metric: Metric,
+    radius: f32,
+    params: &SearchParams,
+) -> Result<usize> {
+    if params.recall.is_some() {
+        return Err(Error::InvalidParameter {
+            name: "recall",
+            reason: "a recall target (SearchParams::for_recall) applies to k-nearest searches, not to range searches".into(),
+        });
+    }
+    check_range(metric, radius, params.max_results)
+}
+
 /// `found` (closest first or not) as range hits: those within `radius`,
 /// sorted, at most `cap`; truncated if there were more or the walk had
 /// dropped some (`overflowed`).
@@ -146,7 +162,7 @@ impl Generation {
         radius: f32,
         params: &SearchParams,
     ) -> Result<RangeHits> {
-        check_range(self.layout.metric, radius, params.max_results)?;
+        check_range_params(self.layout.metric, radius, params)?;
         match params.filter {
             Some(f) => {
                 self.search_range_filtered(query, radius, params, &*self.resolve(f, 0, |_| false)?)

@@ -115,6 +115,10 @@ pub(crate) struct Scratch {
     pub visit_limit: Option<u64>,
     /// Whether the last beam stopped at `visit_limit`.
     pub limit_hit: bool,
+    /// A node the searches treat as absent (never scored on the upper
+    /// levels' descent, never visited on level 0): a held-out row of the
+    /// index searched for as a query (`Generation::search_leaving_out`).
+    pub skip: Option<u32>,
     pub visited: Visited,
     pub(super) candidates: BinaryHeap<Reverse<Cand>>,
     pub(super) top: BinaryHeap<Cand>,
@@ -197,11 +201,15 @@ pub(crate) fn beam<A: Adjacency>(
         counts,
         visit_limit,
         limit_hit,
+        skip,
         ..
     } = scratch;
     let limit = visit_limit.map_or(u64::MAX, |l| counts.distances.saturating_add(l));
     *limit_hit = false;
     visited.reset(n);
+    if let Some(o) = *skip {
+        visited.insert(o);
+    }
     candidates.clear();
     top.clear();
     for e in entries {

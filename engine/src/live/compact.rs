@@ -282,6 +282,9 @@ fn prepare_next(
         Ok(())
     })?;
     staged.publish_files(dir, next)?;
+    snap.gen
+        .index
+        .carry_tuning(next.generation, next.build_id)?;
     let header = LogHeader {
         generation: next.generation,
         build_id: next.build_id,

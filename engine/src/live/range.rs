@@ -4,7 +4,7 @@
 
 use super::state::View;
 use crate::error::Result;
-use crate::generation::range::check_range;
+use crate::generation::range::check_range_params;
 use crate::params::{RangeHits, SearchParams};
 
 impl View {
@@ -17,7 +17,7 @@ impl View {
         params: &SearchParams,
     ) -> Result<RangeHits> {
         let index = &self.gen.index;
-        check_range(index.metric(), radius, params.max_results)?;
+        check_range_params(index.metric(), radius, params)?;
         let base = match params.filter {
             Some(f) => {
                 let allowed = index.resolve(f, self.stamp, |o| self.is_deleted(o))?;

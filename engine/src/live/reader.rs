@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::generation::{Generation, OpenOptions};
 use crate::log::replay::Replayed;
 use crate::params::{Neighbor, RangeHits, SearchParams};
+use crate::tuning::Tuning;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -306,6 +307,22 @@ impl Index {
             log_bytes: st.log.valid_len,
             torn_bytes: st.log.torn_bytes,
         }
+    }
+
+    /// The operating points stored with the current generation
+    /// ([`Generation::tuning`]; after a compaction, carried marked
+    /// [`Tuning::stale`](crate::Tuning::stale)).
+    pub fn tuning(&self) -> Result<Option<Tuning>> {
+        self.with_generation(|g| g.tuning())
+    }
+
+    /// Stores operating points with the current generation
+    /// ([`Generation::store_tuning`]). Should a compaction make a new
+    /// generation current meanwhile, they stay with the one they were
+    /// measured on (compare [`Index::stats`]'s generation before and
+    /// after, and tune again).
+    pub fn store_tuning(&self, tuning: &Tuning) -> Result<()> {
+        self.with_generation(|g| g.store_tuning(tuning))
     }
 
     /// Runs `f` with the current generation's [`Generation`] (for tools: info,

@@ -253,6 +253,7 @@ impl View {
         exact: bool,
     ) -> Result<Vec<Neighbor>> {
         let index = &self.gen.index;
+        let params = &index.tuned(k, params)?;
         let accept = |o: u32| !self.is_deleted(o);
         if let (Some(filter), false) = (params.filter, exact) {
             let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o))?;
@@ -281,6 +282,7 @@ impl View {
     ) -> Result<Vec<Vec<Neighbor>>> {
         use rayon::prelude::*;
         let index = &self.gen.index;
+        let params = &index.tuned(k, params)?;
         let accept = |o: u32| !self.is_deleted(o);
         if let Some(filter) = params.filter {
             let allowed = index.resolve(filter, self.stamp, |o| self.is_deleted(o))?;

@@ -39,6 +39,10 @@ pub struct Args {
     /// With --radius, return at most this many (the nearest).
     #[arg(long, default_value_t = strata::DEFAULT_MAX_RESULTS, requires = "radius")]
     pub max_results: usize,
+    /// Search with the operating point `strata tune` stored for this
+    /// recall@k target (replaces --ef, --oversample, --no-rescore, --auto-ef).
+    #[arg(long, value_name = "TARGET", conflicts_with_all = ["ef", "oversample", "no_rescore", "auto_ef", "radius"])]
+    pub recall: Option<f32>,
     #[command(flatten)]
     pub read: super::IoArgs,
     #[command(flatten)]
@@ -58,6 +62,7 @@ pub fn run(a: Args) -> CliResult {
         exact_below: a.filter.exact_below,
         auto_ef: a.auto_ef.then(strata::AutoEf::default),
         max_results: a.max_results,
+        recall: a.recall,
     };
     if let Some(radius) = a.radius {
         return range(&a, &index, &queries, radius, &params);
