@@ -5,6 +5,7 @@ mod ids;
 mod input;
 mod measure;
 mod progress;
+mod time;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,8 @@ enum Command {
     Delete(cmd::write::DeleteArgs),
     /// Fold the append log into a new generation.
     Compact(cmd::write::CompactArgs),
+    /// Sweep ef and oversampling, print the Pareto frontier, store an operating point per recall target.
+    Tune(cmd::tune::Args),
 }
 
 fn main() {
@@ -50,6 +53,7 @@ fn main() {
         Command::Insert(a) => cmd::write::insert(a),
         Command::Delete(a) => cmd::write::delete(a),
         Command::Compact(a) => cmd::write::compact(a),
+        Command::Tune(a) => cmd::tune::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -38,6 +38,7 @@ pub fn run(a: Args) -> CliResult {
     let d = walk.then(|| index.degree_stats());
     let r = walk.then(|| index.reachability());
     let log = Index::open(&a.dir)?.stats();
+    let tuning = index.tuning();
     let n = i.count as f64;
     if a.json {
         let sections: Vec<_> = i
@@ -59,6 +60,7 @@ pub fn run(a: Args) -> CliResult {
                 "resident_bytes": i.resident_bytes, "verified": a.verify,
                 "generation": log.generation, "log": {"records": log.log_records, "bytes": log.log_bytes,
                     "inserted": log.inserted, "deleted": log.deleted, "torn_bytes": log.torn_bytes}, "live": log.live,
+                "tuning": tuning_json(&tuning),
             })
         );
         return Ok(());
@@ -159,8 +161,78 @@ pub fn run(a: Args) -> CliResult {
     if log.torn_bytes > 0 {
         println!("  torn tail of {} bytes after the last committed record (a crash mid-append, or a batch without its commit: dropped whole; a writer truncates it when it opens)", log.torn_bytes);
     }
+    print_tuning(&tuning);
     if a.verify {
         println!("checksums: all sections and vector data verified");
     }
     Ok(())
+}
+
+fn source_name(s: strata::TuningSource) -> &'static str {
+    match s {
+        strata::TuningSource::SampledRows => "rows sampled from the index",
+        strata::TuningSource::QueryFile => "a query file",
+    }
+}
+
+/// The stored operating points as JSON (`null` without any, the error's
+/// text if the file is damaged).
+fn tuning_json(t: &strata::Result<Option<strata::Tuning>>) -> serde_json::Value {
+    match t {
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+        Ok(None) => serde_json::Value::Null,
+        Ok(Some(t)) => serde_json::json!({
+            "measured_at": t.measured_at, "measured_at_utc": crate::time::utc(t.measured_at),
+            "k": t.k, "queries": t.queries, "held_out": t.held_out, "source": source_name(t.source),
+            "live_count": t.live_count, "stale": t.stale,
+            "measured_build_id": format!("{:032x}", t.measured_build_id),
+            "points": t.points.iter().map(|p| serde_json::json!({
+                "target": p.target, "ef": p.ef, "oversample": p.oversample, "rescore": p.rescore,
+                "recall": p.recall, "held_out_recall": p.held_out_recall, "qps": p.qps,
+            })).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+fn print_tuning(t: &strata::Result<Option<strata::Tuning>>) {
+    match t {
+        Err(e) => {
+            println!("operating points: the tuning file is unusable ({e}); run `strata tune` again")
+        }
+        Ok(None) => {
+            println!("operating points: none stored (`strata tune` measures and stores them)")
+        }
+        Ok(Some(t)) => {
+            println!(
+                "operating points (recall@{}), measured {} on {} queries from {} ({} held out), {} live vectors{}:",
+                t.k,
+                crate::time::utc(t.measured_at),
+                t.queries,
+                source_name(t.source),
+                t.held_out,
+                t.live_count,
+                if t.stale {
+                    "; STALE: carried through a compaction, run `strata tune` again"
+                } else {
+                    ""
+                }
+            );
+            println!(
+                "  {:>7} {:>6} {:>11} {:>8} {:>9} {:>9} {:>10}",
+                "target", "ef", "oversample", "rescore", "recall", "held-out", "QPS"
+            );
+            for p in &t.points {
+                println!(
+                    "  {:>7} {:>6} {:>11} {:>8} {:>9.4} {:>9.4} {:>10.0}",
+                    p.target,
+                    p.ef,
+                    p.oversample.map_or("none".into(), |o| o.to_string()),
+                    p.rescore,
+                    p.recall,
+                    p.held_out_recall,
+                    p.qps
+                );
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@ pub mod demo;
 pub mod eval;
 pub mod inspect;
 pub mod search;
+pub mod tune;
 pub mod write;
 
 use std::path::PathBuf;
