@@ -640,8 +640,15 @@ impl Generation {
                 return traversed.map(|_| None);
             }
             if traversed? {
-                let Scratch { query, found, .. } = s;
+                let Scratch {
+                    query,
+                    found,
+                    counts,
+                    ..
+                } = s;
                 let ids: Vec<u32> = found.iter().map(|c| c.id).collect();
+                counts.rescored += ids.len() as u64;
+                counts.full_distances += ids.len() as u64;
                 let v = self.view();
                 self.rows.for_rows(
                     &self.vectors,
@@ -794,6 +801,7 @@ impl Generation {
             d: 0.0,
             id: l.entry,
         };
+        let before = s.counts.distances;
         let traversed = prepared.map(|()| {
             let ctx = QueryContext {
                 metric: l.metric,
@@ -812,6 +820,7 @@ impl Generation {
                     let k8 = self.kernels;
                     let dist = |o: u32| l.metric.distance(k8, &q, v.vector(o));
                     self.traverse(&v, entry, ef, s, dist, |o| prefetch(v.vector(o)), accept);
+                    s.counts.full_distances += s.counts.distances - before;
                     s.found.truncate(k);
                     false
                 }
@@ -1059,6 +1068,8 @@ impl Generation {
                 p.found.extend_from_slice(&s.found);
                 p.ids.clear();
                 p.ids.extend(s.found.iter().map(|c| c.id));
+                s.counts.rescored += p.ids.len() as u64;
+                s.counts.full_distances += p.ids.len() as u64;
                 Ok(true)
             })?;
             if rescore {
@@ -1110,7 +1121,9 @@ impl Generation {
         let mut q = vec![0f32; l.padded];
         prepare_vector(l.metric, l.dim, query, None, &mut q)?;
         let mut top: BinaryHeap<Cand> = BinaryHeap::with_capacity(k.min(l.n) + 1);
+        let mut scanned = 0u64;
         for o in ordinals {
+            scanned += 1;
             let d = l.metric.distance(self.kernels, &q, v.vector(o));
             if top.len() < k {
                 top.push(Cand { d, id: o });
@@ -1119,6 +1132,7 @@ impl Generation {
                 top.push(Cand { d, id: o });
             }
         }
+        with_scratch(|s| s.counts.full_distances += scanned);
         Ok(top
             .into_sorted_vec()
             .into_iter()
@@ -1247,8 +1261,11 @@ impl<A: Fn(u32) -> bool> ScorerTask for TraverseCodes<'_, '_, A> {
             accept,
         } = self;
         let dist = |o: u32| scorer.distance(v, o);
+        let before = s.counts.distances;
         generation.traverse(v, entry, ef, s, dist, |o| prefetch(v.code(o)), accept);
+        s.counts.code_distances += s.counts.distances - before;
         if S::REFINES {
+            s.counts.code_distances += s.found.len() as u64;
             for c in s.found.iter() {
                 prefetch(v.residual(c.id));
             }

@@ -90,7 +90,8 @@ pub use tuning::{Tuning, TuningPoint, TuningSource, MAX_TUNING_POINTS};
 
 pub use graph::search::SearchCounts;
 
-/// The hops and distance computations of the graph searches this thread
+/// The hops, visited nodes and distance computations (on codes and at full
+/// precision, see [`SearchCounts`]) of the searches this thread
 /// ran since the last call (or since it started), and resets them: how
 /// much work a setting costs per query, independent of the machine's
 /// speed (hnswlib's `metric_hops` and `metric_distance_computations`).
@@ -107,7 +108,23 @@ pub use graph::search::SearchCounts;
 /// index.search(data.row(0), 10, &SearchParams::with_ef(32))?;
 /// let c = strata::take_search_counts();
 /// assert!(c.hops > 0 && c.distances >= c.hops);
+/// // int8 codes (the default): the traversal is on codes, and the beam's
+/// // max(ef, k) = 32 candidates are rescored at full precision.
+/// assert_eq!(c.code_distances, c.distances);
+/// assert_eq!((c.rescored, c.full_distances), (32, 32));
+/// assert!(c.visited > 0 && c.visited <= c.distances + 1);
 /// assert_eq!(strata::take_search_counts(), strata::SearchCounts::default());
+///
+/// // A float32 index: every distance is full precision, none rescored.
+/// let params = BuildParams { seed: Some(1), quantization: strata::Quantization::None, ..Default::default() };
+/// let mut b = IndexBuilder::new(8, params)?;
+/// b.add_rows(&data.data)?;
+/// let index = b.build()?.into_index()?;
+/// strata::take_search_counts();
+/// index.search(data.row(0), 10, &SearchParams::with_ef(32))?;
+/// let c = strata::take_search_counts();
+/// assert_eq!((c.code_distances, c.rescored), (0, 0));
+/// assert_eq!(c.full_distances, c.distances);
 /// # Ok::<(), strata::Error>(())
 /// ```
 pub fn take_search_counts() -> SearchCounts {

@@ -4,6 +4,7 @@ mod cmd;
 mod ids;
 mod input;
 mod measure;
+mod plot;
 mod progress;
 mod time;
 

@@ -85,11 +85,16 @@ pub struct EvalRow {
     pub qps_1t: f64,
     /// `search_batch` on one thread (rescoring reads pipelined).
     pub qps_batch_1t: f64,
-    /// `search_batch` on `threads_mt` threads.
+    /// `search_batch` on `threads_mt` threads (the last of the thread
+    /// counts measured, see `qps_threads`).
     pub qps_mt: f64,
     pub threads_mt: usize,
+    /// `search_batch` QPS on each thread count measured, in the order given.
+    pub qps_threads: Vec<ThreadsQps>,
+    /// Latency percentiles of the single-thread, one-at-a-time pass (µs).
     pub p50_us: f64,
     pub p99_us: f64,
+    pub p999_us: f64,
     pub queries: usize,
     /// Rows read by direct reads per query in the single-thread pass.
     pub direct_reads_per_query: f64,
@@ -112,12 +117,38 @@ pub struct EvalRow {
     /// Nodes expanded per query in the single-thread pass
     /// ([`strata::take_search_counts`]).
     pub hops_per_query: f64,
-    /// Distances computed per query in the single-thread pass.
+    /// Distances computed per query in the single-thread pass's graph
+    /// traversal (codes or vectors).
     pub distances_per_query: f64,
+    /// Distances on codes per query in the single-thread pass: the
+    /// traversal of a quantized index and the second level's re-ranking
+    /// ([`strata::SearchCounts::code_distances`]).
+    pub code_distances_per_query: f64,
+    /// Full-precision (float32) distances per query in the single-thread
+    /// pass: rescoring, the traversal of a `--quantization none` index, and
+    /// exact scans ([`strata::SearchCounts::full_distances`]).
+    pub full_distances_per_query: f64,
+    /// Candidates rescored with their float32 rows per query (part of
+    /// `full_distances_per_query`).
+    pub rescored_per_query: f64,
+    /// Nodes marked visited by the level-0 beam per query
+    /// ([`strata::SearchCounts::visited`]).
+    pub visited_per_query: f64,
     /// With a filter, the fraction of the single-thread pass's queries
     /// answered by an exact scan of the matches, by the graph, and by the
     /// graph finished with the scan (see `strata::filter`).
     pub filtered_paths: [f64; 3],
+}
+
+/// Throughput of `search_batch` on one thread count.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadsQps {
+    /// Threads of the pool (0 on the command line resolved to all cores).
+    pub threads: usize,
+    /// Queries per second.
+    pub qps: f64,
+    /// Direct row reads per second.
+    pub direct_reads_per_s: f64,
 }
 
 /// Recall@k of `results` against ground-truth ids (first `k` of each row).
@@ -152,6 +183,36 @@ pub fn measure<S: Searcher>(
     pool: &rayon::ThreadPool,
     warm_up: bool,
 ) -> strata::Result<EvalRow> {
+    measure_threads(
+        index,
+        queries,
+        truth,
+        k,
+        params,
+        std::slice::from_ref(pool),
+        warm_up,
+    )
+}
+
+/// [`measure`] with one timed `search_batch` pass per pool of `pools`
+/// (`EvalRow::qps_threads`, in order; `qps_mt` and `threads_mt` are the
+/// last pool's; a one-thread pool reuses the one-thread batch pass).
+/// Errors if `pools` is empty.
+pub fn measure_threads<S: Searcher>(
+    index: &S,
+    queries: &[f32],
+    truth: &[Vec<u64>],
+    k: usize,
+    params: &SearchParams,
+    pools: &[rayon::ThreadPool],
+    warm_up: bool,
+) -> strata::Result<EvalRow> {
+    if pools.is_empty() {
+        return Err(strata::Error::InvalidParameter {
+            name: "threads",
+            reason: "no thread count to measure: give at least one".into(),
+        });
+    }
     let dim = index.dim();
     let nq = queries.len() / dim;
     if nq == 0 {
@@ -190,11 +251,33 @@ pub fn measure<S: Searcher>(
     let batch_1t = one.install(|| index.search_batch(queries, k, params))?;
     let batch_single = start.elapsed().as_secs_f64();
     let io2 = strata::io::io_stats();
-    let start = Instant::now();
-    let batch_mt = pool.install(|| index.search_batch(queries, k, params))?;
-    let multi = start.elapsed().as_secs_f64();
-    let io3 = strata::io::io_stats();
+    let mut batch_matches = batch_1t == results;
+    let mut qps_threads = Vec::with_capacity(pools.len());
+    for pool in pools {
+        if pool.current_num_threads() == 1 {
+            // The one-thread batch pass above measured this already.
+            qps_threads.push(ThreadsQps {
+                threads: 1,
+                qps: nq as f64 / batch_single,
+                direct_reads_per_s: (io2.direct_rows - io1.direct_rows) as f64 / batch_single,
+            });
+            continue;
+        }
+        let io_before = strata::io::io_stats();
+        let start = Instant::now();
+        let batch = pool.install(|| index.search_batch(queries, k, params))?;
+        let secs = start.elapsed().as_secs_f64();
+        let io_after = strata::io::io_stats();
+        batch_matches &= batch == results;
+        qps_threads.push(ThreadsQps {
+            threads: pool.current_num_threads(),
+            qps: nq as f64 / secs,
+            direct_reads_per_s: (io_after.direct_rows - io_before.direct_rows) as f64 / secs,
+        });
+    }
+    let last = qps_threads[qps_threads.len() - 1].clone();
     lat.sort_by(f64::total_cmp);
+    let per_query = |n: u64| n as f64 / nq as f64;
     let direct_1t = (io1.direct_rows - io0.direct_rows) as f64;
     Ok(EvalRow {
         k,
@@ -204,21 +287,27 @@ pub fn measure<S: Searcher>(
         recall: recall(&results, truth, k.min(index.len())),
         qps_1t: nq as f64 / single,
         qps_batch_1t: nq as f64 / batch_single,
-        qps_mt: nq as f64 / multi,
-        threads_mt: pool.current_num_threads(),
+        qps_mt: last.qps,
+        threads_mt: last.threads,
+        qps_threads,
         p50_us: percentile(&lat, 0.5),
         p99_us: percentile(&lat, 0.99),
+        p999_us: percentile(&lat, 0.999),
         queries: nq,
         direct_reads_per_query: direct_1t / nq as f64,
         direct_reads_per_s_1t: direct_1t / single,
         mapped_rows_per_query: (io1.mapped_rows - io0.mapped_rows) as f64 / nq as f64,
         cached_rows_per_query: (io1.cached_rows - io0.cached_rows) as f64 / nq as f64,
         direct_reads_per_s_batch_1t: (io2.direct_rows - io1.direct_rows) as f64 / batch_single,
-        direct_reads_per_s_mt: (io3.direct_rows - io2.direct_rows) as f64 / multi,
-        batch_matches: batch_1t == results && batch_mt == results,
+        direct_reads_per_s_mt: last.direct_reads_per_s,
+        batch_matches,
         ef_used: params.ef_for(k),
-        hops_per_query: counts.hops as f64 / nq as f64,
-        distances_per_query: counts.distances as f64 / nq as f64,
+        hops_per_query: per_query(counts.hops),
+        distances_per_query: per_query(counts.distances),
+        code_distances_per_query: per_query(counts.code_distances),
+        full_distances_per_query: per_query(counts.full_distances),
+        rescored_per_query: per_query(counts.rescored),
+        visited_per_query: per_query(counts.visited),
         filtered_paths: [
             counts.filtered_exact as f64 / nq as f64,
             counts.filtered_graph as f64 / nq as f64,
@@ -227,41 +316,128 @@ pub fn measure<S: Searcher>(
     })
 }
 
-/// Prints rows as an aligned table.
+/// One cell of the table and CSV.
+enum Cell {
+    Int(usize),
+    /// A value and the decimals the table shows (CSV shows all).
+    Float(f64, usize),
+    Text(String),
+}
+
+/// A column of the table and CSV: header, and the cell of a row.
+type Column = (String, Box<dyn Fn(&EvalRow) -> Cell>);
+
+/// The `oversample` column: `codes` without rescoring, `-` for the
+/// default (rescore all max(k, ef) candidates), else the factor.
+fn oversample_label(r: &EvalRow) -> String {
+    match (r.rescore, r.oversample) {
+        (false, _) => "codes".to_string(),
+        (true, o) => o.map_or("-".to_string(), |o| format!("{o}")),
+    }
+}
+
+/// The columns of `rows` (thread counts from the first row: a sweep
+/// measures the same ones for every setting).
+fn columns(rows: &[EvalRow]) -> Vec<Column> {
+    let mut cols: Vec<Column> = vec![
+        ("k".into(), Box::new(|r| Cell::Int(r.k))),
+        ("ef".into(), Box::new(|r| Cell::Int(r.ef_used))),
+        (
+            "oversample".into(),
+            Box::new(|r| Cell::Text(oversample_label(r))),
+        ),
+        ("recall".into(), Box::new(|r| Cell::Float(r.recall, 4))),
+        ("qps_1t".into(), Box::new(|r| Cell::Float(r.qps_1t, 0))),
+        (
+            "qps_batch_1t".into(),
+            Box::new(|r| Cell::Float(r.qps_batch_1t, 0)),
+        ),
+    ];
+    let threads: Vec<usize> = rows
+        .first()
+        .map(|r| r.qps_threads.iter().map(|t| t.threads).collect())
+        .unwrap_or_default();
+    for (i, t) in threads.into_iter().enumerate() {
+        if t == 1 {
+            // That is `qps_batch_1t`.
+            continue;
+        }
+        cols.push((
+            format!("qps_batch_{t}t"),
+            Box::new(move |r| Cell::Float(r.qps_threads.get(i).map_or(f64::NAN, |t| t.qps), 0)),
+        ));
+    }
+    let rest: Vec<Column> = vec![
+        ("p50_us".into(), Box::new(|r| Cell::Float(r.p50_us, 1))),
+        ("p99_us".into(), Box::new(|r| Cell::Float(r.p99_us, 1))),
+        ("p999_us".into(), Box::new(|r| Cell::Float(r.p999_us, 1))),
+        (
+            "hops".into(),
+            Box::new(|r| Cell::Float(r.hops_per_query, 1)),
+        ),
+        (
+            "visited".into(),
+            Box::new(|r| Cell::Float(r.visited_per_query, 1)),
+        ),
+        (
+            "code_dists".into(),
+            Box::new(|r| Cell::Float(r.code_distances_per_query, 1)),
+        ),
+        (
+            "full_dists".into(),
+            Box::new(|r| Cell::Float(r.full_distances_per_query, 1)),
+        ),
+        (
+            "rescored".into(),
+            Box::new(|r| Cell::Float(r.rescored_per_query, 1)),
+        ),
+    ];
+    cols.extend(rest);
+    cols
+}
+
+/// Prints rows as an aligned table: per setting, recall, QPS (one query
+/// at a time on one thread, then `search_batch` on one thread and on each
+/// thread count measured), latency percentiles, and per query the hops,
+/// visited nodes, code distances, full-precision distances and rescored
+/// rows.
 pub fn print_table(rows: &[EvalRow]) {
-    println!(
-        "{:>5} {:>6} {:>10} {:>9} {:>10} {:>12} {:>10} {:>9} {:>9} {:>7} {:>7}",
-        "k",
-        "ef",
-        "oversample",
-        "recall",
-        "qps_1t",
-        "qps_batch_1t",
-        "qps_mt",
-        "p50_us",
-        "p99_us",
-        "hops",
-        "dists"
-    );
-    for r in rows {
-        let os = match (r.rescore, r.oversample) {
-            (false, _) => "codes".to_string(),
-            (true, o) => o.map_or("-".to_string(), |o| format!("{o}")),
-        };
-        println!(
-            "{:>5} {:>6} {:>10} {:>9.4} {:>10.0} {:>12.0} {:>10.0} {:>9.1} {:>9.1} {:>7.1} {:>7.1}",
-            r.k,
-            r.ef_used,
-            os,
-            r.recall,
-            r.qps_1t,
-            r.qps_batch_1t,
-            r.qps_mt,
-            r.p50_us,
-            r.p99_us,
-            r.hops_per_query,
-            r.distances_per_query
-        );
+    let cols = columns(rows);
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            cols.iter()
+                .map(|(_, f)| match f(r) {
+                    Cell::Int(v) => v.to_string(),
+                    Cell::Float(v, d) => format!("{v:.d$}"),
+                    Cell::Text(t) => t,
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (h, _))| {
+            cells
+                .iter()
+                .map(|c| c[i].len())
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |values: Vec<&str>| {
+        let parts: Vec<String> = values
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:>w$}"))
+            .collect();
+        println!("{}", parts.join(" "));
+    };
+    line(cols.iter().map(|(h, _)| h.as_str()).collect());
+    for row in &cells {
+        line(row.iter().map(String::as_str).collect());
     }
     // With a filter: which plan answered (the share of queries per path).
     if let Some(r) = rows
@@ -276,6 +452,51 @@ pub fn print_table(rows: &[EvalRow]) {
             100.0 * graph,
             100.0 * fallback
         );
+    }
+}
+
+/// `rows` as CSV: a header row, then one row per setting (the table's
+/// columns at full precision, `oversample` empty for the default and
+/// `codes` without rescoring, plus `rescore`, `queries` and the traversal's
+/// `distances`), `quantization` first on every row.
+pub fn write_csv(
+    out: &mut impl std::io::Write,
+    quantization: &str,
+    rows: &[EvalRow],
+) -> std::io::Result<()> {
+    let mut cols = columns(rows);
+    cols.push((
+        "rescore".into(),
+        Box::new(|r| Cell::Text(r.rescore.to_string())),
+    ));
+    cols.push(("queries".into(), Box::new(|r| Cell::Int(r.queries))));
+    cols.push((
+        "distances".into(),
+        Box::new(|r| Cell::Float(r.distances_per_query, 1)),
+    ));
+    let header: Vec<&str> = cols.iter().map(|(h, _)| h.as_str()).collect();
+    writeln!(out, "quantization,{}", header.join(","))?;
+    for r in rows {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|(name, f)| match f(r) {
+                Cell::Int(v) => v.to_string(),
+                Cell::Float(v, _) => format!("{v}"),
+                Cell::Text(t) if name == "oversample" && t == "-" => String::new(),
+                Cell::Text(t) => t,
+            })
+            .collect();
+        writeln!(out, "{},{}", csv_field(quantization), cells.join(","))?;
+    }
+    Ok(())
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
     }
 }
 

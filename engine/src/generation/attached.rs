@@ -100,7 +100,9 @@ impl Generation {
                     .code_query(&q)
                     .expect("an attached overlay has the generation's codes");
                 s.visit_limit = limit;
+                let before = s.counts.distances;
                 ov.union_candidates(&v, &cq, ef, s, &accept, &accept_node);
+                s.counts.code_distances += s.counts.distances - before;
                 s.visit_limit = None;
                 if std::mem::take(&mut s.limit_hit) {
                     return Ok(None);
@@ -108,6 +110,8 @@ impl Generation {
                 let found = &mut s.found;
                 found.truncate(if params.rescore { rescore } else { k });
                 if params.rescore {
+                    s.counts.rescored += found.len() as u64;
+                    s.counts.full_distances += found.len() as u64;
                     let ords: Vec<u32> = found.iter().map(|c| c.id).filter(|&u| u < g).collect();
                     let mut exact = vec![f32::INFINITY; ords.len()];
                     self.rows.for_rows(

@@ -49,9 +49,27 @@ pub struct SearchCounts {
     /// Nodes expanded: neighbour lists read by beam searches, and moves of
     /// the greedy descent through the upper levels.
     pub hops: u64,
-    /// Distances computed to nodes (codes or vectors; the re-ranking and
-    /// rescoring of the final candidates not included).
+    /// Distances computed to nodes during the graph traversal (codes or
+    /// vectors; the re-ranking and rescoring of the final candidates not
+    /// included).
     pub distances: u64,
+    /// Distances computed on codes by k-NN searches: the traversal of a
+    /// quantized index (its share of `distances`), and the second level's
+    /// re-ranking of the beam's candidates (two-level codes).
+    pub code_distances: u64,
+    /// Full-precision (float32) distances computed by k-NN searches: the
+    /// traversal of an index built with [`crate::Quantization::None`] (its
+    /// share of `distances`), the rescoring of candidates (`rescored`), and
+    /// exact scans (ground truth, filtered searches that scan the matches).
+    pub full_distances: u64,
+    /// Candidates rescored with their float32 vectors: rows read from the
+    /// vectors file (or the row cache) after a quantized traversal; part of
+    /// `full_distances`.
+    pub rescored: u64,
+    /// Nodes marked in the level-0 beam's visited set: its entry points and
+    /// every neighbour seen for the first time (each is then measured, so
+    /// this is at most the level-0 share of `distances` plus the entries).
+    pub visited: u64,
     /// Filtered searches answered by an exact scan of the matches (few
     /// matched).
     pub filtered_exact: u64,
@@ -214,6 +232,7 @@ pub(crate) fn beam<A: Adjacency>(
     top.clear();
     for e in entries {
         if visited.insert(e.id) {
+            counts.visited += 1;
             candidates.push(Reverse(*e));
             if accept(e.id) {
                 top.push(*e);
@@ -239,6 +258,7 @@ pub(crate) fn beam<A: Adjacency>(
         });
         counts.hops += 1;
         counts.distances += fresh.len() as u64;
+        counts.visited += fresh.len() as u64;
         if counts.distances > limit {
             *limit_hit = true;
             break;
@@ -447,6 +467,8 @@ mod tests {
         assert_eq!(scratch.counts.hops, N as u64);
         assert_eq!(scratch.counts.distances, N as u64 - 1);
         assert_eq!(scratch.counts.distances, measured.get());
+        // Every node was marked visited once: the entry and the N - 1 others.
+        assert_eq!(scratch.counts.visited, N as u64);
         // The greedy descent's counter sees one list per step.
         let line = Lists {
             links: (0..N).map(|i| vec![i.saturating_sub(1)]).collect(),

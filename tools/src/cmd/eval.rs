@@ -1,8 +1,9 @@
 //! `strata eval`: recall@k, QPS and latency swept over ef and oversampling.
 
 use super::CliResult;
-use crate::measure::{exact_truth, mapped_rss_kb, measure, print_table, rss_kb};
-use std::path::PathBuf;
+use crate::measure::{exact_truth, mapped_rss_kb, measure_threads, print_table, rss_kb, EvalRow};
+use crate::plot::{recall_qps_svg, Series};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use strata::{dataset, Generation, Index, OpenOptions, SearchParams};
 
@@ -33,15 +34,28 @@ pub struct Args {
     /// distances are the codes' estimates (see `SearchParams::rescore`).
     #[arg(long)]
     pub no_rescore: bool,
-    /// Threads for the multi-thread pass (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    /// Thread counts for the `search_batch` passes, one pass each
+    /// (e.g. `1,2`; 0 = all cores).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub threads: Vec<usize>,
     /// Use only the first N queries.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// One JSON record per setting instead of a table.
+    /// Output: an aligned table, one JSON record per setting, or CSV
+    /// (a header row, then one row per setting).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// The same as `--format json`.
     #[arg(long)]
     pub json: bool,
+    /// Also draw recall@k against single-thread QPS (log scale) into this
+    /// SVG file: one curve per oversampling setting, the Pareto frontier
+    /// highlighted.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Target recalls marked on the plot (e.g. `0.95,0.99`), each in (0, 1].
+    #[arg(long, value_delimiter = ',', requires = "plot")]
+    pub target: Vec<f64>,
     /// Also report open time and resident memory (one more JSON line with --json).
     #[arg(long)]
     pub report_memory: bool,
@@ -60,14 +74,63 @@ pub struct Args {
     pub no_warmup: bool,
 }
 
+/// How `eval` prints its results.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// An aligned table.
+    Table,
+    /// One JSON record per setting (and one for `--report-memory`).
+    Json,
+    /// A header row, then one row per setting.
+    Csv,
+}
+
 pub fn run(a: Args) -> CliResult {
+    let format = match (a.json, a.format) {
+        (false, f) => f,
+        (true, Format::Table | Format::Json) => Format::Json,
+        (true, Format::Csv) => {
+            return Err("--json is --format json: give --json or --format csv, not both".into())
+        }
+    };
+    if let Some(t) = a
+        .target
+        .iter()
+        .find(|t| !(t.is_finite() && **t > 0.0 && **t <= 1.0))
+    {
+        return Err(format!("--target {t}: a target recall must be in (0, 1]").into());
+    }
+    if let Some(p) = &a.plot {
+        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
+            return Err(format!(
+                "--plot {}: the plot is SVG, give a file name ending in .svg",
+                p.display()
+            )
+            .into());
+        }
+        // Before the sweep, not after it: a typo should not cost a run.
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(d) = parent.filter(|d| !d.is_dir()) {
+            return Err(format!(
+                "cannot write plot {}: {} is not a directory",
+                p.display(),
+                d.display()
+            )
+            .into());
+        }
+    }
     if a.limit == Some(0) {
         return Err("--limit 0 leaves no queries to evaluate: give at least 1".into());
     }
     if a.k == 0 {
         return Err("--k must be at least 1".into());
     }
-    strata::check_threads(a.threads)?;
+    if a.threads.is_empty() {
+        return Err("--threads needs at least one thread count".into());
+    }
+    for &t in &a.threads {
+        strata::check_threads(t)?;
+    }
     let t = Instant::now();
     if a.verify {
         Generation::open_with(
@@ -133,9 +196,11 @@ pub fn run(a: Args) -> CliResult {
             }
         },
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
-        .build()?;
+    let pools = a
+        .threads
+        .iter()
+        .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build())
+        .collect::<Result<Vec<_>, _>>()?;
     let oversamples: Vec<Option<f32>> = if a.oversample.is_empty() {
         vec![None]
     } else {
@@ -169,7 +234,7 @@ pub fn run(a: Args) -> CliResult {
     let efs = if a.auto_ef { &[0][..] } else { &a.ef[..] };
     for &ef in efs {
         for &oversample in &oversamples {
-            let row = measure(
+            let row = measure_threads(
                 &index,
                 &queries.data,
                 &truth,
@@ -183,7 +248,7 @@ pub fn run(a: Args) -> CliResult {
                     auto_ef,
                     ..Default::default()
                 },
-                &pool,
+                &pools,
                 !a.no_warmup,
             )?;
             if !row.batch_matches {
@@ -191,7 +256,7 @@ pub fn run(a: Args) -> CliResult {
                     "warning: ef {ef}: search_batch answered differently from one-at-a-time search"
                 );
             }
-            if a.json {
+            if format == Format::Json {
                 println!("{}", serde_json::to_string(&row)?);
             }
             rows.push(row);
@@ -200,7 +265,33 @@ pub fn run(a: Args) -> CliResult {
     let info = index.with_generation(|i| i.info());
     let cache = index.with_generation(|i| i.row_cache_bytes());
     let log = index.stats();
-    if !a.json {
+    if format == Format::Csv {
+        let mut out = std::io::stdout().lock();
+        crate::measure::write_csv(&mut out, info.quantization.name(), &rows)?;
+    }
+    if let Some(path) = &a.plot {
+        let name = a.dir.file_name().map_or_else(
+            || a.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let title = format!(
+            "{name}: {} vectors, dim {}, {}, {}; {} queries",
+            info.count,
+            info.dim,
+            info.metric.name(),
+            info.quantization.name(),
+            queries.len()
+        );
+        plot_rows(
+            path,
+            &title,
+            info.quantization.name(),
+            a.k,
+            &rows,
+            &a.target,
+        )?;
+    }
+    if format == Format::Table {
         println!(
             "{}: {} vectors, dim {}, {}, {}, kernels {}; {} queries",
             a.dir.display(),
@@ -250,8 +341,11 @@ pub fn run(a: Args) -> CliResult {
             "cgroup_memory_limit_bytes": cgroup.0,
             "cgroup_memory_usage_bytes": cgroup.1,
         });
-        if a.json {
+        if format == Format::Json {
             println!("{mem}");
+        } else if format == Format::Csv {
+            // Standard output is the CSV: the memory report goes beside it.
+            eprintln!("{mem}");
         } else {
             println!(
                 "open {open_ms:.2} ms; RSS after open {} KiB; after {} queries {rss} KiB (anon {anon}, file-backed {file}: graph map {graph_map} KiB, vectors map {vectors_map} KiB); graph file {} B, vectors file {} B",
@@ -276,6 +370,47 @@ pub fn run(a: Args) -> CliResult {
             );
         }
     }
+    Ok(())
+}
+
+/// The series of a sweep: one per oversampling setting (or codes only),
+/// named with the index's quantization, its points in ef order.
+pub fn sweep_series(quantization: &str, rows: &[EvalRow]) -> Vec<Series> {
+    let mut series: Vec<(String, Series)> = Vec::new();
+    for r in rows {
+        let key = match (r.rescore, r.oversample) {
+            (false, _) => format!("{quantization}, codes only (no rescore)"),
+            (true, None) => format!("{quantization}, rescore max(k, ef)"),
+            (true, Some(o)) => format!("{quantization}, oversample {o}"),
+        };
+        let point = (r.recall, r.qps_1t, format!("ef {}", r.ef_used));
+        match series.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, s)) => s.points.push(point),
+            None => series.push((
+                key.clone(),
+                Series {
+                    name: key,
+                    points: vec![point],
+                },
+            )),
+        }
+    }
+    series.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Draws `rows` (recall@k against single-thread QPS) into the SVG at
+/// `path`, with `targets` marked.
+fn plot_rows(
+    path: &Path,
+    title: &str,
+    quantization: &str,
+    k: usize,
+    rows: &[EvalRow],
+    targets: &[f64],
+) -> CliResult {
+    let series = sweep_series(quantization, rows);
+    recall_qps_svg(path, title, k, &series, None, targets)?;
+    eprintln!("plot: {}", path.display());
     Ok(())
 }
 
