@@ -21,6 +21,26 @@ pub struct Series {
     pub points: Vec<(f64, f64, String)>,
 }
 
+/// Checks, before a long sweep rather than after it, that a plot can be
+/// written to `path`: an `.svg` name in an existing directory.
+pub fn check_path(path: &Path) -> Result<(), String> {
+    if path.extension().and_then(|e| e.to_str()) != Some("svg") {
+        return Err(format!(
+            "--plot {}: the plot is SVG, give a file name ending in .svg",
+            path.display()
+        ));
+    }
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = parent.filter(|d| !d.is_dir()) {
+        return Err(format!(
+            "cannot write plot {}: {} is not a directory",
+            path.display(),
+            d.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Indices of the points no other point dominates (another is at least as
 /// good in both recall and QPS and better in one; higher is better in
 /// both), sorted by recall, then by index. Of identical points the first is

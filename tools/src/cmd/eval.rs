@@ -34,6 +34,10 @@ pub struct Args {
     /// distances are the codes' estimates (see `SearchParams::rescore`).
     #[arg(long)]
     pub no_rescore: bool,
+    /// Evaluate the operating point `strata tune` stored for this recall@k
+    /// target (replaces --ef, --oversample, --no-rescore and --auto-ef).
+    #[arg(long, value_name = "TARGET", conflicts_with_all = ["ef", "oversample", "no_rescore", "auto_ef"])]
+    pub recall: Option<f32>,
     /// Thread counts for the `search_batch` passes, one pass each
     /// (e.g. `1,2`; 0 = all cores).
     #[arg(long, value_delimiter = ',', default_value = "0")]
@@ -101,23 +105,7 @@ pub fn run(a: Args) -> CliResult {
         return Err(format!("--target {t}: a target recall must be in (0, 1]").into());
     }
     if let Some(p) = &a.plot {
-        if p.extension().and_then(|e| e.to_str()) != Some("svg") {
-            return Err(format!(
-                "--plot {}: the plot is SVG, give a file name ending in .svg",
-                p.display()
-            )
-            .into());
-        }
-        // Before the sweep, not after it: a typo should not cost a run.
-        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
-        if let Some(d) = parent.filter(|d| !d.is_dir()) {
-            return Err(format!(
-                "cannot write plot {}: {} is not a directory",
-                p.display(),
-                d.display()
-            )
-            .into());
-        }
+        crate::plot::check_path(p)?;
     }
     if a.limit == Some(0) {
         return Err("--limit 0 leaves no queries to evaluate: give at least 1".into());
@@ -152,6 +140,11 @@ pub fn run(a: Args) -> CliResult {
     }
     let filter = a.filter.filter()?;
     let auto_ef = a.auto_ef.then(strata::AutoEf::default);
+    let tuned = match a.recall {
+        Some(t) => Some(stored_point(&index, &queries, a.k, t, filter.as_ref())?),
+        None => None,
+    };
+    let rescore = tuned.map_or(!a.no_rescore, |p| p.rescore);
     let truth: Vec<Vec<u64>> = match &a.groundtruth {
         Some(p) => {
             let gt = dataset::read_ivecs(p)?;
@@ -201,7 +194,9 @@ pub fn run(a: Args) -> CliResult {
         .iter()
         .map(|&t| rayon::ThreadPoolBuilder::new().num_threads(t).build())
         .collect::<Result<Vec<_>, _>>()?;
-    let oversamples: Vec<Option<f32>> = if a.oversample.is_empty() {
+    let oversamples: Vec<Option<f32>> = if let Some(p) = tuned {
+        vec![p.oversample]
+    } else if a.oversample.is_empty() {
         vec![None]
     } else {
         a.oversample.iter().map(|o| Some(*o)).collect()
@@ -211,9 +206,9 @@ pub fn run(a: Args) -> CliResult {
     let mut memory_after_pass = None;
     if a.report_memory {
         let params = SearchParams {
-            ef: a.ef.first().copied().unwrap_or(64),
+            ef: tuned.map_or(a.ef.first().copied().unwrap_or(64), |p| p.ef),
             oversample: oversamples[0],
-            rescore: !a.no_rescore,
+            rescore,
             filter: filter.as_ref(),
             exact_below: a.filter.exact_below,
             auto_ef,
@@ -231,7 +226,12 @@ pub fn run(a: Args) -> CliResult {
         ));
     }
     let mut rows = Vec::new();
-    let efs = if a.auto_ef { &[0][..] } else { &a.ef[..] };
+    let tuned_ef = tuned.map(|p| [p.ef]);
+    let efs = match &tuned_ef {
+        Some(ef) => &ef[..],
+        None if a.auto_ef => &[0][..],
+        None => &a.ef[..],
+    };
     for &ef in efs {
         for &oversample in &oversamples {
             let row = measure_threads(
@@ -242,7 +242,7 @@ pub fn run(a: Args) -> CliResult {
                 &SearchParams {
                     ef,
                     oversample,
-                    rescore: !a.no_rescore,
+                    rescore,
                     filter: filter.as_ref(),
                     exact_below: a.filter.exact_below,
                     auto_ef,
@@ -412,6 +412,42 @@ fn plot_rows(
     recall_qps_svg(path, title, k, &series, None, targets)?;
     eprintln!("plot: {}", path.display());
     Ok(())
+}
+
+/// The operating point `--recall target` names: the search's own
+/// resolution (so a missing, damaged or insufficient tuning is the
+/// library's typed error), reported on stderr.
+fn stored_point(
+    index: &Index,
+    queries: &dataset::Vectors,
+    k: usize,
+    target: f32,
+    filter: Option<&strata::Filter>,
+) -> Result<strata::TuningPoint, Box<dyn std::error::Error>> {
+    if queries.is_empty() {
+        return Err("--recall: the query file holds no queries".into());
+    }
+    let probe = SearchParams {
+        filter,
+        ..SearchParams::for_recall(target)
+    };
+    index.search(queries.row(0), k, &probe)?;
+    let tuning = index
+        .tuning()?
+        .ok_or("the index lost its operating points while eval ran")?;
+    let p = *tuning.point_for(target, k)?;
+    eprintln!(
+        "--recall {target}: the point stored for target {}: ef {}, oversample {}, {} (tuned recall {:.4}, held-out {:.4}, {:.0} QPS{})",
+        p.target,
+        p.ef,
+        p.oversample.map_or("none".into(), |o| o.to_string()),
+        if p.rescore { "rescored" } else { "codes only" },
+        p.recall,
+        p.held_out_recall,
+        p.qps,
+        if tuning.stale { "; stale: measured before a compaction" } else { "" }
+    );
+    Ok(p)
 }
 
 /// Warns when ground-truth ids (the first `k` of each row) are not in the

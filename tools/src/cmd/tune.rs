@@ -76,6 +76,11 @@ pub struct Args {
     /// One JSON object (settings, frontier, points) instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Draw recall@k against single-thread QPS (one curve per oversample
+    /// and for codes only, the frontier highlighted, the targets marked)
+    /// to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -239,6 +244,9 @@ fn check(a: &Args) -> Result<(), String> {
     }
     if !(a.budget.is_finite() && a.budget > 0.0) {
         return Err("--budget: give a positive number of seconds".into());
+    }
+    if let Some(p) = &a.plot {
+        crate::plot::check_path(p)?;
     }
     if a.queries.is_none() && a.sample < 2 {
         return Err("--sample: at least 2 rows (half choose, half check)".into());
@@ -492,6 +500,9 @@ pub fn run(a: Args) -> CliResult {
         index.store_tuning(&tuning)?;
     }
     let moved = index.stats().generation != generation_before;
+    if let Some(path) = &a.plot {
+        draw(path, &a, &info, n, &settings, &targets)?;
+    }
     let elapsed = start.elapsed().as_secs_f64();
     if a.json {
         println!(
@@ -547,6 +558,50 @@ pub fn run(a: Args) -> CliResult {
         .into());
     }
     Ok(())
+}
+
+/// The sweep as an SVG plot: a curve per series, the frontier tune
+/// found, the targets.
+fn draw(
+    path: &std::path::Path,
+    a: &Args,
+    info: &strata::IndexInfo,
+    n: usize,
+    settings: &[Setting],
+    targets: &[f32],
+) -> Result<(), String> {
+    let quant = info.quantization.name();
+    let mut series: Vec<crate::plot::Series> = Vec::new();
+    for s in settings {
+        let name = format!("{quant}, {}", s.series());
+        let point = (s.recall, s.qps, format!("ef {}", s.ef));
+        match series.iter_mut().find(|c| c.name == name) {
+            Some(c) => c.points.push(point),
+            None => series.push(crate::plot::Series {
+                name,
+                points: vec![point],
+            }),
+        }
+    }
+    let mut front: Vec<(f64, f64)> = settings
+        .iter()
+        .filter(|s| s.frontier)
+        .map(|s| (s.recall, s.qps))
+        .collect();
+    front.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let dir = a.dir.file_name().map_or_else(
+        || a.dir.display().to_string(),
+        |d| d.to_string_lossy().into_owned(),
+    );
+    let title = format!(
+        "strata tune {dir}: {} vectors, dim {}, {}, {quant}; {n} queries",
+        info.count,
+        info.dim,
+        info.metric.name()
+    );
+    let targets: Vec<f64> = targets.iter().map(|&t| t as f64).collect();
+    crate::plot::recall_qps_svg(path, &title, a.k, &series, Some(&front), &targets)
+        .map_err(|e| format!("--plot {}: {e}", path.display()))
 }
 
 fn point_json(p: &TuningPoint) -> serde_json::Value {
