@@ -32,11 +32,11 @@ enum Command {
     /// Build, search and evaluate on generated data, end to end.
     Demo(cmd::demo::Args),
     /// Insert vectors through the append log.
-    Insert(cmd::write::InsertArgs),
+    Insert(cmd::insert::Args),
     /// Delete ids through the append log.
-    Delete(cmd::write::DeleteArgs),
+    Delete(cmd::delete::Args),
     /// Fold the append log into a new generation.
-    Compact(cmd::write::CompactArgs),
+    Compact(cmd::compact::Args),
 }
 
 fn main() {
@@ -47,9 +47,9 @@ fn main() {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Demo(a) => cmd::demo::run(a),
-        Command::Insert(a) => cmd::write::insert(a),
-        Command::Delete(a) => cmd::write::delete(a),
-        Command::Compact(a) => cmd::write::compact(a),
+        Command::Insert(a) => cmd::insert::run(a),
+        Command::Delete(a) => cmd::delete::run(a),
+        Command::Compact(a) => cmd::compact::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,11 +1,14 @@
 //! One module per subcommand; each exposes `Args` and `run`.
 
 pub mod build;
+pub mod compact;
+pub mod delete;
 pub mod demo;
 pub mod eval;
+pub mod insert;
 pub mod inspect;
 pub mod search;
-pub mod write;
+pub mod write_common;
 
 use std::path::PathBuf;
 
