@@ -1,14 +1,13 @@
 //! `strata compact`: folds the append log into a new generation.
 
 use super::CliResult;
-use std::path::PathBuf;
 use std::time::Instant;
 use strata::{CompactOptions, Durability, Writer, WriterOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Generation directory.
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
     /// Train a new quantizer on the live vectors instead of reusing the current one.
     #[arg(long)]
     pub retrain: bool,
@@ -31,7 +30,7 @@ pub fn run(a: Args) -> CliResult {
         auto_compact: None,
         ..WriterOptions::new(Durability::EveryOp)
     };
-    let writer = Writer::open_with(&a.dir, &options)?;
+    let writer = Writer::open_with(&a.index.dir, &options)?;
     let before = writer.live().stats();
     if before.log_records == 0 && !a.force {
         println!(

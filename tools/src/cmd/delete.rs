@@ -6,13 +6,12 @@ use super::write_common::{
 };
 use super::CliResult;
 use crate::ids::IdList;
-use std::path::PathBuf;
 use strata::{BatchOptions, Error};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Generation directory.
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
     /// Ids to delete: a file of integers, or a list such as `3,17,40-49`.
     #[arg(long)]
     pub ids: String,
@@ -35,7 +34,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     let ids = IdList::from_arg(&a.ids).map_err(|e| refused(a.json, e, ""))?;
-    let writer = open_writer(&a.dir, a.durability, a.auto_compact)?;
+    let writer = open_writer(&a.index.dir, a.durability, a.auto_compact)?;
     // Ids are generated lazily from their runs; a list naming more ids than
     // are live cannot succeed, so it is refused before anything is deleted
     // or materialised.

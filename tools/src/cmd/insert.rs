@@ -12,8 +12,8 @@ use strata::{BatchOptions, Error};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Generation directory.
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
     /// Vectors to insert (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
     #[arg(long)]
     pub input: PathBuf,
@@ -61,7 +61,7 @@ fn insert_hint(e: &Error) -> &'static str {
 
 pub fn run(a: Args) -> CliResult {
     let data = crate::input::read_vectors(&a.input)?;
-    let writer = open_writer(&a.dir, a.durability, a.auto_compact)?;
+    let writer = open_writer(&a.index.dir, a.durability, a.auto_compact)?;
     let assigned = a.ids.is_none();
     let ids = match &a.ids {
         Some(p) => IdList::from_arg(&p.to_string_lossy()).map_err(|e| refused(a.json, e, ""))?,

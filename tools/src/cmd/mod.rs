@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `Args` and `run`.
 
+pub mod args;
 pub mod build;
 pub mod compact;
 pub mod delete;

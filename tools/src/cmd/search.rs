@@ -7,11 +7,10 @@ use strata::{dataset, Index, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Generation directory.
-    pub dir: PathBuf,
-    /// Queries (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
-    #[arg(long)]
-    pub query: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
+    #[command(flatten)]
+    pub queries: super::args::QueryFile,
     /// Neighbours per query.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
@@ -46,9 +45,9 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = Index::open_with(&a.dir, &a.read.open_options()?)?;
-    let queries = crate::input::read_vectors(&a.query)?;
-    crate::input::check_query_dim(&a.query, &queries, index.dim())?;
+    let index = Index::open_with(&a.index.dir, &a.read.open_options()?)?;
+    let queries = crate::input::read_vectors(&a.queries.query)?;
+    crate::input::check_query_dim(&a.queries.query, &queries, index.dim())?;
     let filter = a.filter.filter()?;
     let params = SearchParams {
         ef: a.ef,
