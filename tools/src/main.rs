@@ -5,18 +5,28 @@ mod ids;
 mod input;
 mod measure;
 mod progress;
+mod version;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "strata",
     version,
+    disable_version_flag = true,
+    arg_required_else_help = true,
     about = "Memory-mapped HNSW vector index with int8, LVQ-8, product or binary codes and float32 rescoring"
 )]
 struct Cli {
+    /// Print the version (with --verbose: also the format versions read and
+    /// written, and the distance kernels chosen for this CPU).
+    #[arg(short = 'V', long = "version")]
+    show_version: bool,
+    /// With --version: also the format versions and the distance kernels.
+    #[arg(long, requires = "show_version")]
+    verbose: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -37,11 +47,27 @@ enum Command {
     Delete(cmd::delete::Args),
     /// Fold the append log into a new generation.
     Compact(cmd::compact::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cmd::completions::Args),
+    /// Print the manual page (roff), or write every page into a directory.
+    Man(cmd::man::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
+    if cli.show_version {
+        print!("{}", version::text(cli.verbose));
+        return;
+    }
+    let Some(command) = cli.command else {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a subcommand is required (see --help)",
+            )
+            .exit()
+    };
+    let result = match command {
         Command::Build(a) => cmd::build::run(a),
         Command::Search(a) => cmd::search::run(a),
         Command::Eval(a) => cmd::eval::run(a),
@@ -50,9 +76,23 @@ fn main() {
         Command::Insert(a) => cmd::insert::run(a),
         Command::Delete(a) => cmd::delete::run(a),
         Command::Compact(a) => cmd::compact::run(a),
+        Command::Completions(a) => cmd::completions::run(a, Cli::command()),
+        Command::Man(a) => cmd::man::run(a, Cli::command()),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// The derive's own consistency checks (duplicate flags, bad defaults).
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -3,11 +3,13 @@
 pub mod args;
 pub mod build;
 pub mod compact;
+pub mod completions;
 pub mod delete;
 pub mod demo;
 pub mod eval;
 pub mod insert;
 pub mod inspect;
+pub mod man;
 pub mod search;
 pub mod write_common;
 

@@ -1,0 +1,90 @@
+//! The commands about the command line itself: `--version [--verbose]`,
+//! `completions`, `man`.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn version_verbose_names_the_format_versions_and_the_kernels() {
+    let plain = run(&["--version"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let line = stdout(&plain);
+    assert_eq!(
+        line.trim(),
+        format!("strata {}", env!("CARGO_PKG_VERSION")),
+        "plain --version is the one line it always was"
+    );
+    assert_eq!(stdout(&run(&["-V"])), line);
+    let o = run(&["--version", "--verbose"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with(&line), "{out}");
+    let data = format!("format version {}", strata::format::FORMAT_VERSION);
+    let dir = format!("directory version {}", strata::format::DIRECTORY_VERSION);
+    assert!(out.contains(&data), "{out}");
+    assert!(out.contains(&dir), "{out}");
+    let kernels = strata::distance::Kernels::detect().name;
+    assert!(
+        out.contains(&format!("distance kernels: {kernels}")),
+        "{out}"
+    );
+    // --verbose alone is a usage error, not a silent no-op.
+    let o = run(&["--verbose"]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn forcing_scalar_kernels_shows_in_version_verbose() {
+    let o = strata()
+        .args(["--version", "--verbose"])
+        .env("STRATA_FORCE_SCALAR", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("distance kernels: scalar"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn completions_for_every_shell_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = run(&["completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        let out = stdout(&o);
+        for sub in ["build", "search", "compact", "man"] {
+            assert!(out.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    let bash = stdout(&run(&["completions", "bash"]));
+    assert!(bash.contains("complete -F _strata"), "{bash}");
+    let o = run(&["completions", "tcsh"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("possible values"), "{}", stderr(&o));
+}
+
+#[test]
+fn man_prints_roff_and_writes_a_page_per_subcommand() {
+    let o = run(&["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(
+        page.starts_with(".TH") || page.starts_with(".ie"),
+        "not roff: {}",
+        &page[..page.len().min(200)]
+    );
+    assert!(page.contains(".TH strata 1"), "{page}");
+    assert!(page.contains("completions"), "{page}");
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("man1");
+    let o = run(&["man", "--out", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for name in ["strata.1", "strata-build.1", "strata-man.1"] {
+        let text =
+            std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}");
+    }
+}
