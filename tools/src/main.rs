@@ -47,6 +47,8 @@ enum Command {
     Delete(cmd::delete::Args),
     /// Fold the append log into a new generation.
     Compact(cmd::compact::Args),
+    /// Exact top k of each query by brute force, written as .ivecs.
+    Groundtruth(cmd::groundtruth::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(cmd::completions::Args),
     /// Print the manual page (roff), or write every page into a directory.
@@ -76,6 +78,7 @@ fn main() {
         Command::Insert(a) => cmd::insert::run(a),
         Command::Delete(a) => cmd::delete::run(a),
         Command::Compact(a) => cmd::compact::run(a),
+        Command::Groundtruth(a) => cmd::groundtruth::run(a),
         Command::Completions(a) => cmd::completions::run(a, Cli::command()),
         Command::Man(a) => cmd::man::run(a, Cli::command()),
     };

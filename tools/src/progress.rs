@@ -1,4 +1,5 @@
-//! Turns build progress callbacks into a progress bar on stderr.
+//! Progress on stderr: the build's callbacks as a bar, counting bars for
+//! other long steps, and spinners for steps that report no progress.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use strata::{BuildProgress, BuildStage};
@@ -42,4 +43,22 @@ impl BuildBar {
     pub fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// A bar counting `total` items of a step (queries, rows) labelled `what`;
+/// hidden when `quiet`. Like the build bar it draws on stderr, and only
+/// when stderr is a terminal.
+pub fn count_bar(total: u64, what: &'static str, quiet: bool) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar
 }

@@ -55,7 +55,7 @@ fn completions_for_every_shell_name_the_subcommands() {
         let o = run(&["completions", shell]);
         assert!(o.status.success(), "{shell}: {}", stderr(&o));
         let out = stdout(&o);
-        for sub in ["build", "search", "compact", "man"] {
+        for sub in ["build", "search", "compact", "groundtruth", "man"] {
             assert!(out.contains(sub), "{shell} completions lack {sub}");
         }
     }
@@ -77,12 +77,17 @@ fn man_prints_roff_and_writes_a_page_per_subcommand() {
         &page[..page.len().min(200)]
     );
     assert!(page.contains(".TH strata 1"), "{page}");
-    assert!(page.contains("completions"), "{page}");
+    assert!(page.contains("groundtruth"), "{page}");
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("man1");
     let o = run(&["man", "--out", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for name in ["strata.1", "strata-build.1", "strata-man.1"] {
+    for name in [
+        "strata.1",
+        "strata-build.1",
+        "strata-groundtruth.1",
+        "strata-man.1",
+    ] {
         let text =
             std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(text.contains(".TH"), "{name}");

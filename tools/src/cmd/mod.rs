@@ -7,6 +7,7 @@ pub mod completions;
 pub mod delete;
 pub mod demo;
 pub mod eval;
+pub mod groundtruth;
 pub mod insert;
 pub mod inspect;
 pub mod man;
