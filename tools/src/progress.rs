@@ -62,3 +62,18 @@ pub fn count_bar(total: u64, what: &'static str, quiet: bool) -> ProgressBar {
     bar.set_message(what);
     bar
 }
+
+/// A spinner with the elapsed time for a step that reports no progress of
+/// its own (a compaction, one atomic batch); hidden when `quiet`.
+pub fn spinner(what: impl Into<std::borrow::Cow<'static, str>>, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("static template"),
+    );
+    bar.set_message(what);
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

@@ -12,7 +12,8 @@ use strata::{BatchOptions, Error};
 pub struct Args {
     #[command(flatten)]
     pub index: super::args::IndexDir,
-    /// Ids to delete: a file of integers, or a list such as `3,17,40-49`.
+    /// Ids to delete: a file of integers (`-`: read from stdin), or a list
+    /// such as `3,17,40-49`.
     #[arg(long)]
     pub ids: String,
     /// Skip ids that are not in the index instead of failing (makes a

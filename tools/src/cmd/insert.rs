@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long)]
     pub input: PathBuf,
     /// Ids, one per row: a text file of integers (whitespace or comma separated),
-    /// or an inline list such as `10,11,20-29`.
+    /// `-` for such text on stdin, or an inline list such as `10,11,20-29`.
     /// Default: the next free ids, printed. Give ids to make a retry after a
     /// crash recognisable (see --skip-existing): without them a retry
     /// inserts the vectors again under new ids.
@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, requires = "ids")]
     pub skip_existing: bool,
     /// Labels of the rows: a text file with one line per input row (see
-    /// `strata build --labels`).
+    /// `strata build --labels`; `-` reads it from stdin).
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
     /// When operations become durable.
@@ -44,10 +44,16 @@ pub struct Args {
     /// command waits for a compaction it started before it exits.
     #[arg(long, default_value = "0.25", value_parser = parse_auto_compact)]
     pub auto_compact: AutoCompactArg,
-    /// Print the report as one JSON object.
+    /// Print the report as one JSON object (no spinner).
     #[arg(long)]
     pub json: bool,
+    /// No progress spinner (shown for inputs of more than 10,000 rows).
+    #[arg(long)]
+    pub quiet: bool,
 }
+
+/// Inputs of more rows than this show a spinner while the batch is written.
+const SPINNER_ROWS: usize = 10_000;
 
 /// The hint for an insert refused because an id exists.
 fn insert_hint(e: &Error) -> &'static str {
@@ -60,6 +66,12 @@ fn insert_hint(e: &Error) -> &'static str {
 }
 
 pub fn run(a: Args) -> CliResult {
+    crate::input::one_stdin(&[
+        ("--input", Some(&a.input)),
+        ("--ids", a.ids.as_ref()),
+        ("--labels", a.labels.as_ref()),
+    ])
+    .map_err(|e| refused(a.json, e, ""))?;
     let data = crate::input::read_vectors(&a.input)?;
     let writer = open_writer(&a.index.dir, a.durability, a.auto_compact)?;
     let assigned = a.ids.is_none();
@@ -90,12 +102,21 @@ pub fn run(a: Args) -> CliResult {
         .map(|p| super::build::read_row_labels(p, ids.len()))
         .transpose()
         .map_err(|e| refused(a.json, e, ""))?;
+    let spinner = crate::progress::spinner(
+        format!(
+            "{} {} vectors as one batch",
+            if a.upsert { "upserting" } else { "inserting" },
+            ids.len()
+        ),
+        a.quiet || a.json || ids.len() <= SPINNER_ROWS,
+    );
     let result = match (&labels, a.upsert) {
         (None, true) => writer.upsert_batch(&ids, &data.data),
         (None, false) => writer.insert_batch(&ids, &data.data, options),
         (Some(l), true) => writer.upsert_batch_with_labels(&ids, &data.data, l),
         (Some(l), false) => writer.insert_batch_with_labels(&ids, &data.data, l, options),
     };
+    spinner.finish_and_clear();
     let r = result.map_err(|e| batch_error(a.json, &e, insert_hint(&e)))?;
     checkpoint(&writer, &r)?;
     let s = t.elapsed().as_secs_f64();

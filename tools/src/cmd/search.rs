@@ -38,6 +38,10 @@ pub struct Args {
     /// With --radius, return at most this many (the nearest).
     #[arg(long, default_value_t = strata::DEFAULT_MAX_RESULTS, requires = "radius")]
     pub max_results: usize,
+    /// Threads searching the queries in parallel (0 = all cores; the
+    /// results do not depend on it).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     #[command(flatten)]
     pub read: super::IoArgs,
     #[command(flatten)]
@@ -45,6 +49,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
+    strata::check_threads(a.threads)?;
+    crate::input::one_stdin(&[
+        ("--query", Some(&a.queries.query)),
+        ("--filter-ids", a.filter.filter_ids.as_ref()),
+    ])?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()?;
     let index = Index::open_with(&a.index.dir, &a.read.open_options()?)?;
     let queries = crate::input::read_vectors(&a.queries.query)?;
     crate::input::check_query_dim(&a.queries.query, &queries, index.dim())?;
@@ -61,26 +73,30 @@ pub fn run(a: Args) -> CliResult {
     if let Some(radius) = a.radius {
         return range(&a, &index, &queries, radius, &params);
     }
-    strata::take_search_counts();
-    rayon::broadcast(|_| strata::take_search_counts());
-    let results = index.search_batch(&queries, a.k, &params)?;
-    if filter.is_some() {
-        // Which plan answered: the counts of every worker thread.
-        let (mut exact, mut graph, mut fallback) = (0, 0, 0);
-        let here = strata::take_search_counts();
-        for c in rayon::broadcast(|_| strata::take_search_counts())
-            .into_iter()
-            .chain([here])
-        {
-            exact += c.filtered_exact;
-            graph += c.filtered_graph;
-            fallback += c.filtered_fallback;
+    // On the pool of --threads: the batch, and the per-thread counts.
+    let results = pool.install(|| -> strata::Result<_> {
+        strata::take_search_counts();
+        rayon::broadcast(|_| strata::take_search_counts());
+        let results = index.search_batch(&queries, a.k, &params)?;
+        if filter.is_some() {
+            // Which plan answered: the counts of every worker thread.
+            let (mut exact, mut graph, mut fallback) = (0, 0, 0);
+            let here = strata::take_search_counts();
+            for c in rayon::broadcast(|_| strata::take_search_counts())
+                .into_iter()
+                .chain([here])
+            {
+                exact += c.filtered_exact;
+                graph += c.filtered_graph;
+                fallback += c.filtered_fallback;
+            }
+            eprintln!(
+                "filtered search of {} queries: {exact} by an exact scan of the matches, {graph} by the graph, {fallback} by the graph then an exact scan",
+                queries.len()
+            );
         }
-        eprintln!(
-            "filtered search of {} queries: {exact} by an exact scan of the matches, {graph} by the graph, {fallback} by the graph then an exact scan",
-            queries.len()
-        );
-    }
+        Ok(results)
+    })?;
     let output = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
     match output {
         Some(p)
