@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::path::Path;
 
 #[test]
 fn version_verbose_names_the_format_versions_and_the_kernels() {
@@ -92,4 +93,47 @@ fn man_prints_roff_and_writes_a_page_per_subcommand() {
             std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(text.contains(".TH"), "{name}");
     }
+}
+
+/// Every subcommand, and every long flag of each, appears in the README's
+/// command-line section (issue 14: it reflects every subcommand and flag).
+#[test]
+fn the_readme_command_line_section_names_every_subcommand_and_flag() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let start = readme
+        .find("## Command line")
+        .expect("README has a command-line section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let help = stdout(&run(&["--help"]));
+    let subcommands: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|&s| s != "help")
+        .collect();
+    assert!(subcommands.len() >= 11, "{subcommands:?}");
+    let mut missing = Vec::new();
+    for sub in &subcommands {
+        if !section.contains(&format!("strata {sub}")) {
+            missing.push(format!("strata {sub}"));
+        }
+        let help = stdout(&run(&[sub, "--help"]));
+        for flag in help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+            let is_flag = flag.starts_with("--")
+                && flag.len() > 2
+                && flag.as_bytes()[2].is_ascii_lowercase()
+                && flag != "--help";
+            if is_flag && !section.contains(flag) {
+                missing.push(format!("strata {sub} {flag}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
 }
