@@ -204,5 +204,20 @@ fn groundtruth_refuses_bad_input_with_a_message() {
         ],
         "--k must be at least 1",
     );
+    // An index whose every vector is deleted has no ground truth.
+    let o = run(&["delete", p(&idx), "--ids", &format!("0-{}", BASE - 1)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails(
+        &[
+            "groundtruth",
+            "--index",
+            p(&idx),
+            "--query",
+            p(&q),
+            "--output",
+            p(&gt),
+        ],
+        "no live vectors",
+    );
     assert!(!gt.exists(), "nothing is written on a refusal");
 }

@@ -76,6 +76,13 @@ pub fn run(a: Args) -> CliResult {
         check_query_dim(query_path, &queries, index.dim())?;
         check_not_empty(query_path, &queries)?;
         let n = index.len();
+        if n == 0 {
+            return Err(format!(
+                "--index {} holds no live vectors: there is no ground truth to compute",
+                dir.display()
+            )
+            .into());
+        }
         let rows = pool.install(|| by_index(&index, &queries, a.k, a.quiet))?;
         (rows, dir.display().to_string(), metric, n)
     } else {
