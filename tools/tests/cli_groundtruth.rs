@@ -79,6 +79,27 @@ fn groundtruth_of_a_base_file_equals_brute_force() {
             "{metric}"
         );
     }
+    // More neighbours than vectors: every row holds them all, with a warning.
+    let all = t.path().join("gt-all.ivecs");
+    let o = run(&[
+        "groundtruth",
+        "--base",
+        p(&base),
+        "--query",
+        p(&q),
+        "--k",
+        "100000000000",
+        "--metric",
+        "l2",
+        "--output",
+        p(&all),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning"), "{}", stderr(&o));
+    assert_eq!(
+        read_ivecs(&all).unwrap(),
+        expected(BASE as usize, false, &[])
+    );
     // cosine is the default, as for build.
     let o = run(&[
         "groundtruth",

@@ -83,7 +83,7 @@ pub fn run(a: Args) -> CliResult {
             )
             .into());
         }
-        let rows = pool.install(|| by_index(&index, &queries, a.k, a.quiet))?;
+        let rows = pool.install(|| by_index(&index, &queries, a.k.min(n), a.quiet))?;
         (rows, dir.display().to_string(), metric, n)
     } else {
         let base_path = a.base.as_deref().expect("clap requires --base or --index");
@@ -92,16 +92,17 @@ pub fn run(a: Args) -> CliResult {
         let queries = read_vectors(query_path)?;
         check_query_dim(query_path, &queries, base.dim)?;
         check_not_empty(query_path, &queries)?;
-        if u32::try_from(base.len().saturating_sub(1)).is_err() {
+        if i32::try_from(base.len().saturating_sub(1)).is_err() {
             return Err(format!(
-                "--base {} holds {} rows: row numbers above 2^32 do not fit .ivecs",
+                "--base {} holds {} rows: row numbers above {} do not fit .ivecs",
                 base_path.display(),
-                base.len()
+                base.len(),
+                i32::MAX
             )
             .into());
         }
         let n = base.len();
-        let rows = pool.install(|| by_scan(&base, &queries, a.k, metric, a.quiet));
+        let rows = pool.install(|| by_scan(&base, &queries, a.k.min(n), metric, a.quiet));
         (rows, base_path.display().to_string(), metric, n)
     };
     let depth = rows.first().map_or(0, Vec::len);
