@@ -61,6 +61,37 @@ fn search_threads_do_not_change_the_results() {
     assert_eq!(first["ids"].as_array().unwrap().len(), 5);
     assert_eq!(search("2"), one, "--threads 2 answered differently");
     assert_eq!(search("0"), one, "--threads 0 answered differently");
+    // Range search too.
+    let ranged = |threads: &str| {
+        let o = run(&[
+            "search",
+            p(&idx),
+            "--query",
+            p(&q),
+            "--radius",
+            "0.3",
+            "--threads",
+            threads,
+        ]);
+        assert!(
+            o.status.success(),
+            "--radius --threads {threads}: {}",
+            stderr(&o)
+        );
+        stdout(&o)
+    };
+    let one = ranged("1");
+    assert_eq!(one.lines().count(), 64);
+    assert!(one.contains("\"truncated\""), "{one}");
+    assert!(
+        one.lines().any(|l| !l.contains("\"ids\":[]")),
+        "no query has a hit within the radius: the comparison would be vacuous"
+    );
+    assert_eq!(
+        ranged("2"),
+        one,
+        "--radius --threads 2 answered differently"
+    );
     let o = run(&["search", p(&idx), "--query", p(&q), "--threads", "100000"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("threads"), "{}", stderr(&o));

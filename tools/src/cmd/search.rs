@@ -1,6 +1,7 @@
 //! `strata search`: k nearest neighbours of each query, as JSON lines or .ivecs.
 
 use super::CliResult;
+use rayon::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
 use strata::{dataset, Index, SearchParams};
@@ -38,8 +39,8 @@ pub struct Args {
     /// With --radius, return at most this many (the nearest).
     #[arg(long, default_value_t = strata::DEFAULT_MAX_RESULTS, requires = "radius")]
     pub max_results: usize,
-    /// Threads searching the queries in parallel (0 = all cores; the
-    /// results do not depend on it).
+    /// Threads searching the queries in parallel, k nearest or --radius
+    /// (0 = all cores; the results do not depend on it).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     #[command(flatten)]
@@ -71,7 +72,7 @@ pub fn run(a: Args) -> CliResult {
         max_results: a.max_results,
     };
     if let Some(radius) = a.radius {
-        return range(&a, &index, &queries, radius, &params);
+        return range(&a, &index, &queries, radius, &params, &pool);
     }
     // On the pool of --threads: the batch, and the per-thread counts.
     let results = pool.install(|| -> strata::Result<_> {
@@ -144,6 +145,7 @@ fn range(
     queries: &dataset::Vectors,
     radius: f32,
     params: &SearchParams,
+    pool: &rayon::ThreadPool,
 ) -> CliResult {
     let out = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
     if out.is_some_and(|p| {
@@ -156,15 +158,26 @@ fn range(
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    for (qi, q) in queries.rows().enumerate() {
-        let hits = index.search_range(q, radius, params)?;
-        let ids: Vec<u64> = hits.neighbors.iter().map(|n| n.id).collect();
-        let dists: Vec<f32> = hits.neighbors.iter().map(|n| n.distance).collect();
-        writeln!(
-            w,
-            "{}",
-            serde_json::json!({ "query": qi, "ids": ids, "distances": dists, "truncated": hits.truncated })
-        )?;
+    // In parallel on the pool of --threads, a chunk of queries at a time,
+    // written in query order: memory holds one chunk's hits.
+    const CHUNK: usize = 256;
+    let rows: Vec<&[f32]> = queries.rows().collect();
+    for (c, chunk) in rows.chunks(CHUNK).enumerate() {
+        let found: Vec<strata::RangeHits> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|q| index.search_range(q, radius, params))
+                .collect::<strata::Result<_>>()
+        })?;
+        for (i, hits) in found.iter().enumerate() {
+            let ids: Vec<u64> = hits.neighbors.iter().map(|n| n.id).collect();
+            let dists: Vec<f32> = hits.neighbors.iter().map(|n| n.distance).collect();
+            writeln!(
+                w,
+                "{}",
+                serde_json::json!({ "query": c * CHUNK + i, "ids": ids, "distances": dists, "truncated": hits.truncated })
+            )?;
+        }
     }
     w.flush()?;
     Ok(())
