@@ -36,10 +36,15 @@ impl IdList {
         Ok(IdList { runs })
     }
 
-    /// The ids of `--ids ARG`: the file ARG if it exists, else ARG itself
-    /// as a list. A path that does not exist (anything that is not made
-    /// of digits, commas, dashes and spaces) is an error about the path.
+    /// The ids of `--ids ARG`: standard input for `-`, the file ARG if it
+    /// exists, else ARG itself as a list. A path that does not exist
+    /// (anything that is not made of digits, commas, dashes and spaces) is
+    /// an error about the path.
     pub fn from_arg(arg: &str) -> Result<IdList, String> {
+        if arg == "-" {
+            let text = crate::input::read_stdin_text()?;
+            return IdList::parse(&text).map_err(|e| format!("<stdin>: {e}"));
+        }
         let p = Path::new(arg);
         match std::fs::metadata(p) {
             Ok(m) if m.is_file() => {

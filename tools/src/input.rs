@@ -11,6 +11,33 @@ pub fn is_stdio(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// Refuses two arguments that both read standard input (`-`): the first
+/// would consume it all. `args` are `(flag, value)` pairs.
+pub fn one_stdin(args: &[(&str, Option<&std::path::PathBuf>)]) -> Result<(), String> {
+    let stdin: Vec<&str> = args
+        .iter()
+        .filter(|(_, p)| p.is_some_and(|p| is_stdio(p)))
+        .map(|(flag, _)| *flag)
+        .collect();
+    if stdin.len() > 1 {
+        return Err(format!(
+            "{} all read stdin (`-`): only one of them can; give the others as files",
+            stdin.join(" and ")
+        ));
+    }
+    Ok(())
+}
+
+/// All of standard input as text (UTF-8).
+pub fn read_stdin_text() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .lock()
+        .read_to_string(&mut text)
+        .map_err(|e| format!("<stdin>: {e}"))?;
+    Ok(text)
+}
+
 /// Reads vectors from `path`, or from standard input for `-`.
 pub fn read_vectors(path: &Path) -> strata::Result<Vectors> {
     if !is_stdio(path) {

@@ -55,7 +55,7 @@ pub use npy::{parse_npy, read_npy};
 pub use synthetic::{brute_force_knn, clustered};
 pub use texmex::{
     parse_bvecs, parse_fvecs, parse_ivecs, read_bvecs, read_fvecs, read_fvecs_from, read_ivecs,
-    write_fvecs, write_ivecs,
+    write_fvecs, write_ivecs, write_ivecs_to,
 };
 
 /// A dense row-major matrix of `f32` vectors.

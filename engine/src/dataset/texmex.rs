@@ -4,7 +4,7 @@
 //! components: `f32` little-endian (`.fvecs`), `u8` (`.bvecs`) or `i32`
 //! little-endian (`.ivecs`). All records of a file share `d`.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
 use super::{input_error, open_input, write_atomic, Vectors};
@@ -288,6 +288,21 @@ pub fn write_fvecs(path: &Path, v: &Vectors) -> Result<()> {
 /// whose rows all have the same non-zero length. Every id must be at most
 /// `i32::MAX`.
 pub fn write_ivecs(path: &Path, rows: &[Vec<u32>]) -> Result<()> {
+    check_ivecs_rows(rows)?;
+    write_atomic(path, |w| ivecs_bytes(w, rows))
+}
+
+/// Writes rows of ids in the `.ivecs` layout to `w` (e.g. standard output),
+/// with the checks of [`write_ivecs`]; `name` labels I/O errors. Nothing is
+/// written if a row is refused. `w` is written as is: wrap it in a
+/// `BufWriter` for speed, and flush it after.
+pub fn write_ivecs_to(mut w: impl Write, rows: &[Vec<u32>], name: &Path) -> Result<()> {
+    check_ivecs_rows(rows)?;
+    ivecs_bytes(&mut w, rows).map_err(|e| Error::io(name, e))
+}
+
+/// Refuses rows [`write_ivecs`] cannot represent.
+fn check_ivecs_rows(rows: &[Vec<u32>]) -> Result<()> {
     for (i, row) in rows.iter().enumerate() {
         dim_field(row.len(), "rows")?;
         if let Some(&id) = row.iter().find(|&&id| i32::try_from(id).is_err()) {
@@ -301,15 +316,18 @@ pub fn write_ivecs(path: &Path, rows: &[Vec<u32>]) -> Result<()> {
             });
         }
     }
-    write_atomic(path, |w| {
-        for row in rows {
-            w.write_all(&(row.len() as i32).to_le_bytes())?;
-            for &id in row {
-                w.write_all(&id.to_le_bytes())?;
-            }
+    Ok(())
+}
+
+/// The `.ivecs` bytes of checked rows.
+fn ivecs_bytes(w: &mut dyn Write, rows: &[Vec<u32>]) -> std::io::Result<()> {
+    for row in rows {
+        w.write_all(&(row.len() as i32).to_le_bytes())?;
+        for &id in row {
+            w.write_all(&id.to_le_bytes())?;
         }
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -503,5 +521,21 @@ mod tests {
             Err(Error::InvalidParameter { .. })
         ));
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn ivecs_to_a_writer_matches_the_file() {
+        let rows = vec![vec![3, 1, 4], vec![1, 5, 9]];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gt.ivecs");
+        write_ivecs(&path, &rows).unwrap();
+        let mut bytes = Vec::new();
+        write_ivecs_to(&mut bytes, &rows, name()).unwrap();
+        assert_eq!(bytes, std::fs::read(&path).unwrap());
+        assert_eq!(parse_ivecs(&bytes, name()).unwrap(), rows);
+        let mut out = Vec::new();
+        let e = write_ivecs_to(&mut out, &[vec![1], vec![u32::MAX]], name()).unwrap_err();
+        assert!(e.to_string().contains("row 1"), "{e}");
+        assert!(out.is_empty(), "nothing is written when a row is refused");
     }
 }

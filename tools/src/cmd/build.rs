@@ -57,16 +57,20 @@ pub struct Args {
     pub refine: bool,
     /// Labels of the rows, for `--filter`: a text file with one line per
     /// input row, its labels as integers separated by spaces or commas (an
-    /// empty line: none).
+    /// empty line: none); `-` reads it from stdin.
     #[arg(long, value_name = "FILE")]
     pub labels: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the report as one JSON object on stdout (no progress bar).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(a: Args) -> CliResult {
     strata::check_threads(a.threads)?;
+    crate::input::one_stdin(&[("--input", Some(&a.input)), ("--labels", a.labels.as_ref())])?;
     check_out(&a.out)?;
     let t0 = Instant::now();
     let data = crate::input::read_vectors(&a.input)?;
@@ -96,13 +100,43 @@ pub fn run(a: Args) -> CliResult {
         builder.set_labels(row, l)?;
     }
     let n = builder.len();
-    let bar = BuildBar::new(n, a.quiet);
+    let bar = BuildBar::new(n, a.quiet || a.json);
     let t1 = Instant::now();
     // Streamed into the directory: the files are never held in memory.
     let built = builder.build_into(&a.out, &|p| bar.update(p))?;
     let total_s = t1.elapsed().as_secs_f64();
     bar.finish();
     let info = Generation::open(&a.out)?.info();
+    let repaired: usize = built.repaired.iter().sum();
+    if a.json {
+        let generation = strata::Index::open(&a.out)?.stats().generation;
+        println!(
+            "{}",
+            serde_json::json!({
+                "out": a.out.display().to_string(),
+                "generation": generation,
+                "build_id": format!("{:032x}", built.build_id),
+                "vectors": info.count,
+                "dim": info.dim,
+                "metric": info.metric.name(),
+                "quantization": info.quantization.name(),
+                "code_bytes": info.code_bytes,
+                "pq_m": info.pq_m,
+                "m": info.m,
+                "ef_construction": info.ef_construction,
+                "labels": info.labels,
+                "read_seconds": read_s,
+                "build_seconds": total_s,
+                "graph_file_bytes": info.graph_file_bytes,
+                "vectors_file_bytes": info.vectors_file_bytes,
+                "resident_bytes": info.resident_bytes,
+                "repaired": repaired,
+                "repaired_per_level": built.repaired,
+                "kernels": info.kernels,
+            })
+        );
+        return Ok(());
+    }
     println!(
         "built {} vectors of dim {} ({}, {}{}, {} code bytes, M={}, ef_construction={})",
         info.count,
@@ -118,7 +152,6 @@ pub fn run(a: Args) -> CliResult {
         info.m,
         info.ef_construction
     );
-    let repaired: usize = built.repaired.iter().sum();
     println!("  read input     {read_s:8.2} s");
     println!("  build + write  {total_s:8.2} s");
     println!(
@@ -192,9 +225,16 @@ pub fn check_out(out: &Path) -> CliResult {
     Ok(())
 }
 
-/// The labels file `path`, which must have one line per row of `rows`.
+/// The labels file `path` (`-`: standard input), which must have one line
+/// per row of `rows`.
 pub fn read_row_labels(path: &Path, rows: usize) -> Result<Vec<Vec<u32>>, String> {
-    let labels = strata::dataset::read_labels(path).map_err(|e| e.to_string())?;
+    let labels = if crate::input::is_stdio(path) {
+        let text = crate::input::read_stdin_text()?;
+        strata::dataset::parse_labels(&text, Path::new("<stdin>"))
+    } else {
+        strata::dataset::read_labels(path)
+    }
+    .map_err(|e| e.to_string())?;
     if labels.len() != rows {
         return Err(format!(
             "--labels {}: {} lines for {rows} input rows (one line per row, empty for none)",

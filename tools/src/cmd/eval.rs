@@ -9,11 +9,10 @@ use strata::{dataset, Generation, Index, OpenOptions, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Generation directory.
-    pub dir: PathBuf,
-    /// Queries (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
-    #[arg(long)]
-    pub query: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
+    #[command(flatten)]
+    pub queries: super::args::QueryFile,
     /// Ground truth (.ivecs of ids, best first); computed exactly if absent.
     #[arg(long)]
     pub groundtruth: Option<PathBuf>,
@@ -122,7 +121,7 @@ pub fn run(a: Args) -> CliResult {
     let t = Instant::now();
     if a.verify {
         Generation::open_with(
-            &a.dir,
+            &a.index.dir,
             &OpenOptions {
                 verify: true,
                 allow_log: true,
@@ -130,11 +129,11 @@ pub fn run(a: Args) -> CliResult {
             },
         )?;
     }
-    let index = Index::open_with(&a.dir, &a.read.open_options()?)?;
+    let index = Index::open_with(&a.index.dir, &a.read.open_options()?)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let rss_open = rss_kb();
-    let mut queries = crate::input::read_vectors(&a.query)?;
-    crate::input::check_query_dim(&a.query, &queries, index.dim())?;
+    let mut queries = crate::input::read_vectors(&a.queries.query)?;
+    crate::input::check_query_dim(&a.queries.query, &queries, index.dim())?;
     if let Some(n) = a.limit {
         queries.data.truncate(n * queries.dim);
     }
@@ -270,8 +269,8 @@ pub fn run(a: Args) -> CliResult {
         crate::measure::write_csv(&mut out, info.quantization.name(), &rows)?;
     }
     if let Some(path) = &a.plot {
-        let name = a.dir.file_name().map_or_else(
-            || a.dir.display().to_string(),
+        let name = a.index.dir.file_name().map_or_else(
+            || a.index.dir.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
         let title = format!(
@@ -294,7 +293,7 @@ pub fn run(a: Args) -> CliResult {
     if format == Format::Table {
         println!(
             "{}: {} vectors, dim {}, {}, {}, kernels {}; {} queries",
-            a.dir.display(),
+            a.index.dir.display(),
             info.count,
             info.dim,
             info.metric.name(),

@@ -1,13 +1,12 @@
 //! `strata inspect`: header, sections, levels, degrees and memory of an index.
 
 use super::{human_bytes, CliResult};
-use std::path::PathBuf;
 use strata::{Generation, Index, OpenOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Generation directory.
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
     /// Verify every checksum.
     #[arg(long)]
     pub verify: bool,
@@ -26,7 +25,7 @@ const DEGREE_WALK_LIMIT: usize = 50_000_000;
 
 pub fn run(a: Args) -> CliResult {
     let index = Generation::open_with(
-        &a.dir,
+        &a.index.dir,
         &OpenOptions {
             verify: a.verify,
             allow_log: true,
@@ -37,7 +36,7 @@ pub fn run(a: Args) -> CliResult {
     let walk = a.degrees || i.count <= DEGREE_WALK_LIMIT;
     let d = walk.then(|| index.degree_stats());
     let r = walk.then(|| index.reachability());
-    let log = Index::open(&a.dir)?.stats();
+    let log = Index::open(&a.index.dir)?.stats();
     let tuning = index.tuning();
     let n = i.count as f64;
     if a.json {
@@ -65,7 +64,7 @@ pub fn run(a: Args) -> CliResult {
         );
         return Ok(());
     }
-    println!("index {}", a.dir.display());
+    println!("index {}", a.index.dir.display());
     println!("  format version   {}", i.format_version);
     println!("  build id         {:032x}", i.build_id);
     println!("  metric           {}", i.metric.name());

@@ -1,12 +1,19 @@
 //! One module per subcommand; each exposes `Args` and `run`.
 
+pub mod args;
 pub mod build;
+pub mod compact;
+pub mod completions;
+pub mod delete;
 pub mod demo;
 pub mod eval;
+pub mod groundtruth;
+pub mod insert;
 pub mod inspect;
+pub mod man;
 pub mod search;
 pub mod tune;
-pub mod write;
+pub mod write_common;
 
 use std::path::PathBuf;
 
@@ -33,7 +40,7 @@ pub fn human_bytes(b: u64) -> String {
 #[derive(clap::Args)]
 pub struct FilterArgs {
     /// Return only these ids: a file of decimal ids separated by
-    /// whitespace or commas (see `strata::Filter`).
+    /// whitespace or commas (see `strata::Filter`); `-` reads them from stdin.
     #[arg(long, value_name = "FILE", conflicts_with = "filter")]
     pub filter_ids: Option<PathBuf>,
     /// Return only vectors whose labels match this expression, e.g.
@@ -58,8 +65,12 @@ impl FilterArgs {
         let Some(path) = &self.filter_ids else {
             return Ok(None);
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--filter-ids {}: {e}", path.display()))?;
+        let text = if crate::input::is_stdio(path) {
+            crate::input::read_stdin_text()
+        } else {
+            std::fs::read_to_string(path).map_err(|e| e.to_string())
+        }
+        .map_err(|e| format!("--filter-ids {}: {e}", path.display()))?;
         let mut ids = Vec::new();
         for (line, l) in text.lines().enumerate() {
             for tok in l

@@ -1,17 +1,17 @@
 //! `strata search`: k nearest neighbours of each query, as JSON lines or .ivecs.
 
 use super::CliResult;
+use rayon::prelude::*;
 use std::io::Write;
 use std::path::PathBuf;
 use strata::{dataset, Index, SearchParams};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Generation directory.
-    pub dir: PathBuf,
-    /// Queries (.fvecs, .bvecs or .npy; `-` reads .fvecs or .npy from stdin).
-    #[arg(long)]
-    pub query: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
+    #[command(flatten)]
+    pub queries: super::args::QueryFile,
     /// Neighbours per query.
     #[arg(long, default_value_t = 10)]
     pub k: usize,
@@ -43,6 +43,10 @@ pub struct Args {
     /// recall@k target (replaces --ef, --oversample, --no-rescore, --auto-ef).
     #[arg(long, value_name = "TARGET", conflicts_with_all = ["ef", "oversample", "no_rescore", "auto_ef", "radius"])]
     pub recall: Option<f32>,
+    /// Threads searching the queries in parallel, k nearest or --radius
+    /// (0 = all cores; the results do not depend on it).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
     #[command(flatten)]
     pub read: super::IoArgs,
     #[command(flatten)]
@@ -50,9 +54,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let index = Index::open_with(&a.dir, &a.read.open_options()?)?;
-    let queries = crate::input::read_vectors(&a.query)?;
-    crate::input::check_query_dim(&a.query, &queries, index.dim())?;
+    strata::check_threads(a.threads)?;
+    crate::input::one_stdin(&[
+        ("--query", Some(&a.queries.query)),
+        ("--filter-ids", a.filter.filter_ids.as_ref()),
+    ])?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()?;
+    let index = Index::open_with(&a.index.dir, &a.read.open_options()?)?;
+    let queries = crate::input::read_vectors(&a.queries.query)?;
+    crate::input::check_query_dim(&a.queries.query, &queries, index.dim())?;
     let filter = a.filter.filter()?;
     let params = SearchParams {
         ef: a.ef,
@@ -65,28 +77,32 @@ pub fn run(a: Args) -> CliResult {
         recall: a.recall,
     };
     if let Some(radius) = a.radius {
-        return range(&a, &index, &queries, radius, &params);
+        return range(&a, &index, &queries, radius, &params, &pool);
     }
-    strata::take_search_counts();
-    rayon::broadcast(|_| strata::take_search_counts());
-    let results = index.search_batch(&queries, a.k, &params)?;
-    if filter.is_some() {
-        // Which plan answered: the counts of every worker thread.
-        let (mut exact, mut graph, mut fallback) = (0, 0, 0);
-        let here = strata::take_search_counts();
-        for c in rayon::broadcast(|_| strata::take_search_counts())
-            .into_iter()
-            .chain([here])
-        {
-            exact += c.filtered_exact;
-            graph += c.filtered_graph;
-            fallback += c.filtered_fallback;
+    // On the pool of --threads: the batch, and the per-thread counts.
+    let results = pool.install(|| -> strata::Result<_> {
+        strata::take_search_counts();
+        rayon::broadcast(|_| strata::take_search_counts());
+        let results = index.search_batch(&queries, a.k, &params)?;
+        if filter.is_some() {
+            // Which plan answered: the counts of every worker thread.
+            let (mut exact, mut graph, mut fallback) = (0, 0, 0);
+            let here = strata::take_search_counts();
+            for c in rayon::broadcast(|_| strata::take_search_counts())
+                .into_iter()
+                .chain([here])
+            {
+                exact += c.filtered_exact;
+                graph += c.filtered_graph;
+                fallback += c.filtered_fallback;
+            }
+            eprintln!(
+                "filtered search of {} queries: {exact} by an exact scan of the matches, {graph} by the graph, {fallback} by the graph then an exact scan",
+                queries.len()
+            );
         }
-        eprintln!(
-            "filtered search of {} queries: {exact} by an exact scan of the matches, {graph} by the graph, {fallback} by the graph then an exact scan",
-            queries.len()
-        );
-    }
+        Ok(results)
+    })?;
     let output = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
     match output {
         Some(p)
@@ -134,6 +150,7 @@ fn range(
     queries: &dataset::Vectors,
     radius: f32,
     params: &SearchParams,
+    pool: &rayon::ThreadPool,
 ) -> CliResult {
     let out = a.output.as_ref().filter(|p| !crate::input::is_stdio(p));
     if out.is_some_and(|p| {
@@ -146,15 +163,26 @@ fn range(
         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    for (qi, q) in queries.rows().enumerate() {
-        let hits = index.search_range(q, radius, params)?;
-        let ids: Vec<u64> = hits.neighbors.iter().map(|n| n.id).collect();
-        let dists: Vec<f32> = hits.neighbors.iter().map(|n| n.distance).collect();
-        writeln!(
-            w,
-            "{}",
-            serde_json::json!({ "query": qi, "ids": ids, "distances": dists, "truncated": hits.truncated })
-        )?;
+    // In parallel on the pool of --threads, a chunk of queries at a time,
+    // written in query order: memory holds one chunk's hits.
+    const CHUNK: usize = 256;
+    let rows: Vec<&[f32]> = queries.rows().collect();
+    for (c, chunk) in rows.chunks(CHUNK).enumerate() {
+        let found: Vec<strata::RangeHits> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map(|q| index.search_range(q, radius, params))
+                .collect::<strata::Result<_>>()
+        })?;
+        for (i, hits) in found.iter().enumerate() {
+            let ids: Vec<u64> = hits.neighbors.iter().map(|n| n.id).collect();
+            let dists: Vec<f32> = hits.neighbors.iter().map(|n| n.distance).collect();
+            writeln!(
+                w,
+                "{}",
+                serde_json::json!({ "query": c * CHUNK + i, "ids": ids, "distances": dists, "truncated": hits.truncated })
+            )?;
+        }
     }
     w.flush()?;
     Ok(())

@@ -19,8 +19,8 @@ use strata::{Index, Quantization, SearchParams, Tuning, TuningPoint, TuningSourc
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index directory.
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub index: super::args::IndexDir,
     /// Tune on these queries (.fvecs, .bvecs or .npy; `-` reads stdin)
     /// instead of rows sampled from the index.
     #[arg(long, conflicts_with = "sample")]
@@ -295,7 +295,7 @@ pub fn run(a: Args) -> CliResult {
     check(&a)?;
     strata::check_threads(a.threads)?;
     let start = Instant::now();
-    let index = Index::open(&a.dir)?;
+    let index = Index::open(&a.index.dir)?;
     let dim = index.dim();
     let info = index.with_generation(|g| g.info());
     let mut targets = a.target.clone();
@@ -508,7 +508,7 @@ pub fn run(a: Args) -> CliResult {
         println!(
             "{}",
             serde_json::json!({
-                "dir": a.dir,
+                "dir": a.index.dir,
                 "quantization": info.quantization.name(),
                 "k": a.k,
                 "queries": n,
@@ -539,7 +539,7 @@ pub fn run(a: Args) -> CliResult {
             println!(
                 "stored {} operating points in {} (strata search/eval --recall T)",
                 points.len(),
-                a.dir.display()
+                a.index.dir.display()
             );
         } else if a.dry_run {
             println!("--dry-run: nothing stored");
@@ -589,8 +589,8 @@ fn draw(
         .map(|s| (s.recall, s.qps))
         .collect();
     front.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let dir = a.dir.file_name().map_or_else(
-        || a.dir.display().to_string(),
+    let dir = a.index.dir.file_name().map_or_else(
+        || a.index.dir.display().to_string(),
         |d| d.to_string_lossy().into_owned(),
     );
     let title = format!(
@@ -635,7 +635,7 @@ fn print_report(
     };
     println!(
         "{}: {} vectors, dim {}, {}, {}; {n} queries from {from} ({} choose, {held_out} check); k = {}; {:.1} s{}",
-        a.dir.display(),
+        a.index.dir.display(),
         info.count,
         info.dim,
         info.metric.name(),
