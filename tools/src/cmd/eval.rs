@@ -75,6 +75,9 @@ pub struct Args {
     /// then measures a cold start (e.g. after dropping the page cache).
     #[arg(long)]
     pub no_warmup: bool,
+    /// No progress bar (it counts settings, on stderr, between timed passes).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// How `eval` prints its results.
@@ -231,6 +234,8 @@ pub fn run(a: Args) -> CliResult {
         None if a.auto_ef => &[0][..],
         None => &a.ef[..],
     };
+    let bar =
+        crate::progress::count_bar((efs.len() * oversamples.len()) as u64, "settings", a.quiet);
     for &ef in efs {
         for &oversample in &oversamples {
             let row = measure_threads(
@@ -259,8 +264,10 @@ pub fn run(a: Args) -> CliResult {
                 println!("{}", serde_json::to_string(&row)?);
             }
             rows.push(row);
+            bar.inc(1);
         }
     }
+    bar.finish_and_clear();
     let info = index.with_generation(|i| i.info());
     let cache = index.with_generation(|i| i.row_cache_bytes());
     let log = index.stats();

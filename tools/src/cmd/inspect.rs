@@ -216,22 +216,7 @@ fn print_tuning(t: &strata::Result<Option<strata::Tuning>>) {
                     ""
                 }
             );
-            println!(
-                "  {:>7} {:>6} {:>11} {:>8} {:>9} {:>9} {:>10}",
-                "target", "ef", "oversample", "rescore", "recall", "held-out", "QPS"
-            );
-            for p in &t.points {
-                println!(
-                    "  {:>7} {:>6} {:>11} {:>8} {:>9.4} {:>9.4} {:>10.0}",
-                    p.target,
-                    p.ef,
-                    p.oversample.map_or("none".into(), |o| o.to_string()),
-                    p.rescore,
-                    p.recall,
-                    p.held_out_recall,
-                    p.qps
-                );
-            }
+            super::tune::print_points("  ", &t.points);
         }
     }
 }

@@ -7,7 +7,6 @@
 //! `SearchParams::for_recall`.
 
 use super::CliResult;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
@@ -276,21 +275,6 @@ fn sample_rows(index: &Index, n: usize, seed: u64) -> (Vec<f32>, Vec<Option<u64>
     (rows, own)
 }
 
-fn bar(len: usize, quiet: bool, msg: &'static str) -> ProgressBar {
-    let b = if quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(len as u64)
-    };
-    b.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} (eta {eta})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    b.set_message(msg);
-    b
-}
-
 pub fn run(a: Args) -> CliResult {
     check(&a)?;
     strata::check_threads(a.threads)?;
@@ -335,7 +319,7 @@ pub fn run(a: Args) -> CliResult {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()?;
-    let gt_bar = bar(n, quiet, "ground truth");
+    let gt_bar = crate::progress::count_bar(n as u64, "ground truth", quiet);
     let truth: Vec<HashSet<u64>> = pool.install(|| {
         (0..n)
             .into_par_iter()
@@ -391,7 +375,8 @@ pub fn run(a: Args) -> CliResult {
     efs.dedup();
     let highest = *targets.last().expect("at least one target") as f64;
     let sweep_budget = a.budget * 0.85;
-    let sweep_bar = bar(series.len() * efs.len(), quiet, "sweeping");
+    let sweep_bar =
+        crate::progress::count_bar((series.len() * efs.len()) as u64, "sweeping", quiet);
     let mut settings: Vec<Setting> = Vec::new();
     let mut cut_short = false;
     'series: for &(oversample, rescore) in &series {
@@ -421,7 +406,7 @@ pub fn run(a: Args) -> CliResult {
             // Past the highest target (with a margin), or from the codes
             // alone on a plateau (their ceiling), wider beams only cost.
             flat = if gained < 0.0005 { flat + 1 } else { 0 };
-            if last >= (highest + 0.01).min(1.0) || (!rescore && flat >= 3) {
+            if last >= highest + (0.01f64).min((1.0 - highest) / 2.0) || (!rescore && flat >= 3) {
                 sweep_bar.inc((efs.len() - j - 1) as u64);
                 break;
             }
@@ -599,7 +584,11 @@ fn draw(
         info.dim,
         info.metric.name()
     );
-    let targets: Vec<f64> = targets.iter().map(|&t| t as f64).collect();
+    // As typed (0.95, not 0.949999988079071: the f32's nearest f64).
+    let targets: Vec<f64> = targets
+        .iter()
+        .map(|&t| (t as f64 * 1e6).round() / 1e6)
+        .collect();
     crate::plot::recall_qps_svg(path, &title, a.k, &series, Some(&front), &targets)
         .map_err(|e| format!("--plot {}: {e}", path.display()))
 }
@@ -614,6 +603,27 @@ fn point_json(p: &TuningPoint) -> serde_json::Value {
         "held_out_recall": p.held_out_recall,
         "qps": p.qps,
     })
+}
+
+/// The table of stored points `inspect` and `tune` print, each line
+/// after `indent`.
+pub fn print_points(indent: &str, points: &[TuningPoint]) {
+    println!(
+        "{indent}{:>7} {:>6} {:>11} {:>8} {:>9} {:>9} {:>10}",
+        "target", "ef", "oversample", "rescore", "recall", "held-out", "QPS"
+    );
+    for p in points {
+        println!(
+            "{indent}{:>7} {:>6} {:>11} {:>8} {:>9.4} {:>9.4} {:>10.0}",
+            p.target,
+            p.ef,
+            p.oversample.map_or("none".into(), |o| o.to_string()),
+            p.rescore,
+            p.recall,
+            p.held_out_recall,
+            p.qps
+        );
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -663,22 +673,7 @@ fn print_report(
         );
     }
     println!("operating points (fastest meeting the target on both halves):");
-    println!(
-        "{:>7} {:>6} {:>11} {:>8} {:>9} {:>9} {:>10}",
-        "target", "ef", "oversample", "rescore", "recall", "held-out", "QPS"
-    );
-    for p in points {
-        println!(
-            "{:>7} {:>6} {:>11} {:>8} {:>9.4} {:>9.4} {:>10.0}",
-            p.target,
-            p.ef,
-            p.oversample.map_or("none".into(), |o| o.to_string()),
-            p.rescore,
-            p.recall,
-            p.held_out_recall,
-            p.qps
-        );
-    }
+    print_points("", points);
     for t in unmet {
         println!("{t:>7}  not met by any setting swept (widen --ef, or add oversampling)");
     }
