@@ -803,18 +803,8 @@ impl Generation {
         };
         let before = s.counts.distances;
         let traversed = prepared.map(|()| {
-            let ctx = QueryContext {
-                metric: l.metric,
-                dim: l.dim,
-                pq_m: l.pq_m,
-                params: v.quant_params,
-                kernels: self.kernels,
-            };
-            let buffers = ScorerBuffers {
-                f32s: std::mem::take(&mut s.weights),
-                i8s: std::mem::take(&mut s.weights_i8),
-                i8s_b: std::mem::take(&mut s.weights_i8b),
-            };
+            let ctx = self.query_context(&v);
+            let buffers = take_buffers(s);
             match AnyScorer::new(l.quant, &ctx, &q, buffers) {
                 None => {
                     let k8 = self.kernels;
@@ -837,13 +827,25 @@ impl Generation {
                         accept,
                     });
                     let b = scorer.into_buffers();
-                    (s.weights, s.weights_i8, s.weights_i8b) = (b.f32s, b.i8s, b.i8s_b);
+                    give_buffers(s, b);
                     params.rescore
                 }
             }
         });
         s.query = q;
         traversed
+    }
+
+    /// What a scorer needs of this generation to prepare a query.
+    pub(crate) fn query_context<'v>(&self, v: &GraphView<'v>) -> QueryContext<'v> {
+        let l = &self.layout;
+        QueryContext {
+            metric: l.metric,
+            dim: l.dim,
+            pq_m: l.pq_m,
+            params: v.quant_params,
+            kernels: self.kernels,
+        }
     }
 
     /// Keeps in `s.found` the candidates to rescore: the best `rescore`,
@@ -1464,4 +1466,20 @@ impl Generation {
             no_in_links,
         }
     }
+}
+
+/// The thread's per-query scorer buffers, taken out of its scratch for a
+/// scorer (given back with [`give_buffers`], so that nothing is
+/// allocated once they have grown).
+pub(crate) fn take_buffers(s: &mut Scratch) -> ScorerBuffers {
+    ScorerBuffers {
+        f32s: std::mem::take(&mut s.weights),
+        i8s: std::mem::take(&mut s.weights_i8),
+        i8s_b: std::mem::take(&mut s.weights_i8b),
+    }
+}
+
+/// Gives a scorer's buffers back to the scratch they came from.
+pub(crate) fn give_buffers(s: &mut Scratch, b: ScorerBuffers) {
+    (s.weights, s.weights_i8, s.weights_i8b) = (b.f32s, b.i8s, b.i8s_b);
 }

@@ -7,7 +7,7 @@
 //! beam's own candidates; the candidates within it are rescored in float32
 //! and those within the radius kept (see [`Generation::search_range`]).
 
-use super::Generation;
+use super::{give_buffers, take_buffers, Generation};
 use crate::distance::prefetch;
 use crate::error::{Error, Result};
 use crate::filter::{OrdinalSet, DEFAULT_EXACT_BELOW, VISIT_FACTOR};
@@ -16,7 +16,7 @@ use crate::graph::range::{range_beam, range_widen, with_range_buffers, RangeBuff
 use crate::graph::search::{greedy, with_scratch, Cand, Counting, Scratch};
 use crate::metric::{prepare_vector, Metric};
 use crate::params::{RangeHits, SearchParams};
-use crate::quant::scorer::{AnyScorer, QueryContext, Scorer, ScorerBuffers, ScorerTask};
+use crate::quant::scorer::{AnyScorer, Scorer, ScorerTask};
 use std::collections::BinaryHeap;
 
 /// With rescoring, a range search keeps up to this many times
@@ -360,18 +360,8 @@ impl Generation {
         let mut q = std::mem::take(&mut s.query);
         q.resize(l.padded, 0.0);
         let walked = prepare_vector(l.metric, l.dim, query, None, &mut q).and_then(|()| {
-            let ctx = QueryContext {
-                metric: l.metric,
-                dim: l.dim,
-                pq_m: l.pq_m,
-                params: v.quant_params,
-                kernels: self.kernels,
-            };
-            let buffers = ScorerBuffers {
-                f32s: std::mem::take(&mut s.weights),
-                i8s: std::mem::take(&mut s.weights_i8),
-                i8s_b: std::mem::take(&mut s.weights_i8b),
-            };
+            let ctx = self.query_context(&v);
+            let buffers = take_buffers(s);
             match AnyScorer::new(l.quant, &ctx, &q, buffers) {
                 None => {
                     let k8 = self.kernels;
@@ -405,7 +395,7 @@ impl Generation {
                         accept,
                     });
                     let bufs = scorer.into_buffers();
-                    (s.weights, s.weights_i8, s.weights_i8b) = (bufs.f32s, bufs.i8s, bufs.i8s_b);
+                    give_buffers(s, bufs);
                     walked
                 }
             }

@@ -167,13 +167,6 @@ pub fn run(a: Args) -> CliResult {
     Ok(())
 }
 
-fn source_name(s: strata::TuningSource) -> &'static str {
-    match s {
-        strata::TuningSource::SampledRows => "rows sampled from the index",
-        strata::TuningSource::QueryFile => "a query file",
-    }
-}
-
 /// The stored operating points as JSON (`null` without any, the error's
 /// text if the file is damaged).
 fn tuning_json(t: &strata::Result<Option<strata::Tuning>>) -> serde_json::Value {
@@ -182,7 +175,7 @@ fn tuning_json(t: &strata::Result<Option<strata::Tuning>>) -> serde_json::Value 
         Ok(None) => serde_json::Value::Null,
         Ok(Some(t)) => serde_json::json!({
             "measured_at": t.measured_at, "measured_at_utc": crate::time::utc(t.measured_at),
-            "k": t.k, "queries": t.queries, "held_out": t.held_out, "source": source_name(t.source),
+            "k": t.k, "queries": t.queries, "held_out": t.held_out, "source": super::tune::source_name(t.source),
             "live_count": t.live_count, "stale": t.stale,
             "measured_build_id": format!("{:032x}", t.measured_build_id),
             "points": t.points.iter().map(|p| serde_json::json!({
@@ -207,7 +200,7 @@ fn print_tuning(t: &strata::Result<Option<strata::Tuning>>) {
                 t.k,
                 crate::time::utc(t.measured_at),
                 t.queries,
-                source_name(t.source),
+                super::tune::source_name(t.source),
                 t.held_out,
                 t.live_count,
                 if t.stale {

@@ -498,7 +498,7 @@ pub fn run(a: Args) -> CliResult {
                 "k": a.k,
                 "queries": n,
                 "held_out": check_half.len(),
-                "source": match source { TuningSource::SampledRows => "sampled rows", TuningSource::QueryFile => "query file" },
+                "source": source_name(source),
                 "settings": settings,
                 "points": points.iter().map(point_json).collect::<Vec<_>>(),
                 "unmet_targets": unmet,
@@ -593,6 +593,14 @@ fn draw(
         .map_err(|e| format!("--plot {}: {e}", path.display()))
 }
 
+/// Where the tuning queries came from, in words (`tune` and `inspect`).
+pub fn source_name(s: TuningSource) -> &'static str {
+    match s {
+        TuningSource::SampledRows => "rows sampled from the index",
+        TuningSource::QueryFile => "the query file",
+    }
+}
+
 fn point_json(p: &TuningPoint) -> serde_json::Value {
     serde_json::json!({
         "target": p.target,
@@ -639,10 +647,7 @@ fn print_report(
     cut_short: bool,
     elapsed: f64,
 ) {
-    let from = match source {
-        TuningSource::SampledRows => "rows sampled from the index",
-        TuningSource::QueryFile => "the query file",
-    };
+    let from = source_name(source);
     println!(
         "{}: {} vectors, dim {}, {}, {}; {n} queries from {from} ({} choose, {held_out} check); k = {}; {:.1} s{}",
         a.index.dir.display(),
